@@ -1,0 +1,90 @@
+//! Builds the shipped policies as components for wasm32-wasip2, as wasmtime's own
+//! test-programs crate builds its guests: a nested cargo into a target dir of its own
+//! (the outer build holds the lock on the usual one), one invocation per policy so that
+//! cargo does not unify their features.
+//!
+//! Outputs `<target>/policies/{default,auto-accept,misbehaving}.wasm`, and
+//! `$OUT_DIR/default.wasm`, which the binary embeds as its default policy.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (cargo package, output name)
+const POLICIES: &[(&str, &str)] = &[
+    ("default-policy", "default"),
+    ("auto-accept-policy", "auto-accept"),
+    ("misbehaving-policy", "misbehaving"),
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().unwrap().to_path_buf();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let target_dir = if target_dir.is_relative() {
+        workspace.join(target_dir)
+    } else {
+        target_dir
+    };
+    let inner_target = target_dir.join("wasm-policies");
+    let policies_dir = target_dir.join("policies");
+    std::fs::create_dir_all(&policies_dir).unwrap();
+
+    for dir in ["wit", "policy-sdk", "policies", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (package, name) in POLICIES {
+        build_policy(&cargo, &workspace, &inner_target, package);
+        let built = inner_target
+            .join("wasm32-wasip2/policy")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        let dest = policies_dir.join(format!("{name}.wasm"));
+        copy_if_changed(&built, &dest);
+        if *name == "default" {
+            copy_if_changed(&built, &out_dir.join("default.wasm"));
+        }
+    }
+}
+
+fn build_policy(cargo: &str, workspace: &Path, inner_target: &Path, package: &str) {
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "policy",
+            "-p",
+            package,
+        ])
+        .arg("--target-dir")
+        .arg(inner_target)
+        // What the outer build set for its own target must not leak into this one.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // A 64 KiB guest stack (instead of 1 MiB): a decision needs little, and every
+        // page of stack is memory the pooling allocator resets after each instance.
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=-zstack-size=65536");
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(
+        status.success(),
+        "building policy `{package}` for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+    );
+}
+
+fn copy_if_changed(from: &Path, to: &Path) {
+    let new = std::fs::read(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    if std::fs::read(to).ok().as_deref() != Some(&new[..]) {
+        std::fs::write(to, &new).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    }
+}

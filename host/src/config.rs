@@ -1,0 +1,285 @@
+//! The gateway's configuration file (TOML), with the embedded defaults `iwf run` uses
+//! when no file is given. Key names are the operator contract of DESIGN.md.
+//!
+//! Every key is optional; unknown keys are refused (a typo must not silently fall back to
+//! a default), and an error names the file, the key and what would fix it.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sip: SipConfig,
+    #[serde(default)]
+    pub msrp: MsrpConfig,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP and TCP, both on this address.
+    pub listen: SocketAddr,
+    pub domain: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 5060).into(),
+            domain: "localhost".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MsrpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for MsrpConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 2855).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    #[serde(default)]
+    pub inbound: SmtpInboundConfig,
+    #[serde(default)]
+    pub outbound: SmtpOutboundConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpInboundConfig {
+    pub listen: SocketAddr,
+    /// The domain of the addresses the gateway mails from and receives replies at.
+    pub domain: String,
+}
+
+impl Default for SmtpInboundConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 2525).into(),
+            domain: "localhost".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpOutboundConfig {
+    /// Send every mail through this relay ("host:port") instead of the MX hosts.
+    pub smart_host: Option<String>,
+    /// DNS servers ("ip:port") for MX look-ups instead of the system's.
+    pub dns_servers: Vec<SocketAddr>,
+    pub mx_port: u16,
+    pub helo: String,
+}
+
+impl Default for SmtpOutboundConfig {
+    fn default() -> Self {
+        Self {
+            smart_host: None,
+            dns_servers: Vec::new(),
+            mx_port: 25,
+            helo: "localhost".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy component; none serves the embedded `default` policy.
+    pub path: Option<PathBuf>,
+    /// Deadline of one decision.
+    pub timeout_ms: u64,
+    /// Linear memory cap of one policy instance.
+    pub memory_mb: u32,
+    /// Policy instances alive at once (decisions in flight); sizes the pooling allocator.
+    pub max_instances: u32,
+    /// How often the file at `path` is checked for a new version.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            timeout_ms: 50,
+            memory_mb: 32,
+            max_instances: 64,
+            watch_interval_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `GET /metrics`, `GET /healthz`, `GET /policy`, `POST /policy/reload`.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 9090).into(),
+        }
+    }
+}
+
+/// A configuration error, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: [{section}] {key} = {value}: {fix}")]
+    Invalid {
+        path: PathBuf,
+        section: &'static str,
+        key: &'static str,
+        value: String,
+        fix: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and checks `path`. A relative `[policy] path` is taken relative to the
+    /// config file's folder, so a config and its policy can move together.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        if let Some(policy) = &config.policy.path {
+            if policy.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                config.policy.path = Some(base.join(policy));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks `text`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, value: &dyn std::fmt::Display, fix| ConfigError::Invalid {
+            path: path.into(),
+            section: "policy",
+            key,
+            value: value.to_string(),
+            fix,
+        };
+        let p = &self.policy;
+        if !(1..=10_000).contains(&p.timeout_ms) {
+            return Err(invalid(
+                "timeout_ms",
+                &p.timeout_ms,
+                "use 1 to 10000 (milliseconds)",
+            ));
+        }
+        if !(1..=4096).contains(&p.memory_mb) {
+            return Err(invalid("memory_mb", &p.memory_mb, "use 1 to 4096 (MiB)"));
+        }
+        if !(1..=10_000).contains(&p.max_instances) {
+            return Err(invalid("max_instances", &p.max_instances, "use 1 to 10000"));
+        }
+        if !(10..=60_000).contains(&p.watch_interval_ms) {
+            return Err(invalid(
+                "watch_interval_ms",
+                &p.watch_interval_ms,
+                "use 10 to 60000 (milliseconds)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_defaults() {
+        let c = Config::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(c.policy.timeout_ms, 50);
+        assert_eq!(c.policy.memory_mb, 32);
+        assert_eq!(c.smtp.outbound.mx_port, 25);
+        assert!(c.policy.path.is_none());
+    }
+
+    #[test]
+    fn contract_keys_parse() {
+        let text = r#"
+            [sip]
+            listen = "127.0.0.1:5070"
+            domain = "iwf.example.com"
+            [msrp]
+            listen = "127.0.0.1:2856"
+            [smtp.inbound]
+            listen = "127.0.0.1:2526"
+            domain = "mail.example.com"
+            [smtp.outbound]
+            smart_host = "relay.example.com:587"
+            dns_servers = ["127.0.0.1:5353"]
+            mx_port = 2525
+            helo = "iwf.example.com"
+            [policy]
+            path = "p.wasm"
+            timeout_ms = 20
+            memory_mb = 16
+            [admin]
+            listen = "127.0.0.1:9191"
+        "#;
+        let c = Config::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(c.sip.domain, "iwf.example.com");
+        assert_eq!(c.smtp.outbound.dns_servers.len(), 1);
+        assert_eq!(c.policy.timeout_ms, 20);
+    }
+
+    #[test]
+    fn typos_and_bad_values_name_file_and_key() {
+        let e = Config::parse("[policy]\ntimeot_ms = 5\n", Path::new("gw.toml")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("gw.toml") && msg.contains("timeot_ms"),
+            "{msg}"
+        );
+        let e = Config::parse("[policy]\ntimeout_ms = 0\n", Path::new("gw.toml")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("[policy] timeout_ms = 0") && msg.contains("1 to 10000"),
+            "{msg}"
+        );
+    }
+}

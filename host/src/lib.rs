@@ -1,0 +1,13 @@
+//! cpm-iwf: the OMA CPM e-mail interworking function.
+//!
+//! The gateway does all SIP, MSRP and SMTP work; every service-provider decision is made
+//! by a sandboxed Wasm policy (`policy`). Modules, one job each:
+//! - `config`: the TOML configuration and its embedded defaults;
+//! - `policy`: the policy plane (engine, sandbox, hot swap, fail-safes, test harness);
+//! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
+//! - `metrics`: counters and histograms in the Prometheus text format.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod policy;

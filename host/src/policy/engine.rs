@@ -1,0 +1,175 @@
+//! The Wasm engine policies run on: pooling allocator, epoch interruption with a ticker
+//! thread, one linker (WASI that grants nothing, plus the `log` import), and a cache of
+//! compiled components keyed by the file's sha256 so a swap back to a known version is
+//! near-instant (compiling takes tens of milliseconds, a cache hit microseconds).
+
+use super::loaded::{LoadError, Policy};
+use super::sandbox::GuestState;
+use super::world;
+use crate::config::PolicyConfig;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The epoch ticks every millisecond: `[policy] timeout_ms` is a number of ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Compiled components kept for swaps back and forth.
+const CACHE_ENTRIES: usize = 8;
+
+/// Limits of one decision, from `[policy]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub memory_bytes: usize,
+    pub max_instances: u32,
+}
+
+impl From<&PolicyConfig> for Limits {
+    fn from(config: &PolicyConfig) -> Self {
+        Self {
+            timeout_ms: config.timeout_ms,
+            memory_bytes: config.memory_mb as usize * 1024 * 1024,
+            max_instances: config.max_instances,
+        }
+    }
+}
+
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    limits: Limits,
+    cache: Mutex<Vec<([u8; 32], Component)>>,
+}
+
+impl PolicyEngine {
+    pub fn new(limits: Limits) -> wasmtime::Result<Arc<Self>> {
+        let n = limits.max_instances;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            // A Rust component has a main module plus the adapter shims; interpreters
+            // (componentize-py/-js) have more: room for 8 core instances each.
+            .total_core_instances(n * 8)
+            .max_core_instances_per_component(8)
+            .total_memories(n * 2)
+            .max_memories_per_component(2)
+            .total_tables(n * 4)
+            .max_tables_per_component(4)
+            .max_memory_size(limits.memory_bytes)
+            // Reset the first pages of memory by rewriting them rather than by an
+            // madvise: with a small guest stack this is where a decision's work lives.
+            .linear_memory_keep_resident(256 * 1024)
+            .table_keep_resident(64 * 1024)
+            .pagemap_scan(Enabled::Auto);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        world::Policy::add_to_linker::<_, HasSelf<GuestState>>(&mut linker, |state| state)?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            limits,
+            cache: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Epoch ticks of one decision's deadline.
+    pub fn deadline_ticks(&self) -> u64 {
+        self.limits.timeout_ms.max(1)
+    }
+
+    /// Loads and type-checks a policy from a file.
+    pub fn load_file(self: &Arc<Self>, path: &std::path::Path) -> Result<Policy, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.load_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Loads and type-checks a policy; `source` names it in errors and in `GET /policy`.
+    pub fn load_bytes(self: &Arc<Self>, bytes: &[u8], source: &str) -> Result<Policy, LoadError> {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let component = self.compile(bytes, sha256)?;
+        Policy::new(self.clone(), &self.linker, component, sha256, source)
+    }
+
+    fn compile(&self, bytes: &[u8], sha256: [u8; 32]) -> Result<Component, LoadError> {
+        if let Some((_, component)) = self
+            .cache
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| *k == sha256)
+        {
+            return Ok(component.clone());
+        }
+        check_is_component(bytes)?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((sha256, component.clone()));
+        Ok(component)
+    }
+}
+
+/// A clear word for the common mistakes before the compiler's: not Wasm at all, or a core
+/// module (built for wasm32-wasip1, or not turned into a component).
+fn check_is_component(bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        // The text format is accepted too (tests, hand-written components).
+        if std::str::from_utf8(bytes).is_ok_and(|t| t.trim_start().starts_with("(component")) {
+            return Ok(());
+        }
+        return Err(LoadError::NotWasm);
+    }
+    match bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(LoadError::CoreModule),
+        _ => Err(LoadError::Compile(format!(
+            "unknown Wasm version/layer {:02x?}",
+            &bytes[4..8]
+        ))),
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("policy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the policy epoch thread");
+}
+
+/// The sha256 of `bytes` in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

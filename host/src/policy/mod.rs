@@ -1,0 +1,29 @@
+//! Policy hosting: every service-provider decision of the IWF is made by a sandboxed Wasm
+//! component of world `cpm:iwf-policy/policy` (`wit/policy.wit`).
+//!
+//! - `world`: the host bindings of the world;
+//! - `engine`: the wasmtime engine (pooling, epochs), the linker, the compile cache;
+//! - `loaded`: one loaded, type-checked policy version and the load errors;
+//! - `sandbox`: the store one decision runs in and the fail-safe causes;
+//! - `host`: [`PolicyHost`], the decisions the gateway calls, with hot swap and metrics;
+//! - `failsafe`, `validate`: the fail-safe answers and the range checks on answers;
+//! - `reload`: the triggers of a hot swap (file change, SIGHUP);
+//! - `harness`, `value`: `iwf policy check` and `iwf policy test`.
+//!
+//! This module holds no provider policy of its own, only the documented fail-safes.
+
+pub mod engine;
+pub mod failsafe;
+pub mod harness;
+pub mod host;
+pub mod loaded;
+pub mod reload;
+pub mod sandbox;
+pub mod validate;
+pub mod value;
+pub mod world;
+
+pub use engine::{Limits, PolicyEngine};
+pub use host::{Decided, DecidedBy, Decision, PolicyHost, PolicySource, Reloaded};
+pub use loaded::{LoadError, Policy};
+pub use sandbox::FailCause;
