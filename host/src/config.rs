@@ -173,11 +173,11 @@ impl Config {
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
-        if let Some(policy) = &config.policy.path {
-            if policy.is_relative() {
-                let base = path.parent().unwrap_or(Path::new("."));
-                config.policy.path = Some(base.join(policy));
-            }
+        if let Some(policy) = &config.policy.path
+            && policy.is_relative()
+        {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.policy.path = Some(base.join(policy));
         }
         Ok(config)
     }

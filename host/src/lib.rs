@@ -4,10 +4,12 @@
 //! by a sandboxed Wasm policy (`policy`). Modules, one job each:
 //! - `config`: the TOML configuration and its embedded defaults;
 //! - `policy`: the policy plane (engine, sandbox, hot swap, fail-safes, test harness);
+//! - `gateway`: `iwf run`, the listeners started from a config;
 //! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
 //! - `metrics`: counters and histograms in the Prometheus text format.
 
 pub mod admin;
 pub mod config;
+pub mod gateway;
 pub mod metrics;
 pub mod policy;

@@ -1,1 +1,106 @@
-fn main() {}
+//! `iwf`: the cpm-iwf gateway and its policy tools.
+
+use clap::{Parser, Subcommand};
+use iwf::config::Config;
+use iwf::policy::{Limits, PolicyEngine, harness};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "iwf", version, about = "OMA CPM e-mail interworking function")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (embedded defaults and the built-in `default` policy without --config).
+    Run {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check and test policy components.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Load and type-check a policy; print its world version and decisions.
+    Check { file: PathBuf },
+    /// Run the decisions described in a case file against a policy.
+    Test { file: PathBuf, cases: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::Policy(cmd) => policy(cmd),
+    }
+}
+
+fn run(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match &config_path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("iwf: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(iwf::gateway::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("iwf: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy(cmd: PolicyCommand) -> ExitCode {
+    // The harness runs policies under the gateway's default limits, with a generous
+    // deadline: a slow machine must not fail a case that production would pass.
+    let limits = Limits {
+        timeout_ms: 1000,
+        ..Limits::from(&iwf::config::PolicyConfig::default())
+    };
+    let engine = match PolicyEngine::new(limits) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("iwf: cannot create the policy engine: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match cmd {
+        PolicyCommand::Check { file } => match harness::check(&engine, &file, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("iwf: {}: refused: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        PolicyCommand::Test { file, cases } => {
+            match harness::run_cases(&engine, &file, &cases, &mut out) {
+                Ok(summary) if summary.failed == 0 && summary.passed > 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("iwf: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -94,12 +94,15 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        let hex = |b: u8| (b as char).to_digit(16);
+        if let (b'%', Some(Some(hi)), Some(Some(lo))) = (
+            bytes[i],
+            bytes.get(i + 1).map(|&b| hex(b)),
+            bytes.get(i + 2).map(|&b| hex(b)),
+        ) {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -131,6 +134,9 @@ mod tests {
         );
         assert_eq!(user_part("sip:example.com"), None);
         assert_eq!(user_part("http://example.com"), None);
+        // A '%' before non-ASCII or at the end is kept as it is, never a panic.
+        assert_eq!(user_part("sip:a%é@x").as_deref(), Some("a%é"));
+        assert_eq!(user_part("tel:+1%4").as_deref(), Some("+1%4"));
     }
 
     #[test]

@@ -6,12 +6,12 @@
 //! between sessions), its answer is range-checked, and any failure is answered by the
 //! documented fail-safe (`failsafe.rs`), with a warning and a counter.
 
+use super::decision::Decision;
 use super::engine::PolicyEngine;
 use super::failsafe;
 use super::loaded::{LoadError, Policy};
-use super::sandbox::{CallError, FailCause, GuestState};
+use super::sandbox::{CallError, FailCause};
 use super::validate::{self, Check};
-use super::world::exports::cpm::iwf_policy::decisions::Guest as Decisions;
 use super::world::*;
 use crate::metrics::{self, Counter, Histogram};
 use arc_swap::ArcSwap;
@@ -19,75 +19,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use wasmtime::Store;
-
-/// One decision point of the world: one exported function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    OnInvite,
-    CpmToEmail,
-    EmailToCpm,
-    GroupAddress,
-    InvitationBody,
-    InterpretReply,
-    InvitationExpiry,
-    DeliverBy,
-    SmtpFailureStatus,
-    XPriority,
-    BodyAdditions,
-    SessionClosed,
-    ParticipantInfoFrequency,
-    ParticipantInfoText,
-    MsrpReports,
-    AnonymousIdentity,
-}
-
-impl Decision {
-    pub const ALL: [Decision; 16] = [
-        Decision::OnInvite,
-        Decision::CpmToEmail,
-        Decision::EmailToCpm,
-        Decision::GroupAddress,
-        Decision::InvitationBody,
-        Decision::InterpretReply,
-        Decision::InvitationExpiry,
-        Decision::DeliverBy,
-        Decision::SmtpFailureStatus,
-        Decision::XPriority,
-        Decision::BodyAdditions,
-        Decision::SessionClosed,
-        Decision::ParticipantInfoFrequency,
-        Decision::ParticipantInfoText,
-        Decision::MsrpReports,
-        Decision::AnonymousIdentity,
-    ];
-
-    /// The WIT name of the function.
-    pub fn name(self) -> &'static str {
-        match self {
-            Decision::OnInvite => "on-invite",
-            Decision::CpmToEmail => "cpm-to-email",
-            Decision::EmailToCpm => "email-to-cpm",
-            Decision::GroupAddress => "group-address",
-            Decision::InvitationBody => "invitation-body",
-            Decision::InterpretReply => "interpret-reply",
-            Decision::InvitationExpiry => "invitation-expiry",
-            Decision::DeliverBy => "deliver-by",
-            Decision::SmtpFailureStatus => "smtp-failure-status",
-            Decision::XPriority => "x-priority",
-            Decision::BodyAdditions => "body-additions",
-            Decision::SessionClosed => "session-closed",
-            Decision::ParticipantInfoFrequency => "participant-info-frequency",
-            Decision::ParticipantInfoText => "participant-info-text",
-            Decision::MsrpReports => "msrp-reports",
-            Decision::AnonymousIdentity => "anonymous-identity",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use wasmtime::component::{ComponentNamedList, Lift, Lower};
 
 /// Who made a decision.
 #[derive(Clone)]
@@ -217,22 +149,28 @@ impl PolicyHost {
     }
 
     /// Runs one decision: fresh instance, deadline, memory cap, range check, fail-safe.
-    fn decide<R>(
+    fn decide<P, R>(
         &self,
         which: Decision,
-        call: impl FnOnce(&Decisions, &mut Store<GuestState>) -> wasmtime::Result<R>,
+        params: P,
         check: impl FnOnce(&R) -> Check,
         fail_safe: impl FnOnce() -> R,
-    ) -> Decided<R> {
+    ) -> Decided<R>
+    where
+        P: ComponentNamedList + Lower,
+        (R,): ComponentNamedList + Lift,
+    {
         let policy = self.current.load_full();
         let started = Instant::now();
-        let answer = policy.call(call).and_then(|value| match check(&value) {
-            Ok(()) => Ok(value),
-            Err(detail) => Err(CallError {
-                cause: FailCause::InvalidResult,
-                detail,
-            }),
-        });
+        let answer = policy
+            .call_decision(which, params)
+            .and_then(|value| match check(&value) {
+                Ok(()) => Ok(value),
+                Err(detail) => Err(CallError {
+                    cause: FailCause::InvalidResult,
+                    detail,
+                }),
+            });
         let m = &self.metrics.decisions[which.index()];
         m.calls.inc();
         m.latency.observe(started.elapsed());
@@ -262,7 +200,7 @@ impl PolicyHost {
     pub fn on_invite(&self, session: &Session) -> Decided<InviteDecision> {
         self.decide(
             Decision::OnInvite,
-            |d, s| d.call_on_invite(s, session),
+            (session,),
             validate::invite_decision,
             failsafe::on_invite,
         )
@@ -271,7 +209,7 @@ impl PolicyHost {
     pub fn cpm_to_email(&self, gateway: &Gateway, cpm: &Identity) -> Decided<Option<Mailbox>> {
         self.decide(
             Decision::CpmToEmail,
-            |d, s| d.call_cpm_to_email(s, gateway, cpm),
+            (gateway, cpm),
             validate::optional_mailbox,
             || failsafe::cpm_to_email(gateway, cpm),
         )
@@ -280,7 +218,7 @@ impl PolicyHost {
     pub fn email_to_cpm(&self, gateway: &Gateway, email: &Mailbox) -> Decided<Option<String>> {
         self.decide(
             Decision::EmailToCpm,
-            |d, s| d.call_email_to_cpm(s, gateway, email),
+            (gateway, email),
             validate::cpm_uri,
             failsafe::email_to_cpm,
         )
@@ -289,7 +227,7 @@ impl PolicyHost {
     pub fn group_address(&self, session: &Session) -> Decided<Mailbox> {
         self.decide(
             Decision::GroupAddress,
-            |d, s| d.call_group_address(s, session),
+            (session,),
             validate::mailbox,
             || failsafe::group_address(session),
         )
@@ -298,7 +236,7 @@ impl PolicyHost {
     pub fn invitation_body(&self, session: &Session) -> Decided<InvitationMail> {
         self.decide(
             Decision::InvitationBody,
-            |d, s| d.call_invitation_body(s, session),
+            (session,),
             validate::invitation_mail,
             failsafe::invitation_body,
         )
@@ -307,7 +245,7 @@ impl PolicyHost {
     pub fn interpret_reply(&self, session: &Session, reply: &Reply) -> Decided<ReplyAction> {
         self.decide(
             Decision::InterpretReply,
-            |d, s| d.call_interpret_reply(s, session, reply),
+            (session, reply),
             validate::reply_action,
             || failsafe::interpret_reply(reply),
         )
@@ -316,7 +254,7 @@ impl PolicyHost {
     pub fn invitation_expiry(&self, session: &Session) -> Decided<u32> {
         self.decide(
             Decision::InvitationExpiry,
-            |d, s| d.call_invitation_expiry(s, session),
+            (session,),
             validate::invitation_expiry,
             failsafe::invitation_expiry,
         )
@@ -325,7 +263,7 @@ impl PolicyHost {
     pub fn deliver_by(&self, session: &Session, kind: MailKind) -> Decided<Option<ByRequest>> {
         self.decide(
             Decision::DeliverBy,
-            |d, s| d.call_deliver_by(s, session, kind),
+            (session, kind),
             validate::deliver_by,
             failsafe::deliver_by,
         )
@@ -338,7 +276,7 @@ impl PolicyHost {
     ) -> Decided<SipStatus> {
         self.decide(
             Decision::SmtpFailureStatus,
-            |d, s| d.call_smtp_failure_status(s, session, failure),
+            (session, failure),
             validate::sip_status,
             || failsafe::smtp_failure_status(failure),
         )
@@ -347,7 +285,7 @@ impl PolicyHost {
     pub fn x_priority(&self, session: &Session, kind: MailKind) -> Decided<Option<u8>> {
         self.decide(
             Decision::XPriority,
-            |d, s| d.call_x_priority(s, session, kind),
+            (session, kind),
             validate::x_priority,
             || failsafe::x_priority(session.priority),
         )
@@ -356,7 +294,7 @@ impl PolicyHost {
     pub fn body_additions(&self, session: &Session, chat: &ChatContext) -> Decided<Additions> {
         self.decide(
             Decision::BodyAdditions,
-            |d, s| d.call_body_additions(s, session, chat),
+            (session, chat),
             validate::additions,
             failsafe::body_additions,
         )
@@ -365,7 +303,7 @@ impl PolicyHost {
     pub fn session_closed(&self, session: &Session) -> Decided<Option<Notification>> {
         self.decide(
             Decision::SessionClosed,
-            |d, s| d.call_session_closed(s, session),
+            (session,),
             validate::notification,
             failsafe::session_closed,
         )
@@ -374,7 +312,7 @@ impl PolicyHost {
     pub fn participant_info_frequency(&self, session: &Session) -> Decided<ParticipantFrequency> {
         self.decide(
             Decision::ParticipantInfoFrequency,
-            |d, s| d.call_participant_info_frequency(s, session),
+            (session,),
             validate::participant_frequency,
             failsafe::participant_info_frequency,
         )
@@ -387,7 +325,7 @@ impl PolicyHost {
     ) -> Decided<Option<Notification>> {
         self.decide(
             Decision::ParticipantInfoText,
-            |d, s| d.call_participant_info_text(s, session, participants),
+            (session, participants),
             validate::notification,
             failsafe::participant_info_text,
         )
@@ -396,7 +334,7 @@ impl PolicyHost {
     pub fn msrp_reports(&self, session: &Session) -> Decided<ReportFlags> {
         self.decide(
             Decision::MsrpReports,
-            |d, s| d.call_msrp_reports(s, session),
+            (session,),
             validate::any,
             failsafe::msrp_reports,
         )
@@ -405,7 +343,7 @@ impl PolicyHost {
     pub fn anonymous_identity(&self, session: &Session) -> Decided<Mailbox> {
         self.decide(
             Decision::AnonymousIdentity,
-            |d, s| d.call_anonymous_identity(s, session),
+            (session,),
             validate::mailbox,
             failsafe::anonymous_identity,
         )

@@ -1,12 +1,15 @@
 //! One loaded, type-checked version of a policy, ready to instantiate per decision.
 
+use super::decision::Decision;
 use super::engine::PolicyEngine;
 use super::sandbox::{self, CallError, FailCause, GuestState};
 use super::world::{self, DECISIONS_INTERFACE, DECISIONS_UNVERSIONED, WORLD_VERSION};
 use std::sync::Arc;
 use std::time::SystemTime;
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentNamedList, Lift, Linker, Lower,
+};
 
 /// Why a policy file was refused. The message names what is wrong and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +34,7 @@ pub enum LoadError {
     )]
     WrongWorld { exports: Vec<String> },
     #[error(
-        "the policy imports what the sandbox does not give (only WASI clocks, random and `cpm:iwf-policy/log` are there): {0}"
+        "the policy imports what the sandbox does not provide (it provides WASI 0.2 with no file, socket, environment or stdio granted, and `cpm:iwf-policy/log`): {0}"
     )]
     Imports(String),
     #[error("the policy's `{DECISIONS_INTERFACE}` does not match the world: {0}")]
@@ -61,6 +64,8 @@ pub struct Policy {
     source: String,
     loaded_at: SystemTime,
     info: world::PolicyInfo,
+    /// Each decision's export, looked up once at load.
+    exports: Vec<ComponentExportIndex>,
     /// For log lines written by the guest: "name version".
     log_name: Arc<str>,
 }
@@ -79,6 +84,13 @@ impl Policy {
             .map_err(|e| LoadError::Imports(format!("{e:#}")))?;
         let pre = world::PolicyPre::new(instance_pre)
             .map_err(|e| LoadError::Exports(format!("{e:#}")))?;
+        // `PolicyPre::new` type-checked every export; these lookups cannot fail.
+        let interface = component.get_export_index(None, DECISIONS_INTERFACE);
+        let exports = Decision::ALL
+            .iter()
+            .map(|d| component.get_export_index(interface.as_ref(), d.name()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LoadError::Exports("a decision is missing".into()))?;
         let mut policy = Self {
             engine,
             pre,
@@ -91,6 +103,7 @@ impl Policy {
                 version: String::new(),
             },
             log_name: Arc::from(source),
+            exports,
         };
         let info = policy
             .call(|decisions, store| decisions.call_info(store))
@@ -122,6 +135,47 @@ impl Policy {
         })
     }
 
+    /// Runs one decision in a fresh instance in a fresh sandbox.
+    ///
+    /// Only the function asked for is looked up and type-checked on the new instance: the
+    /// generated bindings would check all of them per instance, which is most of the cost
+    /// of a decision.
+    pub fn call_decision<P, R>(&self, which: Decision, params: P) -> Result<R, CallError>
+    where
+        P: ComponentNamedList + Lower,
+        (R,): ComponentNamedList + Lift,
+    {
+        let mut store = self.new_store();
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| CallError {
+                cause: match sandbox::classify(&store, &e) {
+                    FailCause::Trap => FailCause::Instantiate,
+                    other => other,
+                },
+                detail: format!("{e:#}"),
+            })?;
+        let func = instance
+            .get_func(&mut store, self.exports[which.index()])
+            .ok_or_else(|| CallError {
+                cause: FailCause::Instantiate,
+                detail: format!("no export {}", which.name()),
+            })?;
+        let typed = func.typed::<P, (R,)>(&store).map_err(|e| CallError {
+            cause: FailCause::Instantiate,
+            detail: format!("{e:#}"),
+        })?;
+        typed
+            .call(&mut store, params)
+            .map(|(r,)| r)
+            .map_err(|e| CallError {
+                cause: sandbox::classify(&store, &e),
+                detail: format!("{e:#}"),
+            })
+    }
+
     /// A fresh sandboxed store for one decision of this policy.
     pub fn new_store(&self) -> Store<GuestState> {
         sandbox::new_store(
@@ -130,6 +184,12 @@ impl Policy {
             self.engine.deadline_ticks(),
             self.log_name.clone(),
         )
+    }
+
+    /// An instance of this policy in `store`, for callers that reuse one instance for many
+    /// calls (the benchmark's reuse mode). The gateway itself never does: see [`Policy::call`].
+    pub fn instantiate(&self, store: &mut Store<GuestState>) -> wasmtime::Result<world::Policy> {
+        self.pre.instantiate(store)
     }
 
     /// The untyped view, for the test harness's dynamic calls.

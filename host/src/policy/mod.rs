@@ -5,6 +5,7 @@
 //! - `engine`: the wasmtime engine (pooling, epochs), the linker, the compile cache;
 //! - `loaded`: one loaded, type-checked policy version and the load errors;
 //! - `sandbox`: the store one decision runs in and the fail-safe causes;
+//! - `decision`: the decision points, one per exported function;
 //! - `host`: [`PolicyHost`], the decisions the gateway calls, with hot swap and metrics;
 //! - `failsafe`, `validate`: the fail-safe answers and the range checks on answers;
 //! - `reload`: the triggers of a hot swap (file change, SIGHUP);
@@ -12,6 +13,7 @@
 //!
 //! This module holds no provider policy of its own, only the documented fail-safes.
 
+pub mod decision;
 pub mod engine;
 pub mod failsafe;
 pub mod harness;
@@ -23,7 +25,8 @@ pub mod validate;
 pub mod value;
 pub mod world;
 
+pub use decision::Decision;
 pub use engine::{Limits, PolicyEngine};
-pub use host::{Decided, DecidedBy, Decision, PolicyHost, PolicySource, Reloaded};
+pub use host::{Decided, DecidedBy, PolicyHost, PolicySource, Reloaded};
 pub use loaded::{LoadError, Policy};
 pub use sandbox::FailCause;

@@ -69,10 +69,11 @@ impl Guest for DefaultPolicy {
         if !domain.eq_ignore_ascii_case(&gateway.mail_domain) || local.is_empty() {
             return None;
         }
-        if let Some(digits) = local.strip_prefix('+') {
-            if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-                return Some(format!("tel:{local}"));
-            }
+        if let Some(digits) = local.strip_prefix('+')
+            && !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+        {
+            return Some(format!("tel:{local}"));
         }
         Some(match local.split_once('=') {
             Some((user, host)) if !user.is_empty() && !host.is_empty() => {

@@ -1,0 +1,50 @@
+//! Shared by the integration tests: the built policies and a session to decide on.
+#![allow(dead_code)]
+
+use iwf::policy::world::{Gateway, Identity, Session};
+use iwf::policy::{Limits, PolicyEngine};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A component built by `host/build.rs` into `target/policies/`.
+pub fn policy_file(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("policies").join(format!("{name}.wasm"))
+}
+
+pub fn engine(timeout_ms: u64) -> Arc<PolicyEngine> {
+    PolicyEngine::new(Limits {
+        timeout_ms,
+        memory_bytes: 32 << 20,
+        max_instances: 32,
+    })
+    .unwrap()
+}
+
+/// A 1-1 invitation from Alice to `request_uri`.
+pub fn session(request_uri: &str) -> Session {
+    Session {
+        session_id: "s1a2b3".into(),
+        gateway: Gateway {
+            sip_domain: "iwf.example.com".into(),
+            mail_domain: "mail.example.com".into(),
+        },
+        request_uri: request_uri.into(),
+        asserted_identity: None,
+        from: Identity {
+            uri: "sip:alice@iwf.example.com".into(),
+            display_name: Some("Alice".into()),
+        },
+        privacy_id: false,
+        referred_by: None,
+        reply_to: None,
+        subject: None,
+        priority: None,
+        conversation_id: None,
+        contribution_id: None,
+        in_reply_to_contribution_id: None,
+        group: None,
+    }
+}
