@@ -11,8 +11,11 @@ use iwf::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, failsafe};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-const WARMUP: usize = 2_000;
-const SAMPLES: usize = 20_000;
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+/// as a smoke test: then it takes few samples and claims no figures.
+fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 
 fn session() -> Session {
     Session {
@@ -47,11 +50,11 @@ struct Stats {
     p99: Duration,
 }
 
-fn measure(mut f: impl FnMut()) -> Stats {
-    for _ in 0..WARMUP {
+fn measure(samples: usize, mut f: impl FnMut()) -> Stats {
+    for _ in 0..samples / 10 {
         f();
     }
-    let mut samples: Vec<Duration> = (0..SAMPLES)
+    let mut samples: Vec<Duration> = (0..samples)
         .map(|_| {
             let t = Instant::now();
             f();
@@ -59,14 +62,15 @@ fn measure(mut f: impl FnMut()) -> Stats {
         })
         .collect();
     samples.sort();
+    let n = samples.len();
     Stats {
-        median: samples[SAMPLES / 2],
-        p99: samples[SAMPLES * 99 / 100],
+        median: samples[n / 2],
+        p99: samples[n * 99 / 100],
     }
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run briefly there.
+    let samples = if bench_mode() { 20_000 } else { 200 };
     let engine = PolicyEngine::new(Limits {
         timeout_ms: 50,
         memory_bytes: 32 << 20,
@@ -76,12 +80,12 @@ fn main() {
     let host = PolicyHost::new(engine, PolicySource::Embedded).unwrap();
     let s = session();
 
-    let native = measure(|| {
+    let native = measure(samples, || {
         black_box(failsafe::on_invite());
         black_box(&s);
     });
 
-    let fresh = measure(|| {
+    let fresh = measure(samples, || {
         let d = host.on_invite(black_box(&s));
         assert!(matches!(d.value, InviteDecision::AskUser) && !d.is_fail_safe());
     });
@@ -89,7 +93,7 @@ fn main() {
     let policy = host.current();
     let mut store = policy.new_store();
     let instance = policy.instantiate(&mut store).unwrap();
-    let reused = measure(|| {
+    let reused = measure(samples, || {
         store.set_epoch_deadline(50);
         let d = instance
             .cpm_iwf_policy_decisions()
@@ -98,7 +102,11 @@ fn main() {
         assert!(matches!(d, InviteDecision::AskUser));
     });
 
-    println!("policy decision (on-invite, default policy), {SAMPLES} samples each");
+    if !bench_mode() {
+        println!("smoke run ({samples} samples): `cargo bench -p iwf` for figures");
+        return;
+    }
+    println!("policy decision (on-invite, default policy), {samples} samples each");
     println!("{:<14} {:>12} {:>12}", "mode", "median", "p99");
     for (name, st) in [
         ("native", &native),
@@ -111,6 +119,35 @@ fn main() {
     println!("ratio fresh/reused  {:>8.1}x", ratio(&fresh, &reused));
     println!("ratio reused/native {:>8.1}x", ratio(&reused, &native));
     println!("ratio fresh/native  {:>8.1}x", ratio(&fresh, &native));
+    // Reload: a file never seen (compile) against one seen before (compile cache hit).
+    let bytes = iwf::policy::host::EMBEDDED_DEFAULT;
+    let (mut compile, mut cached) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let limits = Limits {
+            timeout_ms: 50,
+            memory_bytes: 32 << 20,
+            max_instances: 4,
+        };
+        let engine = PolicyEngine::new(limits).unwrap();
+        let t = Instant::now();
+        engine.load_bytes(bytes, "bench").unwrap();
+        compile.push(t.elapsed());
+        let t = Instant::now();
+        engine.load_bytes(bytes, "bench").unwrap();
+        cached.push(t.elapsed());
+    }
+    compile.sort();
+    cached.sort();
+    println!(
+        "load (compile)      {:>12.2?}  component of {} bytes",
+        compile[2],
+        bytes.len()
+    );
+    println!(
+        "load (cache hit)    {:>12.2?}  ratio compile/cache hit {:.0}x",
+        cached[2],
+        compile[2].as_secs_f64() / cached[2].as_secs_f64()
+    );
     println!(
         "goal: fresh median <= 10 us: {}",
         if fresh.median <= Duration::from_micros(10) {
