@@ -196,6 +196,27 @@ fn every_call_gets_a_fresh_instance() {
 }
 
 #[test]
+fn the_sandbox_grants_no_ambient_authority() {
+    // A listener the guest would reach if it had the network: its address in Subject.
+    // (Rust std on wasip2 may answer "unsupported" to a connect whatever the sandbox
+    // grants, so the +8 bit proves less than the others; the WASI context denies every
+    // socket address in any case. Granting the environment makes this test fail: checked.)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = Session {
+        subject: Some(listener.local_addr().unwrap().to_string()),
+        ..session("mailto:snoop@example.net")
+    };
+    let host = misbehaving_host(1000);
+    let d = host.invitation_expiry(&s);
+    assert!(!d.is_fail_safe(), "printing to stdout/stderr must not trap");
+    assert_eq!(
+        d.value, 100,
+        "the guest found ambient authority (+1 env, +2 args, +4 files, +8 network): {}",
+        d.value
+    );
+}
+
+#[test]
 fn a_failing_policy_does_not_break_the_next_decision() {
     let host = misbehaving_host(20);
     for user in ["trap", "spin", "hog", "garbage"] {

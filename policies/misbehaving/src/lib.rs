@@ -9,6 +9,10 @@
 //!   expiry 0, BY=0);
 //! - `count`: `invitation-expiry` answers how many calls this instance has seen (a fresh
 //!   instance per decision must always answer 1);
+//! - `snoop`: `invitation-expiry` answers 100 plus what ambient authority it found:
+//!   +1 environment variables, +2 arguments, +4 a readable `/etc/passwd` or listable `/`,
+//!   +8 a TCP connection to the address in the session's Subject; it also prints to stdout and stderr (which must
+//!   not trap). The sandbox must make it answer exactly 100;
 //! - anything else: the `default` policy.
 //!
 //! Never shipped: the build puts it beside the real policies for the tests.
@@ -41,8 +45,30 @@ fn misbehave(session: &Session) -> Option<&'static str> {
         }
         "garbage" => Some("garbage"),
         "count" => Some("count"),
+        "snoop" => Some("snoop"),
         _ => None,
     }
+}
+
+/// Tries every ambient authority a policy must not have; see the module doc.
+fn snoop(session: &Session) -> u32 {
+    println!("a policy printing to stdout");
+    eprintln!("a policy printing to stderr");
+    let mut found = 100;
+    if std::env::vars_os().next().is_some() {
+        found += 1;
+    }
+    if std::env::args_os().next().is_some() {
+        found += 2;
+    }
+    if std::fs::read("/etc/passwd").is_ok() || std::fs::read_dir("/").is_ok() {
+        found += 4;
+    }
+    let target = session.subject.as_deref().unwrap_or("127.0.0.1:9");
+    if std::net::TcpStream::connect(target).is_ok() {
+        found += 8;
+    }
+    found
 }
 
 impl Guest for Misbehaving {
@@ -94,6 +120,7 @@ impl Guest for Misbehaving {
         match misbehave(&session) {
             Some("garbage") => 0,
             Some("count") => CALLS.load(Ordering::Relaxed),
+            Some("snoop") => snoop(&session),
             _ => Base::invitation_expiry(session),
         }
     }
