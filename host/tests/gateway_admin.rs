@@ -183,6 +183,10 @@ fn sighup_and_post_reload_swap_and_a_bad_file_is_refused() {
         "iwf_policy_decisions_total{decision=\"on-invite\"}",
         "iwf_policy_fail_safe_total{decision=\"on-invite\",cause=\"timeout\"}",
         "iwf_policy_decision_seconds_bucket{decision=\"on-invite\",le=\"+Inf\"}",
+        &format!(
+            "iwf_policy_info{{name=\"default\",version=\"0.1.0\",sha256=\"{}\",world=\"0.1.0\"}} 1",
+            sha_of("default")
+        ),
     ] {
         assert!(metrics.contains(series), "missing {series}");
     }

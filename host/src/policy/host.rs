@@ -406,6 +406,21 @@ impl PolicyHost {
                 &format!("decision=\"{}\"", d.name()),
             );
         }
+        let p = self.current();
+        metrics::family(
+            out,
+            "iwf_policy_info",
+            "gauge",
+            "The policy version being served (always 1).",
+        );
+        let _ = writeln!(
+            out,
+            "iwf_policy_info{{name=\"{}\",version=\"{}\",sha256=\"{}\",world=\"{}\"}} 1",
+            label(&p.info().name),
+            label(&p.info().version),
+            p.sha256_hex(),
+            super::world::WORLD_VERSION
+        );
         metrics::family(
             out,
             "iwf_policy_loads_total",
@@ -422,5 +437,27 @@ impl PolicyHost {
             "iwf_policy_loads_total{{result=\"refused\"}} {}",
             self.metrics.loads_failed.get()
         );
+    }
+}
+
+/// A Prometheus label value: the policy names itself, so escape what the format needs.
+fn label(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars().take(64) {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_cannot_break_the_exposition_format() {
+        assert_eq!(super::label("a\"b\\c\nd"), "a\\\"b\\\\c d");
     }
 }
