@@ -4,6 +4,7 @@
 //! by a sandboxed Wasm policy (`policy`). Modules, one job each:
 //! - `config`: the TOML configuration and its embedded defaults;
 //! - `policy`: the policy plane (engine, sandbox, hot swap, fail-safes, test harness);
+//! - `sip`: the SIP codec without I/O (framing, parsing, responses, CPM headers and bodies);
 //! - `gateway`: `iwf run`, the listeners started from a config;
 //! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
 //! - `metrics`: counters and histograms in the Prometheus text format.
@@ -13,3 +14,4 @@ pub mod config;
 pub mod gateway;
 pub mod metrics;
 pub mod policy;
+pub mod sip;
