@@ -1,10 +1,12 @@
 //! `iwf run`: starts the gateway's listeners from a [`Config`] and serves until stopped.
 //!
-//! Today that is the policy plane (policy host, hot-swap triggers) and the admin listener;
-//! the SIP, MSRP and SMTP listeners join here as their issues land.
+//! Today that is the policy plane (policy host, hot-swap triggers), the admin listener and
+//! the SIP transports; sessions, MSRP and SMTP join here as their issues land.
 
 use crate::config::Config;
+use crate::net::sip::{Inbound, SipListeners};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
+use crate::sip;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 pub struct Gateway {
     pub policy: Arc<PolicyHost>,
     pub admin_addr: std::net::SocketAddr,
+    pub sip_addr: std::net::SocketAddr,
 }
 
 /// Binds every listener and starts serving in the background of the current runtime.
@@ -59,11 +62,58 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         }
     });
     tracing::info!(%admin_addr, "admin listener ready");
+
+    let sip = SipListeners::bind(config.sip.listen, sip::message::Limits::default())
+        .await
+        .with_context(|| {
+            format!(
+                "[sip] listen = {}: cannot bind UDP and TCP",
+                config.sip.listen
+            )
+        })?;
+    let sip_addr = sip.local_addr();
+    let (inbound, requests) = tokio::sync::mpsc::channel(1024);
+    sip.serve(inbound);
+    tokio::spawn(refuse_sessions(requests));
+    tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     tracing::warn!(
-        sip = %config.sip.listen,
-        "SIP, MSRP and SMTP listeners are not built yet: this gateway serves the policy plane only"
+        "chat sessions (INVITE), MSRP and SMTP are not built yet: INVITE is answered 480"
     );
-    Ok(Gateway { policy, admin_addr })
+    Ok(Gateway {
+        policy,
+        admin_addr,
+        sip_addr,
+    })
+}
+
+/// Until the session layer lands (issue 4's session core), a request that needs a session
+/// is refused with a temporary error that says why; nothing pretends to be a session.
+async fn refuse_sessions(mut requests: tokio::sync::mpsc::Receiver<Inbound>) {
+    use crate::sip::message::{ResponseSpec, StartLine, build_response};
+    while let Some(inbound) = requests.recv().await {
+        let StartLine::Request { method, .. } = &inbound.request.start else {
+            continue;
+        };
+        if method.as_str() == "ACK" {
+            continue; // never answered (RFC 3261 17.2.1)
+        }
+        let (status, why) = match method.as_str() {
+            "INVITE" => (480, "chat sessions are not available yet on this gateway"),
+            _ => (481, "no such session"),
+        };
+        let warning = sip::message::warning_value(crate::net::sip::AGENT, why);
+        let response = build_response(
+            &inbound.request,
+            &ResponseSpec {
+                status,
+                to_tag: Some(&crate::net::sip::new_tag()),
+                extra_headers: &[("Warning", &warning)],
+                ..ResponseSpec::default()
+            },
+        );
+        tracing::info!(source = %inbound.source, method = method.as_str(), status, "session request refused: {why}");
+        inbound.reply.send(response).await;
+    }
 }
 
 /// Serves until SIGINT or SIGTERM.

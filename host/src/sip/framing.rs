@@ -267,6 +267,11 @@ impl StreamBuffer {
         }
     }
 
+    /// The bytes received and not yet framed (for [`error_response`] after an error).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Bytes received and not yet framed.
     pub fn pending(&self) -> usize {
         self.buf.len()

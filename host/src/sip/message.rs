@@ -411,7 +411,39 @@ fn parse_head(
     limits: &Limits,
 ) -> Result<(StartLine, Vec<(String, String)>), ParseError> {
     let mut lines = head.split("\r\n");
-    let start = parse_start_line(lines.next().unwrap_or(""))?;
+    let first = lines.next().unwrap_or("");
+    let start = match parse_start_line(first) {
+        Ok(start) => start,
+        Err(mut refusal) => {
+            // A broken request line with readable header fields is still answered, with a
+            // 400 that says what is wrong (RFC 3261 21.4.1): keep what the answer needs.
+            let method = first
+                .split(' ')
+                .next()
+                .filter(|m| is_token(m) && !first.starts_with("SIP/"));
+            if let (Some(method), Ok(headers)) = (method, parse_fields(lines, limits)) {
+                let start = StartLine::Request {
+                    method: Method(method.to_string()),
+                    uri: String::new(),
+                    scheme: UriScheme::Sip,
+                };
+                refusal.partial = Some(Box::new(Message {
+                    start,
+                    headers,
+                    body: Vec::new(),
+                }));
+            }
+            return Err(refusal);
+        }
+    };
+    Ok((start, parse_fields(lines, limits)?))
+}
+
+/// The header fields after the start line: unfolded, full names, values sanitised.
+fn parse_fields<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    limits: &Limits,
+) -> Result<Vec<(String, String)>, ParseError> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for (n, line) in lines.enumerate() {
         if line.contains(['\r', '\n']) {
@@ -453,7 +485,7 @@ fn parse_head(
     for (_, value) in &mut headers {
         *value = sanitize(value).trim().to_string();
     }
-    Ok((start, headers))
+    Ok(headers)
 }
 
 /// Parses and validates one message. `bytes` is a whole datagram or one frame from

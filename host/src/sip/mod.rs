@@ -10,9 +10,11 @@
 //! - `message`: one message from bytes (rsip where it works, a pre-parse for `tel:`),
 //!   validation with the status and reason to answer, and response building;
 //! - `cpm`: the CPM header fields of an INVITE as typed values and policy inputs;
-//! - `multipart`: multipart/mixed bodies, the SDP part and the RFC 5366 URI-list.
+//! - `multipart`: multipart/mixed bodies, the SDP part and the RFC 5366 URI-list;
+//! - `stateless`: OPTIONS and unsupported methods, answered without a transaction.
 
 pub mod cpm;
 pub mod framing;
 pub mod message;
 pub mod multipart;
+pub mod stateless;

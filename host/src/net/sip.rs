@@ -1,0 +1,269 @@
+//! SIP over UDP and TCP on one address (RFC 3261 18): receives, frames (TCP), parses and
+//! validates, stamps the top Via (received/rport), answers what needs no session
+//! (`sip::stateless`), refuses what is malformed with the reason, and hands the rest on.
+//!
+//! Responses to a UDP request go where its Via says (18.2.2, RFC 3581 4); to a TCP request,
+//! back over the connection it came on.
+
+use crate::sip::framing::{self, StreamBuffer, StreamEvent};
+use crate::sip::message::{self, Limits, Message, StartLine, Transport};
+use crate::sip::stateless::{self, Stateless};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+/// The `Warning` agent and `Server` of the gateway's responses.
+pub const AGENT: &str = "cpm-iwf";
+
+/// A request for the session layer, with the way back to its sender.
+pub struct Inbound {
+    pub request: Message,
+    pub source: SocketAddr,
+    pub reply: Replier,
+}
+
+/// Sends responses to the sender of a request.
+#[derive(Clone)]
+pub enum Replier {
+    Udp {
+        socket: Arc<UdpSocket>,
+        target: SocketAddr,
+    },
+    Tcp(mpsc::Sender<Vec<u8>>),
+}
+
+impl Replier {
+    pub async fn send(&self, bytes: Vec<u8>) {
+        match self {
+            Replier::Udp { socket, target } => {
+                if let Err(e) = socket.send_to(&bytes, target).await {
+                    tracing::warn!(%target, error = %e, "SIP response over UDP not sent");
+                }
+            }
+            Replier::Tcp(tx) => {
+                // The connection closed: the peer left, nothing to answer to.
+                let _ = tx.send(bytes).await;
+            }
+        }
+    }
+}
+
+/// The bound sockets; serving starts with [`SipListeners::serve`].
+pub struct SipListeners {
+    udp: Arc<UdpSocket>,
+    tcp: TcpListener,
+    limits: Limits,
+}
+
+impl SipListeners {
+    /// Binds UDP and TCP on `addr` (port 0: the same free port for both).
+    pub async fn bind(addr: SocketAddr, limits: Limits) -> std::io::Result<Self> {
+        let tcp = TcpListener::bind(addr).await?;
+        let udp = UdpSocket::bind(tcp.local_addr()?).await?;
+        Ok(Self {
+            udp: Arc::new(udp),
+            tcp,
+            limits,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tcp
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves both transports; requests for the session layer go to `inbound`.
+    pub fn serve(self, inbound: mpsc::Sender<Inbound>) {
+        let limits = self.limits;
+        tokio::spawn(serve_udp(self.udp, limits, inbound.clone()));
+        tokio::spawn(serve_tcp(self.tcp, limits, inbound));
+    }
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, limits: Limits, inbound: mpsc::Sender<Inbound>) {
+    // One byte more than the limit, so an oversized datagram is seen as such, not cut.
+    let mut buf = vec![0u8; limits.max_message_bytes + 1];
+    loop {
+        let (n, source) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIP UDP receive failed");
+                continue;
+            }
+        };
+        let datagram = &buf[..n];
+        if datagram.iter().all(|b| b.is_ascii_whitespace()) {
+            continue; // keep-alive (RFC 5626 4.4.1 uses STUN on UDP; bare CRLF is tolerated)
+        }
+        let reply_to = |via: Option<&message::Via>| {
+            let target = via.map_or(source, |via| udp_target(via, source));
+            Replier::Udp {
+                socket: socket.clone(),
+                target,
+            }
+        };
+        let message = if n > limits.max_message_bytes {
+            Err(message::ParseError::new(
+                513,
+                format!("datagram over {} bytes", limits.max_message_bytes),
+            ))
+        } else {
+            message::parse(datagram, Transport::Datagram, &limits)
+        };
+        match message {
+            Ok(mut message) => {
+                let via = message::stamp_top_via(&mut message, source);
+                let reply = reply_to(via.as_ref());
+                dispatch(message, source, reply, &inbound).await;
+            }
+            Err(refusal) => {
+                tracing::info!(%source, status = refusal.status, reason = %refusal.reason, "SIP request refused");
+                let via = refusal
+                    .partial
+                    .as_ref()
+                    .and_then(|m| m.header("Via"))
+                    .and_then(message::Via::parse);
+                if let Some(response) = refusal.response(AGENT) {
+                    reply_to(via.as_ref()).send(response).await;
+                }
+            }
+        }
+    }
+}
+
+/// `received`/`rport` of a stamped Via; the source address when the Via names a host
+/// that is not an address (a name would need DNS: RFC 3263 5, not worth it for a reply
+/// that the source address reaches).
+fn udp_target(via: &message::Via, source: SocketAddr) -> SocketAddr {
+    let (host, port) = via.response_target();
+    match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => source,
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, limits: Limits, inbound: mpsc::Sender<Inbound>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, source)) => {
+                tokio::spawn(serve_connection(stream, source, limits, inbound.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIP TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Idle TCP connections are closed after this long (RFC 3261 18.3 leaves it to the
+/// implementation; RFC 5626 keep-alives reset it).
+const TCP_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+async fn serve_connection(
+    stream: TcpStream,
+    source: SocketAddr,
+    limits: Limits,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer_task = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stream = StreamBuffer::new(limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    'connection: loop {
+        let n = match tokio::time::timeout(TCP_IDLE, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        stream.push(&buf[..n]);
+        loop {
+            match stream.next_event() {
+                Ok(None) => break,
+                Ok(Some(StreamEvent::KeepAlive(n))) => {
+                    if n >= 4 {
+                        let _ = tx.send(b"\r\n".to_vec()).await; // RFC 5626 4.4.1 pong
+                    }
+                }
+                Ok(Some(StreamEvent::Message(bytes))) => {
+                    match message::parse(&bytes, Transport::Stream, &limits) {
+                        Ok(mut message) => {
+                            message::stamp_top_via(&mut message, source);
+                            dispatch(message, source, Replier::Tcp(tx.clone()), &inbound).await;
+                        }
+                        Err(refusal) => {
+                            tracing::info!(%source, status = refusal.status, reason = %refusal.reason, "SIP request refused");
+                            if let Some(response) = refusal.response(AGENT) {
+                                let _ = tx.send(response).await;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    // The stream cannot be framed any more: answer if possible, then close.
+                    tracing::info!(%source, reason = %error.reason(), "SIP stream refused");
+                    if let Some(response) =
+                        framing::error_response(stream.bytes(), &error, &limits, AGENT)
+                    {
+                        let _ = tx.send(response).await;
+                    }
+                    break 'connection;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+/// Answers what needs no session; hands the rest to the session layer.
+async fn dispatch(
+    message: Message,
+    source: SocketAddr,
+    reply: Replier,
+    inbound: &mpsc::Sender<Inbound>,
+) {
+    if let StartLine::Response { status, .. } = &message.start {
+        // Responses belong to client transactions (BYE, SUBSCRIBE), not built yet.
+        tracing::debug!(%source, status, "SIP response with no client transaction dropped");
+        return;
+    }
+    match stateless::answer(&message, &new_tag()) {
+        Stateless::Respond(bytes) => reply.send(bytes).await,
+        Stateless::Drop => {}
+        Stateless::PassOn => {
+            if inbound
+                .send(Inbound {
+                    request: message,
+                    source,
+                    reply,
+                })
+                .await
+                .is_err()
+            {
+                tracing::error!("SIP session layer gone; request dropped");
+            }
+        }
+    }
+}
+
+/// A To tag (RFC 3261 19.3: globally unique, at least 32 bits of randomness): a counter
+/// through SipHash under the process's random keys.
+pub fn new_tag() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", KEYS.get_or_init(Default::default).hash_one(n))
+}

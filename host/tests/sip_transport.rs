@@ -1,0 +1,255 @@
+//! The SIP transports over real sockets: the `iwf` binary on UDP and TCP, driven by sipp
+//! (scenarios in `tests/sipp/`) and by raw sockets for what sipp cannot send (malformed
+//! requests).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Gateway {
+    child: Child,
+    sip: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on both UDP and TCP.
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn start() -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("iwf.toml");
+    std::fs::write(
+        &config,
+        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_iwf"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(sip).is_err() {
+        assert!(Instant::now() < deadline, "gateway did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Gateway {
+        child,
+        sip,
+        _dir: dir,
+    }
+}
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/sipp")
+        .join(name)
+}
+
+/// Runs one call of a sipp scenario against the gateway; true when it passed.
+fn sipp(gw: &Gateway, name: &str, transport: &str) -> bool {
+    let status = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario(name))
+        .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
+        .args([
+            "-timeout",
+            "10s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .arg(gw.sip.to_string())
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .status()
+        .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
+    status.success()
+}
+
+#[test]
+fn options_over_udp_and_tcp_answer_200_with_allow_and_accept() {
+    let gw = start();
+    assert!(sipp(&gw, "options.xml", "u1"), "OPTIONS over UDP");
+    assert!(sipp(&gw, "options.xml", "t1"), "OPTIONS over TCP");
+}
+
+#[test]
+fn unknown_method_is_501_over_udp_and_tcp() {
+    let gw = start();
+    assert!(sipp(&gw, "unknown-method.xml", "u1"));
+    assert!(sipp(&gw, "unknown-method.xml", "t1"));
+}
+
+const VIA: &str = "Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{n}\r\n";
+
+/// A request with the mandatory fields but `skip`; port 0 leaves `{port}` in the Via for
+/// [`udp_exchange`] to fill with its socket's port.
+fn request(port: u16, n: u32, start: &str, skip: &str, extra: &str, body: &str) -> String {
+    let mut text = format!("{start}\r\n");
+    let port = if port == 0 {
+        "{port}".to_string()
+    } else {
+        port.to_string()
+    };
+    let fields = [
+        VIA.replace("{port}", &port).replace("{n}", &n.to_string()),
+        "Max-Forwards: 70\r\n".into(),
+        "From: <sip:alice@example.com>;tag=a1\r\n".into(),
+        "To: <sip:bob@example.net>\r\n".into(),
+        format!("Call-ID: call-{n}@test\r\n"),
+        format!("CSeq: 1 {}\r\n", start.split(' ').next().unwrap()),
+    ];
+    for f in fields {
+        if skip.is_empty() || !f.starts_with(skip) {
+            text.push_str(&f);
+        }
+    }
+    text.push_str(extra);
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    text
+}
+
+/// Sends a datagram, returns the response's status line and the whole response.
+fn udp_exchange(gw: &Gateway, bytes: &[u8]) -> (String, String) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let bytes = String::from_utf8_lossy(bytes)
+        .replace("{port}", &socket.local_addr().unwrap().port().to_string());
+    socket.send_to(bytes.as_bytes(), gw.sip).unwrap();
+    let mut buf = [0u8; 65536];
+    let (n, _) = socket.recv_from(&mut buf).expect("no answer");
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    (text.lines().next().unwrap_or_default().to_string(), text)
+}
+
+#[test]
+fn malformed_requests_get_400_with_the_reason() {
+    let gw = start();
+    // Bad start line: the request line has no SIP version.
+    let (status, text) = udp_exchange(
+        &gw,
+        request(0, 1, "OPTIONS sip:bob@example.net", "", "", "").as_bytes(),
+    );
+    assert!(status.starts_with("SIP/2.0 400 "), "{text}");
+    assert!(text.contains("Warning: 399 cpm-iwf"), "{text}");
+
+    // No Call-ID.
+    let (status, text) = udp_exchange(
+        &gw,
+        request(
+            0,
+            2,
+            "OPTIONS sip:bob@example.net SIP/2.0",
+            "Call-ID",
+            "",
+            "",
+        )
+        .as_bytes(),
+    );
+    assert!(status.starts_with("SIP/2.0 400 "), "{text}");
+    assert!(
+        text.contains("Call-ID"),
+        "the reason names the missing field: {text}"
+    );
+
+    // Content-Length beyond the body.
+    let mut bytes = request(
+        0,
+        3,
+        "OPTIONS sip:bob@example.net SIP/2.0",
+        "",
+        "Content-Type: text/plain\r\n",
+        "hello",
+    );
+    bytes = bytes.replace("Content-Length: 5", "Content-Length: 50");
+    let (status, text) = udp_exchange(&gw, bytes.as_bytes());
+    assert!(status.starts_with("SIP/2.0 400 "), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("content-length"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_known_but_unhandled_method_is_405_with_allow() {
+    let gw = start();
+    let (status, text) = udp_exchange(
+        &gw,
+        request(0, 4, "REGISTER sip:example.net SIP/2.0", "", "", "").as_bytes(),
+    );
+    assert!(status.starts_with("SIP/2.0 405 "), "{text}");
+    assert!(text.contains("Allow: INVITE"), "{text}");
+}
+
+#[test]
+fn responses_follow_rport_to_the_source_port() {
+    let gw = start();
+    // The Via claims port 9 but asks for rport: the answer must come back to our socket.
+    let bytes = request(9, 5, "OPTIONS sip:bob@example.net SIP/2.0", "", "", "")
+        .replace(";branch=", ";rport;branch=");
+    let (status, text) = udp_exchange(&gw, bytes.as_bytes());
+    assert!(status.starts_with("SIP/2.0 200 "), "{text}");
+    assert!(text.contains(";rport="), "rport stamped: {text}");
+    assert!(
+        text.contains(";received=127.0.0.1") || text.contains("rport="),
+        "{text}"
+    );
+}
+
+#[test]
+fn tcp_frames_split_across_writes_and_refuses_a_missing_content_length() {
+    let gw = start();
+    let mut s = TcpStream::connect(gw.sip).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let bytes = request(5060, 6, "OPTIONS sip:bob@example.net SIP/2.0", "", "", "")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    let (a, b) = bytes.as_bytes().split_at(bytes.len() / 2);
+    s.write_all(a).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 200 "), "{text}");
+
+    // A request without Content-Length on a stream cannot be framed: 400, then close.
+    let no_length = bytes.replace("Content-Length: 0\r\n", "");
+    s.write_all(no_length.as_bytes()).unwrap();
+    let mut rest = String::new();
+    let _ = s.read_to_string(&mut rest);
+    assert!(rest.starts_with("SIP/2.0 400 "), "{rest}");
+}
+
+#[test]
+fn invite_is_refused_with_a_clear_temporary_error_until_sessions_land() {
+    let gw = start();
+    let (status, text) = udp_exchange(
+        &gw,
+        request(0, 7, "INVITE sip:bob@example.net SIP/2.0", "", "", "").as_bytes(),
+    );
+    assert!(status.starts_with("SIP/2.0 480 "), "{text}");
+    assert!(text.contains("not available yet"), "{text}");
+}
