@@ -5,6 +5,7 @@
 //! - `config`: the TOML configuration and its embedded defaults;
 //! - `policy`: the policy plane (engine, sandbox, hot swap, fail-safes, test harness);
 //! - `sip`: the SIP codec without I/O (framing, parsing, responses, CPM headers and bodies);
+//! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
 //! - `gateway`: `iwf run`, the listeners started from a config;
 //! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
@@ -16,4 +17,5 @@ pub mod gateway;
 pub mod metrics;
 pub mod net;
 pub mod policy;
+pub mod sdp;
 pub mod sip;
