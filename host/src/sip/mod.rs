@@ -11,10 +11,12 @@
 //!   validation with the status and reason to answer, and response building;
 //! - `cpm`: the CPM header fields of an INVITE as typed values and policy inputs;
 //! - `multipart`: multipart/mixed bodies, the SDP part and the RFC 5366 URI-list;
-//! - `stateless`: OPTIONS and unsupported methods, answered without a transaction.
+//! - `stateless`: OPTIONS and unsupported methods, answered without a transaction;
+//! - `transaction`: RFC 3261 17 server and non-INVITE client transactions, timers by instant.
 
 pub mod cpm;
 pub mod framing;
 pub mod message;
 pub mod multipart;
 pub mod stateless;
+pub mod transaction;
