@@ -4,12 +4,17 @@
 //! the SIP transports; sessions, MSRP and SMTP join here as their issues land.
 
 use crate::config::Config;
-use crate::net::sip::{Inbound, SipListeners};
+use crate::net::sip::{Inbound, Replier, SipListeners};
+use crate::policy::world::Gateway as GatewayFacts;
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
+use crate::sdp::uri::Host;
+use crate::session::core::{Core, CoreConfig};
 use crate::sip;
+use crate::sip::transaction::Timers;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 /// The running gateway's handles, for tests and for `main`.
 pub struct Gateway {
@@ -74,10 +79,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let sip_addr = sip.local_addr();
     let (inbound, requests) = tokio::sync::mpsc::channel(1024);
     sip.serve(inbound);
-    tokio::spawn(refuse_sessions(requests));
+    let core = Core::new(CoreConfig {
+        gateway: GatewayFacts {
+            sip_domain: config.sip.domain.clone(),
+            mail_domain: config.smtp.inbound.domain.clone(),
+        },
+        contact: format!("<sip:iwf@{sip_addr}>"),
+        msrp_host: Host::Ip(config.msrp.listen.ip()),
+        msrp_port: config.msrp.listen.port(),
+        timers: Timers::default(),
+    });
+    tokio::spawn(run_sessions(core, policy.clone(), requests));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     tracing::warn!(
-        "chat sessions (INVITE), MSRP and SMTP are not built yet: INVITE is answered 480"
+        "MSRP and SMTP are not built yet: sessions are signalled only, and asking the e-mail user is answered 480"
     );
     Ok(Gateway {
         policy,
@@ -86,33 +101,35 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     })
 }
 
-/// Until the session layer lands (issue 4's session core), a request that needs a session
-/// is refused with a temporary error that says why; nothing pretends to be a session.
-async fn refuse_sessions(mut requests: tokio::sync::mpsc::Receiver<Inbound>) {
-    use crate::sip::message::{ResponseSpec, StartLine, build_response};
-    while let Some(inbound) = requests.recv().await {
-        let StartLine::Request { method, .. } = &inbound.request.start else {
-            continue;
+/// Drives the session core: requests from the transports, timers, bytes back out.
+async fn run_sessions(
+    mut core: Core<Replier>,
+    policy: Arc<PolicyHost>,
+    mut requests: tokio::sync::mpsc::Receiver<Inbound>,
+) {
+    loop {
+        let wake = core.poll_timeout();
+        let sends = tokio::select! {
+            inbound = requests.recv() => {
+                let Some(inbound) = inbound else { return };
+                let transport = match inbound.reply {
+                    Replier::Udp { .. } => sip::message::Transport::Datagram,
+                    Replier::Tcp(_) => sip::message::Transport::Stream,
+                };
+                core.on_request(inbound.request, transport, inbound.reply, Instant::now(), &policy)
+            }
+            _ = sleep_until(wake) => core.handle_timeout(Instant::now(), &policy),
         };
-        if method.as_str() == "ACK" {
-            continue; // never answered (RFC 3261 17.2.1)
+        for send in sends {
+            send.peer.send(send.bytes).await;
         }
-        let (status, why) = match method.as_str() {
-            "INVITE" => (480, "chat sessions are not available yet on this gateway"),
-            _ => (481, "no such session"),
-        };
-        let warning = sip::message::warning_value(crate::net::sip::AGENT, why);
-        let response = build_response(
-            &inbound.request,
-            &ResponseSpec {
-                status,
-                to_tag: Some(&crate::net::sip::new_tag()),
-                extra_headers: &[("Warning", &warning)],
-                ..ResponseSpec::default()
-            },
-        );
-        tracing::info!(source = %inbound.source, method = method.as_str(), status, "session request refused: {why}");
-        inbound.reply.send(response).await;
+    }
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 

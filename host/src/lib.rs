@@ -6,6 +6,7 @@
 //! - `policy`: the policy plane (engine, sandbox, hot swap, fail-safes, test harness);
 //! - `sip`: the SIP codec without I/O (framing, parsing, responses, CPM headers and bodies);
 //! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
+//! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
 //! - `gateway`: `iwf run`, the listeners started from a config;
 //! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
@@ -18,4 +19,5 @@ pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod sdp;
+pub mod session;
 pub mod sip;

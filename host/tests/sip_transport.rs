@@ -33,12 +33,28 @@ fn free_port() -> u16 {
 }
 
 fn start() -> Gateway {
+    start_with("")
+}
+
+/// The gateway serving the `auto-accept` policy (F1).
+fn start_auto_accept() -> Gateway {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let policy = target.join("policies/auto-accept.wasm");
+    start_with(&format!(
+        "[policy]\npath = {:?}\n",
+        policy.display().to_string()
+    ))
+}
+
+fn start_with(extra_config: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
-        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_config}"),
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_iwf"))
@@ -243,13 +259,115 @@ fn tcp_frames_split_across_writes_and_refuses_a_missing_content_length() {
     assert!(rest.starts_with("SIP/2.0 400 "), "{rest}");
 }
 
+const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
+a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
+
+const SDP: &str = "Content-Type: application/sdp\r\n";
+
 #[test]
-fn invite_is_refused_with_a_clear_temporary_error_until_sessions_land() {
+fn f1_over_udp_and_tcp_with_the_auto_accept_policy() {
+    let gw = start_auto_accept();
+    assert!(sipp(&gw, "f1-uac.xml", "u1"), "F1 over UDP");
+    assert!(sipp(&gw, "f1-uac.xml", "t1"), "F1 over TCP");
+}
+
+#[test]
+fn default_policy_asks_the_user_which_is_a_clear_temporary_error_until_e_mail_lands() {
     let gw = start();
-    let (status, text) = udp_exchange(
-        &gw,
-        request(0, 7, "INVITE sip:bob@example.net SIP/2.0", "", "", "").as_bytes(),
+    let invite = request(
+        0,
+        7,
+        "INVITE mailto:bob@example.net SIP/2.0",
+        "",
+        SDP,
+        OFFER,
     );
-    assert!(status.starts_with("SIP/2.0 480 "), "{text}");
-    assert!(text.contains("not available yet"), "{text}");
+    let final_response = invite_exchange(&gw, &invite);
+    assert!(
+        final_response.starts_with("SIP/2.0 480 "),
+        "{final_response}"
+    );
+    assert!(
+        final_response.contains("not available yet"),
+        "{final_response}"
+    );
+}
+
+#[test]
+fn an_invite_without_msrp_media_is_488_with_a_warning() {
+    let gw = start_auto_accept();
+    let audio = OFFER.replace("m=message 7394 TCP/MSRP *", "m=audio 49170 RTP/AVP 0");
+    let invite = request(
+        0,
+        8,
+        "INVITE mailto:bob@example.net SIP/2.0",
+        "",
+        SDP,
+        &audio,
+    );
+    let final_response = invite_exchange(&gw, &invite);
+    assert!(
+        final_response.starts_with("SIP/2.0 488 "),
+        "{final_response}"
+    );
+    assert!(
+        final_response.contains("Warning: 304 cpm-iwf"),
+        "{final_response}"
+    );
+}
+
+#[test]
+fn a_retransmitted_invite_makes_one_session_not_two() {
+    let gw = start_auto_accept();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port().to_string();
+    let invite = request(
+        0,
+        9,
+        "INVITE mailto:bob@example.net SIP/2.0",
+        "",
+        SDP,
+        OFFER,
+    )
+    .replace("{port}", &port);
+    socket.send_to(invite.as_bytes(), gw.sip).unwrap();
+    let first = recv_final(&socket);
+    socket.send_to(invite.as_bytes(), gw.sip).unwrap();
+    let second = recv_final(&socket);
+    assert!(first.starts_with("SIP/2.0 200 "), "{first}");
+    assert!(second.starts_with("SIP/2.0 200 "), "{second}");
+    // The same To tag: the retransmission was answered by the same transaction with the
+    // same 200, not by a second session.
+    let tag = |r: &str| r.lines().find(|l| l.starts_with("To:")).map(str::to_string);
+    assert_eq!(tag(&first), tag(&second));
+    assert!(tag(&first).unwrap().contains(";tag="));
+}
+
+/// Sends an INVITE from a fresh socket; returns the final response.
+fn invite_exchange(gw: &Gateway, invite: &str) -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port().to_string();
+    socket
+        .send_to(invite.replace("{port}", &port).as_bytes(), gw.sip)
+        .unwrap();
+    recv_final(&socket)
+}
+
+/// Reads responses until a final one (skipping 1xx).
+fn recv_final(socket: &UdpSocket) -> String {
+    let mut buf = [0u8; 65536];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("no final response");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
 }
