@@ -2,6 +2,7 @@
 //! `GET /policy` (what policy is served), `POST /policy/reload` (hot swap now).
 
 use crate::policy::{PolicyHost, Reloaded, reload};
+use crate::session::stats::SessionStats;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,28 +15,31 @@ use std::time::UNIX_EPOCH;
 #[derive(Clone)]
 struct Admin {
     policy: Arc<PolicyHost>,
+    sessions: Arc<SessionStats>,
 }
 
-pub fn router(policy: Arc<PolicyHost>) -> Router {
+pub fn router(policy: Arc<PolicyHost>, sessions: Arc<SessionStats>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/policy", get(policy_info))
         .route("/policy/reload", post(policy_reload))
-        .with_state(Admin { policy })
+        .with_state(Admin { policy, sessions })
 }
 
 /// Serves the admin API on `listener` until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     policy: Arc<PolicyHost>,
+    sessions: Arc<SessionStats>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(policy)).await
+    axum::serve(listener, router(policy, sessions)).await
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     admin.policy.render_metrics(&mut out);
+    admin.sessions.render_metrics(&mut out);
     (
         [(
             header::CONTENT_TYPE,

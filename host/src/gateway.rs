@@ -9,6 +9,7 @@ use crate::policy::world::Gateway as GatewayFacts;
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
 use crate::session::core::{Core, CoreConfig};
+use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::transaction::Timers;
 use anyhow::Context;
@@ -61,8 +62,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         .with_context(|| format!("[admin] listen = {}: cannot bind", config.admin.listen))?;
     let admin_addr = admin.local_addr()?;
     let admin_policy = policy.clone();
+    let stats = Arc::new(SessionStats::default());
+    let admin_stats = stats.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::admin::serve(admin, admin_policy).await {
+        if let Err(e) = crate::admin::serve(admin, admin_policy, admin_stats).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     });
@@ -89,7 +92,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         msrp_port: config.msrp.listen.port(),
         timers: Timers::default(),
     });
-    tokio::spawn(run_sessions(core, policy.clone(), requests));
+    tokio::spawn(run_sessions(core, policy.clone(), stats, requests));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     tracing::warn!(
         "MSRP and SMTP are not built yet: sessions are signalled only, and asking the e-mail user is answered 480"
@@ -105,6 +108,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
 async fn run_sessions(
     mut core: Core<Replier>,
     policy: Arc<PolicyHost>,
+    stats: Arc<SessionStats>,
     mut requests: tokio::sync::mpsc::Receiver<Inbound>,
 ) {
     loop {
@@ -120,6 +124,7 @@ async fn run_sessions(
             }
             _ = sleep_until(wake) => core.handle_timeout(Instant::now(), &policy),
         };
+        stats.set(core.sessions(), core.transactions());
         for send in sends {
             send.peer.send(send.bytes).await;
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 struct Gateway {
     child: Child,
     sip: SocketAddr,
+    admin: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -51,10 +52,11 @@ fn start_auto_accept() -> Gateway {
 fn start_with(extra_config: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
-        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_config}"),
+        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"{admin}\"\n{extra_config}"),
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_iwf"))
@@ -72,6 +74,7 @@ fn start_with(extra_config: &str) -> Gateway {
     Gateway {
         child,
         sip,
+        admin,
         _dir: dir,
     }
 }
@@ -370,4 +373,86 @@ fn recv_final(socket: &UdpSocket) -> String {
             return text;
         }
     }
+}
+
+/// A gauge from `GET /metrics`.
+fn gauge(gw: &Gateway, name: &str) -> u64 {
+    let mut s = TcpStream::connect(gw.admin).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// The load check of issue 4: sipp at 300 F1 calls/s for 10 s over UDP. Every call
+/// succeeds, sipp retransmits nothing (every request answered within 500 ms), and the
+/// session table is empty afterwards.
+#[test]
+fn f1_load_300_calls_per_second_for_10_seconds() {
+    let gw = start_auto_accept();
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.csv");
+    let status = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario("f1-uac.xml"))
+        .args([
+            "-r",
+            "300",
+            "-m",
+            "3000",
+            "-l",
+            "2000",
+            "-t",
+            "u1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+        ])
+        .args([
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_stat",
+            "-fd",
+            "1",
+            "-stf",
+        ])
+        .arg(&stats)
+        .arg(gw.sip.to_string())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let csv = std::fs::read_to_string(&stats).unwrap_or_default();
+    assert!(status.success(), "sipp reported failed calls:\n{csv}");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+    let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
+    let column = |name: &str| -> u64 {
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column"));
+        last[i].trim().parse().unwrap()
+    };
+    assert_eq!(column("SuccessfulCall(C)"), 3000, "{csv}");
+    assert_eq!(column("FailedCall(C)"), 0);
+    assert_eq!(
+        column("Retransmissions(C)"),
+        0,
+        "unexpected retransmissions"
+    );
+    assert_eq!(
+        gauge(&gw, "iwf_sip_sessions"),
+        0,
+        "sessions left after every BYE"
+    );
 }

@@ -5,6 +5,9 @@
 //!   (accept on behalf, 5.2.1.3) with ACK and BYE; the ask-the-user branch (F2) answers a
 //!   temporary error until the e-mail side is built.
 //!
+//! - `stats`: the session gauges for `GET /metrics`.
+//!
 //! Must not touch sockets or clocks: the driver in `gateway` feeds it and sends its bytes.
 
 pub mod core;
+pub mod stats;
