@@ -396,3 +396,192 @@ fn to_tag(request: &Message) -> Option<String> {
             .then(|| value.trim().to_string())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Limits, PolicyEngine, PolicySource};
+    use crate::sip::message::{Limits as SipLimits, parse};
+    use std::path::PathBuf;
+
+    fn policy(name: &str) -> PolicyHost {
+        let engine = PolicyEngine::new(Limits {
+            timeout_ms: 1000,
+            memory_bytes: 32 << 20,
+            max_instances: 4,
+        })
+        .unwrap();
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../target/policies/{name}.wasm"));
+        PolicyHost::new(engine, PolicySource::File(path)).unwrap()
+    }
+
+    fn core() -> Core<u8> {
+        Core::new(CoreConfig {
+            gateway: Gateway {
+                sip_domain: "iwf.example.com".into(),
+                mail_domain: "mail.example.com".into(),
+            },
+            contact: "<sip:iwf@192.0.2.10:5060>".into(),
+            msrp_host: Host::Ip("192.0.2.10".parse().unwrap()),
+            msrp_port: 2855,
+            timers: Timers::default(),
+        })
+    }
+
+    const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+        m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
+        a=path:msrp://192.0.2.1:7394/abc;tcp\r\na=setup:actpass\r\n";
+
+    fn request(method: &str, cseq: u32, to_tag: Option<&str>, body: &str) -> Message {
+        let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        let content_type = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        let text = format!(
+            "{method} mailto:bob@example.net SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{method}-{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@ims.example.com>;tag=a1\r\n\
+             To: <mailto:bob@example.net>{to_tag}\r\nCall-ID: f1@test\r\nCSeq: {cseq} {method}\r\n\
+             {content_type}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        parse(text.as_bytes(), Transport::Datagram, &SipLimits::default()).unwrap()
+    }
+
+    fn statuses(sends: &[Send<u8>]) -> Vec<String> {
+        sends
+            .iter()
+            .map(|s| {
+                String::from_utf8_lossy(&s.bytes)
+                    .split("\r\n")
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn tag_of(bytes: &[u8]) -> String {
+        let text = String::from_utf8_lossy(bytes);
+        let to = text
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .unwrap()
+            .to_string();
+        to.split(";tag=").nth(1).unwrap().to_string()
+    }
+
+    #[test]
+    fn f1_invite_accept_ack_bye_frees_the_session() {
+        let (mut core, policy, now) = (core(), policy("auto-accept"), Instant::now());
+        let sends = core.on_request(
+            request("INVITE", 1, None, OFFER),
+            Transport::Datagram,
+            1,
+            now,
+            &policy,
+        );
+        assert_eq!(statuses(&sends), ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]);
+        let ok = String::from_utf8_lossy(&sends[1].bytes).to_string();
+        assert!(
+            ok.contains("Contact: <sip:iwf@192.0.2.10:5060>\r\n"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("a=path:msrp://192.0.2.10:2855/") && ok.contains("a=setup:active"),
+            "{ok}"
+        );
+        assert_eq!(core.sessions(), 1);
+        let tag = tag_of(&sends[1].bytes);
+
+        assert!(
+            core.on_request(
+                request("ACK", 1, Some(&tag), ""),
+                Transport::Datagram,
+                1,
+                now,
+                &policy
+            )
+            .is_empty()
+        );
+        // Live: no 2xx retransmission is due any more.
+        let later = now + Duration::from_secs(2);
+        assert!(
+            core.handle_timeout(later, &policy)
+                .iter()
+                .all(|s| !s.bytes.starts_with(b"SIP/2.0 200"))
+        );
+
+        let sends = core.on_request(
+            request("BYE", 2, Some(&tag), ""),
+            Transport::Datagram,
+            1,
+            later,
+            &policy,
+        );
+        assert_eq!(statuses(&sends), ["SIP/2.0 200 OK"]);
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn the_200_is_retransmitted_until_the_ack_then_given_up() {
+        let (mut core, policy, start) = (core(), policy("auto-accept"), Instant::now());
+        core.on_request(
+            request("INVITE", 1, None, OFFER),
+            Transport::Datagram,
+            1,
+            start,
+            &policy,
+        );
+        // 13.3.1.4: T1, then doubling up to T2.
+        let mut resent = Vec::new();
+        let mut now = start;
+        while let Some(at) = core.poll_timeout() {
+            if at > start + Duration::from_secs(40) {
+                break;
+            }
+            now = at;
+            for s in core.handle_timeout(now, &policy) {
+                if s.bytes.starts_with(b"SIP/2.0 200") {
+                    resent.push(now - start);
+                }
+            }
+        }
+        let ms: Vec<u128> = resent.iter().take(5).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [500, 1500, 3500, 7500, 11500]);
+        assert_eq!(
+            core.sessions(),
+            0,
+            "no ACK in 64*T1: the session is dropped"
+        );
+        assert!(now >= start + Duration::from_secs(32));
+    }
+
+    #[test]
+    fn bye_for_no_session_is_481_and_default_policy_is_480() {
+        let (mut core, policy, now) = (core(), policy("default"), Instant::now());
+        let sends = core.on_request(
+            request("BYE", 2, Some("nope"), ""),
+            Transport::Datagram,
+            1,
+            now,
+            &policy,
+        );
+        assert_eq!(
+            statuses(&sends),
+            ["SIP/2.0 481 Call/Transaction Does Not Exist"]
+        );
+        let sends = core.on_request(
+            request("INVITE", 1, None, OFFER),
+            Transport::Datagram,
+            1,
+            now,
+            &policy,
+        );
+        assert_eq!(statuses(&sends)[1], "SIP/2.0 480 Temporarily Unavailable");
+        assert_eq!(core.sessions(), 0);
+    }
+}
