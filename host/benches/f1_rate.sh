@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p iwf
-IWF=target/release/iwf
+ROOT=$PWD
+IWF=$ROOT/target/release/iwf
 CALLS=${CALLS:-20000}
-RATE=${RATE:-20000}      # asked rate; sipp sends as fast as the peer keeps up
+RATE=${RATE:-100000}     # no rate cap: closed loop, at most $LIMIT calls in flight
+LIMIT=${LIMIT:-200}
 HOLD=${HOLD:-5000}       # live sessions for the memory figure
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$ROOT/tests/sipp/f1-hold.xml" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 rate_of() { # stats.csv -> completed calls per second over the run
   python3 - "$1" <<'PY'
@@ -18,17 +20,19 @@ import sys
 rows=[l.rstrip('\n').split(';') for l in open(sys.argv[1]) if l.strip()]
 h=rows[0]; last=rows[-1]
 ok=int(last[h.index('SuccessfulCall(C)')]); failed=int(last[h.index('FailedCall(C)')])
-t=last[h.index('ElapsedTime(C)')].split(':'); secs=int(t[0])*3600+int(t[1])*60+float(t[2])
+t=last[h.index('ElapsedTime(C)')].split(':')  # HH:MM:SS[.frac] or HH:MM:SS:micros
+secs=int(t[0])*3600+int(t[1])*60+float(t[2])+(int(t[3])/1e6 if len(t)>3 else 0)
 print(f"{ok/secs:.0f} {ok} {failed}")
 PY
 }
 
 # Baseline: sipp uac -> sipp uas.
-sipp -sn uas -i 127.0.0.1 -p 15060 -bg >/dev/null
+sipp -sn uas -i 127.0.0.1 -p 15060 -nostdin >/dev/null 2>&1 &
+uas_pid=$!
 sleep 0.5
-(cd "$work" && sipp -sn uac -i 127.0.0.1 -p 15061 -r "$RATE" -m "$CALLS" -l 2000 -nostdin \
+(cd "$work" && sipp -sn uac -i 127.0.0.1 -p 0 -r "$RATE" -m "$CALLS" -l "$LIMIT" -nostdin \
   -trace_stat -fd 1 -stf base.csv 127.0.0.1:15060 >/dev/null 2>&1) || true
-pkill -f "sipp -sn uas" || true
+kill "$uas_pid" 2>/dev/null || true
 read base_rate base_ok base_failed < <(rate_of "$work/base.csv")
 
 # The gateway.
@@ -38,23 +42,24 @@ listen = "127.0.0.1:15070"
 [admin]
 listen = "127.0.0.1:19090"
 [policy]
-path = "$PWD/target/policies/auto-accept.wasm"
+path = "$ROOT/target/policies/auto-accept.wasm"
 TOML
 RUST_LOG=warn "$IWF" run --config "$work/iwf.toml" 2>/dev/null &
 iwf_pid=$!
 sleep 1
-(cd "$work" && sipp -sf "$PWD/tests/sipp/f1-uac.xml" -i 127.0.0.1 -p 15071 -r "$RATE" -m "$CALLS" -l 2000 \
+(cd "$work" && sipp -sf "$ROOT/tests/sipp/f1-uac.xml" -i 127.0.0.1 -p 0 -r "$RATE" -m "$CALLS" -l "$LIMIT" \
   -nostdin -trace_stat -fd 1 -stf iwf.csv 127.0.0.1:15070 >/dev/null 2>&1) || true
 read iwf_rate iwf_ok iwf_failed < <(rate_of "$work/iwf.csv")
 
 # Memory per live session: RSS before and with $HOLD sessions held open.
 rss() { awk '/VmRSS/ {print $2}' /proc/$iwf_pid/status; }
 before=$(rss)
-(cd "$work" && sipp -sf "$PWD/tests/sipp/f1-hold.xml" -i 127.0.0.1 -p 15072 -r 2000 -m "$HOLD" -l "$HOLD" \
-  -nostdin 127.0.0.1:15070 >/dev/null 2>&1) &
-sleep $(( HOLD / 2000 + 4 ))
+(cd "$work" && sipp -sf "$ROOT/tests/sipp/f1-hold.xml" -i 127.0.0.1 -p 0 -r 1000 -m "$HOLD" -l "$HOLD" \
+  -nostdin 127.0.0.1:15070 >"$work/hold.out" 2>&1) &
+sleep $(( HOLD / 1000 + 4 ))
 held=$(curl -s 127.0.0.1:19090/metrics | awk '/^iwf_sip_sessions / {print $2}')
 during=$(rss)
+[ "${held:-0}" -gt 0 ] || { echo "no live sessions held:"; head -5 "$work/hold.out"; }
 per_session=$(( (during - before) * 1024 / (held > 0 ? held : 1) ))
 
 echo "F1 calls/s, $CALLS calls each (UDP, loopback, one run)"
