@@ -12,7 +12,7 @@ use crate::policy::world::{Gateway, InviteDecision};
 use crate::sdp::msrp::{self, LocalMsrp, MsrpParams, Offer};
 use crate::sdp::uri::Host;
 use crate::sip::cpm::CpmInvite;
-use crate::sip::message::{Message, ResponseSpec, StartLine, Transport, warning_value};
+use crate::sip::message::{Message, ResponseSpec, StartLine, Transport, tag_param, warning_value};
 use crate::sip::multipart;
 use crate::sip::transaction::{Action, Output, Timers, TransactionKey, TransactionTable};
 use std::collections::HashMap;
@@ -387,14 +387,7 @@ impl<P: Clone> Core<P> {
 
 /// The `tag` parameter of To, if any.
 fn to_tag(request: &Message) -> Option<String> {
-    let to = request.header("To")?;
-    let params = to.rfind('>').map_or(to, |i| &to[i..]);
-    params.split(';').skip(1).find_map(|p| {
-        let (name, value) = p.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("tag")
-            .then(|| value.trim().to_string())
-    })
+    tag_param(request.header("To")?).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -813,16 +813,21 @@ pub fn build_response(request: &Message, spec: &ResponseSpec<'_>) -> Vec<u8> {
     bytes
 }
 
-/// Whether a From/To value has a `tag` parameter (outside the `<...>` URI).
-fn has_tag(value: &str) -> bool {
+/// The `tag` parameter of a From/To value (outside the `<...>` URI), if any.
+pub fn tag_param(value: &str) -> Option<&str> {
     let params = match value.rfind('>') {
         Some(i) => &value[i..],
         None => value,
     };
-    params
-        .split(';')
-        .skip(1)
-        .any(|p| p.trim().to_ascii_lowercase().starts_with("tag="))
+    params.split(';').skip(1).find_map(|p| {
+        let (name, tag) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("tag").then(|| tag.trim())
+    })
+}
+
+/// Whether a From/To value has a `tag` parameter.
+fn has_tag(value: &str) -> bool {
+    tag_param(value).is_some()
 }
 
 /// The standard reason phrase of a status code.

@@ -127,20 +127,9 @@ fn sent_by(via: &Via) -> String {
 
 /// The `tag` parameter of a From/To value, empty when absent.
 fn tag_of(value: &str) -> String {
-    let params = match value.rfind('>') {
-        Some(i) => &value[i..],
-        None => value,
-    };
-    params
-        .split(';')
-        .skip(1)
-        .find_map(|p| {
-            let (n, v) = p.split_once('=')?;
-            n.trim()
-                .eq_ignore_ascii_case("tag")
-                .then(|| v.trim().to_string())
-        })
+    super::message::tag_param(value)
         .unwrap_or_default()
+        .to_string()
 }
 
 /// The server transaction key of a request (17.2.3); `None` when it is a response or has no
