@@ -4,31 +4,16 @@
 
 mod common;
 
-use common::policy_file;
+use common::{free_port, policy_file};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Gateway {
-    child: Child,
+    process: common::Running,
     admin: SocketAddr,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(dir: &Path, policy: &Path) -> Gateway {
@@ -42,20 +27,8 @@ fn start(dir: &Path, policy: &Path) -> Gateway {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_iwf"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let gw = Gateway { child, admin };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http(admin, "GET", "/healthz").is_err() {
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    gw
+    let process = common::run_gateway(&config, || http(admin, "GET", "/healthz").is_ok());
+    Gateway { process, admin }
 }
 
 /// One HTTP/1.1 request; returns (status, body).
@@ -154,7 +127,7 @@ fn sighup_and_post_reload_swap_and_a_bad_file_is_refused() {
     // SIGHUP.
     std::fs::copy(policy_file("default"), &path).unwrap();
     let kill = Command::new("kill")
-        .args(["-HUP", &gw.child.id().to_string()])
+        .args(["-HUP", &gw.process.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());

@@ -2,35 +2,20 @@
 //! (scenarios in `tests/sipp/`) and by raw sockets for what sipp cannot send (malformed
 //! requests).
 
+mod common;
+
+use common::free_port;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 struct Gateway {
-    child: Child,
+    _process: common::Running,
     sip: SocketAddr,
     admin: SocketAddr,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free on both UDP and TCP.
-fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 fn start() -> Gateway {
@@ -39,10 +24,7 @@ fn start() -> Gateway {
 
 /// The gateway serving the `auto-accept` policy (F1).
 fn start_auto_accept() -> Gateway {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let policy = target.join("policies/auto-accept.wasm");
+    let policy = common::policy_file("auto-accept");
     start_with(&format!(
         "[policy]\npath = {:?}\n",
         policy.display().to_string()
@@ -59,20 +41,9 @@ fn start_with(extra_config: &str) -> Gateway {
         format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"{admin}\"\n{extra_config}"),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_iwf"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(sip).is_err() {
-        assert!(Instant::now() < deadline, "gateway did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let process = common::run_gateway(&config, || TcpStream::connect(sip).is_ok());
     Gateway {
-        child,
+        _process: process,
         sip,
         admin,
         _dir: dir,

@@ -48,3 +48,51 @@ pub fn session(request_uri: &str) -> Session {
         group: None,
     }
 }
+
+/// The `iwf` binary running `iwf run --config`; killed when dropped.
+pub struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// Starts `iwf run --config config` and waits (30 s at most) until `ready` says it serves.
+pub fn run_gateway(config: &std::path::Path, ready: impl Fn() -> bool) -> Running {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_iwf"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    running
+}
+
+/// A loopback port free on both TCP and UDP.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
