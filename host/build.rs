@@ -32,7 +32,16 @@ fn main() {
     let policies_dir = target_dir.join("policies");
     std::fs::create_dir_all(&policies_dir).unwrap();
 
-    for dir in ["wit", "policy-sdk", "policies", "Cargo.lock"] {
+    // Only what the Rust policies are built from: the Python and JavaScript policies
+    // (and their node_modules) are built by `policies/build.sh`, not here.
+    let rust_policy_dirs = POLICIES
+        .iter()
+        .map(|(package, _)| format!("policies/{}", package.trim_end_matches("-policy")));
+    for dir in ["wit", "policy-sdk", "Cargo.lock"]
+        .into_iter()
+        .map(String::from)
+        .chain(rust_policy_dirs)
+    {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 

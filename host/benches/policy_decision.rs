@@ -1,11 +1,15 @@
-//! One policy decision (`on-invite` on a full 1-1 session), three ways, in one run:
+//! One policy decision (`on-invite` on a full 1-1 session) in one run, for the `default`
+//! policy in each language it ships in (Rust, Python, JavaScript):
 //! - native: the host's fail-safe answer, plain Rust (the floor);
-//! - wasm fresh: the gateway's mode, a fresh store and instance per decision;
-//! - wasm reused: one instance for every call (what pooling instances per session would
-//!   give; isolation between sessions would then need a reset).
+//! - fresh: the gateway's mode, a fresh store and instance per decision;
+//! - reused: one instance for every call (no isolation between calls: the reference a
+//!   reuse mode would approach);
+//! - load: compile of a file never seen, and a compile-cache hit.
 //!
-//! Prints median and p99 of each, and each as a ratio of the others. `cargo bench -p iwf`.
+//! Prints median and p99 of each, and ratios against the Rust policy and the native
+//! floor measured in the same run. `cargo bench -p iwf --bench policy_decision`.
 
+use iwf::config::PolicyConfig;
 use iwf::policy::world::{Gateway, Identity, InviteDecision, Priority, Session};
 use iwf::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, failsafe};
 use std::hint::black_box;
@@ -50,12 +54,19 @@ struct Stats {
     p99: Duration,
 }
 
-fn measure(samples: usize, mut f: impl FnMut()) -> Stats {
+fn measure(samples: usize, f: impl FnMut()) -> Stats {
+    measure_paced(samples, || {}, f)
+}
+
+/// As [`measure`], with `wait` run (untimed) before each sample.
+fn measure_paced(samples: usize, mut wait: impl FnMut(), mut f: impl FnMut()) -> Stats {
     for _ in 0..samples / 10 {
+        wait();
         f();
     }
     let mut samples: Vec<Duration> = (0..samples)
         .map(|_| {
+            wait();
             let t = Instant::now();
             f();
             t.elapsed()
@@ -69,32 +80,99 @@ fn measure(samples: usize, mut f: impl FnMut()) -> Stats {
     }
 }
 
-fn main() {
-    let samples = if bench_mode() { 20_000 } else { 200 };
-    let engine = PolicyEngine::new(Limits {
-        timeout_ms: 50,
-        memory_bytes: 32 << 20,
-        max_instances: 64,
-    })
-    .unwrap();
-    let host = PolicyHost::new(engine, PolicySource::Embedded).unwrap();
+/// One policy build measured by this bench.
+struct Subject {
+    language: &'static str,
+    source: PolicySource,
+    bytes: Vec<u8>,
+}
+
+/// The `default` policy in each language; the Python and JavaScript builds come from
+/// `policies/build.sh` (they are skipped, and say so, when not built).
+fn subjects() -> Vec<Subject> {
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies");
+    let mut subjects = vec![Subject {
+        language: "rust",
+        source: PolicySource::Embedded,
+        bytes: iwf::policy::host::EMBEDDED_DEFAULT.to_vec(),
+    }];
+    for (language, file) in [
+        ("python", "default-py.wasm"),
+        ("javascript", "default-js.wasm"),
+    ] {
+        let path = built.join(file);
+        match std::fs::read(&path) {
+            Ok(bytes) => subjects.push(Subject {
+                language,
+                source: PolicySource::File(path),
+                bytes,
+            }),
+            Err(_) => println!(
+                "{language}: {} not built (policies/build.sh): skipped",
+                path.display()
+            ),
+        }
+    }
+    subjects
+}
+
+/// The gateway's own limits (`[policy]` defaults), so the figures are those it serves.
+fn limits() -> Limits {
+    Limits::from(&PolicyConfig::default())
+}
+
+struct Figures {
+    language: &'static str,
+    size: usize,
+    fresh: Stats,
+    pooled: Stats,
+    reused: Stats,
+    compile: Duration,
+    cached: Duration,
+}
+
+fn measure_subject(subject: &Subject, samples: usize) -> Figures {
     let s = session();
-
-    let native = measure(samples, || {
-        black_box(failsafe::on_invite());
-        black_box(&s);
-    });
-
-    let fresh = measure(samples, || {
+    let host = |warm_instances| {
+        let engine = PolicyEngine::new(Limits {
+            warm_instances,
+            ..limits()
+        })
+        .unwrap();
+        PolicyHost::new(engine, subject.source.clone()).unwrap()
+    };
+    let decide = |host: &PolicyHost| {
         let d = host.on_invite(black_box(&s));
         assert!(matches!(d.value, InviteDecision::AskUser) && !d.is_fail_safe());
-    });
+    };
 
-    let policy = host.current();
+    // On demand: each decision instantiates its own instance.
+    let on_demand = host(0);
+    let fresh = measure(samples, || decide(&on_demand));
+
+    // The gateway's mode: a single-use instance from the warm pool. Paced so the pool has
+    // one ready (the untimed wait), as it has whenever decisions come slower than its
+    // thread makes instances; a miss would be an on-demand decision, so none is allowed.
+    let pooled_host = host(limits().warm_instances);
+    let pooled_policy = pooled_host.current();
+    let pooled = measure_paced(
+        samples,
+        || {
+            while pooled_policy.pool_ready() == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        },
+        || decide(&pooled_host),
+    );
+    assert_eq!(pooled_policy.pool_counts().missed, 0, "the pool ran dry");
+
+    // No isolation between calls: one instance for all (the floor of any reuse mode).
+    let policy = on_demand.current();
+    let deadline = on_demand.engine().deadline_ticks();
     let mut store = policy.new_store();
     let instance = policy.instantiate(&mut store).unwrap();
     let reused = measure(samples, || {
-        store.set_epoch_deadline(50);
+        store.set_epoch_deadline(deadline);
         let d = instance
             .cpm_iwf_policy_decisions()
             .call_on_invite(&mut store, black_box(&s))
@@ -102,58 +180,125 @@ fn main() {
         assert!(matches!(d, InviteDecision::AskUser));
     });
 
-    if !bench_mode() {
-        println!("smoke run ({samples} samples): `cargo bench -p iwf` for figures");
-        return;
-    }
-    println!("policy decision (on-invite, default policy), {samples} samples each");
-    println!("{:<14} {:>12} {:>12}", "mode", "median", "p99");
-    for (name, st) in [
-        ("native", &native),
-        ("wasm reused", &reused),
-        ("wasm fresh", &fresh),
-    ] {
-        println!("{name:<14} {:>12.2?} {:>12.2?}", st.median, st.p99);
-    }
-    let ratio = |a: &Stats, b: &Stats| a.median.as_secs_f64() / b.median.as_secs_f64().max(1e-12);
-    println!("ratio fresh/reused  {:>8.1}x", ratio(&fresh, &reused));
-    println!("ratio reused/native {:>8.1}x", ratio(&reused, &native));
-    println!("ratio fresh/native  {:>8.1}x", ratio(&fresh, &native));
     // Reload: a file never seen (compile) against one seen before (compile cache hit).
-    let bytes = iwf::policy::host::EMBEDDED_DEFAULT;
+    let rounds = if bench_mode() { 5 } else { 1 };
     let (mut compile, mut cached) = (Vec::new(), Vec::new());
-    for _ in 0..5 {
-        let limits = Limits {
-            timeout_ms: 50,
-            memory_bytes: 32 << 20,
-            max_instances: 4,
-        };
-        let engine = PolicyEngine::new(limits).unwrap();
+    for _ in 0..rounds {
+        let engine = PolicyEngine::new(limits()).unwrap();
         let t = Instant::now();
-        engine.load_bytes(bytes, "bench").unwrap();
+        engine.load_bytes(&subject.bytes, "bench").unwrap();
         compile.push(t.elapsed());
         let t = Instant::now();
-        engine.load_bytes(bytes, "bench").unwrap();
+        engine.load_bytes(&subject.bytes, "bench").unwrap();
         cached.push(t.elapsed());
     }
     compile.sort();
     cached.sort();
+    Figures {
+        language: subject.language,
+        size: subject.bytes.len(),
+        fresh,
+        pooled,
+        reused,
+        compile: compile[rounds / 2],
+        cached: cached[rounds / 2],
+    }
+}
+
+fn main() {
+    let samples = if bench_mode() { 20_000 } else { 50 };
+    let s = session();
+    let native = measure(samples, || {
+        black_box(failsafe::on_invite());
+        black_box(&s);
+    });
+    let figures: Vec<Figures> = subjects()
+        .iter()
+        .map(|subject| {
+            // Interpreters are ~100x slower per call: fewer samples keep the run short.
+            let n = if subject.language == "rust" {
+                samples
+            } else {
+                samples / 10
+            };
+            measure_subject(subject, n.max(20))
+        })
+        .collect();
+
+    if !bench_mode() {
+        println!("smoke run: `cargo bench -p iwf --bench policy_decision` for figures");
+        return;
+    }
+    let ms = |d: Duration| format!("{:.2?}", d);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
+    let rust = &figures[0];
     println!(
-        "load (compile)      {:>12.2?}  component of {} bytes",
-        compile[2],
-        bytes.len()
+        "policy decision (on-invite, default policy), {samples} samples (rust), {} (others)",
+        samples / 10
     );
     println!(
-        "load (cache hit)    {:>12.2?}  ratio compile/cache hit {:.0}x",
-        cached[2],
-        compile[2].as_secs_f64() / cached[2].as_secs_f64()
+        "native fail-safe: median {} p99 {}",
+        ms(native.median),
+        ms(native.p99)
     );
     println!(
-        "goal: fresh median <= 10 us: {}",
-        if fresh.median <= Duration::from_micros(10) {
-            "met"
+        "{:<11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>10} {:>10} {:>10}",
+        "language",
+        "pool p50",
+        "pool p99",
+        "fresh p50",
+        "fresh p99",
+        "reuse p50",
+        "reuse p99",
+        "pool/rs",
+        "size",
+        "compile",
+        "cache hit"
+    );
+    for f in &figures {
+        println!(
+            "{:<11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8.1}x {:>10} {:>10} {:>10}",
+            f.language,
+            ms(f.pooled.median),
+            ms(f.pooled.p99),
+            ms(f.fresh.median),
+            ms(f.fresh.p99),
+            ms(f.reused.median),
+            ms(f.reused.p99),
+            ratio(f.pooled.median, rust.pooled.median),
+            f.size,
+            ms(f.compile),
+            ms(f.cached),
+        );
+    }
+    for f in &figures {
+        println!(
+            "{:<11} fresh/pool {:.1}x, pool/reuse {:.1}x",
+            f.language,
+            ratio(f.fresh.median, f.pooled.median),
+            ratio(f.pooled.median, f.reused.median)
+        );
+    }
+    println!(
+        "rust pool / native {:.0}x, rust fresh / native {:.0}x",
+        ratio(rust.pooled.median, native.median),
+        ratio(rust.fresh.median, native.median)
+    );
+    for f in &figures {
+        let goal = if f.language == "rust" {
+            Duration::from_micros(10)
         } else {
-            "NOT met"
-        }
-    );
+            Duration::from_millis(1)
+        };
+        println!(
+            "goal {}: median <= {:?} in the gateway's mode (pool): {}",
+            f.language,
+            goal,
+            if f.pooled.median <= goal {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
 }

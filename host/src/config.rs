@@ -115,6 +115,9 @@ pub struct PolicyConfig {
     pub max_instances: u32,
     /// How often the file at `path` is checked for a new version.
     pub watch_interval_ms: u64,
+    /// Single-use instances kept ready per policy version, made off the decision's path
+    /// (`policy/pool.rs`); 0 makes each decision instantiate its own.
+    pub warm_instances: u32,
 }
 
 impl Default for PolicyConfig {
@@ -125,6 +128,7 @@ impl Default for PolicyConfig {
             memory_mb: 32,
             max_instances: 64,
             watch_interval_ms: 250,
+            warm_instances: 4,
         }
     }
 }
@@ -213,6 +217,14 @@ impl Config {
         }
         if !(1..=10_000).contains(&p.max_instances) {
             return Err(invalid("max_instances", &p.max_instances, "use 1 to 10000"));
+        }
+        // The pool's instances hold pooling-allocator slots: leave most for decisions.
+        if p.warm_instances > p.max_instances / 2 {
+            return Err(invalid(
+                "warm_instances",
+                &p.warm_instances,
+                "use 0 to half of max_instances",
+            ));
         }
         if !(10..=60_000).contains(&p.watch_interval_ms) {
             return Err(invalid(

@@ -71,9 +71,11 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
 
 fn policy(cmd: PolicyCommand) -> ExitCode {
     // The harness runs policies under the gateway's default limits, with a generous
-    // deadline: a slow machine must not fail a case that production would pass.
+    // deadline: a slow machine must not fail a case that production would pass. Its calls
+    // are dynamic (by the case file's names), so no warm pool.
     let limits = Limits {
         timeout_ms: 1000,
+        warm_instances: 0,
         ..Limits::from(&iwf::config::PolicyConfig::default())
     };
     let engine = match PolicyEngine::new(limits) {

@@ -17,6 +17,7 @@ fn engine() -> Arc<PolicyEngine> {
                 timeout_ms: 1000,
                 memory_bytes: 32 << 20,
                 max_instances: 16,
+                warm_instances: 0,
             })
             .unwrap()
         })

@@ -19,12 +19,20 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Compiled components kept for swaps back and forth.
 const CACHE_ENTRIES: usize = 8;
 
+/// Per-component counts the pool has room for: enough for the interpreters that
+/// componentize-py and componentize-js embed, measured on their builds of `default`.
+const MAX_CORE_INSTANCES: u32 = 32;
+const MAX_MEMORIES: u32 = 4;
+const MAX_TABLES: u32 = 16;
+
 /// Limits of one decision, from `[policy]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub timeout_ms: u64,
     pub memory_bytes: usize,
     pub max_instances: u32,
+    /// Instances kept ready per policy version (`pool.rs`); 0: each decision makes its own.
+    pub warm_instances: usize,
 }
 
 impl From<&PolicyConfig> for Limits {
@@ -33,6 +41,7 @@ impl From<&PolicyConfig> for Limits {
             timeout_ms: config.timeout_ms,
             memory_bytes: config.memory_mb as usize * 1024 * 1024,
             max_instances: config.max_instances,
+            warm_instances: config.warm_instances as usize,
         }
     }
 }
@@ -49,14 +58,14 @@ impl PolicyEngine {
         let n = limits.max_instances;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(n)
-            // A Rust component has a main module plus the adapter shims; interpreters
-            // (componentize-py/-js) have more: room for 8 core instances each.
+            // A Rust component has a main module plus the adapter shims; the interpreters
+            // of componentize-py (14 core instances) and componentize-js have more.
             .total_core_instances(n * 8)
-            .max_core_instances_per_component(8)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES)
             .total_memories(n * 2)
-            .max_memories_per_component(2)
+            .max_memories_per_component(MAX_MEMORIES)
             .total_tables(n * 4)
-            .max_tables_per_component(4)
+            .max_tables_per_component(MAX_TABLES)
             .max_memory_size(limits.memory_bytes)
             // Reset the first pages of memory by rewriting them rather than by an
             // madvise: with a small guest stack this is where a decision's work lives.

@@ -2,6 +2,7 @@
 
 use super::decision::Decision;
 use super::engine::PolicyEngine;
+use super::pool::{self, PoolCounts, Warm, WarmPool};
 use super::sandbox::{self, CallError, FailCause, GuestState};
 use super::world::{self, DECISIONS_INTERFACE, DECISIONS_UNVERSIONED, WORLD_VERSION};
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct Policy {
     exports: Vec<ComponentExportIndex>,
     /// For log lines written by the guest: "name version".
     log_name: Arc<str>,
+    /// Instances made ahead of decisions; `None` with `[policy] warm_instances = 0`.
+    pool: Option<WarmPool>,
 }
 
 impl Policy {
@@ -104,12 +107,18 @@ impl Policy {
             },
             log_name: Arc::from(source),
             exports,
+            pool: None,
         };
         let info = policy
             .call(|decisions, store| decisions.call_info(store))
             .map_err(LoadError::Info)?;
         policy.log_name = Arc::from(format!("{} {}", info.name, info.version).as_str());
         policy.info = info;
+        policy.pool = WarmPool::start(
+            policy.engine.limits().warm_instances,
+            &policy.log_name,
+            policy.warm_maker(),
+        );
         Ok(policy)
     }
 
@@ -135,9 +144,10 @@ impl Policy {
         })
     }
 
-    /// Runs one decision in a fresh instance in a fresh sandbox.
+    /// Runs one decision in an instance no other call has used, in its own sandbox: one
+    /// from the warm pool when there is one ready, else a fresh one made here.
     ///
-    /// Only the function asked for is looked up and type-checked on the new instance: the
+    /// Only the function asked for is looked up and type-checked on the instance: the
     /// generated bindings would check all of them per instance, which is most of the cost
     /// of a decision.
     pub fn call_decision<P, R>(&self, which: Decision, params: P) -> Result<R, CallError>
@@ -145,35 +155,69 @@ impl Policy {
         P: ComponentNamedList + Lower,
         (R,): ComponentNamedList + Lift,
     {
-        let mut store = self.new_store();
-        let instance = self
-            .pre
-            .instance_pre()
-            .instantiate(&mut store)
-            .map_err(|e| CallError {
-                cause: match sandbox::classify(&store, &e) {
-                    FailCause::Trap => FailCause::Instantiate,
-                    other => other,
-                },
-                detail: format!("{e:#}"),
-            })?;
-        let func = instance
-            .get_func(&mut store, self.exports[which.index()])
-            .ok_or_else(|| CallError {
-                cause: FailCause::Instantiate,
-                detail: format!("no export {}", which.name()),
-            })?;
-        let typed = func.typed::<P, (R,)>(&store).map_err(|e| CallError {
-            cause: FailCause::Instantiate,
-            detail: format!("{e:#}"),
-        })?;
-        typed
-            .call(&mut store, params)
-            .map(|(r,)| r)
-            .map_err(|e| CallError {
-                cause: sandbox::classify(&store, &e),
-                detail: format!("{e:#}"),
-            })
+        let Warm {
+            mut store,
+            instance,
+        } = match self.pool.as_ref().and_then(WarmPool::take) {
+            Some(mut warm) => {
+                // The deadline counts from the decision, not from when the instance was made.
+                warm.store.set_epoch_deadline(self.engine.deadline_ticks());
+                warm
+            }
+            None => {
+                let mut store = self.new_store();
+                match self.pre.instance_pre().instantiate(&mut store) {
+                    Ok(instance) => Warm { store, instance },
+                    Err(e) => {
+                        return Err(CallError {
+                            cause: match sandbox::classify(&store, &e) {
+                                FailCause::Trap => FailCause::Instantiate,
+                                other => other,
+                            },
+                            detail: format!("{e:#}"),
+                        });
+                    }
+                }
+            }
+        };
+        let answer = call_export(
+            &mut store,
+            &instance,
+            self.exports[which.index()],
+            which,
+            params,
+        );
+        if let Some(pool) = &self.pool {
+            pool.retire(store);
+        }
+        answer
+    }
+
+    /// Makes warm instances of this version for its pool.
+    fn warm_maker(&self) -> pool::Maker {
+        let engine = self.engine.clone();
+        let pre = self.pre.clone();
+        let log_name = self.log_name.clone();
+        Box::new(move || {
+            let mut store = sandbox::new_store(
+                engine.engine(),
+                engine.limits().memory_bytes,
+                engine.deadline_ticks(),
+                log_name.clone(),
+            );
+            let instance = pool::warm_up(&mut store, &pre)?;
+            Ok(Warm { store, instance })
+        })
+    }
+
+    /// How the warm pool served this version; zeros without a pool.
+    pub fn pool_counts(&self) -> PoolCounts {
+        self.pool.as_ref().map(WarmPool::counts).unwrap_or_default()
+    }
+
+    /// Warm instances ready now.
+    pub fn pool_ready(&self) -> usize {
+        self.pool.as_ref().map_or(0, WarmPool::ready)
     }
 
     /// A fresh sandboxed store for one decision of this policy.
@@ -220,6 +264,37 @@ impl Policy {
     pub fn info(&self) -> &world::PolicyInfo {
         &self.info
     }
+}
+
+/// Calls one export of `instance`, type-checking only that function.
+fn call_export<P, R>(
+    store: &mut Store<GuestState>,
+    instance: &wasmtime::component::Instance,
+    export: ComponentExportIndex,
+    which: Decision,
+    params: P,
+) -> Result<R, CallError>
+where
+    P: ComponentNamedList + Lower,
+    (R,): ComponentNamedList + Lift,
+{
+    let func = instance
+        .get_func(&mut *store, export)
+        .ok_or_else(|| CallError {
+            cause: FailCause::Instantiate,
+            detail: format!("no export {}", which.name()),
+        })?;
+    let typed = func.typed::<P, (R,)>(&*store).map_err(|e| CallError {
+        cause: FailCause::Instantiate,
+        detail: format!("{e:#}"),
+    })?;
+    typed
+        .call(&mut *store, params)
+        .map(|(r,)| r)
+        .map_err(|e| CallError {
+            cause: sandbox::classify(store, &e),
+            detail: format!("{e:#}"),
+        })
 }
 
 /// Names what is missing before the linker's checks do, for the common mistakes: a

@@ -5,6 +5,7 @@
 //! - `engine`: the wasmtime engine (pooling, epochs), the linker, the compile cache;
 //! - `loaded`: one loaded, type-checked policy version and the load errors;
 //! - `sandbox`: the store one decision runs in and the fail-safe causes;
+//! - `pool`: single-use instances made ahead of the decisions that take them;
 //! - `decision`: the decision points, one per exported function;
 //! - `host`: [`PolicyHost`], the decisions the gateway calls, with hot swap and metrics;
 //! - `failsafe`, `validate`: the fail-safe answers and the range checks on answers;
@@ -19,6 +20,7 @@ pub mod failsafe;
 pub mod harness;
 pub mod host;
 pub mod loaded;
+pub mod pool;
 pub mod reload;
 pub mod sandbox;
 pub mod validate;

@@ -402,6 +402,7 @@ mod tests {
             timeout_ms: 1000,
             memory_bytes: 32 << 20,
             max_instances: 4,
+            warm_instances: 0,
         })
         .unwrap();
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

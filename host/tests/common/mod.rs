@@ -19,6 +19,8 @@ pub fn engine(timeout_ms: u64) -> Arc<PolicyEngine> {
         timeout_ms,
         memory_bytes: 32 << 20,
         max_instances: 32,
+        // Decisions in the tests take the pool's instances as the gateway's do.
+        warm_instances: 2,
     })
     .unwrap()
 }
