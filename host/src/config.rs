@@ -218,12 +218,13 @@ impl Config {
         if !(1..=10_000).contains(&p.max_instances) {
             return Err(invalid("max_instances", &p.max_instances, "use 1 to 10000"));
         }
-        // The pool's instances hold pooling-allocator slots: leave most for decisions.
-        if p.warm_instances > p.max_instances / 2 {
+        // The pool's ready instances and the spent stores waiting for its thread (as many
+        // again) hold pooling-allocator slots: leave most for decisions in flight.
+        if p.warm_instances > p.max_instances / 4 {
             return Err(invalid(
                 "warm_instances",
                 &p.warm_instances,
-                "use 0 to half of max_instances",
+                "use 0 to a quarter of max_instances",
             ));
         }
         if !(10..=60_000).contains(&p.watch_interval_ms) {
@@ -292,6 +293,23 @@ mod tests {
         assert!(
             msg.contains("[policy] timeout_ms = 0") && msg.contains("1 to 10000"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_warm_pool_may_not_take_the_slots_of_decisions() {
+        let toml = "[policy]\nmax_instances = 16\nwarm_instances = 5\n";
+        let msg = Config::parse(toml, Path::new("gw.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("[policy] warm_instances = 5"), "{msg}");
+        let toml = "[policy]\nmax_instances = 16\nwarm_instances = 4\n";
+        assert_eq!(
+            Config::parse(toml, Path::new("gw.toml"))
+                .unwrap()
+                .policy
+                .warm_instances,
+            4
         );
     }
 }

@@ -252,8 +252,9 @@ fn hot_swap_under_load_fails_no_decision() {
                 let mut seen = [0u64; 2];
                 while !stop.load(Ordering::Relaxed) {
                     let d = host.on_invite(&s);
-                    let DecidedBy::Policy(p) = &d.by else {
-                        panic!("fail-safe during a swap")
+                    let p = match &d.by {
+                        DecidedBy::Policy(p) => p,
+                        DecidedBy::FailSafe(cause) => panic!("fail-safe during a swap: {cause}"),
                     };
                     match d.value {
                         InviteDecision::AskUser => {
@@ -317,4 +318,70 @@ fn a_broken_file_is_refused_and_the_old_version_keeps_serving() {
             .is_fail_safe()
     );
     assert_eq!(host.load_counts(), (1, 1));
+}
+
+/// Waits (bounded) until `policy`'s warm pool holds `n` instances.
+fn wait_for_pool(policy: &iwf::policy::Policy, n: usize) {
+    let started = std::time::Instant::now();
+    while policy.pool_ready() < n {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the warm pool never filled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn decisions_take_warm_instances_and_the_pool_refills() {
+    let host = PolicyHost::new(engine(50), PolicySource::Embedded).unwrap();
+    let policy = host.current();
+    wait_for_pool(&policy, 2);
+    let d = host.on_invite(&session("mailto:bob@example.net"));
+    assert!(!d.is_fail_safe());
+    assert_eq!(policy.pool_counts().taken, 1);
+    assert_eq!(policy.pool_counts().missed, 0);
+    wait_for_pool(&policy, 2);
+    // Whether the pool keeps up or not, every decision is served, once.
+    for _ in 0..10 {
+        assert!(
+            !host
+                .on_invite(&session("mailto:bob@example.net"))
+                .is_fail_safe()
+        );
+    }
+    let counts = policy.pool_counts();
+    assert_eq!(counts.taken + counts.missed, 11, "{counts:?}");
+}
+
+#[test]
+fn a_warm_instance_gets_its_deadline_when_taken_not_when_made() {
+    // The instance waits in the pool far longer than the 20 ms deadline; the decision
+    // must still have its whole deadline.
+    let host = misbehaving_host(20);
+    let policy = host.current();
+    wait_for_pool(&policy, 2);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let d = host.on_invite(&session("mailto:bob@example.net"));
+    assert!(!d.is_fail_safe(), "a waiting instance timed out");
+    assert_eq!(policy.pool_counts().taken, 1);
+}
+
+#[test]
+fn a_swapped_out_version_stops_serving_from_its_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.wasm");
+    std::fs::copy(policy_file("default"), &path).unwrap();
+    let host = PolicyHost::new(engine(50), PolicySource::File(path.clone())).unwrap();
+    let old = host.current();
+    wait_for_pool(&old, 2);
+    std::fs::copy(policy_file("auto-accept"), &path).unwrap();
+    assert!(matches!(host.reload().unwrap(), Reloaded::Swapped { .. }));
+    let d = host.on_invite(&session("mailto:bob@example.net"));
+    assert!(matches!(d.value, InviteDecision::AcceptOnBehalf));
+    assert_eq!(
+        old.pool_counts().taken,
+        0,
+        "the old version's instances were used"
+    );
 }

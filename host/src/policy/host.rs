@@ -423,6 +423,30 @@ impl PolicyHost {
         );
         metrics::family(
             out,
+            "iwf_policy_warm_ready",
+            "gauge",
+            "Single-use instances of the served version ready in its warm pool.",
+        );
+        let _ = writeln!(out, "iwf_policy_warm_ready {}", p.pool_ready());
+        metrics::family(
+            out,
+            "iwf_policy_instances_total",
+            "counter",
+            "Instances decisions of the served version ran in, taken from the warm pool or made on demand (since the version was loaded; a swap starts it again; not counted with [policy] warm_instances = 0).",
+        );
+        let counts = p.pool_counts();
+        let _ = writeln!(
+            out,
+            "iwf_policy_instances_total{{from=\"pool\"}} {}",
+            counts.taken
+        );
+        let _ = writeln!(
+            out,
+            "iwf_policy_instances_total{{from=\"on_demand\"}} {}",
+            counts.missed
+        );
+        metrics::family(
+            out,
             "iwf_policy_loads_total",
             "counter",
             "Policy loads, by result.",

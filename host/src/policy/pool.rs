@@ -102,9 +102,18 @@ impl WarmPool {
         warm
     }
 
-    /// Hands a finished decision's store to the pool's thread to drop.
+    /// Hands a finished decision's store to the pool's thread to drop, or drops it here
+    /// when the thread is behind: a spent store holds a pooling-allocator slot, and the
+    /// slots are for decisions.
     pub fn retire(&self, store: Store<GuestState>) {
-        self.shared.lock().spent.push(store);
+        let mut state = self.shared.lock();
+        if state.stopped || state.spent.len() >= self.shared.target {
+            drop(state);
+            drop(store);
+            return;
+        }
+        state.spent.push(store);
+        drop(state);
         self.shared.wake.notify_one();
     }
 
@@ -122,9 +131,19 @@ impl WarmPool {
 }
 
 impl Drop for WarmPool {
+    /// Frees the ready instances here and now: their pooling-allocator slots are needed
+    /// by the version that replaced this one, and the thread may not run soon.
     fn drop(&mut self) {
-        self.shared.lock().stopped = true;
+        let (ready, spent) = {
+            let mut state = self.shared.lock();
+            state.stopped = true;
+            (
+                std::mem::take(&mut state.ready),
+                std::mem::take(&mut state.spent),
+            )
+        };
         self.shared.wake.notify_one();
+        drop((ready, spent));
     }
 }
 
@@ -153,7 +172,13 @@ fn fill(shared: &Shared, make: &Maker) {
             continue;
         }
         match make() {
-            Ok(warm) => shared.lock().ready.push_back(warm),
+            Ok(warm) => {
+                let mut state = shared.lock();
+                if state.stopped {
+                    return;
+                }
+                state.ready.push_back(warm);
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "warm policy instance failed; retrying");
                 std::thread::sleep(RETRY_AFTER);
