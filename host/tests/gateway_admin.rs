@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{free_port, policy_file};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::{free_port, http, policy_file};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,27 +28,6 @@ fn start(dir: &Path, policy: &Path) -> Gateway {
     .unwrap();
     let process = common::run_gateway(&config, || http(admin, "GET", "/healthz").is_ok());
     Gateway { process, admin }
-}
-
-/// One HTTP/1.1 request; returns (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 fn served_sha(gw: &Gateway) -> String {

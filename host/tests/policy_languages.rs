@@ -1,0 +1,174 @@
+//! Policies in any Wasm language: the `default` policy written in Python (componentize-py)
+//! and in JavaScript (componentize-js), built by `policies/build.sh`, pass the Rust
+//! `default`'s case file, and a running gateway swaps Rust -> Python -> JavaScript -> Rust
+//! while it is deciding, with no failed decision.
+//!
+//! The first test to need a build runs `policies/build.sh`, which fetches the toolchains
+//! (PyPI, npm) on a fresh machine and does nothing when the components are up to date.
+
+mod common;
+
+use common::{free_port, http, policy_file};
+use iwf::policy::harness;
+use iwf::policy::{Limits, PolicyEngine};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The languages besides Rust: `policies/default-<lang>`.
+const LANGUAGES: [&str; 2] = ["py", "js"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds `default-<lang>` (once per test process) and returns its component's path.
+fn built(lang: &str) -> PathBuf {
+    static BUILDS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let done = BUILDS.get_or_init(|| Mutex::new(Vec::new()));
+    let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+    let path = policy_file(&format!("default-{lang}"));
+    if !done.iter().any(|l| l == lang) {
+        let out = Command::new(workspace().join("policies/build.sh"))
+            .arg(lang)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run policies/build.sh");
+        assert!(
+            out.status.success(),
+            "policies/build.sh {lang} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(path.exists(), "policies/build.sh {lang} made no {path:?}");
+        done.push(lang.to_string());
+    }
+    path
+}
+
+fn run_default_cases(lang: &str) {
+    let component = built(lang);
+    let engine = PolicyEngine::new(Limits {
+        timeout_ms: 1000,
+        warm_instances: 0,
+        ..Limits::from(&iwf::config::PolicyConfig::default())
+    })
+    .unwrap();
+    let cases = workspace().join("policies/default/cases.toml");
+    let mut report = Vec::new();
+    let summary = harness::run_cases(&engine, &component, &cases, &mut report)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let report = String::from_utf8(report).unwrap();
+    assert!(
+        summary.failed == 0 && summary.passed >= 59,
+        "default-{lang} against policies/default/cases.toml:\n{report}"
+    );
+}
+
+#[test]
+fn the_python_default_passes_the_default_cases() {
+    run_default_cases("py");
+}
+
+#[test]
+fn the_javascript_default_passes_the_default_cases() {
+    run_default_cases("js");
+}
+
+/// Sum of a metric family's samples whose line contains `filter`.
+fn metric(admin: SocketAddr, name: &str, filter: &str) -> u64 {
+    let (_, body) = http(admin, "GET", "/metrics").unwrap();
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
+    let versions: Vec<(&str, PathBuf)> = vec![
+        ("rust", policy_file("default")),
+        ("python", built("py")),
+        ("javascript", built("js")),
+        ("rust", policy_file("default")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.wasm");
+    std::fs::copy(&versions[0].1, &policy).unwrap();
+    let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = dir.path().join("iwf.toml");
+    // The file is swapped by POST /policy/reload; no polling, so each swap is the test's.
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = \"{sip}\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\n[admin]\nlisten = \"{admin}\"\n",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let _gw = common::run_gateway(&config, || http(admin, "GET", "/healthz").is_ok());
+
+    // Invitations all along, 10 calls/s, until the swaps are done; then sipp is told to
+    // stop (SIGUSR1: no new calls, the ones in progress finish).
+    let mut sipp = Command::new("sipp")
+        .arg("-sf")
+        .arg(workspace().join("tests/sipp/invite-any-final.xml"))
+        .args(["-r", "10", "-l", "20"])
+        .args(["-t", "u1", "-i", "127.0.0.1", "-p", "0", "-nostdin"])
+        .args(["-timeout", "240s", "-timeout_error", "-trace_err"])
+        .arg(sip.to_string())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
+
+    let decided = |admin| metric(admin, "iwf_policy_decisions_total", "on-invite");
+    for (language, file) in &versions[1..] {
+        // Some decisions on the version served now (20 at least), then the swap.
+        let before = decided(admin);
+        let started = Instant::now();
+        while decided(admin) < before + 20 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no decisions");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let tmp = policy.with_extension("new");
+        std::fs::copy(file, &tmp).unwrap();
+        std::fs::rename(&tmp, &policy).unwrap();
+        let (status, body) = http(admin, "POST", "/policy/reload").unwrap();
+        assert_eq!(status, 200, "swap to {language}: {body}");
+        let (_, served) = http(admin, "GET", "/policy").unwrap();
+        let served: serde_json::Value = serde_json::from_str(&served).unwrap();
+        assert_eq!(
+            served["sha256"],
+            iwf::policy::engine::sha256_hex(&std::fs::read(file).unwrap()),
+            "{language} is served"
+        );
+    }
+    // The last version decides too.
+    let before = decided(admin);
+    let started = Instant::now();
+    while decided(admin) < before + 20 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no decisions");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Command::new("kill")
+        .args(["-USR1", &sipp.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = sipp.wait().unwrap();
+    assert!(
+        status.success(),
+        "sipp saw a call without a final answer (see its error trace in {:?})",
+        dir.path()
+    );
+    assert_eq!(
+        metric(admin, "iwf_policy_fail_safe_total", ""),
+        0,
+        "a decision failed during the swaps"
+    );
+    assert_eq!(metric(admin, "iwf_policy_loads_total", "refused"), 0);
+}
