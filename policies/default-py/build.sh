@@ -21,12 +21,17 @@ repo="$(cd "$here/../.." && pwd)"
 wit="$repo/wit"
 mkdir -p "$(dirname "$1")"
 out="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+# A relative CARGO_TARGET_DIR is taken from the repository, as host/build.rs does.
 target="${CARGO_TARGET_DIR:-$repo/target}"
-mkdir -p "$target"
-target="$(cd "$target" && pwd)"
+case "$target" in /*) ;; *) target="$repo/$target" ;; esac
 toolchains="$target/policy-toolchains"
 venv="$toolchains/py-venv"
 bindings="$toolchains/py-bindings"
+mkdir -p "$toolchains"
+
+# One build at a time (tests may run this script from several processes).
+exec 9>"$toolchains/py.lock"
+flock 9
 
 # The toolchain: a venv with the pinned componentize-py.
 stamp="$venv/.requirements.sha256"

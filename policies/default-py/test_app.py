@@ -17,8 +17,9 @@ import unittest
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# A relative CARGO_TARGET_DIR is taken from the repository, as build.sh does.
 BINDINGS = (
-    Path(os.environ.get("CARGO_TARGET_DIR") or HERE.parent.parent / "target")
+    HERE.parent.parent / os.environ.get("CARGO_TARGET_DIR", "target")
     / "policy-toolchains"
     / "py-bindings"
 )
