@@ -118,6 +118,9 @@ pub struct PolicyConfig {
     /// Single-use instances kept ready per policy version, made off the decision's path
     /// (`policy/pool.rs`); 0 makes each decision instantiate its own.
     pub warm_instances: u32,
+    /// Compiled components kept here across restarts (an interpreter policy compiles in
+    /// seconds); none: compile at every start. Only the gateway's user may write to it.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
@@ -129,6 +132,7 @@ impl Default for PolicyConfig {
             max_instances: 64,
             watch_interval_ms: 250,
             warm_instances: 4,
+            cache_dir: None,
         }
     }
 }

@@ -26,8 +26,11 @@ pub struct Gateway {
 
 /// Binds every listener and starts serving in the background of the current runtime.
 pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
-    let engine = PolicyEngine::new(Limits::from(&config.policy))
-        .map_err(|e| anyhow::anyhow!("creating the policy engine: {e:#}"))?;
+    let engine = PolicyEngine::with_cache_dir(
+        Limits::from(&config.policy),
+        config.policy.cache_dir.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("creating the policy engine: {e:#}"))?;
     let source = match &config.policy.path {
         Some(path) => PolicySource::File(path.clone()),
         None => PolicySource::Embedded,

@@ -385,3 +385,53 @@ fn a_swapped_out_version_stops_serving_from_its_pool() {
         "the old version's instances were used"
     );
 }
+
+#[test]
+fn compiled_components_are_kept_in_the_cache_dir_and_used_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = iwf::policy::Limits {
+        timeout_ms: 50,
+        memory_bytes: 32 << 20,
+        max_instances: 8,
+        warm_instances: 0,
+    };
+    let with_cache =
+        || iwf::policy::PolicyEngine::with_cache_dir(limits, Some(dir.path().into())).unwrap();
+    let default = std::fs::read(policy_file("default")).unwrap();
+    let auto = std::fs::read(policy_file("auto-accept")).unwrap();
+
+    // A first engine compiles both and keeps them.
+    let first = with_cache();
+    first.load_bytes(&default, "default").unwrap();
+    first.load_bytes(&auto, "auto").unwrap();
+    let cached = |sha: &str| -> std::path::PathBuf {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(sha))
+            .unwrap_or_else(|| panic!("no cache file for {sha}"))
+    };
+    let default_file = cached(&iwf::policy::engine::sha256_hex(&default));
+    let auto_file = cached(&iwf::policy::engine::sha256_hex(&auto));
+
+    // A second engine loads from the cache, not from the bytes: shown by planting the
+    // compile of auto-accept under default's name (which is why only the gateway may
+    // write to the directory).
+    // (Files are replaced by rename, as the cache itself does: a loaded component maps
+    // its file, and rewriting a mapped file in place would pull pages from under it.)
+    let replace = |with: &dyn Fn(&std::path::Path)| {
+        let tmp = dir.path().join("replacement");
+        with(&tmp);
+        std::fs::rename(&tmp, &default_file).unwrap();
+    };
+    replace(&|tmp| {
+        std::fs::copy(&auto_file, tmp).unwrap();
+    });
+    let planted = with_cache().load_bytes(&default, "default").unwrap();
+    assert_eq!(planted.info().name, "auto-accept");
+
+    // An unusable cache file is compiled over, not served.
+    replace(&|tmp| std::fs::write(tmp, b"not a compiled component").unwrap());
+    let recompiled = with_cache().load_bytes(&default, "default").unwrap();
+    assert_eq!(recompiled.info().name, "default");
+}

@@ -17,9 +17,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The languages besides Rust: `policies/default-<lang>`.
-const LANGUAGES: [&str; 2] = ["py", "js"];
-
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -48,14 +45,23 @@ fn built(lang: &str) -> PathBuf {
     path
 }
 
+/// Compiled components shared by these tests' engines and gateways: an interpreter
+/// policy compiles in seconds, once.
+fn cache_dir() -> PathBuf {
+    policy_file("default")
+        .parent()
+        .unwrap()
+        .with_file_name("policy-cache")
+}
+
 fn run_default_cases(lang: &str) {
     let component = built(lang);
-    let engine = PolicyEngine::new(Limits {
+    let limits = Limits {
         timeout_ms: 1000,
         warm_instances: 0,
         ..Limits::from(&iwf::config::PolicyConfig::default())
-    })
-    .unwrap();
+    };
+    let engine = PolicyEngine::with_cache_dir(limits, Some(cache_dir())).unwrap();
     let cases = workspace().join("policies/default/cases.toml");
     let mut report = Vec::new();
     let summary = harness::run_cases(&engine, &component, &cases, &mut report)
@@ -104,8 +110,9 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\n[admin]\nlisten = \"{admin}\"\n",
-            policy.display().to_string()
+            "[sip]\nlisten = \"{sip}\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n",
+            policy.display().to_string(),
+            cache_dir().display().to_string()
         ),
     )
     .unwrap();

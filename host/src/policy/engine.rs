@@ -51,10 +51,22 @@ pub struct PolicyEngine {
     linker: Linker<GuestState>,
     limits: Limits,
     cache: Mutex<Vec<([u8; 32], Component)>>,
+    /// `[policy] cache_dir`: compiled components kept across restarts.
+    disk_cache: Option<DiskCache>,
 }
 
 impl PolicyEngine {
     pub fn new(limits: Limits) -> wasmtime::Result<Arc<Self>> {
+        Self::with_cache_dir(limits, None)
+    }
+
+    /// As [`PolicyEngine::new`], keeping compiled components in `cache_dir` too, so a
+    /// restart or another process loads them without compiling (an interpreter policy
+    /// takes seconds to compile).
+    pub fn with_cache_dir(
+        limits: Limits,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> wasmtime::Result<Arc<Self>> {
         let n = limits.max_instances;
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(n)
@@ -83,11 +95,13 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         world::Policy::add_to_linker::<_, HasSelf<GuestState>>(&mut linker, |state| state)?;
+        let disk_cache = cache_dir.map(|dir| DiskCache::new(dir, &engine));
         Ok(Arc::new(Self {
             engine,
             linker,
             limits,
             cache: Mutex::new(Vec::new()),
+            disk_cache,
         }))
     }
 
@@ -131,14 +145,93 @@ impl PolicyEngine {
             return Ok(component.clone());
         }
         check_is_component(bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let cached = self
+            .disk_cache
+            .as_ref()
+            .and_then(|disk| disk.load(&self.engine, &sha256));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                if let Some(disk) = &self.disk_cache {
+                    disk.store(&sha256, &component);
+                }
+                component
+            }
+        };
         let mut cache = self.cache.lock().unwrap();
         if cache.len() >= CACHE_ENTRIES {
             cache.remove(0);
         }
         cache.push((sha256, component.clone()));
         Ok(component)
+    }
+}
+
+/// Compiled components on disk, one file per (component sha256, engine build and
+/// settings). Loading one skips compilation, and trusts the file as native code would be
+/// trusted: the directory must be writable by the gateway's user only (wasmtime's own
+/// compilation cache makes the same bargain).
+struct DiskCache {
+    dir: std::path::PathBuf,
+    /// Changes with the wasmtime version and every setting that affects compiled code.
+    engine_hash: u64,
+}
+
+impl DiskCache {
+    fn new(dir: std::path::PathBuf, engine: &Engine) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Self {
+            dir,
+            engine_hash: hasher.finish(),
+        }
+    }
+
+    fn path(&self, sha256: &[u8; 32]) -> std::path::PathBuf {
+        self.dir.join(format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(sha256),
+            self.engine_hash
+        ))
+    }
+
+    /// A cached compile, or `None` (absent, or unreadable: then it is compiled again).
+    fn load(&self, engine: &Engine, sha256: &[u8; 32]) -> Option<Component> {
+        let path = self.path(sha256);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `store` below from `Component::serialize` of
+        // this engine configuration (the name carries its compatibility hash), in a
+        // directory only the gateway writes to; wasmtime checks its header and version.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "compiled policy in the cache unusable; compiling");
+                None
+            }
+        }
+    }
+
+    /// Best effort: a cache that cannot be written costs a compile next time, nothing more.
+    fn store(&self, sha256: &[u8; 32], component: &Component) {
+        let path = self.path(sha256);
+        let written = component
+            .serialize()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|bytes| {
+                std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+                // Written beside, then renamed: a reader never sees half a file.
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+                std::fs::rename(&tmp, &path).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep the compiled policy in the cache");
+        }
     }
 }
 
