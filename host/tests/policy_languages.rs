@@ -10,7 +10,7 @@ mod common;
 
 use common::{free_port, http, policy_file};
 use iwf::policy::harness;
-use iwf::policy::{Limits, PolicyEngine};
+use iwf::policy::{Limits, LoadError, PolicyEngine};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -178,4 +178,39 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
         "a decision failed during the swaps"
     );
     assert_eq!(metric(admin, "iwf_policy_loads_total", "refused"), 0);
+}
+
+#[test]
+fn an_interpreter_that_does_not_fit_memory_mb_is_refused_with_the_key_to_raise() {
+    let component = built("py");
+    let engine = PolicyEngine::with_cache_dir(
+        Limits {
+            memory_bytes: 4 << 20,
+            warm_instances: 0,
+            ..Limits::from(&iwf::config::PolicyConfig::default())
+        },
+        Some(cache_dir()),
+    )
+    .unwrap();
+    let error = engine.load_file(&component).err().expect("refused");
+    let message = error.to_string();
+    assert!(
+        matches!(error, LoadError::Limits(_)) && message.contains("raise [policy] memory_mb"),
+        "{message}"
+    );
+    // With the default cap it loads, and says how much it needs.
+    let engine = PolicyEngine::with_cache_dir(
+        Limits {
+            warm_instances: 0,
+            ..Limits::from(&iwf::config::PolicyConfig::default())
+        },
+        Some(cache_dir()),
+    )
+    .unwrap();
+    let policy = engine.load_file(&component).unwrap();
+    assert!(
+        policy.memory_at_load() > 4 << 20,
+        "{}",
+        policy.memory_at_load()
+    );
 }

@@ -152,8 +152,16 @@ impl PolicyEngine {
         let component = match cached {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes)
-                    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                let component = Component::new(&self.engine, bytes).map_err(|e| {
+                    let message = format!("{e:#}");
+                    // The pooling allocator checks each memory's and table's minimum
+                    // against its slots when compiling: that is a limit, not a bad file.
+                    if message.contains("pooling allocator") {
+                        LoadError::Limits(message)
+                    } else {
+                        LoadError::Compile(message)
+                    }
+                })?;
                 if let Some(disk) = &self.disk_cache {
                     disk.store(&sha256, &component);
                 }

@@ -86,6 +86,12 @@ pub fn check(
             "world:     cpm:iwf-policy/policy@{WORLD_VERSION} (exports {DECISIONS_INTERFACE})"
         )?;
         writeln!(out, "sha256:    {}", policy.sha256_hex())?;
+        writeln!(
+            out,
+            "memory:    {:.1} MiB after info() (cap: [policy] memory_mb = {} MiB per memory)",
+            policy.memory_at_load() as f64 / (1 << 20) as f64,
+            engine.limits().memory_bytes >> 20
+        )?;
         writeln!(out, "functions: {}", exports.functions.len())?;
         for (name, func) in &exports.functions {
             writeln!(out, "  {name}: {}", exports.signature(func))?;

@@ -26,6 +26,10 @@ pub enum LoadError {
     #[error("the component does not compile: {0}")]
     Compile(String),
     #[error(
+        "the policy does not fit the gateway's instance limits: {0} (a memory too large: raise [policy] memory_mb)"
+    )]
+    Limits(String),
+    #[error(
         "policy built for world version {found}, this gateway serves {WORLD_VERSION}: rebuild it against wit/ of this gateway (export `{DECISIONS_INTERFACE}`)"
     )]
     WrongVersion { found: String },
@@ -40,8 +44,17 @@ pub enum LoadError {
     Imports(String),
     #[error("the policy's `{DECISIONS_INTERFACE}` does not match the world: {0}")]
     Exports(String),
-    #[error("the policy's info() did not answer: {0}")]
+    #[error("the policy's info() did not answer: {0}{hint}", hint = memory_hint(.0))]
     Info(CallError),
+}
+
+/// An interpreter needs tens of MiB before its first call: say which key to raise.
+fn memory_hint(error: &CallError) -> &'static str {
+    if error.cause == FailCause::OutOfMemory {
+        " (it needs more memory than [policy] memory_mb gives: raise it)"
+    } else {
+        ""
+    }
 }
 
 fn list(items: &[String]) -> String {
@@ -71,6 +84,9 @@ pub struct Policy {
     log_name: Arc<str>,
     /// Instances made ahead of decisions; `None` with `[policy] warm_instances = 0`.
     pool: Option<WarmPool>,
+    /// The largest memory of the instance that answered `info()` at load, in bytes: what
+    /// the policy needs before any decision (`[policy] memory_mb` must exceed it).
+    memory_at_load: usize,
 }
 
 impl Policy {
@@ -108,10 +124,15 @@ impl Policy {
             log_name: Arc::from(source),
             exports,
             pool: None,
+            memory_at_load: 0,
         };
-        let info = policy
-            .call(|decisions, store| decisions.call_info(store))
+        let (info, memory) = policy
+            .call(|decisions, store| {
+                let info = decisions.call_info(&mut *store)?;
+                Ok((info, sandbox::largest_memory(store)))
+            })
             .map_err(LoadError::Info)?;
+        policy.memory_at_load = memory;
         policy.log_name = Arc::from(format!("{} {}", info.name, info.version).as_str());
         policy.info = info;
         policy.pool = WarmPool::start(
@@ -208,6 +229,11 @@ impl Policy {
             let instance = pool::warm_up(&mut store, &pre)?;
             Ok(Warm { store, instance })
         })
+    }
+
+    /// The largest memory of an instance after `info()`, in bytes.
+    pub fn memory_at_load(&self) -> usize {
+        self.memory_at_load
     }
 
     /// How the warm pool served this version; zeros without a pool.

@@ -87,6 +87,7 @@ impl GuestState {
             limits: MemoryCap {
                 bytes: memory_bytes,
                 hit: false,
+                largest: 0,
             },
             policy_name,
             log_lines: 0,
@@ -144,6 +145,8 @@ fn clean_log_text(message: &str) -> String {
 struct MemoryCap {
     bytes: usize,
     hit: bool,
+    /// The largest size any memory of the instance was given, for `iwf policy check`.
+    largest: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -153,6 +156,7 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.largest = self.largest.max(desired);
         if desired > self.bytes {
             self.hit = true;
             return Err(wasmtime::Error::msg(format!(
@@ -185,6 +189,11 @@ pub fn new_store(
     store.set_epoch_deadline(deadline_ticks);
     store.epoch_deadline_trap();
     store
+}
+
+/// The largest linear memory the store's instance has had, in bytes.
+pub fn largest_memory(store: &Store<GuestState>) -> usize {
+    store.data().limits.largest
 }
 
 /// Names the cause of a failed call from the error and what the store saw.
