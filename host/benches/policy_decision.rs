@@ -116,9 +116,14 @@ fn subjects() -> Vec<Subject> {
     subjects
 }
 
-/// The gateway's own limits (`[policy]` defaults), so the figures are those it serves.
+/// The gateway's own limits (`[policy]` defaults), so the figures are those it serves,
+/// but a 1 s deadline: on a loaded machine an interpreter's on-demand instance can take
+/// longer than the default 50 ms, and a fail-safe would end the run.
 fn limits() -> Limits {
-    Limits::from(&PolicyConfig::default())
+    Limits {
+        timeout_ms: 1000,
+        ..Limits::from(&PolicyConfig::default())
+    }
 }
 
 struct Figures {
