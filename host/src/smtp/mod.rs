@@ -1,0 +1,28 @@
+//! Outgoing SMTP: where a mail for a domain goes (`mx`), the channel to that server
+//! (`client`), and what happened (`failure`, `reply`). The protocol text (`reply`,
+//! `envelope`) is free of I/O; `mx` and `client` are the tokio drivers.
+//! Does not build mails (that is `mail`) and holds no policy.
+
+pub mod client;
+pub mod envelope;
+pub mod failure;
+pub mod mx;
+pub mod reply;
+mod transcript;
+
+pub use client::{Channel, ClientSettings, RcptOutcome, SendFailure, Sent};
+pub use envelope::{ByMode, DeliverBy, Envelope};
+pub use failure::{SmtpFailure, Stage};
+pub use mx::{Router, RouterError, Target};
+pub use reply::{Extensions, Reply};
+
+/// 5.2.4.2.4 steps 1 and 2: find where mail for `domain` goes and open the channel to
+/// the first server that answers.
+pub async fn connect(
+    router: &Router,
+    settings: &ClientSettings,
+    domain: &str,
+) -> Result<Channel, SmtpFailure> {
+    let targets = router.route(domain).await?;
+    Channel::open(&targets, settings).await
+}
