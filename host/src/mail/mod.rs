@@ -4,8 +4,10 @@
 //! reach the wire as a header.
 //! - `header`: addresses, Message-IDs, display names and subjects (RFC 5322, RFC 2047);
 //! - `body`: the text/plain body and its Content-Transfer-Encoding (RFC 2045);
-//! - `compose`: a `Draft` in, an RFC 5322 message out.
+//! - `compose`: a `Draft` in, an RFC 5322 message out;
+//! - `aa2`: the pure rows of Table AA2 (Date, In-Reply-To, References, To/Cc/Bcc).
 
+pub mod aa2;
 pub mod body;
 pub mod compose;
 pub mod header;
