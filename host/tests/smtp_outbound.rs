@@ -453,6 +453,38 @@ async fn connect_refused_everywhere_is_a_connect_failure() {
 }
 
 #[tokio::test]
+async fn silent_server_times_out_at_greeting_and_is_temporary() {
+    // A TCP listener that never speaks: no external peer needed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(socket);
+    });
+    let config = SmtpOutboundConfig {
+        command_timeout_ms: 300,
+        ..outbound(None, addr.port())
+    };
+    let target = smtp::Target {
+        host: "silent.test".into(),
+        addrs: vec![addr],
+    };
+    let started = Instant::now();
+    let f = Channel::open(&[target], &settings(&config))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        (f.stage, f.code, f.permanent),
+        (Stage::Greeting, 0, false),
+        "{f}"
+    );
+    assert!(f.text.contains("300 ms"), "{f}");
+    hold.abort();
+}
+
+#[tokio::test]
 async fn f2_rcpt_550_is_permanent_with_enhanced_code_per_recipient() {
     if !peers_available("f2_rcpt_550_is_permanent_with_enhanced_code_per_recipient") {
         return;

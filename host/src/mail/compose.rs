@@ -276,6 +276,53 @@ mod tests {
     }
 
     #[test]
+    fn injection_sweep_never_adds_a_header_or_changes_an_address() {
+        let nasty = [
+            "\r\nBcc: eve@evil.example",
+            "\nBcc: eve@evil.example",
+            "\rBcc: eve@evil.example",
+            "x\r\n\r\nbody",
+            "\0\0\0",
+            "=?utf-8?B?DQpCY2M6IGV2ZUBldmlsLmV4YW1wbGU=?=",
+            "\"Quoted\" <eve@evil.example>, ",
+            "a\u{2028}Bcc: eve@evil.example\u{85}",
+            "\u{feff}zero\u{200b}width",
+            "\\\"\\",
+            "x\ty",
+            "",
+            " ",
+        ];
+        let expected = [
+            "from",
+            "to",
+            "date",
+            "message-id",
+            "subject",
+            "mime-version",
+            "content-type",
+            "content-transfer-encoding",
+        ];
+        for bad in nasty {
+            let mut d = draft();
+            d.from = mailbox(Some(bad), "alice@iwf.example.com");
+            d.to = vec![mailbox(Some(bad), "bob@example.org")];
+            d.subject = Some(format!("s{bad}"));
+            let raw = compose(&d);
+            assert_wire_safe(&raw);
+            assert_eq!(names(&raw), expected, "{bad:?}");
+            let msg = MessageParser::default().parse(&raw[..]).unwrap();
+            assert_eq!(first(msg.from()).1, "alice@iwf.example.com", "{bad:?}");
+            assert_eq!(msg.to().unwrap().iter().count(), 1, "{bad:?}");
+            assert_eq!(first(msg.to()).1, "bob@example.org", "{bad:?}");
+            assert_eq!(
+                msg.body_text(0).unwrap(),
+                "Hello Bob\r\nsee you\r\n",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn crlf_in_an_address_is_refused_not_encoded() {
         assert!(Mailbox::new(Some("x"), "bob@example.org\r\nBcc: eve@evil.example").is_err());
         assert!(Mailbox::new(None, "bob@example.org>, <eve@evil.example").is_err());
