@@ -134,51 +134,48 @@ fn server(options: &[&str]) -> Server {
 }
 
 impl Server {
-    /// The JSON records named `prefix-N.json`, in order of N.
-    fn records(&self, prefix: &str) -> Vec<serde_json::Value> {
+    /// The files `prefix-N.json` in order of N.
+    fn numbered(&self, prefix: &str) -> Vec<PathBuf> {
         let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .filter_map(|e| {
                 let path = e.unwrap().path();
-                let name = path.file_name()?.to_str()?.to_owned();
+                let name = path.file_name()?.to_str()?;
                 let n = name
-                    .strip_prefix(&format!("{prefix}-"))?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()?;
-                Some((n, path))
+                    .strip_prefix(prefix)?
+                    .strip_prefix('-')?
+                    .strip_suffix(".json")?;
+                Some((n.parse().ok()?, path))
             })
             .collect();
         found.sort();
-        found
+        found.into_iter().map(|(_, path)| path).collect()
+    }
+
+    fn records(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.numbered(prefix)
             .into_iter()
-            .map(|(_, p)| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
             .collect()
     }
 
+    /// Each stored mail: its JSON record and the message as received.
     fn mails(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
-        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .filter_map(|e| {
-                let path = e.unwrap().path();
-                let n = path
-                    .file_name()?
-                    .to_str()?
-                    .strip_prefix("mail-")?
-                    .strip_suffix(".json")?
-                    .parse()
-                    .ok()?;
-                Some((n, path))
-            })
-            .collect();
-        found.sort();
-        found
+        self.numbered("mail")
             .into_iter()
-            .map(|(_, p)| {
+            .map(|p| {
                 let meta = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
                 (meta, std::fs::read(p.with_extension("eml")).unwrap())
             })
             .collect()
+    }
+
+    /// This server as the only target, without DNS.
+    fn target(&self) -> smtp::Target {
+        smtp::Target {
+            host: "mx.test".into(),
+            addrs: vec![([127, 0, 0, 1], self.port).into()],
+        }
     }
 }
 
@@ -491,11 +488,9 @@ async fn f2_rcpt_550_is_permanent_with_enhanced_code_per_recipient() {
     }
     let srv = server(&["--refuse-rcpt", "nobody@mx.test"]);
     let config = outbound(None, srv.port);
-    let target = smtp::Target {
-        host: "mx.test".into(),
-        addrs: vec![([127, 0, 0, 1], srv.port).into()],
-    };
-    let mut channel = Channel::open(&[target], &settings(&config)).await.unwrap();
+    let mut channel = Channel::open(&[srv.target()], &settings(&config))
+        .await
+        .unwrap();
     let failed = channel
         .send(
             &envelope(&["nobody@mx.test"], None),
@@ -533,11 +528,9 @@ async fn data_451_is_a_temporary_data_failure() {
     }
     let srv = server(&["--refuse-data"]);
     let config = outbound(None, srv.port);
-    let target = smtp::Target {
-        host: "mx.test".into(),
-        addrs: vec![([127, 0, 0, 1], srv.port).into()],
-    };
-    let mut channel = Channel::open(&[target], &settings(&config)).await.unwrap();
+    let mut channel = Channel::open(&[srv.target()], &settings(&config))
+        .await
+        .unwrap();
     let failed = channel
         .send(
             &envelope(&["bob@mx.test"], None),
@@ -568,11 +561,9 @@ async fn by_sent_only_when_requested_and_advertised() {
     ] {
         let srv = server(options);
         let config = outbound(None, srv.port);
-        let target = smtp::Target {
-            host: "mx.test".into(),
-            addrs: vec![([127, 0, 0, 1], srv.port).into()],
-        };
-        let mut channel = Channel::open(&[target], &settings(&config)).await.unwrap();
+        let mut channel = Channel::open(&[srv.target()], &settings(&config))
+            .await
+            .unwrap();
         assert_eq!(
             channel.extensions().deliver_by().map(|o| o.min_by_time),
             (!options.is_empty()).then_some(Some(60))
@@ -598,11 +589,9 @@ async fn two_mails_share_one_connection_then_quit_is_seen() {
     }
     let srv = server(&[]);
     let config = outbound(None, srv.port);
-    let target = smtp::Target {
-        host: "mx.test".into(),
-        addrs: vec![([127, 0, 0, 1], srv.port).into()],
-    };
-    let mut channel = Channel::open(&[target], &settings(&config)).await.unwrap();
+    let mut channel = Channel::open(&[srv.target()], &settings(&config))
+        .await
+        .unwrap();
     let env = envelope(&["bob@mx.test"], None);
     channel
         .send(&env, &invitation("bob@mx.test", "cid-9"))
@@ -626,6 +615,13 @@ async fn two_mails_share_one_connection_then_quit_is_seen() {
         body: "The chat session is closed.\n.\n..bye".into(),
     });
     channel.send(&env, &chat).await.unwrap();
+    // No recipient: refused before MAIL FROM, and the channel stays usable.
+    let f = channel.send(&envelope(&[], None), &chat).await.unwrap_err();
+    assert_eq!(
+        (f.failure.stage, f.failure.permanent),
+        (Stage::RcptTo, true)
+    );
+    assert!(channel.is_open());
     assert!(srv.records("quit").is_empty());
     channel.quit().await.unwrap();
 

@@ -105,7 +105,10 @@ impl Channel {
             for &addr in &target.addrs {
                 match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
                     Ok(Ok(stream)) => return Self::start(stream, target, addr, settings).await,
-                    Ok(Err(e)) => tried.push(format!("{} ({addr}): {e}", target.host)),
+                    Ok(Err(e)) => {
+                        tracing::debug!(host = %target.host, %addr, error = %e, "SMTP connect failed");
+                        tried.push(format!("{} ({addr}): {e}", target.host));
+                    }
                     Err(_) => tried.push(format!(
                         "{} ({addr}): no connection within {} ms",
                         target.host,
@@ -177,6 +180,7 @@ impl Channel {
                 return Err(SmtpFailure::local(stage, None, text, false));
             }
         };
+        tracing::debug!(host = %target.host, %peer, ehlo = ?ehlo.lines, "SMTP channel open");
         Ok(Self {
             conn,
             host: target.host.clone(),
@@ -229,6 +233,11 @@ impl Channel {
                 Vec::new(),
             );
         }
+        if envelope.to.is_empty() {
+            let failure =
+                SmtpFailure::local(Stage::RcptTo, Some("5.5.1"), "no recipient given", true);
+            return fail(failure, Vec::new());
+        }
         let mut params = Vec::new();
         let deliver_by_sent = match envelope.deliver_by {
             Some(by) if self.extensions.deliver_by().is_some() => {
@@ -262,13 +271,8 @@ impl Channel {
         }
         if !recipients.iter().any(|o| o.result.is_ok()) {
             self.reset().await;
-            let failure = recipients
-                .iter()
-                .find_map(|o| o.result.clone().err())
-                .unwrap_or_else(|| {
-                    SmtpFailure::local(Stage::RcptTo, Some("5.5.1"), "no recipient given", true)
-                });
-            return fail(failure, recipients);
+            let failure = recipients.iter().find_map(|o| o.result.clone().err());
+            return fail(failure.expect("every recipient failed"), recipients);
         }
         let r = timeout(t, self.conn.command(Data)).await;
         if let Err(failure) = self.judge(Stage::Data, r, t) {
