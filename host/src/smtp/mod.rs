@@ -26,3 +26,22 @@ pub async fn connect(
     let targets = router.route(domain).await?;
     Channel::open(&targets, settings).await
 }
+
+#[cfg(test)]
+mod tests {
+    /// The session core keeps a channel in its task and shares one router.
+    #[test]
+    fn channel_is_send_and_router_is_shareable() {
+        fn send<T: Send>() {}
+        fn share<T: Send + Sync>() {}
+        send::<super::Channel>();
+        share::<super::Router>();
+        fn send_future<F: std::future::Future + Send>(_: F) {}
+        let _ = |router: &'static super::Router, settings: &'static super::ClientSettings| {
+            send_future(super::connect(router, settings, "example.org"))
+        };
+        let _ = |channel: &'static mut super::Channel, envelope: &'static super::Envelope| {
+            send_future(channel.send(envelope, b""))
+        };
+    }
+}
