@@ -89,6 +89,15 @@ pub struct SmtpOutboundConfig {
     pub dns_servers: Vec<SocketAddr>,
     pub mx_port: u16,
     pub helo: String,
+    /// Deadline of one DNS query; each query is tried `dns_attempts` times.
+    pub dns_timeout_ms: u64,
+    pub dns_attempts: u32,
+    /// Deadline of one TCP connect (each MX address is tried in turn).
+    pub connect_timeout_ms: u64,
+    /// Deadline of the greeting and of each reply to EHLO, MAIL, RCPT, DATA, QUIT.
+    pub command_timeout_ms: u64,
+    /// Deadline of the reply to the end of the message data (RFC 5321 4.5.3.2.6).
+    pub data_timeout_ms: u64,
 }
 
 impl Default for SmtpOutboundConfig {
@@ -98,7 +107,63 @@ impl Default for SmtpOutboundConfig {
             dns_servers: Vec::new(),
             mx_port: 25,
             helo: "localhost".into(),
+            dns_timeout_ms: 2_000,
+            dns_attempts: 2,
+            connect_timeout_ms: 10_000,
+            command_timeout_ms: 30_000,
+            data_timeout_ms: 60_000,
         }
+    }
+}
+
+impl SmtpOutboundConfig {
+    /// Checks the `[smtp.outbound]` keys; `Err((key, value, fix))`.
+    fn check(&self) -> Result<(), (&'static str, String, &'static str)> {
+        if let Some(host) = &self.smart_host {
+            let ok = host
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+            if !ok {
+                return Err((
+                    "smart_host",
+                    host.clone(),
+                    "use \"host:port\", e.g. \"relay.example.com:25\"",
+                ));
+            }
+        }
+        if self.mx_port == 0 {
+            return Err((
+                "mx_port",
+                "0".into(),
+                "use 1 to 65535 (25 for real MX hosts)",
+            ));
+        }
+        if self.helo.is_empty()
+            || self
+                .helo
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err((
+                "helo",
+                format!("{:?}", self.helo),
+                "use this gateway's host name",
+            ));
+        }
+        if !(1..=10).contains(&self.dns_attempts) {
+            return Err(("dns_attempts", self.dns_attempts.to_string(), "use 1 to 10"));
+        }
+        for (key, value) in [
+            ("dns_timeout_ms", self.dns_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("command_timeout_ms", self.command_timeout_ms),
+            ("data_timeout_ms", self.data_timeout_ms),
+        ] {
+            if !(1..=600_000).contains(&value) {
+                return Err((key, value.to_string(), "use 1 to 600000 (milliseconds)"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +266,16 @@ impl Config {
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        self.smtp
+            .outbound
+            .check()
+            .map_err(|(key, value, fix)| ConfigError::Invalid {
+                path: path.into(),
+                section: "smtp.outbound",
+                key,
+                value,
+                fix,
+            })?;
         let invalid = |key, value: &dyn std::fmt::Display, fix| ConfigError::Invalid {
             path: path.into(),
             section: "policy",
@@ -282,6 +357,39 @@ mod tests {
         assert_eq!(c.sip.domain, "iwf.example.com");
         assert_eq!(c.smtp.outbound.dns_servers.len(), 1);
         assert_eq!(c.policy.timeout_ms, 20);
+    }
+
+    #[test]
+    fn smtp_outbound_timeouts_and_smart_host_are_checked() {
+        let c = Config::parse(
+            "[smtp.outbound]\nconnect_timeout_ms = 500\ncommand_timeout_ms = 700\ndata_timeout_ms = 900\ndns_timeout_ms = 300\ndns_attempts = 1\n",
+            Path::new("gw.toml"),
+        )
+        .unwrap();
+        let o = &c.smtp.outbound;
+        assert_eq!(
+            (
+                o.connect_timeout_ms,
+                o.command_timeout_ms,
+                o.data_timeout_ms,
+                o.dns_timeout_ms,
+                o.dns_attempts
+            ),
+            (500, 700, 900, 300, 1)
+        );
+        for (text, key) in [
+            ("smart_host = \"relay.example.com\"", "smart_host"),
+            ("smart_host = \"relay:0\"", "smart_host"),
+            ("command_timeout_ms = 0", "command_timeout_ms"),
+            ("dns_attempts = 0", "dns_attempts"),
+            ("mx_port = 0", "mx_port"),
+            ("helo = \"a b\"", "helo"),
+        ] {
+            let e = Config::parse(&format!("[smtp.outbound]\n{text}\n"), Path::new("gw.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("[smtp.outbound] {key} =")), "{e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - `config`: the TOML configuration and its embedded defaults;
 //! - `policy`: the policy plane (engine, sandbox, hot swap, fail-safes, test harness);
 //! - `sip`: the SIP codec without I/O (framing, parsing, responses, CPM headers and bodies);
+//! - `mail`: the composer of every outgoing mail, with its header and body codecs;
+//! - `smtp`: outgoing SMTP: where to send (MX), the channel to the server, outcomes;
 //! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
 //! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
@@ -15,9 +17,11 @@
 pub mod admin;
 pub mod config;
 pub mod gateway;
+pub mod mail;
 pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod sdp;
 pub mod session;
 pub mod sip;
+pub mod smtp;

@@ -1,0 +1,404 @@
+//! The SMTP channel to the e-mail user's server (RFC 5321; AA1/BB1/CC1/DD1): opened once
+//! per session, used for every mail of it, closed with QUIT (5.2.4.2.6).
+//!
+//! Built on lettre's low-level `AsyncSmtpConnection`: lettre's high-level send cannot add
+//! `BY=` (RFC 2852), so MAIL, RCPT and DATA are issued here, and DELIVERBY is read from the
+//! EHLO reply recorded by `transcript`. Every wait is bounded (connect, command, data).
+
+use super::envelope::Envelope;
+use super::failure::{SmtpFailure, Stage};
+use super::mx::Target;
+use super::reply::{self, Extensions, Reply};
+use super::transcript;
+use crate::config::SmtpOutboundConfig;
+use lettre::Address;
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, MailParameter};
+use lettre::transport::smtp::response::Response;
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// RFC 3463 X.4.1: no answer from host; X.4.2: bad connection.
+const NO_ANSWER: &str = "4.4.1";
+const BAD_CONNECTION: &str = "4.4.2";
+
+/// How the client greets and how long it waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// EHLO domain (`[smtp.outbound] helo`).
+    pub helo: String,
+    pub connect_timeout: Duration,
+    /// Greeting, EHLO, MAIL, RCPT, DATA (the 354), RSET, QUIT.
+    pub command_timeout: Duration,
+    /// The reply to the end of the data (RFC 5321 4.5.3.2.6).
+    pub data_timeout: Duration,
+}
+
+impl ClientSettings {
+    pub fn from_config(config: &SmtpOutboundConfig) -> Self {
+        Self {
+            helo: config.helo.clone(),
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            command_timeout: Duration::from_millis(config.command_timeout_ms),
+            data_timeout: Duration::from_millis(config.data_timeout_ms),
+        }
+    }
+}
+
+/// What the server said to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptOutcome {
+    pub recipient: crate::mail::AddrSpec,
+    pub result: Result<Reply, SmtpFailure>,
+}
+
+/// A mail the server accepted (for the recipients whose RCPT it accepted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The reply to the end of the data (250).
+    pub reply: Reply,
+    pub recipients: Vec<RcptOutcome>,
+    /// `BY=` went out with MAIL FROM (asked for and advertised).
+    pub deliver_by_sent: bool,
+}
+
+/// A mail that was not accepted: the failure that ended it and the recipients seen so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    pub failure: SmtpFailure,
+    pub recipients: Vec<RcptOutcome>,
+}
+
+/// An open SMTP session with one server, after a successful EHLO.
+pub struct Channel {
+    conn: AsyncSmtpConnection,
+    host: String,
+    peer: SocketAddr,
+    greeting: Reply,
+    extensions: Extensions,
+    settings: ClientSettings,
+    /// The connection is lost or in an unknown state (a timeout mid-command).
+    broken: bool,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("host", &self.host)
+            .field("peer", &self.peer)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// Connects to the first address of `targets` (in order) that accepts a TCP
+    /// connection, reads the greeting and sends EHLO. A refused greeting (e.g. 554,
+    /// 5.2.4.2.4 step 3) is a `greeting` failure; no address answering is `connect`.
+    pub async fn open(targets: &[Target], settings: &ClientSettings) -> Result<Self, SmtpFailure> {
+        let mut tried = Vec::new();
+        for target in targets {
+            for &addr in &target.addrs {
+                match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => return Self::start(stream, target, addr, settings).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(host = %target.host, %addr, error = %e, "SMTP connect failed");
+                        tried.push(format!("{} ({addr}): {e}", target.host));
+                    }
+                    Err(_) => tried.push(format!(
+                        "{} ({addr}): no connection within {} ms",
+                        target.host,
+                        settings.connect_timeout.as_millis()
+                    )),
+                }
+            }
+        }
+        let text = if tried.is_empty() {
+            "no address to connect to".to_owned()
+        } else {
+            format!("no server answered: {}", tried.join("; "))
+        };
+        Err(SmtpFailure::local(
+            Stage::Connect,
+            Some(NO_ANSWER),
+            text,
+            false,
+        ))
+    }
+
+    /// Greeting and EHLO on a connected stream (RFC 5321 3.1, 4.1.1.1).
+    async fn start(
+        stream: TcpStream,
+        target: &Target,
+        peer: SocketAddr,
+        settings: &ClientSettings,
+    ) -> Result<Self, SmtpFailure> {
+        let (stream, record) = transcript::record(stream);
+        let hello = ClientId::Domain(settings.helo.clone());
+        let opened = timeout(
+            settings.command_timeout,
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello),
+        )
+        .await;
+        let opening = record.take();
+        let stage = if opening.wrote {
+            Stage::Ehlo
+        } else {
+            Stage::Greeting
+        };
+        let replies = reply::parse_replies(&opening.read).unwrap_or_default();
+        let at = |text: String| format!("{} ({peer}): {text}", target.host);
+        let conn = match opened {
+            Ok(Ok(conn)) => conn,
+            Err(_) => {
+                let what = if opening.wrote { "EHLO" } else { "greeting" };
+                let text = at(format!(
+                    "no reply to {what} within {} ms",
+                    settings.command_timeout.as_millis()
+                ));
+                return Err(SmtpFailure::local(stage, Some(NO_ANSWER), text, false));
+            }
+            Ok(Err(e)) => {
+                // The reply as recorded (all lines, enhanced code), else lettre's account.
+                let index = if opening.wrote { 1 } else { 0 };
+                let mut failure = match replies.get(index).filter(|r| !r.is_positive()) {
+                    Some(reply) => reply_failure(stage, reply),
+                    None => lettre_failure(stage, &e),
+                };
+                failure.text = at(failure.text);
+                return Err(failure);
+            }
+        };
+        let (greeting, ehlo) = match replies.as_slice() {
+            [greeting, ehlo, ..] => (greeting.clone(), ehlo),
+            _ => {
+                let text = at("greeting or EHLO reply not understood".into());
+                return Err(SmtpFailure::local(stage, None, text, false));
+            }
+        };
+        tracing::debug!(host = %target.host, %peer, ehlo = ?ehlo.lines, "SMTP channel open");
+        Ok(Self {
+            conn,
+            host: target.host.clone(),
+            peer,
+            greeting,
+            extensions: Extensions::from_ehlo(ehlo),
+            settings: settings.clone(),
+            broken: false,
+        })
+    }
+
+    /// The host name this channel was opened to (MX exchange, domain or smart host).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn greeting(&self) -> &Reply {
+        &self.greeting
+    }
+
+    /// The EHLO keywords of the server.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// False once the connection is lost or a reply timed out: open a new channel.
+    pub fn is_open(&self) -> bool {
+        !self.broken
+    }
+
+    /// One mail transaction (RFC 5321 3.3): MAIL FROM (with `BY=` when the envelope asks
+    /// for it and the server advertised DELIVERBY, AA1 BY row), RCPT TO for each
+    /// recipient, then DATA to those accepted. The channel stays open for the next mail;
+    /// a transaction that fails on a reply is reset (RSET) so the next one starts clean.
+    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<Sent, SendFailure> {
+        let fail = |failure, recipients| {
+            Err(SendFailure {
+                failure,
+                recipients,
+            })
+        };
+        if self.broken {
+            let text = format!("the channel to {} ({}) is closed", self.host, self.peer);
+            return fail(
+                SmtpFailure::local(Stage::Connect, Some(BAD_CONNECTION), text, false),
+                Vec::new(),
+            );
+        }
+        if envelope.to.is_empty() {
+            let failure =
+                SmtpFailure::local(Stage::RcptTo, Some("5.5.1"), "no recipient given", true);
+            return fail(failure, Vec::new());
+        }
+        let mut params = Vec::new();
+        let deliver_by_sent = match envelope.deliver_by {
+            Some(by) if self.extensions.deliver_by().is_some() => {
+                params.push(MailParameter::Other {
+                    keyword: "BY".into(),
+                    value: Some(by.value()),
+                });
+                true
+            }
+            _ => false,
+        };
+        let from = envelope.from.as_ref().map(address);
+        let t = self.settings.command_timeout;
+        let r = timeout(t, self.conn.command(Mail::new(from, params))).await;
+        if let Err(failure) = self.judge(Stage::MailFrom, r, t) {
+            self.reset().await;
+            return fail(failure, Vec::new());
+        }
+        let mut recipients = Vec::new();
+        for rcpt in &envelope.to {
+            let r = timeout(t, self.conn.command(Rcpt::new(address(rcpt), Vec::new()))).await;
+            let result = self.judge(Stage::RcptTo, r, t);
+            recipients.push(RcptOutcome {
+                recipient: rcpt.clone(),
+                result,
+            });
+            if self.broken {
+                let failure = recipients.last().and_then(|o| o.result.clone().err());
+                return fail(failure.expect("a broken channel failed"), recipients);
+            }
+        }
+        if !recipients.iter().any(|o| o.result.is_ok()) {
+            self.reset().await;
+            let failure = recipients.iter().find_map(|o| o.result.clone().err());
+            return fail(failure.expect("every recipient failed"), recipients);
+        }
+        let r = timeout(t, self.conn.command(Data)).await;
+        if let Err(failure) = self.judge(Stage::Data, r, t) {
+            self.reset().await;
+            return fail(failure, recipients);
+        }
+        // RFC 5321 4.1.1.4: the CRLF that ends the last line is the first CRLF of
+        // <CRLF>.<CRLF>, which lettre writes whole; leaving it in would add an empty line.
+        let data = message.strip_suffix(b"\r\n").unwrap_or(message);
+        let d = self.settings.data_timeout;
+        let r = timeout(d, self.conn.message(data)).await;
+        match self.judge(Stage::Data, r, d) {
+            Ok(reply) => Ok(Sent {
+                reply,
+                recipients,
+                deliver_by_sent,
+            }),
+            Err(failure) => fail(failure, recipients),
+        }
+    }
+
+    /// QUIT (RFC 5321 4.1.1.10) and close. QUIT has no stage of its own: a failure here
+    /// comes back at stage `connect`, for the log only.
+    pub async fn quit(mut self) -> Result<Reply, SmtpFailure> {
+        if self.broken {
+            let text = format!("the channel to {} ({}) is closed", self.host, self.peer);
+            return Err(SmtpFailure::local(
+                Stage::Connect,
+                Some(BAD_CONNECTION),
+                text,
+                false,
+            ));
+        }
+        let t = self.settings.command_timeout;
+        let r = timeout(t, self.conn.quit()).await;
+        self.judge(Stage::Connect, r, t)
+    }
+
+    /// RSET after a failed transaction, so the channel serves the next mail.
+    async fn reset(&mut self) {
+        if self.broken {
+            return;
+        }
+        let t = self.settings.command_timeout;
+        let r = timeout(t, self.conn.command(Rset)).await;
+        let _ = self.judge(Stage::MailFrom, r, t);
+    }
+
+    /// A reply (or its absence) as the outcome of `stage`; marks the channel broken when
+    /// the connection can no longer be trusted (no reply in time, I/O error, garbage).
+    fn judge(
+        &mut self,
+        stage: Stage,
+        result: Result<
+            Result<Response, lettre::transport::smtp::Error>,
+            tokio::time::error::Elapsed,
+        >,
+        waited: Duration,
+    ) -> Result<Reply, SmtpFailure> {
+        let at = |text: String| format!("{} ({}): {text}", self.host, self.peer);
+        match result {
+            Ok(Ok(response)) => Ok(from_response(&response)),
+            Ok(Err(e)) if e.status().is_some() => {
+                let mut failure = lettre_failure(stage, &e);
+                failure.text = at(failure.text);
+                Err(failure)
+            }
+            Ok(Err(e)) => {
+                self.broken = true;
+                let mut failure = lettre_failure(stage, &e);
+                failure.text = at(failure.text);
+                failure.enhanced_code = Some(BAD_CONNECTION.into());
+                Err(failure)
+            }
+            Err(_) => {
+                self.broken = true;
+                let text = at(format!("no reply within {} ms", waited.as_millis()));
+                Err(SmtpFailure::local(stage, Some(NO_ANSWER), text, false))
+            }
+        }
+    }
+}
+
+/// An addr-spec already checked by `AddrSpec::parse` (ASCII, no controls, no `<>`), so it
+/// is safe in `MAIL FROM:<..>` / `RCPT TO:<..>`; lettre's own check refuses some valid
+/// ones (quoted local parts).
+fn address(addr: &crate::mail::AddrSpec) -> Address {
+    Address::new_dangerous(addr.local_part(), addr.domain())
+}
+
+fn from_response(response: &Response) -> Reply {
+    Reply {
+        code: code_number(response.code()),
+        lines: response.message().map(str::to_owned).collect(),
+    }
+}
+
+fn code_number(code: lettre::transport::smtp::response::Code) -> u16 {
+    code.to_string().parse().unwrap_or(0)
+}
+
+/// A negative reply as a failure of `stage` (RFC 5321 4.2.1: 5yz permanent).
+fn reply_failure(stage: Stage, reply: &Reply) -> SmtpFailure {
+    SmtpFailure {
+        stage,
+        code: reply.code,
+        enhanced_code: reply.enhanced_code(),
+        text: reply.text(),
+        permanent: reply.is_permanent(),
+    }
+}
+
+/// A lettre error as a failure of `stage`: a negative reply keeps its code and text;
+/// anything else (I/O, unparsable reply) is code 0, temporary.
+fn lettre_failure(stage: Stage, e: &lettre::transport::smtp::Error) -> SmtpFailure {
+    match e.status() {
+        Some(code) => {
+            let text = e.source().map(|s| s.to_string()).unwrap_or_default();
+            reply_failure(
+                stage,
+                &Reply {
+                    code: code_number(code),
+                    lines: vec![text],
+                },
+            )
+        }
+        None => SmtpFailure::local(stage, None, e.to_string(), false),
+    }
+}

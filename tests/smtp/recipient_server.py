@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""The e-mail user's SMTP server for tests: aiosmtpd on loopback.
+
+Stores every accepted mail as DIR/mail-N.eml plus DIR/mail-N.json (MAIL FROM and its
+parameters as sent, RCPT TO list, the client's address), and DIR/quit-N.json when a
+client says QUIT. Prints "READY" on stdout once it listens.
+
+Run with Debian's /usr/bin/python3 (python3-aiosmtpd is importable by that one only).
+
+  recipient_server.py --port N --dir DIR [--host 127.0.0.1]
+      [--deliverby [MIN]]        advertise DELIVERBY (RFC 2852) and accept BY=
+      [--refuse-greeting]        greet with 554 (5.2.4.2.4 step 3) and take only QUIT
+      [--refuse-rcpt ADDR]...    550 5.1.1 at RCPT TO for ADDR (repeatable)
+      [--refuse-data]            451 4.3.0 after the message data
+"""
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+
+from aiosmtpd.smtp import SMTP
+
+COUNTER = itertools.count(1)
+
+
+def write_json(directory, name, value):
+    path = os.path.join(directory, name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
+class Handler:
+    def __init__(self, args):
+        self.args = args
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.args.deliverby is not None:
+            line = "250-DELIVERBY" + (f" {self.args.deliverby}" if self.args.deliverby else "")
+            responses.insert(len(responses) - 1, line)
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.lower() in self.args.refuse_rcpt:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.args.refuse_data:
+            return "451 4.3.0 Try again later"
+        n = next(COUNTER)
+        with open(os.path.join(self.args.dir, f"mail-{n}.eml"), "wb") as f:
+            f.write(envelope.original_content)
+        write_json(self.args.dir, f"mail-{n}.json", {
+            "mail_from": envelope.mail_from,
+            "mail_args": getattr(server, "raw_mail_args", ""),
+            "rcpt_tos": envelope.rcpt_tos,
+            "peer": list(session.peer),
+            "helo": session.host_name,
+        })
+        return "250 2.0.0 OK queued"
+
+    async def handle_QUIT(self, server, session, envelope):
+        write_json(self.args.dir, f"quit-{next(COUNTER)}.json", {"peer": list(session.peer)})
+        return "221 2.0.0 Bye"
+
+
+class RecipientSMTP(SMTP):
+    """aiosmtpd answers 555 to unknown MAIL parameters: take BY= off when DELIVERBY is on."""
+
+    def __init__(self, handler, args, **kw):
+        super().__init__(handler, **kw)
+        self.args = args
+        self.raw_mail_args = ""
+
+    async def smtp_MAIL(self, arg):
+        self.raw_mail_args = arg or ""
+        if arg and self.args.deliverby is not None:
+            arg = " ".join(p for p in arg.split() if not p.upper().startswith("BY="))
+        await super().smtp_MAIL(arg)
+
+
+async def refuse(reader, writer):
+    """RFC 5321 3.1: a 554 greeting, then only QUIT is answered (503 to the rest)."""
+    writer.write(b"554 5.3.2 No SMTP service here\r\n")
+    await writer.drain()
+    while line := await reader.readline():
+        if line.strip().upper() == b"QUIT":
+            writer.write(b"221 2.0.0 Bye\r\n")
+            await writer.drain()
+            break
+        writer.write(b"503 5.5.1 Bad sequence of commands\r\n")
+        await writer.drain()
+    writer.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--deliverby", nargs="?", const="", default=None)
+    p.add_argument("--refuse-greeting", action="store_true")
+    p.add_argument("--refuse-rcpt", action="append", default=[])
+    p.add_argument("--refuse-data", action="store_true")
+    args = p.parse_args()
+    args.refuse_rcpt = [a.lower() for a in args.refuse_rcpt]
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    if args.refuse_greeting:
+        server = loop.run_until_complete(asyncio.start_server(refuse, args.host, args.port))
+    else:
+        handler = Handler(args)
+        server = loop.run_until_complete(loop.create_server(
+            lambda: RecipientSMTP(handler, args, hostname="mx.test", ident="test ESMTP"),
+            args.host, args.port))
+    print("READY", flush=True)
+    try:
+        loop.run_forever()
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()
