@@ -346,6 +346,26 @@ fn recv_final(socket: &UdpSocket) -> String {
     }
 }
 
+/// CANCEL while the INVITE is pending (RFC 3261 9.2): the `misbehaving` policy spins on
+/// user `spin` until its 1.5 s deadline, so the INVITE waits on the decision when the CANCEL
+/// comes. 200 to the CANCEL, 487 to the INVITE, and the late decision leaves no session.
+#[test]
+fn cancel_while_the_decision_is_pending_answers_487_and_leaves_no_session() {
+    let policy = common::policy_file("misbehaving");
+    let gw = start_with(&format!(
+        "[policy]\npath = {:?}\ntimeout_ms = 1500\n",
+        policy.display().to_string()
+    ));
+    assert!(sipp(&gw, "cancel-pending.xml", "u1"), "CANCEL over UDP");
+    assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0, "cancelled: no session");
+    // The decision comes back after the deadline and is dropped: still no session.
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0, "late decision dropped");
+    assert!(sipp(&gw, "cancel-pending.xml", "t1"), "CANCEL over TCP");
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0);
+}
+
 /// A gauge from `GET /metrics`.
 fn gauge(gw: &Gateway, name: &str) -> u64 {
     let mut s = TcpStream::connect(gw.admin).unwrap();
