@@ -108,8 +108,18 @@ impl std::error::Error for ParseError {}
 
 /// A `Warning` header value (RFC 3261 20.43) with code 399 and `text` quoted.
 pub fn warning_value(agent: &str, text: &str) -> String {
+    format!("399 {} {}", sanitize(agent).replace(' ', ""), quoted(text))
+}
+
+/// A `Reason` header value (RFC 3326 2): `SIP;cause=<status>;text="<text>"`.
+pub fn reason_value(cause: u16, text: &str) -> String {
+    format!("SIP;cause={cause};text={}", quoted(text))
+}
+
+/// `text` as a quoted-string (RFC 3261 25.1), control characters removed.
+fn quoted(text: &str) -> String {
     let text = sanitize(text).replace('\\', "\\\\").replace('"', "\\\"");
-    format!("399 {} \"{}\"", sanitize(agent).replace(' ', ""), text)
+    format!("\"{text}\"")
 }
 
 /// A request method: any RFC 3261 token, so that extension methods can be answered 501/405.
@@ -266,6 +276,14 @@ impl Message {
         match &self.start {
             StartLine::Request { method, .. } => Some(method),
             StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
         }
     }
 
