@@ -8,9 +8,10 @@ use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
-use crate::session::core::{Core, CoreConfig, Effect, SessionKey};
+use crate::session::core::{Core, CoreConfig, Effect, Peer, SessionKey};
 use crate::session::stats::SessionStats;
 use crate::sip;
+use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
 use anyhow::Context;
 use std::sync::Arc;
@@ -89,9 +90,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             mail_domain: config.smtp.inbound.domain.clone(),
         },
         contact: format!("<sip:iwf@{sip_addr}>"),
+        sent_by: sip_addr.to_string(),
         msrp_host: Host::Ip(config.msrp.listen.ip()),
         msrp_port: config.msrp.listen.port(),
-        timers: Timers::default(),
+        timers: Timers {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            ..Timers::default()
+        },
     });
     tokio::spawn(run_sessions(core, policy.clone(), stats, requests));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
@@ -161,7 +166,28 @@ fn on_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>
         Replier::Udp { .. } => sip::message::Transport::Datagram,
         Replier::Tcp(_) => sip::message::Transport::Stream,
     };
-    core.on_request(inbound.request, transport, inbound.reply, Instant::now())
+    match inbound.message.method() {
+        Some(_) => core.on_request(inbound.message, transport, inbound.reply, Instant::now()),
+        None => core.on_response(inbound.message, Instant::now()),
+    }
+}
+
+/// The IWF's requests within a dialog: over UDP from the listening socket to the next hop's
+/// address; over TCP on the connection the dialog came on (RFC 3261 18.1.1 reuse; no new
+/// outbound connection yet). A next hop named by a domain is not resolved yet (RFC 3263).
+impl Peer for Replier {
+    fn toward(&self, target: &Target) -> Option<Self> {
+        match self {
+            Replier::Udp { socket, .. } => match target.host {
+                Host::Ip(ip) => Some(Replier::Udp {
+                    socket: socket.clone(),
+                    target: std::net::SocketAddr::new(ip, target.port),
+                }),
+                Host::Name(_) => None,
+            },
+            Replier::Tcp(connection) => Some(Replier::Tcp(connection.clone())),
+        }
+    }
 }
 
 async fn sleep_until(wake: Option<Instant>) {

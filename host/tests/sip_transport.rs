@@ -237,7 +237,8 @@ const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.
 m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
 a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
 
-const SDP: &str = "Content-Type: application/sdp\r\n";
+/// The Contact (RFC 3261 8.1.1.8) and Content-Type of an INVITE with an offer.
+const SDP: &str = "Contact: <sip:alice@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n";
 
 #[test]
 fn f1_over_udp_and_tcp_with_the_auto_accept_policy() {

@@ -1,12 +1,13 @@
 //! SIP over UDP and TCP on one address (RFC 3261 18): receives, frames (TCP), parses and
-//! validates, stamps the top Via (received/rport), answers what needs no session
-//! (`sip::stateless`), refuses what is malformed with the reason, and hands the rest on.
+//! validates, stamps a request's top Via (received/rport), answers what needs no session
+//! (`sip::stateless`), refuses what is malformed with the reason, and hands the rest on,
+//! responses to the IWF's own requests included.
 //!
 //! Responses to a UDP request go where its Via says (18.2.2, RFC 3581 4); to a TCP request,
 //! back over the connection it came on.
 
 use crate::sip::framing::{self, StreamBuffer, StreamEvent};
-use crate::sip::message::{self, Limits, Message, StartLine, Transport};
+use crate::sip::message::{self, Limits, Message, Transport};
 use crate::sip::stateless::{self, Stateless};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,9 +18,9 @@ use tokio::sync::mpsc;
 /// The `Warning` agent and `Server` of the gateway's responses.
 pub const AGENT: &str = "cpm-iwf";
 
-/// A request for the session layer, with the way back to its sender.
+/// A request or response for the session layer, with the way back to its sender.
 pub struct Inbound {
-    pub request: Message,
+    pub message: Message,
     pub source: SocketAddr,
     pub reply: Replier,
 }
@@ -115,7 +116,11 @@ async fn serve_udp(socket: Arc<UdpSocket>, limits: Limits, inbound: mpsc::Sender
         };
         match message {
             Ok(mut message) => {
-                let via = message::stamp_top_via(&mut message, source);
+                // 18.2.1: a request's top Via is stamped; a response's is the IWF's own.
+                let via = match message.method() {
+                    Some(_) => message::stamp_top_via(&mut message, source),
+                    None => None,
+                };
                 let reply = reply_to(via.as_ref());
                 dispatch(message, source, reply, &inbound).await;
             }
@@ -197,7 +202,9 @@ async fn serve_connection(
                 Ok(Some(StreamEvent::Message(bytes))) => {
                     match message::parse(&bytes, Transport::Stream, &limits) {
                         Ok(mut message) => {
-                            message::stamp_top_via(&mut message, source);
+                            if message.method().is_some() {
+                                message::stamp_top_via(&mut message, source);
+                            }
                             dispatch(message, source, Replier::Tcp(tx.clone()), &inbound).await;
                         }
                         Err(refusal) => {
@@ -225,34 +232,28 @@ async fn serve_connection(
     let _ = writer_task.await;
 }
 
-/// Answers what needs no session; hands the rest to the session layer.
+/// Answers what needs no session; hands the rest, responses included (they belong to the
+/// IWF's client transactions), to the session layer.
 async fn dispatch(
     message: Message,
     source: SocketAddr,
     reply: Replier,
     inbound: &mpsc::Sender<Inbound>,
 ) {
-    if let StartLine::Response { status, .. } = &message.start {
-        // Responses belong to client transactions (BYE, SUBSCRIBE), not built yet.
-        tracing::debug!(%source, status, "SIP response with no client transaction dropped");
-        return;
-    }
-    match stateless::answer(&message, &new_tag()) {
-        Stateless::Respond(bytes) => reply.send(bytes).await,
-        Stateless::Drop => {}
-        Stateless::PassOn => {
-            if inbound
-                .send(Inbound {
-                    request: message,
-                    source,
-                    reply,
-                })
-                .await
-                .is_err()
-            {
-                tracing::error!("SIP session layer gone; request dropped");
-            }
+    if message.method().is_some() {
+        match stateless::answer(&message, &new_tag()) {
+            Stateless::Respond(bytes) => return reply.send(bytes).await,
+            Stateless::Drop => return,
+            Stateless::PassOn => {}
         }
+    }
+    let inbound_message = Inbound {
+        message,
+        source,
+        reply,
+    };
+    if inbound.send(inbound_message).await.is_err() {
+        tracing::error!("SIP session layer gone; message dropped");
     }
 }
 
