@@ -216,7 +216,8 @@ impl<P: Peer> Core<P> {
         match decision {
             InviteDecision::AcceptOnBehalf => {
                 let (cseq, body) = (pending.dialog.remote_cseq(), session.answer.to_bytes());
-                let sent = self.answer_2xx(&pending.invite, tag, &body, now);
+                let record_route = pending.dialog.record_route();
+                let sent = self.answer_2xx(&pending.invite, tag, record_route, &body, now);
                 let Some(phase) = self.awaiting_ack(&sent, cseq, now) else {
                     return sent;
                 };
@@ -540,7 +541,7 @@ impl<P: Peer> Core<P> {
         }
         let body = session.answer.to_bytes();
         let cseq = request.cseq().map_or(0, |(n, _)| n);
-        let sent = self.answer_2xx(tx, "", &body, now);
+        let sent = self.answer_2xx(tx, "", &[], &body, now);
         let phase = self.awaiting_ack(&sent, cseq, now);
         if let Some(Session {
             id,
@@ -638,16 +639,22 @@ impl<P: Peer> Core<P> {
         }]
     }
 
-    /// A 200 with the IWF's Contact and SDP `body` to the INVITE `tx`.
+    /// A 200 with `record_route` copied (12.1.1), the IWF's Contact and SDP `body` to the
+    /// INVITE `tx`.
     fn answer_2xx(
         &mut self,
         tx: &TransactionKey,
         to_tag: &str,
+        record_route: &[String],
         body: &[u8],
         now: Instant,
     ) -> Vec<Effect<P>> {
         let contact = self.config.contact.clone();
-        let headers = [("Contact", contact.as_str())];
+        let mut headers: Vec<(&str, &str)> = record_route
+            .iter()
+            .map(|r| ("Record-Route", r.as_str()))
+            .collect();
+        headers.push(("Contact", contact.as_str()));
         let body = Some(("application/sdp", body));
         self.respond(tx, 200, to_tag, &headers, body, now)
     }
@@ -1007,7 +1014,11 @@ mod tests {
         let (mut core, now) = (core(), Instant::now());
         let rr = "Record-Route: <sip:192.0.2.50:5090;lr>, <sip:p2.example.com;lr>\r\n";
         let key = invite_with(&mut core, &format!("{rr}{CONTACT}"), now);
-        accept(&mut core, &key, now);
+        let ok = accept(&mut core, &key, now);
+        assert!(
+            ok.contains(&format!("\r\n{rr}")),
+            "12.1.1: Record-Route copied: {ok}"
+        );
         let reason = EndReason {
             cause: 200,
             text: "the e-mail user left".into(),

@@ -105,6 +105,8 @@ pub struct Dialog {
     remote_target: String,
     /// The Record-Route URIs of the INVITE, in order, parameters kept (12.1.1).
     route_set: Vec<String>,
+    /// The INVITE's Record-Route header values as received, for the 2xx (12.1.1).
+    record_route: Vec<String>,
     /// The CSeq number of the last request received in the dialog (not ACK or CANCEL).
     remote_cseq: u32,
     /// The CSeq number of the last request the IWF sent; none before the first (12.1.1).
@@ -145,9 +147,18 @@ impl Dialog {
             remote_target: contact_uri(invite)?
                 .ok_or("INVITE without Contact (RFC 3261 8.1.1.8)")?,
             route_set,
+            record_route: invite
+                .headers_named("Record-Route")
+                .map(str::to_string)
+                .collect(),
             remote_cseq,
             local_cseq: None,
         })
+    }
+
+    /// 12.1.1: the Record-Route values the 2xx to the INVITE must copy, in order.
+    pub fn record_route(&self) -> &[String] {
+        &self.record_route
     }
 
     /// The CSeq number of the last request received in the dialog.
