@@ -32,13 +32,20 @@ fn start_auto_accept() -> Gateway {
 }
 
 fn start_with(extra_config: &str) -> Gateway {
+    start_with_sip("", extra_config)
+}
+
+/// `sip_keys` go in `[sip]` after `listen`; `extra_config` after the other sections.
+fn start_with_sip(sip_keys: &str, extra_config: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
-        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"{admin}\"\n{extra_config}"),
+        format!(
+            "[sip]\nlisten = \"{sip}\"\n{sip_keys}[admin]\nlisten = \"{admin}\"\n{extra_config}"
+        ),
     )
     .unwrap();
     let process = common::run_gateway(&config, || TcpStream::connect(sip).is_ok());
@@ -365,6 +372,66 @@ fn cancel_while_the_decision_is_pending_answers_487_and_leaves_no_session() {
     assert!(sipp(&gw, "cancel-pending.xml", "t1"), "CANCEL over TCP");
     std::thread::sleep(Duration::from_millis(1800));
     assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0);
+}
+
+/// Polls a gauge until it reads `want` (2 s at most); returns the last reading.
+fn gauge_settles(gw: &Gateway, name: &str, want: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let value = gauge(gw, name);
+        if value == want || std::time::Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The gateway with the `auto-accept` policy and T1 = 20 ms: 64*T1 is 1.28 s.
+fn start_auto_accept_short_t1() -> Gateway {
+    let policy = common::policy_file("auto-accept");
+    start_with_sip(
+        "t1_ms = 20\n",
+        &format!("[policy]\npath = {:?}\n", policy.display().to_string()),
+    )
+}
+
+/// No ACK for the 200 (RFC 3261 13.3.1.4): 64*T1 later the IWF sends a BYE with a Reason,
+/// sipp answers 200, and the session is freed.
+#[test]
+fn no_ack_within_64_t1_ends_the_session_with_a_bye() {
+    let gw = start_auto_accept_short_t1();
+    assert!(sipp(&gw, "no-ack-bye.xml", "u1"), "over UDP");
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+    assert!(sipp(&gw, "no-ack-bye.xml", "t1"), "over TCP");
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+}
+
+/// The route set (RFC 3261 12.1.1, 12.2.1.1): with `Record-Route: <sip:sipp;lr>` and a
+/// Contact nobody listens on, the IWF's BYE reaches sipp through the route, carries it as
+/// `Route`, and names the Contact as Request-URI.
+#[test]
+fn the_iwf_bye_follows_the_record_route() {
+    let gw = start_auto_accept_short_t1();
+    assert!(sipp(&gw, "record-route-bye.xml", "u1"));
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+}
+
+/// re-INVITE (RFC 3261 14.2): the same offer gets the same answer (RFC 3264 8), another
+/// media line gets 488; the session survives both and ends with the peer's BYE.
+#[test]
+fn reinvite_refresh_is_200_media_change_is_488_and_the_session_goes_on() {
+    let gw = start_auto_accept();
+    assert!(sipp(&gw, "reinvite.xml", "u1"), "over UDP");
+    assert!(sipp(&gw, "reinvite.xml", "t1"), "over TCP");
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+}
+
+/// An in-dialog request with an old CSeq is 500 (RFC 3261 12.2.2); the session goes on.
+#[test]
+fn an_in_dialog_request_with_an_old_cseq_is_500() {
+    let gw = start_auto_accept();
+    assert!(sipp(&gw, "old-cseq.xml", "u1"));
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
 }
 
 /// A gauge from `GET /metrics`.
