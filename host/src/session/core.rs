@@ -205,7 +205,7 @@ impl<P: Peer> Core<P> {
         decision: InviteDecision,
         now: Instant,
     ) -> Vec<Effect<P>> {
-        let Some(session) = self.take_pending(key, Some(Awaiting::Decision)) else {
+        let Some(session) = self.take_pending(key, Awaiting::Decision) else {
             tracing::debug!(session = %key, "decision for an INVITE no longer pending dropped");
             return Vec::new();
         };
@@ -312,12 +312,10 @@ impl<P: Peer> Core<P> {
         }
     }
 
-    /// Removes session `key` when its INVITE is pending (on `awaiting`, when given).
-    fn take_pending(&mut self, key: &SessionKey, awaiting: Option<Awaiting>) -> Option<Session<P>> {
+    /// Removes session `key` when its INVITE is pending on `awaiting`.
+    fn take_pending(&mut self, key: &SessionKey, awaiting: Awaiting) -> Option<Session<P>> {
         match &self.sessions.get(key)?.state {
-            State::Pending(p) if awaiting.is_none_or(|a| a == p.awaiting) => {
-                self.sessions.remove(key)
-            }
+            State::Pending(p) if p.awaiting == awaiting => self.sessions.remove(key),
             _ => None,
         }
     }
@@ -363,8 +361,9 @@ impl<P: Peer> Core<P> {
         out
     }
 
-    /// Carries out what the transaction layer asked: sends, requests for the TU (received
-    /// over `transport`), and the ends of the IWF's own requests.
+    /// Carries out what the transaction layer asked: sends, requests for the TU, and the ends
+    /// of the IWF's own requests. `transport` is what the requests among `outputs` came over
+    /// (only [`Core::on_request`] delivers requests; other callers pass any).
     fn run(
         &mut self,
         outputs: Vec<Output<P>>,
@@ -1217,6 +1216,26 @@ mod tests {
         let late = core.on_decision(&key, InviteDecision::AcceptOnBehalf, now);
         assert!(late.is_empty(), "a decision after the CANCEL is dropped");
         assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn end_session_on_a_pending_invite_answers_480_and_drops_the_late_decision() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite(&mut core, now);
+        let reason = EndReason {
+            cause: 480,
+            text: "gateway shutting down".into(),
+        };
+        let effects = core.end_session(&key, &reason, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
+        assert!(sent(&effects)[0].contains("Warning: 399 cpm-iwf \"gateway shutting down\""));
+        assert_eq!(core.sessions(), 0);
+        let late = core.on_decision(&key, InviteDecision::AcceptOnBehalf, now);
+        assert!(late.is_empty());
+        assert!(
+            core.end_session(&key, &reason, now).is_empty(),
+            "nothing held"
+        );
     }
 
     #[test]
