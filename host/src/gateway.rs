@@ -163,7 +163,7 @@ const BATCH: usize = 64;
 
 fn on_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>> {
     let transport = match inbound.reply {
-        Replier::Udp { .. } => sip::message::Transport::Datagram,
+        Replier::Udp { .. } | Replier::UdpHost { .. } => sip::message::Transport::Datagram,
         Replier::Tcp(_) => sip::message::Transport::Stream,
     };
     match inbound.message.method() {
@@ -172,19 +172,26 @@ fn on_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>
     }
 }
 
-/// The IWF's requests within a dialog: over UDP from the listening socket to the next hop's
-/// address; over TCP on the connection the dialog came on (RFC 3261 18.1.1 reuse; no new
-/// outbound connection yet). A next hop named by a domain is not resolved yet (RFC 3263).
+/// The IWF's requests within a dialog: over UDP from the listening socket to the next hop
+/// (a domain looked up when sent); over TCP on the connection the dialog came on (RFC 3261
+/// 18.1.1 reuse; no new outbound connection yet).
 impl Peer for Replier {
     fn toward(&self, target: &Target) -> Option<Self> {
         match self {
-            Replier::Udp { socket, .. } => match target.host {
-                Host::Ip(ip) => Some(Replier::Udp {
-                    socket: socket.clone(),
-                    target: std::net::SocketAddr::new(ip, target.port),
-                }),
-                Host::Name(_) => None,
-            },
+            Replier::Udp { socket, .. } | Replier::UdpHost { socket, .. } => {
+                let socket = socket.clone();
+                Some(match &target.host {
+                    Host::Ip(ip) => Replier::Udp {
+                        socket,
+                        target: std::net::SocketAddr::new(*ip, target.port),
+                    },
+                    Host::Name(host) => Replier::UdpHost {
+                        socket,
+                        host: host.clone(),
+                        port: target.port,
+                    },
+                })
+            }
             Replier::Tcp(connection) => Some(Replier::Tcp(connection.clone())),
         }
     }

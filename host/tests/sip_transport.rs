@@ -86,9 +86,15 @@ fn scenario(name: &str) -> PathBuf {
 
 /// Runs one call of a sipp scenario against the gateway; true when it passed.
 fn sipp(gw: &Gateway, name: &str, transport: &str) -> bool {
+    sipp_with(gw, name, transport, &[])
+}
+
+/// [`sipp`] with more arguments (`-key name value` for `[name]` in the scenario).
+fn sipp_with(gw: &Gateway, name: &str, transport: &str, args: &[&str]) -> bool {
     let status = Command::new("sipp")
         .arg("-sf")
         .arg(scenario(name))
+        .args(args)
         .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
         .args([
             "-timeout",
@@ -430,12 +436,15 @@ fn no_ack_within_64_t1_ends_the_session_with_a_bye() {
 
 /// The route set (RFC 3261 12.1.1, 12.2.1.1): with `Record-Route: <sip:sipp;lr>` and a
 /// Contact nobody listens on, the IWF's BYE reaches sipp through the route, carries it as
-/// `Route`, and names the Contact as Request-URI.
+/// `Route`, and names the Contact as Request-URI; the route's host by address or by name.
 #[test]
 fn the_iwf_bye_follows_the_record_route() {
     let gw = start_auto_accept_short_t1();
-    assert!(sipp(&gw, "record-route-bye.xml", "u1"));
-    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+    for host in ["127.0.0.1", "localhost"] {
+        let key = ["-key", "rr_host", host];
+        assert!(sipp_with(&gw, "record-route-bye.xml", "u1", &key), "{host}");
+        assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+    }
 }
 
 /// re-INVITE (RFC 3261 14.2): the same offer gets the same answer (RFC 3264 8), another

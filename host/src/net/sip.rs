@@ -25,12 +25,19 @@ pub struct Inbound {
     pub reply: Replier,
 }
 
-/// Sends responses to the sender of a request.
+/// Sends responses to the sender of a request, and the IWF's requests to a next hop.
 #[derive(Clone)]
 pub enum Replier {
     Udp {
         socket: Arc<UdpSocket>,
         target: SocketAddr,
+    },
+    /// A UDP next hop named by a domain: its address (A/AAAA, not RFC 3263 SRV/NAPTR) is
+    /// looked up at each send.
+    UdpHost {
+        socket: Arc<UdpSocket>,
+        host: String,
+        port: u16,
     },
     Tcp(mpsc::Sender<Vec<u8>>),
 }
@@ -40,7 +47,16 @@ impl Replier {
         match self {
             Replier::Udp { socket, target } => {
                 if let Err(e) = socket.send_to(&bytes, target).await {
-                    tracing::warn!(%target, error = %e, "SIP response over UDP not sent");
+                    tracing::warn!(%target, error = %e, "SIP message over UDP not sent");
+                }
+            }
+            Replier::UdpHost { socket, host, port } => {
+                let sent = match resolve_for(socket, host, *port).await {
+                    Ok(target) => socket.send_to(&bytes, target).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(%host, port, error = %e, "SIP message over UDP not sent");
                 }
             }
             Replier::Tcp(tx) => {
@@ -49,6 +65,17 @@ impl Replier {
             }
         }
     }
+}
+
+/// The first address of `host` in the socket's address family (IPv4 or IPv6).
+async fn resolve_for(socket: &UdpSocket, host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    let ipv4 = socket.local_addr()?.is_ipv4();
+    tokio::net::lookup_host((host, port))
+        .await?
+        .find(|a| a.is_ipv4() == ipv4)
+        .ok_or_else(|| {
+            std::io::Error::other(format!("no address for {host} in the socket's family"))
+        })
 }
 
 /// The bound sockets; serving starts with [`SipListeners::serve`].
