@@ -31,7 +31,8 @@ use crate::sip::multipart;
 use crate::sip::transaction::{
     Action, MAGIC_COOKIE, Output, Timers, TransactionKey, TransactionTable,
 };
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -73,7 +74,7 @@ pub enum Effect<P> {
 /// A session: its Call-ID and the IWF's own tag (RFC 3261 12: the remote tag is the peer's;
 /// the local tag alone is unique to this IWF). The tag is chosen when the INVITE arrives and
 /// is the To tag of every response to it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey {
     pub call_id: String,
     pub local_tag: String,
@@ -155,6 +156,10 @@ pub struct Core<P> {
     config: CoreConfig,
     transactions: TransactionTable<P>,
     sessions: HashMap<SessionKey, Session<P>>,
+    /// The sessions retransmitting a 2xx, by the instant of their next retransmission or
+    /// give-up (13.3.1.4), so that timers need no scan of every session. Pushed whenever
+    /// that instant changes; an entry that no longer matches its session is dropped.
+    acks: BinaryHeap<Reverse<(Instant, SessionKey)>>,
 }
 
 impl<P: Peer> Core<P> {
@@ -164,6 +169,7 @@ impl<P: Peer> Core<P> {
             config,
             transactions,
             sessions: HashMap::new(),
+            acks: BinaryHeap::new(),
         }
     }
 
@@ -225,6 +231,7 @@ impl<P: Peer> Core<P> {
                 let state = State::Dialog(pending.dialog, phase);
                 self.sessions
                     .insert(key.clone(), Session { state, ..session });
+                self.watch_ack(key);
                 sent
             }
             InviteDecision::AskUser => {
@@ -320,32 +327,64 @@ impl<P: Peer> Core<P> {
         }
     }
 
-    /// The earliest instant at which [`Core::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let retransmits = self.sessions.values().filter_map(|s| match &s.state {
+    /// When session `key` next retransmits its 2xx or gives up, if it is waiting for an ACK.
+    fn ack_deadline(&self, key: &SessionKey) -> Option<Instant> {
+        match &self.sessions.get(key)?.state {
             State::Dialog(_, Phase::AwaitingAck(a)) => Some(a.next.min(a.give_up)),
             _ => None,
-        });
-        retransmits.chain(self.transactions.poll_timeout()).min()
+        }
+    }
+
+    /// Records session `key`'s current ACK deadline in `acks`.
+    fn watch_ack(&mut self, key: &SessionKey) {
+        if let Some(at) = self.ack_deadline(key) {
+            self.acks.push(Reverse((at, key.clone())));
+        }
+    }
+
+    /// The earliest instant at which [`Core::handle_timeout`] has work.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, key))) = self.acks.peek() {
+            if self.ack_deadline(key) == Some(*at) {
+                break;
+            }
+            self.acks.pop();
+        }
+        let ack = self.acks.peek().map(|Reverse((at, _))| *at);
+        ack.into_iter()
+            .chain(self.transactions.poll_timeout())
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Effect<P>> {
         let mut out = Vec::new();
         let mut abandoned = Vec::new();
-        for (key, session) in &mut self.sessions {
-            let State::Dialog(_, Phase::AwaitingAck(a)) = &mut session.state else {
+        while let Some(Reverse((at, key))) = self.acks.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.acks.pop();
+            if self.ack_deadline(&key) != Some(at) {
+                continue; // acknowledged, ended, or moved since
+            }
+            let Some(Session {
+                state: State::Dialog(_, Phase::AwaitingAck(a)),
+                ..
+            }) = self.sessions.get_mut(&key)
+            else {
                 continue;
             };
             if now >= a.give_up {
-                abandoned.push(key.clone());
-            } else if now >= a.next {
-                out.push(Effect::Send {
-                    peer: a.peer.clone(),
-                    bytes: a.ok.clone(),
-                });
-                a.interval = (a.interval * 2).min(self.config.timers.t2);
-                a.next = now + a.interval;
+                abandoned.push(key);
+                continue;
             }
+            out.push(Effect::Send {
+                peer: a.peer.clone(),
+                bytes: a.ok.clone(),
+            });
+            a.interval = (a.interval * 2).min(self.config.timers.t2);
+            a.next = now + a.interval;
+            self.watch_ack(&key);
         }
         for key in abandoned {
             // 13.3.1.4: no ACK within 64*T1: the session SHOULD be ended with a BYE.
@@ -554,6 +593,7 @@ impl<P: Peer> Core<P> {
             }
             *current = phase;
             tracing::info!(session = %id, "re-INVITE: session refreshed");
+            self.watch_ack(key);
         }
         sent
     }
