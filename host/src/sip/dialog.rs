@@ -324,7 +324,7 @@ mod tests {
         let mut d = Dialog::uas(
             &invite(
                 "Record-Route: <sip:p1.example.com;lr>, <sip:192.0.2.7:5080;lr;x=y>\r\n\
-                 Record-Route: <sip:192.0.2.8:5062;lr>\r\n\
+                 Record-Route: <sip:[2001:db8::1]:5062;lr>\r\n\
                  Contact: <sip:alice@192.0.2.1>\r\n",
             ),
             "l1",
@@ -339,7 +339,7 @@ mod tests {
         assert!(
             bye.contains(
                 "Route: <sip:p1.example.com;lr>\r\nRoute: <sip:192.0.2.7:5080;lr;x=y>\r\n\
-                 Route: <sip:192.0.2.8:5062;lr>\r\n"
+                 Route: <sip:[2001:db8::1]:5062;lr>\r\n"
             ),
             "{bye}"
         );
