@@ -160,6 +160,8 @@ pub struct Core<P> {
     /// give-up (13.3.1.4), so that timers need no scan of every session. Pushed whenever
     /// that instant changes; an entry that no longer matches its session is dropped.
     acks: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    /// The sessions Ending, by their BYE's client transaction.
+    byes: HashMap<TransactionKey, SessionKey>,
 }
 
 impl<P: Peer> Core<P> {
@@ -170,6 +172,7 @@ impl<P: Peer> Core<P> {
             transactions,
             sessions: HashMap::new(),
             acks: BinaryHeap::new(),
+            byes: HashMap::new(),
         }
     }
 
@@ -307,7 +310,8 @@ impl<P: Peer> Core<P> {
         match started {
             Ok((bye, outputs)) => {
                 tracing::info!(session = %session.id, %key, cause = reason.cause, text = %reason.text, "BYE sent");
-                *phase = Phase::Ending { bye };
+                *phase = Phase::Ending { bye: bye.clone() };
+                self.byes.insert(bye, key.clone());
                 let transport = session.transport;
                 self.run(outputs, transport, now)
             }
@@ -432,11 +436,14 @@ impl<P: Peer> Core<P> {
     /// The IWF's request `request` ended (a final response, Timer F or a transport error):
     /// a session Ending on it is freed (15.1.1; 481 and 408 end the dialog too, 12.2.1.2).
     fn on_request_done(&mut self, request: &TransactionKey) {
-        let key = self.sessions.iter().find_map(|(key, s)| match &s.state {
-            State::Dialog(_, Phase::Ending { bye }) if bye == request => Some(key.clone()),
-            _ => None,
-        });
-        if let Some(session) = key.and_then(|key| self.sessions.remove(&key)) {
+        let Some(key) = self.byes.remove(request) else {
+            return;
+        };
+        match self.sessions.get(&key).map(|s| &s.state) {
+            Some(State::Dialog(_, Phase::Ending { bye })) if bye == request => {}
+            _ => return,
+        }
+        if let Some(session) = self.sessions.remove(&key) {
             tracing::info!(session = %session.id, "BYE done: session closed");
         }
     }
