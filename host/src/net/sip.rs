@@ -86,10 +86,16 @@ pub struct SipListeners {
 }
 
 impl SipListeners {
-    /// Binds UDP and TCP on `addr` (port 0: the same free port for both).
+    /// Binds UDP and TCP on `addr` (port 0: the same free port for both). With a port
+    /// given, UDP is bound first: whoever finds the TCP listener finds the UDP socket too.
     pub async fn bind(addr: SocketAddr, limits: Limits) -> std::io::Result<Self> {
-        let tcp = TcpListener::bind(addr).await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?).await?;
+        let (udp, tcp) = if addr.port() != 0 {
+            let udp = UdpSocket::bind(addr).await?;
+            (udp, TcpListener::bind(addr).await?)
+        } else {
+            let tcp = TcpListener::bind(addr).await?;
+            (UdpSocket::bind(tcp.local_addr()?).await?, tcp)
+        };
         Ok(Self {
             udp: Arc::new(udp),
             tcp,
