@@ -29,6 +29,8 @@ pub struct SipConfig {
     /// UDP and TCP, both on this address.
     pub listen: SocketAddr,
     pub domain: String,
+    /// RFC 3261 T1 (the RTT estimate behind every SIP timer), in milliseconds.
+    pub t1_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -36,6 +38,7 @@ impl Default for SipConfig {
         Self {
             listen: ([127, 0, 0, 1], 5060).into(),
             domain: "localhost".into(),
+            t1_ms: 500,
         }
     }
 }
@@ -276,6 +279,16 @@ impl Config {
                 value,
                 fix,
             })?;
+        // T1 at most T2 (4 s, RFC 3261 17.1.2.2), and never 0: every timer is a multiple.
+        if !(1..=4000).contains(&self.sip.t1_ms) {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                section: "sip",
+                key: "t1_ms",
+                value: self.sip.t1_ms.to_string(),
+                fix: "use 1 to 4000 (milliseconds; RFC 3261 T1, 500 by default)",
+            });
+        }
         let invalid = |key, value: &dyn std::fmt::Display, fix| ConfigError::Invalid {
             path: path.into(),
             section: "policy",
@@ -328,6 +341,19 @@ mod tests {
         assert_eq!(c.policy.memory_mb, 32);
         assert_eq!(c.smtp.outbound.mx_port, 25);
         assert!(c.policy.path.is_none());
+        assert_eq!(c.sip.t1_ms, 500);
+    }
+
+    #[test]
+    fn sip_t1_ms_is_checked() {
+        let c = Config::parse("[sip]\nt1_ms = 20\n", Path::new("x.toml")).unwrap();
+        assert_eq!(c.sip.t1_ms, 20);
+        let e = Config::parse("[sip]\nt1_ms = 0\n", Path::new("gw.toml")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("[sip] t1_ms = 0") && msg.contains("1 to 4000"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -5,17 +5,19 @@
 
 use crate::config::Config;
 use crate::net::sip::{Inbound, Replier, SipListeners};
-use crate::policy::world::Gateway as GatewayFacts;
+use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
-use crate::session::core::{Core, CoreConfig};
+use crate::session::core::{Core, CoreConfig, Effect, Peer, SessionKey};
 use crate::session::stats::SessionStats;
 use crate::sip;
+use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
+use tokio::sync::mpsc;
 
 /// The running gateway's handles, for tests and for `main`.
 pub struct Gateway {
@@ -83,7 +85,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             )
         })?;
     let sip_addr = sip.local_addr();
-    let (inbound, requests) = tokio::sync::mpsc::channel(1024);
+    let (inbound, requests) = mpsc::channel(1024);
     sip.serve(inbound);
     let core = Core::new(CoreConfig {
         gateway: GatewayFacts {
@@ -91,9 +93,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             mail_domain: config.smtp.inbound.domain.clone(),
         },
         contact: format!("<sip:iwf@{sip_addr}>"),
+        sent_by: sip_addr.to_string(),
         msrp_host: Host::Ip(config.msrp.listen.ip()),
         msrp_port: config.msrp.listen.port(),
-        timers: Timers::default(),
+        timers: Timers {
+            t1: Duration::from_millis(config.sip.t1_ms),
+            ..Timers::default()
+        },
     });
     tokio::spawn(run_sessions(core, policy.clone(), stats, requests));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
@@ -107,29 +113,89 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     })
 }
 
-/// Drives the session core: requests from the transports, timers, bytes back out.
+/// Drives the session core: requests from the transports, decisions, timers, bytes back out.
+/// Policy decisions run on the blocking pool (`spawn_blocking`), never on this task: a slow
+/// policy holds its own INVITE pending, not every session.
 async fn run_sessions(
     mut core: Core<Replier>,
     policy: Arc<PolicyHost>,
     stats: Arc<SessionStats>,
-    mut requests: tokio::sync::mpsc::Receiver<Inbound>,
+    mut requests: mpsc::Receiver<Inbound>,
 ) {
+    let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
     loop {
         let wake = core.poll_timeout();
-        let sends = tokio::select! {
+        let mut effects = tokio::select! {
             inbound = requests.recv() => {
                 let Some(inbound) = inbound else { return };
-                let transport = match inbound.reply {
-                    Replier::Udp { .. } => sip::message::Transport::Datagram,
-                    Replier::Tcp(_) => sip::message::Transport::Stream,
-                };
-                core.on_request(inbound.request, transport, inbound.reply, Instant::now(), &policy)
+                on_inbound(&mut core, inbound)
             }
-            _ = sleep_until(wake) => core.handle_timeout(Instant::now(), &policy),
+            Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
+            _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
         };
+        // Whatever else is ready goes in the same turn: the core's timers are polled once per
+        // turn, not once per message.
+        for _ in 0..BATCH {
+            if let Ok(inbound) = requests.try_recv() {
+                effects.extend(on_inbound(&mut core, inbound));
+            } else if let Ok((key, decision)) = decisions.try_recv() {
+                effects.extend(core.on_decision(&key, decision, Instant::now()));
+            } else {
+                break;
+            }
+        }
         stats.set(core.sessions(), core.transactions());
-        for send in sends {
-            send.peer.send(send.bytes).await;
+        for effect in effects {
+            match effect {
+                Effect::Send { peer, bytes } => peer.send(bytes).await,
+                Effect::Decide { key, session } => {
+                    let (policy, decided) = (policy.clone(), decided.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let decision = policy.on_invite(&session).value;
+                        // The receiver lives as long as this loop; gone means shutting down.
+                        let _ = decided.send((key, decision));
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Messages and decisions taken in one turn of [`run_sessions`] at most.
+const BATCH: usize = 64;
+
+fn on_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>> {
+    let transport = match inbound.reply {
+        Replier::Udp { .. } | Replier::UdpHost { .. } => sip::message::Transport::Datagram,
+        Replier::Tcp(_) => sip::message::Transport::Stream,
+    };
+    match inbound.message.method() {
+        Some(_) => core.on_request(inbound.message, transport, inbound.reply, Instant::now()),
+        None => core.on_response(inbound.message, Instant::now()),
+    }
+}
+
+/// The IWF's requests within a dialog: over UDP from the listening socket to the next hop
+/// (a domain looked up when sent); over TCP on the connection the dialog came on (RFC 3261
+/// 18.1.1 reuse; no new outbound connection yet).
+impl Peer for Replier {
+    fn toward(&self, target: &Target) -> Option<Self> {
+        match self {
+            Replier::Udp { socket, .. } | Replier::UdpHost { socket, .. } => {
+                let socket = socket.clone();
+                Some(match &target.host {
+                    Host::Ip(ip) => Replier::Udp {
+                        socket,
+                        target: std::net::SocketAddr::new(*ip, target.port),
+                    },
+                    Host::Name(host) => Replier::UdpHost {
+                        socket,
+                        host: host.clone(),
+                        port: target.port,
+                    },
+                })
+            }
+            Replier::Tcp(connection) => Some(Replier::Tcp(connection.clone())),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 struct Gateway {
@@ -16,6 +17,25 @@ struct Gateway {
     sip: SocketAddr,
     admin: SocketAddr,
     _dir: tempfile::TempDir,
+    _turn: Turn,
+}
+
+/// The load check measures retransmissions: it runs alone, the other tests side by side.
+static LOAD_CHECK: RwLock<()> = RwLock::new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+impl Turn {
+    fn shared() -> Turn {
+        Turn::Shared(LOAD_CHECK.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn alone() -> Turn {
+        Turn::Alone(LOAD_CHECK.write().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 fn start() -> Gateway {
@@ -32,13 +52,20 @@ fn start_auto_accept() -> Gateway {
 }
 
 fn start_with(extra_config: &str) -> Gateway {
+    start_with_sip("", extra_config, Turn::shared())
+}
+
+/// `sip_keys` go in `[sip]` after `listen`; `extra_config` after the other sections.
+fn start_with_sip(sip_keys: &str, extra_config: &str, turn: Turn) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
-        format!("[sip]\nlisten = \"{sip}\"\n[admin]\nlisten = \"{admin}\"\n{extra_config}"),
+        format!(
+            "[sip]\nlisten = \"{sip}\"\n{sip_keys}[admin]\nlisten = \"{admin}\"\n{extra_config}"
+        ),
     )
     .unwrap();
     let process = common::run_gateway(&config, || TcpStream::connect(sip).is_ok());
@@ -47,6 +74,7 @@ fn start_with(extra_config: &str) -> Gateway {
         sip,
         admin,
         _dir: dir,
+        _turn: turn,
     }
 }
 
@@ -58,9 +86,15 @@ fn scenario(name: &str) -> PathBuf {
 
 /// Runs one call of a sipp scenario against the gateway; true when it passed.
 fn sipp(gw: &Gateway, name: &str, transport: &str) -> bool {
+    sipp_with(gw, name, transport, &[])
+}
+
+/// [`sipp`] with more arguments (`-key name value` for `[name]` in the scenario).
+fn sipp_with(gw: &Gateway, name: &str, transport: &str, args: &[&str]) -> bool {
     let status = Command::new("sipp")
         .arg("-sf")
         .arg(scenario(name))
+        .args(args)
         .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
         .args([
             "-timeout",
@@ -237,7 +271,8 @@ const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.
 m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
 a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
 
-const SDP: &str = "Content-Type: application/sdp\r\n";
+/// The Contact (RFC 3261 8.1.1.8) and Content-Type of an INVITE with an offer.
+const SDP: &str = "Contact: <sip:alice@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n";
 
 #[test]
 fn f1_over_udp_and_tcp_with_the_auto_accept_policy() {
@@ -346,6 +381,90 @@ fn recv_final(socket: &UdpSocket) -> String {
     }
 }
 
+/// CANCEL while the INVITE is pending (RFC 3261 9.2): the `misbehaving` policy spins on
+/// user `spin` until its 0.8 s deadline, so the INVITE waits on the decision when the CANCEL
+/// comes. 200 to the CANCEL, 487 to the INVITE, and the late decision leaves no session.
+#[test]
+fn cancel_while_the_decision_is_pending_answers_487_and_leaves_no_session() {
+    let policy = common::policy_file("misbehaving");
+    let gw = start_with(&format!(
+        "[policy]\npath = {:?}\ntimeout_ms = 800\n",
+        policy.display().to_string()
+    ));
+    assert!(sipp(&gw, "cancel-pending.xml", "u1"), "CANCEL over UDP");
+    assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0, "cancelled: no session");
+    // The decision comes back after the deadline and is dropped: still no session.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0, "late decision dropped");
+    assert!(sipp(&gw, "cancel-pending.xml", "t1"), "CANCEL over TCP");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(gauge(&gw, "iwf_sip_sessions"), 0);
+}
+
+/// Polls a gauge until it reads `want` (2 s at most); returns the last reading.
+fn gauge_settles(gw: &Gateway, name: &str, want: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let value = gauge(gw, name);
+        if value == want || std::time::Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The gateway with the `auto-accept` policy and T1 = 20 ms: 64*T1 is 1.28 s.
+fn start_auto_accept_short_t1() -> Gateway {
+    let policy = common::policy_file("auto-accept");
+    start_with_sip(
+        "t1_ms = 20\n",
+        &format!("[policy]\npath = {:?}\n", policy.display().to_string()),
+        Turn::shared(),
+    )
+}
+
+/// No ACK for the 200 (RFC 3261 13.3.1.4): 64*T1 later the IWF sends a BYE with a Reason,
+/// sipp answers 200, and the session is freed.
+#[test]
+fn no_ack_within_64_t1_ends_the_session_with_a_bye() {
+    let gw = start_auto_accept_short_t1();
+    assert!(sipp(&gw, "no-ack-bye.xml", "u1"), "over UDP");
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+    assert!(sipp(&gw, "no-ack-bye.xml", "t1"), "over TCP");
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+}
+
+/// The route set (RFC 3261 12.1.1, 12.2.1.1): with `Record-Route: <sip:sipp;lr>` and a
+/// Contact nobody listens on, the IWF's BYE reaches sipp through the route, carries it as
+/// `Route`, and names the Contact as Request-URI; the route's host by address or by name.
+#[test]
+fn the_iwf_bye_follows_the_record_route() {
+    let gw = start_auto_accept_short_t1();
+    for host in ["127.0.0.1", "localhost"] {
+        let key = ["-key", "rr_host", host];
+        assert!(sipp_with(&gw, "record-route-bye.xml", "u1", &key), "{host}");
+        assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+    }
+}
+
+/// re-INVITE (RFC 3261 14.2): the same offer gets the same answer (RFC 3264 8), another
+/// media line gets 488; the session survives both and ends with the peer's BYE.
+#[test]
+fn reinvite_refresh_is_200_media_change_is_488_and_the_session_goes_on() {
+    let gw = start_auto_accept();
+    assert!(sipp(&gw, "reinvite.xml", "u1"), "over UDP");
+    assert!(sipp(&gw, "reinvite.xml", "t1"), "over TCP");
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+}
+
+/// An in-dialog request with an old CSeq is 500 (RFC 3261 12.2.2); the session goes on.
+#[test]
+fn an_in_dialog_request_with_an_old_cseq_is_500() {
+    let gw = start_auto_accept();
+    assert!(sipp(&gw, "old-cseq.xml", "u1"));
+    assert_eq!(gauge_settles(&gw, "iwf_sip_sessions", 0), 0);
+}
+
 /// A gauge from `GET /metrics`.
 fn gauge(gw: &Gateway, name: &str) -> u64 {
     let mut s = TcpStream::connect(gw.admin).unwrap();
@@ -366,7 +485,9 @@ fn gauge(gw: &Gateway, name: &str) -> u64 {
 /// session table is empty afterwards.
 #[test]
 fn f1_load_300_calls_per_second_for_10_seconds() {
-    let gw = start_auto_accept();
+    let policy = common::policy_file("auto-accept");
+    let config = format!("[policy]\npath = {:?}\n", policy.display().to_string());
+    let gw = start_with_sip("", &config, Turn::alone());
     let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats.csv");
     let status = Command::new("sipp")

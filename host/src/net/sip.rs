@@ -1,12 +1,13 @@
 //! SIP over UDP and TCP on one address (RFC 3261 18): receives, frames (TCP), parses and
-//! validates, stamps the top Via (received/rport), answers what needs no session
-//! (`sip::stateless`), refuses what is malformed with the reason, and hands the rest on.
+//! validates, stamps a request's top Via (received/rport), answers what needs no session
+//! (`sip::stateless`), refuses what is malformed with the reason, and hands the rest on,
+//! responses to the IWF's own requests included.
 //!
 //! Responses to a UDP request go where its Via says (18.2.2, RFC 3581 4); to a TCP request,
 //! back over the connection it came on.
 
 use crate::sip::framing::{self, StreamBuffer, StreamEvent};
-use crate::sip::message::{self, Limits, Message, StartLine, Transport};
+use crate::sip::message::{self, Limits, Message, Transport};
 use crate::sip::stateless::{self, Stateless};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -17,19 +18,26 @@ use tokio::sync::mpsc;
 /// The `Warning` agent and `Server` of the gateway's responses.
 pub const AGENT: &str = "cpm-iwf";
 
-/// A request for the session layer, with the way back to its sender.
+/// A request or response for the session layer, with the way back to its sender.
 pub struct Inbound {
-    pub request: Message,
+    pub message: Message,
     pub source: SocketAddr,
     pub reply: Replier,
 }
 
-/// Sends responses to the sender of a request.
+/// Sends responses to the sender of a request, and the IWF's requests to a next hop.
 #[derive(Clone)]
 pub enum Replier {
     Udp {
         socket: Arc<UdpSocket>,
         target: SocketAddr,
+    },
+    /// A UDP next hop named by a domain: its address (A/AAAA, not RFC 3263 SRV/NAPTR) is
+    /// looked up at each send.
+    UdpHost {
+        socket: Arc<UdpSocket>,
+        host: String,
+        port: u16,
     },
     Tcp(mpsc::Sender<Vec<u8>>),
 }
@@ -39,7 +47,16 @@ impl Replier {
         match self {
             Replier::Udp { socket, target } => {
                 if let Err(e) = socket.send_to(&bytes, target).await {
-                    tracing::warn!(%target, error = %e, "SIP response over UDP not sent");
+                    tracing::warn!(%target, error = %e, "SIP message over UDP not sent");
+                }
+            }
+            Replier::UdpHost { socket, host, port } => {
+                let sent = match resolve_for(socket, host, *port).await {
+                    Ok(target) => socket.send_to(&bytes, target).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(%host, port, error = %e, "SIP message over UDP not sent");
                 }
             }
             Replier::Tcp(tx) => {
@@ -50,6 +67,17 @@ impl Replier {
     }
 }
 
+/// The first address of `host` in the socket's address family (IPv4 or IPv6).
+async fn resolve_for(socket: &UdpSocket, host: &str, port: u16) -> std::io::Result<SocketAddr> {
+    let ipv4 = socket.local_addr()?.is_ipv4();
+    tokio::net::lookup_host((host, port))
+        .await?
+        .find(|a| a.is_ipv4() == ipv4)
+        .ok_or_else(|| {
+            std::io::Error::other(format!("no address for {host} in the socket's family"))
+        })
+}
+
 /// The bound sockets; serving starts with [`SipListeners::serve`].
 pub struct SipListeners {
     udp: Arc<UdpSocket>,
@@ -58,10 +86,16 @@ pub struct SipListeners {
 }
 
 impl SipListeners {
-    /// Binds UDP and TCP on `addr` (port 0: the same free port for both).
+    /// Binds UDP and TCP on `addr` (port 0: the same free port for both). With a port
+    /// given, UDP is bound first: whoever finds the TCP listener finds the UDP socket too.
     pub async fn bind(addr: SocketAddr, limits: Limits) -> std::io::Result<Self> {
-        let tcp = TcpListener::bind(addr).await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?).await?;
+        let (udp, tcp) = if addr.port() != 0 {
+            let udp = UdpSocket::bind(addr).await?;
+            (udp, TcpListener::bind(addr).await?)
+        } else {
+            let tcp = TcpListener::bind(addr).await?;
+            (UdpSocket::bind(tcp.local_addr()?).await?, tcp)
+        };
         Ok(Self {
             udp: Arc::new(udp),
             tcp,
@@ -115,7 +149,11 @@ async fn serve_udp(socket: Arc<UdpSocket>, limits: Limits, inbound: mpsc::Sender
         };
         match message {
             Ok(mut message) => {
-                let via = message::stamp_top_via(&mut message, source);
+                // 18.2.1: a request's top Via is stamped; a response's is the IWF's own.
+                let via = match message.method() {
+                    Some(_) => message::stamp_top_via(&mut message, source),
+                    None => None,
+                };
                 let reply = reply_to(via.as_ref());
                 dispatch(message, source, reply, &inbound).await;
             }
@@ -197,7 +235,9 @@ async fn serve_connection(
                 Ok(Some(StreamEvent::Message(bytes))) => {
                     match message::parse(&bytes, Transport::Stream, &limits) {
                         Ok(mut message) => {
-                            message::stamp_top_via(&mut message, source);
+                            if message.method().is_some() {
+                                message::stamp_top_via(&mut message, source);
+                            }
                             dispatch(message, source, Replier::Tcp(tx.clone()), &inbound).await;
                         }
                         Err(refusal) => {
@@ -225,34 +265,28 @@ async fn serve_connection(
     let _ = writer_task.await;
 }
 
-/// Answers what needs no session; hands the rest to the session layer.
+/// Answers what needs no session; hands the rest, responses included (they belong to the
+/// IWF's client transactions), to the session layer.
 async fn dispatch(
     message: Message,
     source: SocketAddr,
     reply: Replier,
     inbound: &mpsc::Sender<Inbound>,
 ) {
-    if let StartLine::Response { status, .. } = &message.start {
-        // Responses belong to client transactions (BYE, SUBSCRIBE), not built yet.
-        tracing::debug!(%source, status, "SIP response with no client transaction dropped");
-        return;
-    }
-    match stateless::answer(&message, &new_tag()) {
-        Stateless::Respond(bytes) => reply.send(bytes).await,
-        Stateless::Drop => {}
-        Stateless::PassOn => {
-            if inbound
-                .send(Inbound {
-                    request: message,
-                    source,
-                    reply,
-                })
-                .await
-                .is_err()
-            {
-                tracing::error!("SIP session layer gone; request dropped");
-            }
+    if message.method().is_some() {
+        match stateless::answer(&message, &new_tag()) {
+            Stateless::Respond(bytes) => return reply.send(bytes).await,
+            Stateless::Drop => return,
+            Stateless::PassOn => {}
         }
+    }
+    let inbound_message = Inbound {
+        message,
+        source,
+        reply,
+    };
+    if inbound.send(inbound_message).await.is_err() {
+        tracing::error!("SIP session layer gone; message dropped");
     }
 }
 

@@ -1,21 +1,39 @@
-//! The UA core for CPM sessions (sans I/O): INVITE -> policy -> answer; ACK; BYE.
+//! The UA core for CPM sessions (sans I/O): INVITE -> policy -> answer; the dialog (RFC 3261
+//! 12) with ACK, re-INVITE and BYE either way.
 //!
 //! ```text
-//!  INVITE ──policy──> accept-on-behalf ──200 OK + SDP──> AwaitingAck ──ACK──> Live ──BYE──> freed
-//!                 ├─> ask-user ──480 (e-mail invitation not built yet)
-//!                 └─> refuse(status) ──status
+//!  INVITE ─100─> Pending ──Decide──> (the driver asks the policy off this task)
+//!                   │  <─on_decision─┘
+//!                   ├─ accept-on-behalf ──200 OK + SDP──> Dialog: AwaitingAck ──ACK──> Live
+//!                   ├─ ask-user ──480 (e-mail invitation not built yet)
+//!                   ├─ refuse(status) ──status
+//!                   └─ CANCEL ──200 (CANCEL), 487 (INVITE); a later outcome is dropped
+//!  Live ─re-INVITE, same media─> 200 (same answer) ─> AwaitingAck;  other media ─> 488, Live
+//!  Live/AwaitingAck ─BYE in─> 200, freed
+//!  Live/AwaitingAck ─end_session, or no ACK in 64*T1─> BYE out ─> Ending ─final/timeout─> freed
 //! ```
+//!
+//! The core never calls the policy: it emits [`Effect::Decide`] and takes the answer back in
+//! [`Core::on_decision`]. Until then the INVITE is pending (a `State::Pending` session),
+//! the general shape of an INVITE waiting for an outcome (the policy now; the e-mail
+//! invitation's SMTP outcome for F2 later).
 
 use crate::net::sip::{AGENT, new_tag};
-use crate::policy::PolicyHost;
-use crate::policy::world::{Gateway, InviteDecision};
-use crate::sdp::msrp::{self, LocalMsrp, MsrpParams, Offer};
+use crate::policy::world::{Gateway, InviteDecision, Session as PolicySession};
+use crate::sdp::msrp::{self, Answer, LocalMsrp, Offer};
 use crate::sdp::uri::Host;
 use crate::sip::cpm::CpmInvite;
-use crate::sip::message::{Message, ResponseSpec, StartLine, Transport, tag_param, warning_value};
+use crate::sip::dialog::{Dialog, Target};
+use crate::sip::message::{
+    Message, ResponseSpec, Transport, reason_value, tag_param, warning_value,
+};
 use crate::sip::multipart;
-use crate::sip::transaction::{Action, Output, Timers, TransactionKey, TransactionTable};
-use std::collections::HashMap;
+use crate::sip::transaction::{
+    Action, MAGIC_COOKIE, Output, Timers, TransactionKey, TransactionTable,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// What the core needs to know of the gateway.
@@ -24,61 +42,141 @@ pub struct CoreConfig {
     pub gateway: Gateway,
     /// The Contact of the IWF's dialogs (RFC 3261 12.1.1), e.g. `<sip:iwf@192.0.2.1:5060>`.
     pub contact: String,
+    /// The sent-by of the IWF's own requests' Via (18.1.1), e.g. `192.0.2.1:5060`.
+    pub sent_by: String,
     /// Where the IWF's MSRP endpoint listens (`[msrp] listen`).
     pub msrp_host: Host,
     pub msrp_port: u16,
     pub timers: Timers,
 }
 
-/// Bytes for a peer.
+/// A peer as the driver names it: where responses go (the transaction layer's `P`), and the
+/// way to a dialog's next hop for the IWF's own requests.
+pub trait Peer: Clone {
+    /// Where a request within the dialog established through `self` goes when its next hop
+    /// is `target` (12.2.1.1); `None` when the driver cannot reach it.
+    fn toward(&self, target: &Target) -> Option<Self>;
+}
+
+/// What the core asks of its driver.
 #[derive(Debug)]
-pub struct Send<P> {
-    pub peer: P,
-    pub bytes: Vec<u8>,
-}
-
-/// A dialog is found by Call-ID and the IWF's own tag (RFC 3261 12: the remote tag is
-/// the peer's; the local tag alone is unique to this IWF).
-type DialogId = (String, String);
-
-/// Where a session stands. The 200 OK is the TU's to retransmit until the ACK (13.3.1.4).
-enum Phase<P> {
-    AwaitingAck {
-        ok: Vec<u8>,
-        peer: P,
-        next: Instant,
-        interval: Duration,
-        give_up: Instant,
+pub enum Effect<P> {
+    /// Send these bytes to `peer`.
+    Send { peer: P, bytes: Vec<u8> },
+    /// Ask the policy's `on-invite` (5.2.4.2.4) about `session`, off the session task, and
+    /// hand the answer to [`Core::on_decision`] under `key`.
+    Decide {
+        key: SessionKey,
+        session: Box<PolicySession>,
     },
-    Live,
 }
 
-/// One CPM session, accepted on behalf of the e-mail user.
+/// A session: its Call-ID and the IWF's own tag (RFC 3261 12: the remote tag is the peer's;
+/// the local tag alone is unique to this IWF). The tag is chosen when the INVITE arrives and
+/// is the To tag of every response to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    pub call_id: String,
+    pub local_tag: String,
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{};tag={}", self.call_id, self.local_tag)
+    }
+}
+
+/// Why the IWF ends a session: the `Reason` of its BYE (RFC 3326), e.g. cause 200 "the
+/// e-mail user left".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndReason {
+    pub cause: u16,
+    pub text: String,
+}
+
+/// What a pending INVITE waits for before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    /// The policy's `on-invite` decision (5.2.4.2.4).
+    Decision,
+}
+
+/// An INVITE answered 100 Trying and held, without a final response, until its outcome.
+struct Pending {
+    invite: TransactionKey,
+    /// The dialog the 2xx will establish.
+    dialog: Dialog,
+    awaiting: Awaiting,
+}
+
+/// A 2xx to an INVITE or re-INVITE, the TU's to retransmit until its ACK (13.3.1.4).
+struct AwaitingAck<P> {
+    ok: Vec<u8>,
+    peer: P,
+    /// The CSeq number of the INVITE, which its ACK carries (13.2.2.4).
+    cseq: u32,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// Where an established dialog stands.
+enum Phase<P> {
+    AwaitingAck(AwaitingAck<P>),
+    Live,
+    /// The IWF sent a BYE (`bye` is its client transaction); the session is freed when that
+    /// transaction ends, whatever its outcome (15.1.1).
+    Ending {
+        bye: TransactionKey,
+    },
+}
+
+/// Where a session stands: an INVITE still pending cannot be in a dialog phase.
+enum State<P> {
+    Pending(Pending),
+    Dialog(Dialog, Phase<P>),
+}
+
+/// One CPM session for an e-mail user.
 struct Session<P> {
+    /// The MSRP session id (in logs; the MSRP endpoint, issue 6).
     id: String,
-    phase: Phase<P>,
-    /// Recorded for the MSRP endpoint (issue 6).
-    #[allow(dead_code)]
-    msrp: MsrpParams,
+    /// Where the INVITE came from, and over what: the IWF's requests in the dialog go out
+    /// through it ([`Peer::toward`]).
+    peer: P,
+    transport: Transport,
+    /// The INVITE's offer and the IWF's answer; a re-INVITE with the same media gets the
+    /// same answer again (RFC 3264 8: unchanged, `o=` version included).
+    offer: Offer,
+    answer: Answer,
+    state: State<P>,
 }
 
 pub struct Core<P> {
     config: CoreConfig,
     transactions: TransactionTable<P>,
-    sessions: HashMap<DialogId, Session<P>>,
+    sessions: HashMap<SessionKey, Session<P>>,
+    /// The sessions retransmitting a 2xx, by the instant of their next retransmission or
+    /// give-up (13.3.1.4), so that timers need no scan of every session. Pushed whenever
+    /// that instant changes; an entry that no longer matches its session is dropped.
+    acks: BinaryHeap<Reverse<(Instant, SessionKey)>>,
+    /// The sessions Ending, by their BYE's client transaction.
+    byes: HashMap<TransactionKey, SessionKey>,
 }
 
-impl<P: Clone> Core<P> {
+impl<P: Peer> Core<P> {
     pub fn new(config: CoreConfig) -> Self {
         let transactions = TransactionTable::new(config.timers);
         Self {
             config,
             transactions,
             sessions: HashMap::new(),
+            acks: BinaryHeap::new(),
+            byes: HashMap::new(),
         }
     }
 
-    /// Sessions held (accepted, awaiting ACK or live).
+    /// Sessions held (pending, or with a dialog).
     pub fn sessions(&self) -> usize {
         self.sessions.len()
     }
@@ -95,166 +193,456 @@ impl<P: Clone> Core<P> {
         transport: Transport,
         peer: P,
         now: Instant,
-        policy: &PolicyHost,
-    ) -> Vec<Send<P>> {
+    ) -> Vec<Effect<P>> {
         let Some(outputs) = self.transactions.on_request(request, transport, peer, now) else {
             return Vec::new(); // no usable Via branch or method: nothing can be answered
         };
-        self.run(outputs, transport, now, policy)
+        self.run(outputs, transport, now)
+    }
+
+    /// A response from the transport: to its client transaction (17.1.3), else dropped.
+    pub fn on_response(&mut self, response: Message, now: Instant) -> Vec<Effect<P>> {
+        let outputs = self.transactions.on_response(response, now);
+        self.run(outputs, Transport::Datagram, now)
+    }
+
+    /// The policy's answer to the [`Effect::Decide`] of session `key`. Dropped when the INVITE
+    /// is no longer pending on it (cancelled meanwhile).
+    pub fn on_decision(
+        &mut self,
+        key: &SessionKey,
+        decision: InviteDecision,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        let Some(session) = self.take_pending(key, Awaiting::Decision) else {
+            tracing::debug!(session = %key, "decision for an INVITE no longer pending dropped");
+            return Vec::new();
+        };
+        let State::Pending(pending) = session.state else {
+            return Vec::new();
+        };
+        let tag = key.local_tag.as_str();
+        match decision {
+            InviteDecision::AcceptOnBehalf => {
+                let (cseq, body) = (pending.dialog.remote_cseq(), session.answer.to_bytes());
+                let record_route = pending.dialog.record_route();
+                let sent = self.answer_2xx(&pending.invite, tag, record_route, &body, now);
+                let Some(phase) = self.awaiting_ack(&sent, cseq, now) else {
+                    return sent;
+                };
+                tracing::info!(session = %session.id, %key, "INVITE accepted on behalf of the e-mail user");
+                let state = State::Dialog(pending.dialog, phase);
+                self.sessions
+                    .insert(key.clone(), Session { state, ..session });
+                self.watch_ack(key);
+                sent
+            }
+            InviteDecision::AskUser => {
+                tracing::warn!(session = %session.id, "policy asks the e-mail user: inviting by e-mail is not built yet, answering 480");
+                self.refuse(
+                    &pending.invite,
+                    480,
+                    tag,
+                    "inviting the e-mail user by e-mail is not available yet",
+                    now,
+                )
+            }
+            InviteDecision::Refuse(status) => {
+                self.respond(&pending.invite, status.code, tag, &[], None, now)
+            }
+        }
+    }
+
+    /// Ends session `key` from the IWF's side (reject, leave, expiry): a BYE within the dialog
+    /// with `reason` (15.1.1, RFC 3326); the session is freed when the BYE's transaction
+    /// ends. An INVITE still pending is answered 480 with the reason as Warning instead.
+    pub fn end_session(
+        &mut self,
+        key: &SessionKey,
+        reason: &EndReason,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        match self.sessions.get(key).map(|s| &s.state) {
+            None => {
+                tracing::debug!(session = %key, "end of a session not held: nothing to do");
+                Vec::new()
+            }
+            Some(State::Pending(pending)) => {
+                let invite = pending.invite.clone();
+                self.sessions.remove(key);
+                self.refuse(&invite, 480, &key.local_tag, &reason.text, now)
+            }
+            Some(State::Dialog(_, Phase::Ending { .. })) => Vec::new(),
+            Some(State::Dialog(..)) => self.send_bye(key, reason, now),
+        }
+    }
+
+    /// Sends the BYE of session `key` and moves it to Ending (15.1.1); frees it when the BYE
+    /// cannot be built or sent.
+    fn send_bye(&mut self, key: &SessionKey, reason: &EndReason, now: Instant) -> Vec<Effect<P>> {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Vec::new();
+        };
+        let State::Dialog(dialog, phase) = &mut session.state else {
+            return Vec::new();
+        };
+        let protocol = match session.transport {
+            Transport::Datagram => "UDP",
+            Transport::Stream => "TCP",
+        };
+        let via = format!(
+            "SIP/2.0/{protocol} {};branch={MAGIC_COOKIE}{};rport",
+            self.config.sent_by,
+            new_tag()
+        );
+        let reason_header = reason_value(reason.cause, &reason.text);
+        let started = dialog
+            .request("BYE", &via, &[("Reason", &reason_header)])
+            .and_then(|bye| {
+                let peer = session
+                    .peer
+                    .toward(&bye.next_hop)
+                    .ok_or_else(|| format!("next hop {} not reachable", bye.next_hop))?;
+                self.transactions
+                    .send_request(bye.bytes, session.transport, peer, now)
+                    .map_err(|e| e.to_string())
+            });
+        match started {
+            Ok((bye, outputs)) => {
+                tracing::info!(session = %session.id, %key, cause = reason.cause, text = %reason.text, "BYE sent");
+                *phase = Phase::Ending { bye: bye.clone() };
+                self.byes.insert(bye, key.clone());
+                let transport = session.transport;
+                self.run(outputs, transport, now)
+            }
+            Err(e) => {
+                tracing::warn!(session = %session.id, %key, error = %e, "BYE not sent; session freed");
+                self.sessions.remove(key);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes session `key` when its INVITE is pending on `awaiting`.
+    fn take_pending(&mut self, key: &SessionKey, awaiting: Awaiting) -> Option<Session<P>> {
+        match &self.sessions.get(key)?.state {
+            State::Pending(p) if p.awaiting == awaiting => self.sessions.remove(key),
+            _ => None,
+        }
+    }
+
+    /// When session `key` next retransmits its 2xx or gives up, if it is waiting for an ACK.
+    fn ack_deadline(&self, key: &SessionKey) -> Option<Instant> {
+        match &self.sessions.get(key)?.state {
+            State::Dialog(_, Phase::AwaitingAck(a)) => Some(a.next.min(a.give_up)),
+            _ => None,
+        }
+    }
+
+    /// Records session `key`'s current ACK deadline in `acks`.
+    fn watch_ack(&mut self, key: &SessionKey) {
+        if let Some(at) = self.ack_deadline(key) {
+            self.acks.push(Reverse((at, key.clone())));
+        }
     }
 
     /// The earliest instant at which [`Core::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let retransmits = self.sessions.values().filter_map(|s| match &s.phase {
-            Phase::AwaitingAck { next, give_up, .. } => Some((*next).min(*give_up)),
-            Phase::Live => None,
-        });
-        retransmits.chain(self.transactions.poll_timeout()).min()
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, key))) = self.acks.peek() {
+            if self.ack_deadline(key) == Some(*at) {
+                break;
+            }
+            self.acks.pop();
+        }
+        let ack = self.acks.peek().map(|Reverse((at, _))| *at);
+        ack.into_iter()
+            .chain(self.transactions.poll_timeout())
+            .min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, policy: &PolicyHost) -> Vec<Send<P>> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Effect<P>> {
         let mut out = Vec::new();
         let mut abandoned = Vec::new();
-        for (dialog, session) in &mut self.sessions {
-            if let Phase::AwaitingAck {
-                ok,
-                peer,
-                next,
-                interval,
-                give_up,
-            } = &mut session.phase
-            {
-                if now >= *give_up {
-                    abandoned.push(dialog.clone());
-                } else if now >= *next {
-                    out.push(Send {
-                        peer: peer.clone(),
-                        bytes: ok.clone(),
-                    });
-                    *interval = (*interval * 2).min(self.config.timers.t2);
-                    *next = now + *interval;
-                }
+        while let Some(Reverse((at, key))) = self.acks.peek().cloned() {
+            if at > now {
+                break;
             }
+            self.acks.pop();
+            if self.ack_deadline(&key) != Some(at) {
+                continue; // acknowledged, ended, or moved since
+            }
+            let Some(Session {
+                state: State::Dialog(_, Phase::AwaitingAck(a)),
+                ..
+            }) = self.sessions.get_mut(&key)
+            else {
+                continue;
+            };
+            if now >= a.give_up {
+                abandoned.push(key);
+                continue;
+            }
+            out.push(Effect::Send {
+                peer: a.peer.clone(),
+                bytes: a.ok.clone(),
+            });
+            a.interval = (a.interval * 2).min(self.config.timers.t2);
+            a.next = now + a.interval;
+            self.watch_ack(&key);
         }
-        for dialog in abandoned {
-            // 13.3.1.4: no ACK within 64*T1. The session is dropped; sending the BYE that
-            // the RFC asks for needs the dialog's route set (the next part of this issue).
-            if let Some(s) = self.sessions.remove(&dialog) {
-                tracing::warn!(session = %s.id, call_id = %dialog.0, "no ACK for the 200 OK; session dropped");
-            }
+        for key in abandoned {
+            // 13.3.1.4: no ACK within 64*T1: the session SHOULD be ended with a BYE.
+            tracing::warn!(session = %key, "no ACK for the 2xx; ending the session");
+            let reason = EndReason {
+                cause: 408,
+                text: "no ACK for the 2xx".into(),
+            };
+            out.extend(self.send_bye(&key, &reason, now));
         }
         let outputs = self.transactions.handle_timeout(now);
-        out.extend(self.run(outputs, Transport::Datagram, now, policy));
+        out.extend(self.run(outputs, Transport::Datagram, now));
         out
     }
 
-    /// Carries out what the transaction layer asked: sends, and requests for the TU.
+    /// Carries out what the transaction layer asked: sends, requests for the TU, and the ends
+    /// of the IWF's own requests. `transport` is what the requests among `outputs` came over
+    /// (only [`Core::on_request`] delivers requests; other callers pass any).
     fn run(
         &mut self,
         outputs: Vec<Output<P>>,
         transport: Transport,
         now: Instant,
-        policy: &PolicyHost,
-    ) -> Vec<Send<P>> {
+    ) -> Vec<Effect<P>> {
         let mut out = Vec::new();
         for Output { key, peer, action } in outputs {
             match action {
-                Action::Send(bytes) => out.push(Send { peer, bytes }),
+                Action::Send(bytes) => out.push(Effect::Send { peer, bytes }),
                 Action::Request(request) => {
-                    out.extend(self.on_tu_request(&key, request, transport, peer, now, policy))
+                    out.extend(self.on_tu_request(&key, request, transport, peer, now))
                 }
-                Action::Cancelled => {
-                    out.extend(self.respond(&key, 487, None, &[], None, now));
+                Action::Cancelled => out.extend(self.on_cancelled(&key, now)),
+                Action::Response(response) => {
+                    if response.status().is_some_and(|s| s >= 200) {
+                        self.on_request_done(&key);
+                    }
                 }
-                Action::Response(_)
-                | Action::Timeout
-                | Action::TransportError
-                | Action::Terminated => {}
+                Action::Timeout | Action::TransportError => self.on_request_done(&key),
+                Action::Terminated => {}
             }
         }
         out
     }
 
+    /// The IWF's request `request` ended (a final response, Timer F or a transport error):
+    /// a session Ending on it is freed (15.1.1; 481 and 408 end the dialog too, 12.2.1.2).
+    fn on_request_done(&mut self, request: &TransactionKey) {
+        let Some(key) = self.byes.remove(request) else {
+            return;
+        };
+        match self.sessions.get(&key).map(|s| &s.state) {
+            Some(State::Dialog(_, Phase::Ending { bye })) if bye == request => {}
+            _ => return,
+        }
+        if let Some(session) = self.sessions.remove(&key) {
+            tracing::info!(session = %session.id, "BYE done: session closed");
+        }
+    }
+
+    /// 9.2: a CANCEL reached the INVITE `invite` before its final response. The INVITE is
+    /// answered 487 and its session freed; an outcome arriving later finds nothing.
+    fn on_cancelled(&mut self, invite: &TransactionKey, now: Instant) -> Vec<Effect<P>> {
+        let key = self.sessions.iter().find_map(|(key, s)| match &s.state {
+            State::Pending(p) if &p.invite == invite => Some(key.clone()),
+            _ => None,
+        });
+        let tag = match key.and_then(|key| self.sessions.remove_entry(&key)) {
+            Some((key, session)) => {
+                tracing::info!(session = %session.id, %key, "INVITE cancelled while pending");
+                key.local_tag
+            }
+            None => new_tag(),
+        };
+        self.respond(invite, 487, &tag, &[], None, now)
+    }
+
     fn on_tu_request(
         &mut self,
-        key: &TransactionKey,
+        tx: &TransactionKey,
         request: Message,
         transport: Transport,
         peer: P,
         now: Instant,
-        policy: &PolicyHost,
-    ) -> Vec<Send<P>> {
-        let StartLine::Request { method, .. } = &request.start else {
+    ) -> Vec<Effect<P>> {
+        let Some(method) = request.method().map(|m| m.as_str().to_string()) else {
             return Vec::new();
         };
+        if to_tag(&request).is_some() {
+            return self.on_in_dialog(tx, &method, &request, now);
+        }
         match method.as_str() {
-            "INVITE" if to_tag(&request).is_none() => {
-                self.on_invite(key, &request, transport, peer, now, policy)
-            }
-            // A re-INVITE (12.2.2, 14.2): session changes are not supported yet.
-            "INVITE" => match self.dialog_of(&request) {
-                Some(_) => self.refuse(
-                    key,
-                    488,
-                    "session changes (re-INVITE) are not supported",
-                    now,
-                ),
-                None => self.refuse(key, 481, "no such session", now),
-            },
-            "ACK" => {
-                if let Some(dialog) = self.dialog_of(&request)
-                    && let Some(session) = self.sessions.get_mut(&dialog)
-                    && matches!(session.phase, Phase::AwaitingAck { .. })
-                {
-                    session.phase = Phase::Live;
-                    tracing::info!(session = %session.id, "session live");
-                }
-                Vec::new() // an ACK is never answered
-            }
-            "BYE" => match self
-                .dialog_of(&request)
-                .and_then(|d| self.sessions.remove(&d))
-            {
-                Some(session) => {
-                    tracing::info!(session = %session.id, "BYE: session closed");
-                    self.respond(key, 200, None, &[], None, now)
-                }
-                None => self.refuse(key, 481, "no such session", now),
-            },
-            _ => self.refuse(key, 405, "method not handled here", now),
+            "INVITE" => self.on_invite(tx, &request, transport, peer, now),
+            "ACK" => Vec::new(), // an ACK is never answered
+            // 12.2.2 and 8.2.2.2: a request for a dialog needs the To tag of that dialog.
+            "BYE" => self.refuse(tx, 481, "", "no such session", now),
+            _ => self.refuse(tx, 405, "", "method not handled here", now),
         }
     }
 
-    /// F1 (5.2.1.3) and the branches of 5.2.4.2.4.
+    /// A request with a To tag: within one of the IWF's dialogs, or answered 481 (12.2.2).
+    fn on_in_dialog(
+        &mut self,
+        tx: &TransactionKey,
+        method: &str,
+        request: &Message,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        let Some(key) = self.dialog_of(request) else {
+            return match method {
+                "ACK" => Vec::new(),
+                _ => self.refuse(tx, 481, "", "no such session", now),
+            };
+        };
+        let Some(Session {
+            id,
+            state: State::Dialog(dialog, phase),
+            ..
+        }) = self.sessions.get_mut(&key)
+        else {
+            return Vec::new();
+        };
+        if method == "ACK" {
+            // 13.3.1.4: the ACK for the 2xx being retransmitted (same CSeq number).
+            if let Phase::AwaitingAck(a) = phase
+                && request.cseq().is_some_and(|(n, _)| n == a.cseq)
+            {
+                *phase = Phase::Live;
+                tracing::info!(session = %id, "session live");
+            }
+            return Vec::new();
+        }
+        if matches!(phase, Phase::Ending { .. }) {
+            // 15.1.1: once the IWF sent its BYE the session is over; a crossing BYE is
+            // answered, anything else finds no session.
+            return match method {
+                "BYE" => self.respond(tx, 200, "", &[], None, now),
+                _ => self.refuse(tx, 481, "", "session ending", now),
+            };
+        }
+        if let Err(why) = dialog.check_cseq(request) {
+            return self.refuse(tx, 500, "", &why, now);
+        }
+        match method {
+            "BYE" => {
+                if let Some(session) = self.sessions.remove(&key) {
+                    tracing::info!(session = %session.id, "BYE: session closed");
+                }
+                self.respond(tx, 200, "", &[], None, now)
+            }
+            "INVITE" => self.on_reinvite(&key, tx, request, now),
+            _ => self.refuse(tx, 405, "", "method not handled within a session", now),
+        }
+    }
+
+    /// A re-INVITE (14.2) in session `key`: a refresh (no offer, or the same media) gets the
+    /// same answer in a 200 and refreshes the remote target (12.2.2); a change of media is
+    /// refused 488 and the session goes on as negotiated.
+    fn on_reinvite(
+        &mut self,
+        key: &SessionKey,
+        tx: &TransactionKey,
+        request: &Message,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        let Some(session) = self.sessions.get(key) else {
+            return Vec::new();
+        };
+        if let State::Dialog(_, Phase::AwaitingAck(_)) = session.state {
+            // 14.2: the last offer/answer is not complete before its ACK.
+            let retry = [("Retry-After", "1")];
+            return self.respond(tx, 500, "", &retry, None, now);
+        }
+        let same_media = match multipart::invite_body(request.header("Content-Type"), &request.body)
+        {
+            Err(e) => return self.refuse(tx, e.status, "", &e.reason, now),
+            // No offer: the 200 offers the same description (13.2.1); the ACK answers it.
+            Ok(body) => match body.sdp {
+                None => true,
+                Some(sdp) => match Offer::parse(&sdp) {
+                    Ok(offer) => same_media(&offer, &session.offer),
+                    Err(e) => {
+                        return self.refuse_with(tx, 488, e.warn_code(), "", &e.to_string(), now);
+                    }
+                },
+            },
+        };
+        if !same_media {
+            return self.refuse(
+                tx,
+                488,
+                "",
+                "changing the media of a session is not supported; it goes on as negotiated",
+                now,
+            );
+        }
+        let body = session.answer.to_bytes();
+        let cseq = request.cseq().map_or(0, |(n, _)| n);
+        let sent = self.answer_2xx(tx, "", &[], &body, now);
+        let phase = self.awaiting_ack(&sent, cseq, now);
+        if let Some(Session {
+            id,
+            state: State::Dialog(dialog, current),
+            ..
+        }) = self.sessions.get_mut(key)
+            && let Some(phase) = phase
+        {
+            if let Err(e) = dialog.refresh_target(request) {
+                tracing::info!(session = %id, error = %e, "re-INVITE Contact not taken");
+            }
+            *current = phase;
+            tracing::info!(session = %id, "re-INVITE: session refreshed");
+            self.watch_ack(key);
+        }
+        sent
+    }
+
+    /// F1 (5.2.1.3) and the branches of 5.2.4.2.4: the INVITE is checked, its dialog and
+    /// answer prepared, and the decision asked for; it stays pending until that comes.
     fn on_invite(
         &mut self,
-        key: &TransactionKey,
+        invite: &TransactionKey,
         request: &Message,
-        _transport: Transport,
+        transport: Transport,
         peer: P,
         now: Instant,
-        policy: &PolicyHost,
-    ) -> Vec<Send<P>> {
+    ) -> Vec<Effect<P>> {
+        let tag = new_tag();
         let cpm = match CpmInvite::from_message(request) {
             Ok(cpm) => cpm,
-            Err(e) => return self.refuse(key, e.status, &e.reason, now),
+            Err(e) => return self.refuse(invite, e.status, &tag, &e.reason, now),
+        };
+        let dialog = match Dialog::uas(request, &tag) {
+            Ok(dialog) => dialog,
+            Err(why) => return self.refuse(invite, 400, &tag, &why, now),
         };
         let body = match multipart::invite_body(request.header("Content-Type"), &request.body) {
             Ok(body) => body,
-            Err(e) => return self.refuse(key, e.status, &e.reason, now),
+            Err(e) => return self.refuse(invite, e.status, &tag, &e.reason, now),
         };
         let Some(sdp) = body.sdp else {
             return self.refuse_with(
-                key,
+                invite,
                 488,
                 304,
+                &tag,
                 "no SDP offer: the IWF answers MSRP chat offers only",
                 now,
             );
         };
         let offer = match Offer::parse(&sdp) {
             Ok(offer) => offer,
-            Err(e) => return self.refuse_with(key, 488, e.warn_code(), &e.to_string(), now),
+            Err(e) => {
+                return self.refuse_with(invite, 488, e.warn_code(), &tag, &e.to_string(), now);
+            }
         };
         let session_id = msrp::new_session_id();
         let local = LocalMsrp {
@@ -265,75 +653,97 @@ impl<P: Clone> Core<P> {
         };
         let answer = match msrp::answer(&offer, &local) {
             Ok(answer) => answer,
-            Err(e) => return self.refuse_with(key, 488, e.warn_code(), &e.to_string(), now),
+            Err(e) => {
+                return self.refuse_with(invite, 488, e.warn_code(), &tag, &e.to_string(), now);
+            }
+        };
+        let key = SessionKey {
+            call_id: dialog.call_id.clone(),
+            local_tag: tag,
         };
         // Group sessions (F7) carry their URI-list to the policy with the focus: not yet.
         let facts = cpm.session(&session_id, self.config.gateway.clone(), None);
-        match policy.on_invite(&facts).value {
-            InviteDecision::AcceptOnBehalf => {
-                let tag = new_tag();
-                let contact = self.config.contact.clone();
-                let body = answer.to_bytes();
-                let sent = self.respond(
-                    key,
-                    200,
-                    Some(&tag),
-                    &[("Contact", &contact)],
-                    Some(("application/sdp", &body)),
-                    now,
-                );
-                let Some(ok) = sent.first().map(|s| s.bytes.clone()) else {
-                    return sent;
-                };
-                let call_id = request.header("Call-ID").unwrap_or_default().to_string();
-                let t1 = self.config.timers.t1;
-                tracing::info!(session = %session_id, %call_id, "INVITE accepted on behalf of the e-mail user");
-                self.sessions.insert(
-                    (call_id, tag),
-                    Session {
-                        id: session_id,
-                        phase: Phase::AwaitingAck {
-                            ok,
-                            peer,
-                            next: now + t1,
-                            interval: t1,
-                            give_up: now + t1 * 64,
-                        },
-                        msrp: answer.params,
-                    },
-                );
-                sent
-            }
-            InviteDecision::AskUser => {
-                tracing::warn!(session = %session_id, "policy asks the e-mail user: inviting by e-mail is not built yet, answering 480");
-                self.refuse(
-                    key,
-                    480,
-                    "inviting the e-mail user by e-mail is not available yet",
-                    now,
-                )
-            }
-            InviteDecision::Refuse(status) => self
-                .respond(key, status.code, Some(&new_tag()), &[], None, now)
-                .into_iter()
-                .collect(),
-        }
+        tracing::debug!(session = %session_id, %key, "INVITE pending on the policy's decision");
+        self.sessions.insert(
+            key.clone(),
+            Session {
+                id: session_id,
+                peer,
+                transport,
+                offer,
+                answer,
+                state: State::Pending(Pending {
+                    invite: invite.clone(),
+                    dialog,
+                    awaiting: Awaiting::Decision,
+                }),
+            },
+        );
+        vec![Effect::Decide {
+            key,
+            session: Box::new(facts),
+        }]
     }
 
-    /// The session a request belongs to: its Call-ID and To tag (the IWF's tag).
-    fn dialog_of(&self, request: &Message) -> Option<DialogId> {
-        let dialog = (request.header("Call-ID")?.to_string(), to_tag(request)?);
-        self.sessions.contains_key(&dialog).then_some(dialog)
+    /// A 200 with `record_route` copied (12.1.1), the IWF's Contact and SDP `body` to the
+    /// INVITE `tx`.
+    fn answer_2xx(
+        &mut self,
+        tx: &TransactionKey,
+        to_tag: &str,
+        record_route: &[String],
+        body: &[u8],
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        let contact = self.config.contact.clone();
+        let mut headers: Vec<(&str, &str)> = record_route
+            .iter()
+            .map(|r| ("Record-Route", r.as_str()))
+            .collect();
+        headers.push(("Contact", contact.as_str()));
+        let body = Some(("application/sdp", body));
+        self.respond(tx, 200, to_tag, &headers, body, now)
+    }
+
+    /// The retransmission state of the 2xx in `sent` (13.3.1.4): T1, doubling up to T2,
+    /// given up after 64*T1. `None` when no 2xx went out.
+    fn awaiting_ack(&self, sent: &[Effect<P>], cseq: u32, now: Instant) -> Option<Phase<P>> {
+        let Some(Effect::Send { peer, bytes }) = sent.first() else {
+            return None;
+        };
+        let t1 = self.config.timers.t1;
+        Some(Phase::AwaitingAck(AwaitingAck {
+            ok: bytes.clone(),
+            peer: peer.clone(),
+            cseq,
+            next: now + t1,
+            interval: t1,
+            give_up: now + self.config.timers.t1_x64(),
+        }))
+    }
+
+    /// The session with a dialog an in-dialog request belongs to: Call-ID, To tag (the
+    /// IWF's) and From tag (the peer's) match (12.2.2).
+    fn dialog_of(&self, request: &Message) -> Option<SessionKey> {
+        let key = SessionKey {
+            call_id: request.header("Call-ID")?.to_string(),
+            local_tag: to_tag(request)?,
+        };
+        match &self.sessions.get(&key)?.state {
+            State::Dialog(dialog, _) if dialog.is_from_remote(request) => Some(key),
+            _ => None,
+        }
     }
 
     fn refuse(
         &mut self,
         key: &TransactionKey,
         status: u16,
+        to_tag: &str,
         why: &str,
         now: Instant,
-    ) -> Vec<Send<P>> {
-        self.refuse_with(key, status, 399, why, now)
+    ) -> Vec<Effect<P>> {
+        self.refuse_with(key, status, 399, to_tag, why, now)
     }
 
     /// An error response with `Warning: <code> cpm-iwf "<why>"` (RFC 3261 20.43).
@@ -342,26 +752,28 @@ impl<P: Clone> Core<P> {
         key: &TransactionKey,
         status: u16,
         warn_code: u16,
+        to_tag: &str,
         why: &str,
         now: Instant,
-    ) -> Vec<Send<P>> {
+    ) -> Vec<Effect<P>> {
         let warning = warning_value(AGENT, why).replacen("399", &warn_code.to_string(), 1);
-        let tag = new_tag();
-        self.respond(key, status, Some(&tag), &[("Warning", &warning)], None, now)
+        self.respond(key, status, to_tag, &[("Warning", &warning)], None, now)
     }
 
+    /// Answers the server transaction `key`. `to_tag` is added to a To without one (8.2.6.2;
+    /// empty for in-dialog requests, whose To has the tag already).
     fn respond(
         &mut self,
         key: &TransactionKey,
         status: u16,
-        to_tag: Option<&str>,
+        to_tag: &str,
         extra: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
         now: Instant,
-    ) -> Vec<Send<P>> {
+    ) -> Vec<Effect<P>> {
         let spec = ResponseSpec {
             status,
-            to_tag,
+            to_tag: Some(to_tag).filter(|t| !t.is_empty()),
             extra_headers: extra,
             body,
             ..ResponseSpec::default()
@@ -370,7 +782,7 @@ impl<P: Clone> Core<P> {
             Ok(outputs) => outputs
                 .into_iter()
                 .filter_map(|o| match o.action {
-                    Action::Send(bytes) => Some(Send {
+                    Action::Send(bytes) => Some(Effect::Send {
                         peer: o.peer,
                         bytes,
                     }),
@@ -385,6 +797,13 @@ impl<P: Clone> Core<P> {
     }
 }
 
+/// RFC 3264 8: an offer with the same media (every m= section with its attributes, and the
+/// session-level c= and attributes) as the first one changes nothing; `o=` may differ.
+fn same_media(offer: &Offer, first: &Offer) -> bool {
+    let (a, b) = (&offer.sdp, &first.sdp);
+    a.connection == b.connection && a.attributes == b.attributes && a.media == b.media
+}
+
 /// The `tag` parameter of To, if any.
 fn to_tag(request: &Message) -> Option<String> {
     tag_param(request.header("To")?).map(str::to_string)
@@ -393,9 +812,23 @@ fn to_tag(request: &Message) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Limits, PolicyEngine, PolicySource};
+    use crate::policy::world::SipStatus;
+    use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource};
     use crate::sip::message::{Limits as SipLimits, parse};
     use std::path::PathBuf;
+
+    /// Where the test's bytes go: back to the source of a request, or to a next hop.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum To {
+        Source,
+        Hop(String),
+    }
+
+    impl Peer for To {
+        fn toward(&self, target: &Target) -> Option<Self> {
+            Some(To::Hop(target.to_string()))
+        }
+    }
 
     fn policy(name: &str) -> PolicyHost {
         let engine = PolicyEngine::new(Limits {
@@ -410,13 +843,14 @@ mod tests {
         PolicyHost::new(engine, PolicySource::File(path)).unwrap()
     }
 
-    fn core() -> Core<u8> {
+    fn core() -> Core<To> {
         Core::new(CoreConfig {
             gateway: Gateway {
                 sip_domain: "iwf.example.com".into(),
                 mail_domain: "mail.example.com".into(),
             },
             contact: "<sip:iwf@192.0.2.10:5060>".into(),
+            sent_by: "192.0.2.10:5060".into(),
             msrp_host: Host::Ip("192.0.2.10".parse().unwrap()),
             msrp_port: 2855,
             timers: Timers::default(),
@@ -427,7 +861,10 @@ mod tests {
         m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
         a=path:msrp://192.0.2.1:7394/abc;tcp\r\na=setup:actpass\r\n";
 
-    fn request(method: &str, cseq: u32, to_tag: Option<&str>, body: &str) -> Message {
+    const CONTACT: &str = "Contact: <sip:alice@192.0.2.1:5070>\r\n";
+
+    /// A request from Alice; `extra` header lines go before Content-Type.
+    fn request(method: &str, cseq: u32, to_tag: Option<&str>, extra: &str, body: &str) -> Message {
         let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
         let content_type = if body.is_empty() {
             ""
@@ -439,47 +876,115 @@ mod tests {
              Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-{method}-{cseq}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:alice@ims.example.com>;tag=a1\r\n\
              To: <mailto:bob@example.net>{to_tag}\r\nCall-ID: f1@test\r\nCSeq: {cseq} {method}\r\n\
-             {content_type}Content-Length: {}\r\n\r\n{body}",
+             {extra}{content_type}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         parse(text.as_bytes(), Transport::Datagram, &SipLimits::default()).unwrap()
     }
 
-    fn statuses(sends: &[Send<u8>]) -> Vec<String> {
-        sends
+    /// A response from the peer to the IWF's request `sent`.
+    fn response_to(sent: &str, status: u16) -> Message {
+        let mut text = format!("SIP/2.0 {status} Whatever\r\n");
+        for line in sent.split("\r\n").skip(1) {
+            if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| line.starts_with(h))
+            {
+                text.push_str(line);
+                text.push_str("\r\n");
+            }
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        parse(text.as_bytes(), Transport::Datagram, &SipLimits::default()).unwrap()
+    }
+
+    /// The bytes sent, in order.
+    fn sent(effects: &[Effect<To>]) -> Vec<String> {
+        effects
             .iter()
-            .map(|s| {
-                String::from_utf8_lossy(&s.bytes)
-                    .split("\r\n")
-                    .next()
-                    .unwrap()
-                    .to_string()
+            .filter_map(|e| match e {
+                Effect::Send { bytes, .. } => Some(String::from_utf8_lossy(bytes).to_string()),
+                Effect::Decide { .. } => None,
             })
             .collect()
     }
 
-    fn tag_of(bytes: &[u8]) -> String {
-        let text = String::from_utf8_lossy(bytes);
-        let to = text
-            .lines()
-            .find(|l| l.starts_with("To:"))
-            .unwrap()
-            .to_string();
-        to.split(";tag=").nth(1).unwrap().to_string()
+    /// The status lines (or request lines) sent, in order.
+    fn statuses(effects: &[Effect<To>]) -> Vec<String> {
+        sent(effects)
+            .iter()
+            .map(|s| s.split("\r\n").next().unwrap().to_string())
+            .collect()
+    }
+
+    /// The decision asked for, if any.
+    fn decide(effects: &[Effect<To>]) -> Option<(SessionKey, PolicySession)> {
+        effects.iter().find_map(|e| match e {
+            Effect::Decide { key, session } => Some((key.clone(), (**session).clone())),
+            Effect::Send { .. } => None,
+        })
+    }
+
+    /// INVITE (with `extra` header lines) in, 100 out and a decision asked for: pending.
+    fn invite_with(core: &mut Core<To>, extra: &str, now: Instant) -> SessionKey {
+        let invite = request("INVITE", 1, None, extra, OFFER);
+        let effects = core.on_request(invite, Transport::Datagram, To::Source, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 100 Trying"]);
+        let (key, facts) = decide(&effects).expect("a decision is asked for");
+        assert_eq!(facts.request_uri, "mailto:bob@example.net");
+        key
+    }
+
+    fn invite(core: &mut Core<To>, now: Instant) -> SessionKey {
+        invite_with(core, CONTACT, now)
+    }
+
+    /// Accepted on behalf; returns the 200.
+    fn accept(core: &mut Core<To>, key: &SessionKey, now: Instant) -> String {
+        let effects = core.on_decision(key, InviteDecision::AcceptOnBehalf, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+        sent(&effects).remove(0)
+    }
+
+    /// INVITE, accept-on-behalf, ACK: a live session; returns its key and the 200.
+    fn live(core: &mut Core<To>, now: Instant) -> (SessionKey, String) {
+        let key = invite(core, now);
+        let ok = accept(core, &key, now);
+        let ack = request("ACK", 1, Some(&key.local_tag), "", "");
+        assert!(
+            core.on_request(ack, Transport::Datagram, To::Source, now)
+                .is_empty()
+        );
+        (key, ok)
+    }
+
+    /// A request within the session `key`.
+    fn in_dialog(
+        core: &mut Core<To>,
+        key: &SessionKey,
+        method: &str,
+        cseq: u32,
+        extra: &str,
+        body: &str,
+        now: Instant,
+    ) -> Vec<Effect<To>> {
+        let request = request(method, cseq, Some(&key.local_tag), extra, body);
+        core.on_request(request, Transport::Datagram, To::Source, now)
+    }
+
+    fn body_of(message: &str) -> &str {
+        message.split_once("\r\n\r\n").unwrap().1
     }
 
     #[test]
-    fn f1_invite_accept_ack_bye_frees_the_session() {
-        let (mut core, policy, now) = (core(), policy("auto-accept"), Instant::now());
-        let sends = core.on_request(
-            request("INVITE", 1, None, OFFER),
-            Transport::Datagram,
-            1,
-            now,
-            &policy,
-        );
-        assert_eq!(statuses(&sends), ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]);
-        let ok = String::from_utf8_lossy(&sends[1].bytes).to_string();
+    fn f1_invite_pending_then_accept_ack_bye_frees_the_session() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite(&mut core, now);
+        assert_eq!(core.sessions(), 1, "pending");
+        // Pending: nothing more is sent until the decision comes back.
+        assert!(core.poll_timeout().is_none());
+        let ok = accept(&mut core, &key, now);
+        assert!(ok.contains(&format!(";tag={}\r\n", key.local_tag)), "{ok}");
         assert!(
             ok.contains("Contact: <sip:iwf@192.0.2.10:5060>\r\n"),
             "{ok}"
@@ -488,94 +993,336 @@ mod tests {
             ok.contains("a=path:msrp://192.0.2.10:2855/") && ok.contains("a=setup:active"),
             "{ok}"
         );
-        assert_eq!(core.sessions(), 1);
-        let tag = tag_of(&sends[1].bytes);
-
+        let ack = request("ACK", 1, Some(&key.local_tag), "", "");
         assert!(
-            core.on_request(
-                request("ACK", 1, Some(&tag), ""),
-                Transport::Datagram,
-                1,
-                now,
-                &policy
-            )
-            .is_empty()
+            core.on_request(ack, Transport::Datagram, To::Source, now)
+                .is_empty()
         );
         // Live: no 2xx retransmission is due any more.
         let later = now + Duration::from_secs(2);
         assert!(
-            core.handle_timeout(later, &policy)
+            statuses(&core.handle_timeout(later))
                 .iter()
-                .all(|s| !s.bytes.starts_with(b"SIP/2.0 200"))
+                .all(|s| !s.starts_with("SIP/2.0 200"))
         );
-
-        let sends = core.on_request(
-            request("BYE", 2, Some(&tag), ""),
-            Transport::Datagram,
-            1,
-            later,
-            &policy,
-        );
-        assert_eq!(statuses(&sends), ["SIP/2.0 200 OK"]);
+        let effects = in_dialog(&mut core, &key, "BYE", 2, "", "", later);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
         assert_eq!(core.sessions(), 0);
     }
 
     #[test]
-    fn the_200_is_retransmitted_until_the_ack_then_given_up() {
-        let (mut core, policy, start) = (core(), policy("auto-accept"), Instant::now());
-        core.on_request(
-            request("INVITE", 1, None, OFFER),
-            Transport::Datagram,
-            1,
-            start,
-            &policy,
-        );
-        // 13.3.1.4: T1, then doubling up to T2.
+    fn the_200_is_retransmitted_until_the_ack_then_a_bye_ends_the_session() {
+        let (mut core, start) = (core(), Instant::now());
+        let key = invite(&mut core, start);
+        accept(&mut core, &key, start);
+        // 13.3.1.4: T1, then doubling up to T2; no ACK in 64*T1: BYE.
         let mut resent = Vec::new();
-        let mut now = start;
+        let mut bye = None;
         while let Some(at) = core.poll_timeout() {
-            if at > start + Duration::from_secs(40) {
-                break;
-            }
-            now = at;
-            for s in core.handle_timeout(now, &policy) {
-                if s.bytes.starts_with(b"SIP/2.0 200") {
-                    resent.push(now - start);
+            let effects = core.handle_timeout(at);
+            for (s, e) in sent(&effects).into_iter().zip(&effects) {
+                if s.starts_with("SIP/2.0 200") {
+                    resent.push((at - start).as_millis());
+                } else if s.starts_with("BYE ") {
+                    let Effect::Send { peer, .. } = e else {
+                        unreachable!()
+                    };
+                    bye = Some((at - start, s, peer.clone()));
                 }
             }
+            if bye.is_some() {
+                break;
+            }
         }
-        let ms: Vec<u128> = resent.iter().take(5).map(|d| d.as_millis()).collect();
-        assert_eq!(ms, [500, 1500, 3500, 7500, 11500]);
-        assert_eq!(
-            core.sessions(),
-            0,
-            "no ACK in 64*T1: the session is dropped"
+        assert_eq!(resent[..5], [500, 1500, 3500, 7500, 11500]);
+        let (at, bye, peer) = bye.expect("a BYE after 64*T1");
+        assert_eq!(at, Duration::from_secs(32));
+        assert!(
+            bye.starts_with("BYE sip:alice@192.0.2.1:5070 SIP/2.0\r\n"),
+            "{bye}"
         );
-        assert!(now >= start + Duration::from_secs(32));
+        assert!(
+            bye.contains("Reason: SIP;cause=408;text=\"no ACK for the 2xx\"\r\n"),
+            "{bye}"
+        );
+        assert_eq!(
+            peer,
+            To::Hop("192.0.2.1:5070".into()),
+            "to the remote target"
+        );
+        assert_eq!(core.sessions(), 1, "held until the BYE is done");
+        let now = start + Duration::from_secs(33);
+        core.on_response(response_to(&bye, 200), now);
+        assert_eq!(core.sessions(), 0);
     }
 
     #[test]
-    fn bye_for_no_session_is_481_and_default_policy_is_480() {
-        let (mut core, policy, now) = (core(), policy("default"), Instant::now());
-        let sends = core.on_request(
-            request("BYE", 2, Some("nope"), ""),
-            Transport::Datagram,
-            1,
-            now,
-            &policy,
+    fn end_session_sends_one_bye_with_reason_along_the_loose_route_set() {
+        let (mut core, now) = (core(), Instant::now());
+        let rr = "Record-Route: <sip:192.0.2.50:5090;lr>, <sip:p2.example.com;lr>\r\n";
+        let key = invite_with(&mut core, &format!("{rr}{CONTACT}"), now);
+        let ok = accept(&mut core, &key, now);
+        assert!(
+            ok.contains(&format!("\r\n{rr}")),
+            "12.1.1: Record-Route copied: {ok}"
         );
+        let reason = EndReason {
+            cause: 200,
+            text: "the e-mail user left".into(),
+        };
+        let effects = core.end_session(&key, &reason, now);
+        let bye = sent(&effects).remove(0);
+        let Effect::Send { peer, .. } = &effects[0] else {
+            unreachable!()
+        };
         assert_eq!(
-            statuses(&sends),
+            *peer,
+            To::Hop("192.0.2.50:5090".into()),
+            "to the first route"
+        );
+        assert!(
+            bye.starts_with("BYE sip:alice@192.0.2.1:5070 SIP/2.0\r\n"),
+            "{bye}"
+        );
+        assert!(
+            bye.contains("Route: <sip:192.0.2.50:5090;lr>\r\nRoute: <sip:p2.example.com;lr>\r\n"),
+            "{bye}"
+        );
+        assert!(
+            bye.contains("Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK"),
+            "{bye}"
+        );
+        assert!(bye.contains(&format!(
+            "From: <mailto:bob@example.net>;tag={}\r\n",
+            key.local_tag
+        )));
+        assert!(
+            bye.contains("To: <sip:alice@ims.example.com>;tag=a1\r\n"),
+            "{bye}"
+        );
+        assert!(bye.contains("CSeq: 1 BYE\r\n"), "{bye}");
+        assert!(bye.contains("Reason: SIP;cause=200;text=\"the e-mail user left\"\r\n"));
+        // Ending: no second BYE; a crossing BYE is answered; the ACK changes nothing.
+        assert!(core.end_session(&key, &reason, now).is_empty());
+        let crossing = in_dialog(&mut core, &key, "BYE", 2, "", "", now);
+        assert_eq!(statuses(&crossing), ["SIP/2.0 200 OK"]);
+        assert_eq!(core.sessions(), 1);
+        // 481 (or any final response) ends the BYE and frees the session.
+        core.on_response(response_to(&bye, 481), now);
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn a_bye_without_an_answer_frees_the_session_at_timer_f() {
+        let (mut core, now) = (core(), Instant::now());
+        let (key, _) = live(&mut core, now);
+        let reason = EndReason {
+            cause: 200,
+            text: "invitation expired".into(),
+        };
+        core.end_session(&key, &reason, now);
+        let mut retransmitted = 0;
+        while let Some(at) = core.poll_timeout() {
+            retransmitted += statuses(&core.handle_timeout(at))
+                .iter()
+                .filter(|s| s.starts_with("BYE "))
+                .count();
+            if core.sessions() == 0 {
+                assert_eq!(at - now, Duration::from_secs(32), "Timer F = 64*T1");
+                break;
+            }
+        }
+        assert_eq!(core.sessions(), 0);
+        assert!(retransmitted >= 5, "Timer E retransmits over UDP");
+    }
+
+    #[test]
+    fn reinvite_with_the_same_offer_or_none_gets_the_same_answer_and_refreshes_the_target() {
+        let (mut core, now) = (core(), Instant::now());
+        let (key, ok) = live(&mut core, now);
+        // The same media under a new o= version (RFC 3264 8) and a new Contact.
+        let offer = OFFER.replace("o=a 1 1", "o=a 1 2");
+        let moved = "Contact: <sip:alice@192.0.2.99:6000>\r\n";
+        let effects = in_dialog(&mut core, &key, "INVITE", 2, moved, &offer, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]);
+        let again = sent(&effects).remove(1);
+        assert_eq!(body_of(&again), body_of(&ok), "same answer, o= unchanged");
+        assert!(again.contains("CSeq: 2 INVITE\r\n"));
+        // Retransmitted until its ACK (CSeq 2); a re-INVITE meanwhile is 500 + Retry-After.
+        let effects = core.handle_timeout(now + Duration::from_millis(500));
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+        let effects = in_dialog(&mut core, &key, "INVITE", 3, "", "", now);
+        assert_eq!(statuses(&effects)[1], "SIP/2.0 500 Server Internal Error");
+        assert!(sent(&effects)[1].contains("Retry-After: 1\r\n"));
+        let ack = in_dialog(&mut core, &key, "ACK", 2, "", "", now);
+        assert!(ack.is_empty());
+        // No offer: the 200 offers the same description.
+        let effects = in_dialog(&mut core, &key, "INVITE", 4, "", "", now);
+        assert_eq!(body_of(&sent(&effects)[1]), body_of(&ok));
+        in_dialog(&mut core, &key, "ACK", 4, "", "", now);
+        // Live: no 2xx retransmission, no BYE for a missing ACK.
+        while let Some(at) = core
+            .poll_timeout()
+            .filter(|t| *t < now + Duration::from_secs(40))
+        {
+            let out = statuses(&core.handle_timeout(at));
+            assert!(
+                out.iter()
+                    .all(|s| !s.starts_with("SIP/2.0 200") && !s.starts_with("BYE")),
+                "{out:?}"
+            );
+        }
+        assert_eq!(core.sessions(), 1);
+        // The refreshed target receives the IWF's BYE (12.2.2).
+        let reason = EndReason {
+            cause: 200,
+            text: "done".into(),
+        };
+        let effects = core.end_session(&key, &reason, now);
+        let bye = sent(&effects).remove(0);
+        assert!(
+            bye.starts_with("BYE sip:alice@192.0.2.99:6000 SIP/2.0\r\n"),
+            "{bye}"
+        );
+    }
+
+    #[test]
+    fn reinvite_changing_the_media_is_488_and_the_session_goes_on() {
+        let (mut core, now) = (core(), Instant::now());
+        let (key, _) = live(&mut core, now);
+        let offer = OFFER.replace("7394 TCP/MSRP", "7400 TCP/MSRP");
+        let effects = in_dialog(&mut core, &key, "INVITE", 2, "", &offer, now);
+        assert_eq!(statuses(&effects)[1], "SIP/2.0 488 Not Acceptable Here");
+        assert!(sent(&effects)[1].contains("Warning: 399 cpm-iwf \"changing the media"));
+        assert_eq!(core.sessions(), 1);
+        let effects = in_dialog(&mut core, &key, "BYE", 3, "", "", now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn an_in_dialog_request_with_an_old_cseq_is_500_and_the_session_goes_on() {
+        let (mut core, now) = (core(), Instant::now());
+        let (key, _) = live(&mut core, now);
+        // 12.2.2: not above the INVITE's CSeq 1.
+        let mut bye = request("BYE", 1, Some(&key.local_tag), "", "");
+        bye.headers.iter_mut().for_each(|(n, v)| {
+            if n == "Via" {
+                *v = v.replace("BYE-1", "BYE-old");
+            }
+        });
+        let effects = core.on_request(bye, Transport::Datagram, To::Source, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 500 Server Internal Error"]);
+        assert!(sent(&effects)[0].contains("out of order"));
+        assert_eq!(core.sessions(), 1);
+        let effects = in_dialog(&mut core, &key, "BYE", 2, "", "", now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+    }
+
+    #[test]
+    fn a_request_from_another_remote_tag_or_without_contact_finds_no_dialog() {
+        let (mut core, now) = (core(), Instant::now());
+        let (key, _) = live(&mut core, now);
+        let mut bye = request("BYE", 2, Some(&key.local_tag), "", "");
+        bye.headers.iter_mut().for_each(|(n, v)| {
+            if n == "From" {
+                *v = v.replace("tag=a1", "tag=other");
+            }
+        });
+        let effects = core.on_request(bye, Transport::Datagram, To::Source, now);
+        assert_eq!(
+            statuses(&effects),
             ["SIP/2.0 481 Call/Transaction Does Not Exist"]
         );
-        let sends = core.on_request(
-            request("INVITE", 1, None, OFFER),
-            Transport::Datagram,
-            1,
-            now,
-            &policy,
+        // 8.1.1.8: an INVITE without Contact makes no dialog.
+        let mut core = self::core();
+        let invite = request("INVITE", 1, None, "", OFFER);
+        let effects = core.on_request(invite, Transport::Datagram, To::Source, now);
+        assert_eq!(statuses(&effects)[1], "SIP/2.0 400 Bad Request");
+        assert!(sent(&effects)[1].contains("without Contact"));
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn cancel_while_pending_answers_487_and_a_late_decision_is_dropped() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite(&mut core, now);
+        // The CANCEL matches the INVITE's transaction (same branch, 9.1).
+        let mut cancel = request("CANCEL", 1, None, "", "");
+        cancel.headers.iter_mut().for_each(|(n, v)| {
+            if n == "Via" {
+                *v = v.replace("z9hG4bK-CANCEL-1", "z9hG4bK-INVITE-1");
+            }
+        });
+        let effects = core.on_request(cancel, Transport::Datagram, To::Source, now);
+        assert_eq!(
+            statuses(&effects),
+            ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]
         );
-        assert_eq!(statuses(&sends)[1], "SIP/2.0 480 Temporarily Unavailable");
+        assert!(sent(&effects)[1].contains(&format!(";tag={}\r\n", key.local_tag)));
+        assert_eq!(core.sessions(), 0, "the cancelled INVITE holds no session");
+        let late = core.on_decision(&key, InviteDecision::AcceptOnBehalf, now);
+        assert!(late.is_empty(), "a decision after the CANCEL is dropped");
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn end_session_on_a_pending_invite_answers_480_and_drops_the_late_decision() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite(&mut core, now);
+        let reason = EndReason {
+            cause: 480,
+            text: "gateway shutting down".into(),
+        };
+        let effects = core.end_session(&key, &reason, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
+        assert!(sent(&effects)[0].contains("Warning: 399 cpm-iwf \"gateway shutting down\""));
+        assert_eq!(core.sessions(), 0);
+        let late = core.on_decision(&key, InviteDecision::AcceptOnBehalf, now);
+        assert!(late.is_empty());
+        assert!(
+            core.end_session(&key, &reason, now).is_empty(),
+            "nothing held"
+        );
+    }
+
+    #[test]
+    fn refuse_answers_the_policys_status_and_ask_user_is_480_with_a_warning() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite(&mut core, now);
+        let refuse = InviteDecision::Refuse(SipStatus {
+            code: 603,
+            reason: "Decline".into(),
+        });
+        let effects = core.on_decision(&key, refuse, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 603 Decline"]);
+        assert_eq!(core.sessions(), 0);
+
+        let mut core = self::core();
+        let key = invite(&mut core, now);
+        let effects = core.on_decision(&key, InviteDecision::AskUser, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
+        assert!(sent(&effects)[0].contains("Warning: 399 cpm-iwf \"inviting"));
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn bye_for_no_session_is_481_and_the_default_policy_decides_ask_user() {
+        let (mut core, now) = (core(), Instant::now());
+        let bye = request("BYE", 2, Some("nope"), "", "");
+        let effects = core.on_request(bye, Transport::Datagram, To::Source, now);
+        assert_eq!(
+            statuses(&effects),
+            ["SIP/2.0 481 Call/Transaction Does Not Exist"]
+        );
+        // The facts the core hands out are what the policy decides on.
+        let invite = request("INVITE", 1, None, CONTACT, OFFER);
+        let effects = core.on_request(invite, Transport::Datagram, To::Source, now);
+        let (key, facts) = decide(&effects).unwrap();
+        let decision = policy("default").on_invite(&facts).value;
+        assert!(matches!(decision, InviteDecision::AskUser));
+        let effects = core.on_decision(&key, decision, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
         assert_eq!(core.sessions(), 0);
     }
 }

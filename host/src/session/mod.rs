@@ -1,9 +1,10 @@
 //! The CPM sessions the IWF holds for e-mail users: the flows of DESIGN.md as one state
 //! machine per session, driven by SIP events and instants, deciding through the policy.
 //!
-//! - `core`: the UA core (RFC 3261 8.2, 12, 13.3, 15) over the transaction layer: F1
-//!   (accept on behalf, 5.2.1.3) with ACK and BYE; the ask-the-user branch (F2) answers a
-//!   temporary error until the e-mail side is built.
+//! - `core`: the UA core (RFC 3261 8.2, 12, 13.3, 14, 15) over the transaction and dialog
+//!   layers: F1 (accept on behalf, 5.2.1.3) with ACK, re-INVITE and BYE either way; an
+//!   INVITE stays pending while the policy decides off the session task; the ask-the-user
+//!   branch (F2) answers a temporary error until the e-mail side is built.
 //!
 //! - `stats`: the session gauges for `GET /metrics`.
 //!

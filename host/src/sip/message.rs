@@ -108,8 +108,18 @@ impl std::error::Error for ParseError {}
 
 /// A `Warning` header value (RFC 3261 20.43) with code 399 and `text` quoted.
 pub fn warning_value(agent: &str, text: &str) -> String {
+    format!("399 {} {}", sanitize(agent).replace(' ', ""), quoted(text))
+}
+
+/// A `Reason` header value (RFC 3326 2): `SIP;cause=<status>;text="<text>"`.
+pub fn reason_value(cause: u16, text: &str) -> String {
+    format!("SIP;cause={cause};text={}", quoted(text))
+}
+
+/// `text` as a quoted-string (RFC 3261 25.1), control characters removed.
+fn quoted(text: &str) -> String {
     let text = sanitize(text).replace('\\', "\\\\").replace('"', "\\\"");
-    format!("399 {} \"{}\"", sanitize(agent).replace(' ', ""), text)
+    format!("\"{text}\"")
 }
 
 /// A request method: any RFC 3261 token, so that extension methods can be answered 501/405.
@@ -171,13 +181,17 @@ impl UriScheme {
     }
 }
 
-/// Checks a URI of a known scheme. `sip:`/`sips:` go through rsip; `tel:` (RFC 3966) and
-/// `mailto:` (RFC 6068) are checked here, because rsip 0.4 fails on `tel:+15551234567`.
+/// Checks a URI of a known scheme. `sip:`/`sips:` go through rsip, except an IPv6 host;
+/// `tel:` (RFC 3966) and `mailto:` (RFC 6068) are checked here, because rsip 0.4 fails on
+/// `tel:+15551234567` and on `sip:[2001:db8::1]`.
 pub fn check_uri(uri: &str) -> Result<UriScheme, String> {
     let scheme = UriScheme::of(uri).ok_or_else(|| format!("unsupported URI scheme in {uri:?}"))?;
     let rest = &uri[scheme.as_str().len() + 1..];
     let ok = match scheme {
-        UriScheme::Sip | UriScheme::Sips => rsip::Uri::try_from(uri).is_ok(),
+        UriScheme::Sip | UriScheme::Sips => match ipv6_hostport(rest) {
+            Some(hostport) => ipv6_hostport_ok(hostport),
+            None => rsip::Uri::try_from(uri).is_ok(),
+        },
         UriScheme::Tel => tel_ok(rest),
         UriScheme::Mailto => mailto_ok(rest),
     };
@@ -186,6 +200,26 @@ pub fn check_uri(uri: &str) -> Result<UriScheme, String> {
     } else {
         Err(format!("malformed {} URI {uri:?}", scheme.as_str()))
     }
+}
+
+/// The `[v6]` or `[v6]:port` host part of a SIP URI after the scheme, if it has one
+/// (RFC 3261 25.1: the user part may hold ';' and '?', the host part never '@').
+fn ipv6_hostport(rest: &str) -> Option<&str> {
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = host.split([';', '?']).next()?;
+    hostport.starts_with('[').then_some(hostport)
+}
+
+/// `[IPv6address]` with an optional `:port` (RFC 3261 25.1 IPv6reference).
+fn ipv6_hostport_ok(hostport: &str) -> bool {
+    let Some((address, port)) = hostport.strip_prefix('[').and_then(|h| h.split_once(']')) else {
+        return false;
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => p.parse::<u16>().is_ok(),
+        None => port.is_empty(),
+    };
+    port_ok && address.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 /// RFC 3966: a global number (`+` digits and visual separators) or a local number with a
@@ -266,6 +300,14 @@ impl Message {
         match &self.start {
             StartLine::Request { method, .. } => Some(method),
             StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { status, .. } => Some(*status),
+            StartLine::Request { .. } => None,
         }
     }
 
@@ -953,6 +995,15 @@ pub(crate) mod tests {
         assert!(check_uri("tel:7042").is_err());
         assert!(check_uri("tel:+").is_err());
         assert!(check_uri("tel:+1555 1234").is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_in_sip_uris_are_checked_here() {
+        assert!(check_uri("sip:[2001:db8::1]:5062;lr").is_ok());
+        assert!(check_uri("sips:alice@[2001:db8::1]").is_ok());
+        assert!(check_uri("sip:alice@[2001:db8::zz]:5060").is_err());
+        assert!(check_uri("sip:[2001:db8::1]:99999").is_err());
+        assert!(check_uri("sip:[2001:db8::1").is_err());
     }
 
     #[test]

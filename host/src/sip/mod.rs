@@ -12,9 +12,12 @@
 //! - `cpm`: the CPM header fields of an INVITE as typed values and policy inputs;
 //! - `multipart`: multipart/mixed bodies, the SDP part and the RFC 5366 URI-list;
 //! - `stateless`: OPTIONS and unsupported methods, answered without a transaction;
-//! - `transaction`: RFC 3261 17 server and non-INVITE client transactions, timers by instant.
+//! - `transaction`: RFC 3261 17 server and non-INVITE client transactions, timers by instant;
+//! - `dialog`: the UAS dialog (RFC 3261 12): route set, remote target, CSeq checks, and the
+//!   one builder of the IWF's requests within a dialog.
 
 pub mod cpm;
+pub mod dialog;
 pub mod framing;
 pub mod message;
 pub mod multipart;

@@ -19,7 +19,8 @@
 //! (64*T1) terminates it. Zero-length timers (I, J, K on a reliable transport) terminate the
 //! transaction within the call that would have started them.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ impl Timers {
 }
 
 /// What identifies a transaction (RFC 3261 17.2.3 for requests, 17.1.3 for responses).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TransactionKey {
     /// The top Via branch starts with the magic cookie: branch, sent-by and method. An ACK
     /// carries method INVITE (it matches the INVITE it acknowledges).
@@ -697,6 +698,10 @@ pub struct TransactionTable<P> {
     timers: Timers,
     servers: HashMap<TransactionKey, (P, ServerTransaction)>,
     clients: HashMap<TransactionKey, (P, NonInviteClient)>,
+    /// Every live transaction's next timer, earliest first, so that neither `poll_timeout`
+    /// nor `handle_timeout` scans the table. An entry is pushed whenever a transaction
+    /// changes; one that no longer matches its transaction's timer is skipped when it comes.
+    deadlines: BinaryHeap<Reverse<(Instant, TransactionKey)>>,
 }
 
 impl<P: Clone> TransactionTable<P> {
@@ -705,6 +710,7 @@ impl<P: Clone> TransactionTable<P> {
             timers,
             servers: HashMap::new(),
             clients: HashMap::new(),
+            deadlines: BinaryHeap::new(),
         }
     }
 
@@ -740,7 +746,10 @@ impl<P: Clone> TransactionTable<P> {
             } else {
                 self.servers.remove(key);
             }
+        } else if let Some(at) = self.deadline(key, client) {
+            self.deadlines.push(Reverse((at, key.clone())));
         }
+        self.prune();
         actions
             .into_iter()
             .map(|action| Output {
@@ -918,6 +927,7 @@ impl<P: Clone> TransactionTable<P> {
             self.servers.remove(key).map(|(peer, _)| peer),
             self.clients.remove(key).map(|(peer, _)| peer),
         ];
+        self.prune();
         peers
             .into_iter()
             .flatten()
@@ -931,48 +941,60 @@ impl<P: Clone> TransactionTable<P> {
             .collect()
     }
 
+    /// The next timer of transaction `key`, if it lives.
+    fn deadline(&self, key: &TransactionKey, client: bool) -> Option<Instant> {
+        if client {
+            self.clients.get(key)?.1.poll_timeout()
+        } else {
+            self.servers.get(key)?.1.poll_timeout()
+        }
+    }
+
+    /// Drops the earliest deadlines that are no transaction's timer any more, so that the
+    /// first one is current (called after every change).
+    fn prune(&mut self) {
+        while let Some(Reverse((at, key))) = self.deadlines.peek() {
+            let at = Some(*at);
+            if self.deadline(key, false) == at || self.deadline(key, true) == at {
+                break;
+            }
+            self.deadlines.pop();
+        }
+    }
+
     /// The earliest timer of any transaction.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let servers = self
-            .servers
-            .values()
-            .filter_map(|(_, tx)| tx.poll_timeout());
-        let clients = self
-            .clients
-            .values()
-            .filter_map(|(_, tx)| tx.poll_timeout());
-        servers.chain(clients).min()
+        self.deadlines.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Fires every timer due at `now`; terminated transactions are removed.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Output<P>> {
         let mut out = Vec::new();
-        let due_servers: Vec<TransactionKey> = self
-            .servers
-            .iter()
-            .filter(|(_, (_, tx))| tx.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due_servers {
-            if let Some((peer, tx)) = self.servers.get_mut(&key) {
-                let peer = peer.clone();
-                let actions = tx.handle_timeout(now);
-                out.extend(self.outputs(&key, peer, actions, false));
+        while let Some(Reverse((at, key))) = self.deadlines.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            // The entry is current when the transaction's timer is still `at`.
+            for client in [false, true] {
+                if self.deadline(&key, client) != Some(at) {
+                    continue;
+                }
+                let (peer, actions) = if client {
+                    let Some((peer, tx)) = self.clients.get_mut(&key) else {
+                        continue;
+                    };
+                    (peer.clone(), tx.handle_timeout(now))
+                } else {
+                    let Some((peer, tx)) = self.servers.get_mut(&key) else {
+                        continue;
+                    };
+                    (peer.clone(), tx.handle_timeout(now))
+                };
+                out.extend(self.outputs(&key, peer, actions, client));
             }
         }
-        let due_clients: Vec<TransactionKey> = self
-            .clients
-            .iter()
-            .filter(|(_, (_, tx))| tx.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due_clients {
-            if let Some((peer, tx)) = self.clients.get_mut(&key) {
-                let peer = peer.clone();
-                let actions = tx.handle_timeout(now);
-                out.extend(self.outputs(&key, peer, actions, true));
-            }
-        }
+        self.prune();
         out
     }
 }
