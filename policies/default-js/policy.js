@@ -60,7 +60,9 @@ const sipHost = (uri) => {
 };
 
 export const decisions = {
-  info: () => ({ name: 'default-js', version: '0.1.0' }),
+  // The same policy as Rust's `default`, so the same name; the build metadata of the
+  // version (SemVer 2.0 section 10) says which language it was written in.
+  info: () => ({ name: 'default', version: '0.1.0+js' }),
 
   // 5.2.4.2.4: always ask the e-mail user, never accept on their behalf.
   onInvite: (_session) => ({ tag: 'ask-user' }),

@@ -19,8 +19,8 @@ test('foreign domains do not map back', () => {
   assert.equal(decisions.emailToCpm(gateway, { address: 'alice@elsewhere.org' }), undefined);
 });
 
-test('info names the JS policy', () => {
-  assert.deepEqual(decisions.info(), { name: 'default-js', version: '0.1.0' });
+test('info names the policy default, the version says JavaScript', () => {
+  assert.deepEqual(decisions.info(), { name: 'default', version: '0.1.0+js' });
 });
 
 test('replies are interpreted by phase', () => {
