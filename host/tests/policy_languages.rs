@@ -54,23 +54,36 @@ fn cache_dir() -> PathBuf {
         .with_file_name("policy-cache")
 }
 
+/// Runs both case files of `default` against its build in `lang` ("rust", "py", "js").
 fn run_default_cases(lang: &str) {
-    let component = built(lang);
+    let component = match lang {
+        "rust" => policy_file("default"),
+        _ => built(lang),
+    };
     let limits = Limits {
         timeout_ms: 1000,
         warm_instances: 0,
         ..Limits::from(&iwf::config::PolicyConfig::default())
     };
     let engine = PolicyEngine::with_cache_dir(limits, Some(cache_dir())).unwrap();
-    let cases = workspace().join("policies/default/cases.toml");
-    let mut report = Vec::new();
-    let summary = harness::run_cases(&engine, &component, &cases, &mut report)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let report = String::from_utf8(report).unwrap();
-    assert!(
-        summary.failed == 0 && summary.passed >= 59,
-        "default-{lang} against policies/default/cases.toml:\n{report}"
-    );
+    // cases.toml: the policy's behaviour; edge-cases.toml: where ports of policy-sdk
+    // easily differ (Unicode, bytes).
+    for (file, at_least) in [("cases.toml", 59), ("edge-cases.toml", 43)] {
+        let cases = workspace().join("policies/default").join(file);
+        let mut report = Vec::new();
+        let summary = harness::run_cases(&engine, &component, &cases, &mut report)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let report = String::from_utf8(report).unwrap();
+        assert!(
+            summary.failed == 0 && summary.passed >= at_least,
+            "default ({lang}) against policies/default/{file}:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn the_rust_default_passes_the_edge_cases_too() {
+    run_default_cases("rust");
 }
 
 #[test]
@@ -138,7 +151,7 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
         let before = decided(admin);
         let started = Instant::now();
         while decided(admin) < before + 20 {
-            assert!(started.elapsed() < Duration::from_secs(60), "no decisions");
+            assert!(started.elapsed() < Duration::from_secs(180), "no decisions");
             std::thread::sleep(Duration::from_millis(50));
         }
         let tmp = policy.with_extension("new");
@@ -158,7 +171,7 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
     let before = decided(admin);
     let started = Instant::now();
     while decided(admin) < before + 20 {
-        assert!(started.elapsed() < Duration::from_secs(60), "no decisions");
+        assert!(started.elapsed() < Duration::from_secs(180), "no decisions");
         std::thread::sleep(Duration::from_millis(50));
     }
     let stopped = Command::new("kill")

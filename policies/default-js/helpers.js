@@ -237,8 +237,8 @@ export const scheme = (uri) => {
   return parts && SCHEME.test(parts[0]) ? asciiLower(parts[0]) : undefined;
 };
 
-/** `<uri>` without surrounding white space and any number of `<` / `>`. */
-const unbracket = (uri) => trimEndChar(trimStartChar(trim(uri), '<'), '>');
+/** `<uri>` without any number of `<` / `>` and the white space around and inside them. */
+const unbracket = (uri) => trim(trimEndChar(trimStartChar(trim(uri), '<'), '>'));
 
 /**
  * The user part of a `sip:`/`sips:` URI (before `@`), the number of a `tel:` URI, or

@@ -65,8 +65,10 @@ from iwf_helpers import (
     user_part,
 )
 
-NAME = "default-py"
-VERSION = "0.1.0"
+# The same policy as Rust's `default`, so the same name; the version's build metadata
+# (SemVer 2.0 section 10) says which language it was written in.
+NAME = "default"
+VERSION = "0.1.0+py"
 
 ACCEPT = ("accept", "yes", "join")
 REJECT = ("reject", "decline", "no")

@@ -157,7 +157,8 @@ def _after(uri: str, n_bytes: int) -> str:
 
 
 def _unbracket(uri: str) -> str:
-    return trim(uri).lstrip("<").rstrip(">")
+    """`<uri>` without the brackets and the white space around and inside them."""
+    return trim(trim(uri).lstrip("<").rstrip(">"))
 
 
 def user_part(uri: str) -> str | None:

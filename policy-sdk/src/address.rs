@@ -18,10 +18,19 @@ pub fn scheme(uri: &str) -> Option<String> {
     ok.then(|| scheme.to_ascii_lowercase())
 }
 
+/// `<uri>` without the angle brackets and the white space around and inside them: the
+/// scheme must start the string, since the rest is sliced after it.
+fn unbracket(uri: &str) -> &str {
+    uri.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+}
+
 /// The user part of a `sip:`/`sips:` URI (before `@`), the number of a `tel:` URI, or the
 /// address of a `mailto:` URI; parameters and headers removed. `None` if there is none.
 pub fn user_part(uri: &str) -> Option<String> {
-    let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
+    let uri = unbracket(uri);
     let scheme = scheme(uri)?;
     let rest = &uri[scheme.len() + 1..];
     let user = match scheme.as_str() {
@@ -36,7 +45,7 @@ pub fn user_part(uri: &str) -> Option<String> {
 
 /// The address of a `mailto:` URI (RFC 6068), without headers (`?subject=`).
 pub fn mailto_address(uri: &str) -> Option<String> {
-    let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
+    let uri = unbracket(uri);
     if scheme(uri)?.as_str() != "mailto" {
         return None;
     }
@@ -113,6 +122,19 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn white_space_inside_angle_brackets_is_not_part_of_the_uri() {
+        // Once sliced by the bytes of a scheme found after trimming: ":alice", or a panic
+        // inside a multi-byte space.
+        assert_eq!(user_part("< sip:alice@h>").as_deref(), Some("alice"));
+        assert_eq!(user_part("<\u{3000}sip:alice@h>").as_deref(), Some("alice"));
+        assert_eq!(user_part("<\u{3000}a:x@y>"), None);
+        assert_eq!(
+            mailto_address("<\u{3000}mailto:bob@example.net>").as_deref(),
+            Some("bob@example.net")
+        );
+    }
 
     #[test]
     fn user_parts_of_each_scheme() {

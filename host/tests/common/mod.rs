@@ -107,7 +107,8 @@ pub fn http(
 ) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    // Generous: POST /policy/reload answers after compiling, seconds for an interpreter.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(300)))?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
