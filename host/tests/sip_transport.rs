@@ -91,24 +91,7 @@ fn sipp(gw: &Gateway, name: &str, transport: &str) -> bool {
 
 /// [`sipp`] with more arguments (`-key name value` for `[name]` in the scenario).
 fn sipp_with(gw: &Gateway, name: &str, transport: &str, args: &[&str]) -> bool {
-    let status = Command::new("sipp")
-        .arg("-sf")
-        .arg(scenario(name))
-        .args(args)
-        .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
-        .args([
-            "-timeout",
-            "10s",
-            "-timeout_error",
-            "-nostdin",
-            "-trace_err",
-        ])
-        .arg(gw.sip.to_string())
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .status()
-        .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
-    status.success()
+    common::sipp(gw.sip, name, transport, args)
 }
 
 #[test]
