@@ -1,0 +1,343 @@
+//! F2 (5.2.4.2.4) and F6 (5.2.4.2.6) end to end, with real peers on loopback: the `iwf`
+//! binary with the default policy (ask the user), sipp or a UDP socket as the CPM client,
+//! dnsmasq as DNS (MX `mx.test` -> 127.0.0.1) and tests/smtp/recipient_server.py as the
+//! e-mail user's SMTP server. The ladder: INVITE -> MX look-up -> SMTP (AA1) -> the
+//! invitation (AA2) -> the SIP answer from the SMTP outcome (AA3); BYE -> 200 -> the CC2
+//! notification -> QUIT.
+//!
+//! Needs `dnsmasq`, `python3-aiosmtpd` and `sip-tester`. Without the mail peers a test
+//! prints why and passes, except under CI (env CI set), where it fails.
+
+mod common;
+
+use common::mail::{Server, dnsmasq, peers_available, server, wait_for};
+use mail_parser::{Message, MessageParser};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The gateway under test; killed when dropped.
+struct Gateway {
+    _process: common::Running,
+    sip: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// The gateway with the default policy; `outbound` are its `[smtp.outbound]` routing keys.
+fn gateway(outbound: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let config = dir.path().join("iwf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
+             [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
+             [smtp.outbound]\n{outbound}helo = \"iwf.test\"\ndns_timeout_ms = 1000\n\
+             dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
+             data_timeout_ms = 5000\n\
+             [admin]\nlisten = \"{admin}\"\n"
+        ),
+    )
+    .unwrap();
+    let process = common::run_gateway(&config, || TcpStream::connect(sip).is_ok());
+    Gateway {
+        _process: process,
+        sip,
+        _dir: dir,
+    }
+}
+
+/// `[smtp.outbound]` keys for MX look-ups at `dns`, mail on `srv`'s port.
+fn via_mx(dns: SocketAddr, srv: &Server) -> String {
+    format!("dns_servers = [\"{dns}\"]\nmx_port = {}\n", srv.port)
+}
+
+const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+    m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
+    a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
+
+/// An INVITE to `uri` from Alice over UDP with `extra` header lines; returns the final
+/// response (1xx skipped).
+fn invite(gw: &Gateway, uri: &str, extra: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let to = uri.split('?').next().unwrap();
+    let text = format!(
+        "INVITE {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-f2-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@iwf.test>;tag=a{n}\r\n\
+         To: <{to}>\r\nCall-ID: f2-{n}-{}@test\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@127.0.0.1:{port}>\r\n{extra}\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
+        std::process::id(),
+        OFFER.len()
+    );
+    socket.send_to(text.as_bytes(), gw.sip).unwrap();
+    let mut buf = [0u8; 65536];
+    loop {
+        let (len, _) = socket.recv_from(&mut buf).expect("no final response");
+        let response = String::from_utf8_lossy(&buf[..len]).to_string();
+        if !response.starts_with("SIP/2.0 1") {
+            return response;
+        }
+    }
+}
+
+fn parse(eml: &[u8]) -> Message<'_> {
+    MessageParser::default().parse(eml).unwrap()
+}
+
+/// The address of the first mailbox of `header` in `msg`.
+fn address(msg: &Message, header: &str) -> (Option<String>, String) {
+    let value = msg.header(header).unwrap_or_else(|| panic!("no {header}"));
+    let first = value.as_address().unwrap().first().unwrap();
+    (
+        first.name().map(str::to_owned),
+        first.address().unwrap().to_owned(),
+    )
+}
+
+/// Waits until the server stored `n` mails and returns them.
+fn mails(srv: &Server, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
+    wait_for(|| srv.mails().len() >= n, "the mails");
+    srv.mails()
+}
+
+/// The SIP Warning of `response`.
+fn warning(response: &str) -> &str {
+    response
+        .split("\r\n")
+        .find(|l| l.starts_with("Warning: "))
+        .unwrap_or_else(|| panic!("no Warning: {response}"))
+}
+
+macro_rules! peers {
+    ($name:literal) => {
+        if !peers_available($name) {
+            return;
+        }
+    };
+}
+
+#[test]
+fn f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row() {
+    peers!("f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    // sipp checks the 200's SDP answer (path, setup:active, m=message), ACKs and BYEs.
+    assert!(
+        common::sipp(gw.sip, "f2-uac.xml", "u1", &["-key", "rcpt", "bob@mx.test"]),
+        "F2 ladder"
+    );
+    let all = mails(&srv, 1);
+    let (meta, eml) = &all[0];
+    // AA1: MAIL FROM the CPM user's mapped address (step 2a), RCPT TO the Request-URI's.
+    assert_eq!(meta["mail_from"], "alice@mail.iwf.test");
+    assert_eq!(meta["rcpt_tos"], serde_json::json!(["bob@mx.test"]));
+    assert_eq!(meta["helo"], "iwf.test");
+    let msg = parse(eml);
+    // AA2 From: P-Asserted-Identity (not From), mapped by the policy.
+    assert_eq!(
+        address(&msg, "From"),
+        (Some("Alice A.".into()), "alice@mail.iwf.test".into())
+    );
+    // AA2 Reply-To: the SIP Reply-To, mapped.
+    assert_eq!(address(&msg, "Reply-To").1, "alice.reply@mail.iwf.test");
+    // AA2 Sender: only for groups.
+    assert!(msg.header("Sender").is_none());
+    // AA2 Date: no CPIM DateTime in an INVITE, so the SIP Date.
+    assert_eq!(
+        msg.date().unwrap().to_rfc3339(),
+        "2026-11-26T08:30:00Z",
+        "Date from the SIP Date"
+    );
+    // AA2 To: the Request-URI's mailto address; no Cc, and never a Bcc header.
+    assert_eq!(address(&msg, "To").1, "bob@mx.test");
+    assert!(msg.header("Cc").is_none());
+    assert!(msg.header_raw("Bcc").is_none());
+    // AA2 msg-id: Contribution-ID; In-Reply-To: InReplyTo-Contribution-ID.
+    let id = msg.message_id().unwrap();
+    assert!(
+        id.starts_with("c0ntr1b") && id.ends_with("@mail.iwf.test"),
+        "{id}"
+    );
+    assert_eq!(msg.in_reply_to().as_text(), Some("pr3v10us@mail.iwf.test"));
+    // AA2 Subject: the SIP Subject.
+    assert_eq!(msg.subject(), Some("Lunch?"));
+    // AA2 X-Priority: Priority urgent -> 1.
+    assert_eq!(msg.header_raw("X-Priority").map(str::trim), Some("1"));
+    assert!(msg.header("Auto-Submitted").is_none());
+    // AA2 body: the policy's invitation with the accept/reject/leave instructions.
+    let body = msg.body_text(0).unwrap().to_string();
+    for word in ["ACCEPT", "REJECT", "LEAVE"] {
+        assert!(body.contains(word), "{word} missing from {body}");
+    }
+}
+
+#[test]
+fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
+    peers!("f6_bye_is_200_then_the_cc2_notification_and_quit");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    assert!(
+        common::sipp(gw.sip, "f2-uac.xml", "u1", &["-key", "rcpt", "bob@mx.test"]),
+        "F2 then BYE: 200"
+    );
+    let all = mails(&srv, 2);
+    let invitation = parse(&all[0].1);
+    let (meta, eml) = &all[1];
+    // CC1: the same envelope as the invitation.
+    assert_eq!(meta["mail_from"], "alice@mail.iwf.test");
+    assert_eq!(meta["rcpt_tos"], serde_json::json!(["bob@mx.test"]));
+    let msg = parse(eml);
+    // CC2: From as AA2, To the Request-URI, threaded under the invitation, generated.
+    assert_eq!(address(&msg, "From").1, "alice@mail.iwf.test");
+    assert_eq!(address(&msg, "To").1, "bob@mx.test");
+    assert_eq!(
+        msg.header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    assert_eq!(msg.in_reply_to().as_text(), invitation.message_id());
+    assert_eq!(msg.references().as_text(), invitation.message_id());
+    assert_ne!(msg.message_id(), invitation.message_id());
+    assert_eq!(msg.subject(), Some("Chat ended"));
+    // The channel is closed: QUIT seen by the server.
+    wait_for(|| !srv.records("quit").is_empty(), "QUIT");
+}
+
+#[test]
+fn f2_privacy_id_mails_from_the_anonymous_identity() {
+    peers!("f2_privacy_id_mails_from_the_anonymous_identity");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    let extra = "P-Asserted-Identity: \"Alice A.\" <sip:alice@iwf.test>\r\nPrivacy: id\r\n\
+                 Reply-To: <sip:alice@iwf.test>\r\n";
+    let response = invite(&gw, "mailto:bob@mx.test", extra);
+    assert!(response.starts_with("SIP/2.0 200 "), "{response}");
+    let all = mails(&srv, 1);
+    let (meta, eml) = &all[0];
+    let msg = parse(eml);
+    assert_eq!(
+        address(&msg, "From"),
+        (
+            Some("Anonymous".into()),
+            "anonymous@anonymous.invalid".into()
+        )
+    );
+    assert_eq!(address(&msg, "Reply-To").1, "anonymous@anonymous.invalid");
+    assert_eq!(meta["mail_from"], "anonymous@anonymous.invalid");
+    let text = String::from_utf8_lossy(eml).to_lowercase();
+    assert!(!text.contains("alice"), "the identity leaked: {text}");
+}
+
+#[test]
+fn f2_greeting_554_answers_4xx_with_the_reply_as_warning() {
+    peers!("f2_greeting_554_answers_4xx_with_the_reply_as_warning");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&["--refuse-greeting"]);
+    let gw = gateway(&via_mx(dns, &srv));
+    let response = invite(&gw, "mailto:bob@mx.test", "");
+    assert!(response.starts_with("SIP/2.0 4"), "step 3: {response}");
+    assert!(!response.contains("application/sdp"));
+    let w = warning(&response);
+    assert!(w.contains("greeting") && w.contains("554"), "{w}");
+}
+
+#[test]
+fn f2_rcpt_550_answers_488() {
+    peers!("f2_rcpt_550_answers_488");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&["--refuse-rcpt", "bob@mx.test"]);
+    let gw = gateway(&via_mx(dns, &srv));
+    let response = invite(&gw, "mailto:bob@mx.test", "");
+    assert!(response.starts_with("SIP/2.0 488 "), "step 5b: {response}");
+    let w = warning(&response);
+    assert!(w.contains("550 5.1.1"), "{w}");
+    // The channel is QUIT after the failure.
+    wait_for(|| !srv.records("quit").is_empty(), "QUIT");
+    assert!(srv.mails().is_empty());
+}
+
+#[test]
+fn f2_data_451_answers_488() {
+    peers!("f2_data_451_answers_488");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&["--refuse-data"]);
+    let gw = gateway(&via_mx(dns, &srv));
+    let response = invite(&gw, "mailto:bob@mx.test", "");
+    assert!(response.starts_with("SIP/2.0 488 "), "step 5b: {response}");
+    assert!(warning(&response).contains("451 4.3.0"), "{response}");
+}
+
+#[test]
+fn f2_no_mx_and_no_address_is_an_error_answer_with_a_warning() {
+    peers!("f2_no_mx_and_no_address_is_an_error_answer_with_a_warning");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    let response = invite(&gw, "mailto:bob@noaddr.test", "");
+    let status: u16 = response[8..11].parse().unwrap();
+    assert!((400..600).contains(&status), "{response}");
+    assert!(warning(&response).contains("dns"), "{response}");
+    assert!(srv.mails().is_empty());
+}
+
+#[test]
+fn f2_smart_host_takes_the_invitation_for_any_domain() {
+    peers!("f2_smart_host_takes_the_invitation_for_any_domain");
+    let srv = server(&[]);
+    // No DNS server at all: the smart host is used without a look-up.
+    let gw = gateway(&format!("smart_host = \"127.0.0.1:{}\"\n", srv.port));
+    let response = invite(&gw, "mailto:carol@elsewhere.example", "");
+    assert!(response.starts_with("SIP/2.0 200 "), "{response}");
+    let all = mails(&srv, 1);
+    assert_eq!(
+        all[0].0["rcpt_tos"],
+        serde_json::json!(["carol@elsewhere.example"])
+    );
+}
+
+#[test]
+fn f2_crlf_and_non_ascii_from_sip_make_a_clean_mail() {
+    peers!("f2_crlf_and_non_ascii_from_sip_make_a_clean_mail");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    // A folded Subject carrying a header, a non-ASCII display name and subject, and a
+    // Request-URI with a bcc hfield (RFC 6068) that must not add a recipient.
+    let extra = "P-Asserted-Identity: \"\u{c5}lice \\\"Al\\\" <x>\" <sip:alice@iwf.test>\r\n\
+                 Subject: Caf\u{e9} time?\r\n Bcc: evil@mx.test\r\n";
+    let response = invite(&gw, "mailto:bob@mx.test?bcc=evil@mx.test", extra);
+    assert!(response.starts_with("SIP/2.0 200 "), "{response}");
+    let all = mails(&srv, 1);
+    let (meta, eml) = &all[0];
+    assert_eq!(meta["rcpt_tos"], serde_json::json!(["bob@mx.test"]));
+    assert!(eml.is_ascii(), "8-bit header or body on the wire");
+    let msg = parse(eml);
+    assert!(msg.header_raw("Bcc").is_none(), "header injected");
+    let names: Vec<String> = msg
+        .headers()
+        .iter()
+        .map(|h| h.name().to_ascii_lowercase())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "subject").count(),
+        1,
+        "{names:?}"
+    );
+    let subject = msg.subject().unwrap();
+    assert!(subject.starts_with("Caf\u{e9} time?"), "{subject}");
+    let (name, addr) = address(&msg, "From");
+    assert_eq!(addr, "alice@mail.iwf.test");
+    assert_eq!(name.as_deref(), Some("\u{c5}lice \"Al\" <x>"));
+}
