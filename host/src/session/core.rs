@@ -323,7 +323,10 @@ impl<P: Peer> Core<P> {
                 let State::Pending(pending) = &session.state else {
                     return Vec::new();
                 };
-                self.refuse(&pending.invite, status.code, &key.local_tag, &warning, now)
+                // AA3: the status and its reason phrase as the policy chose them.
+                let warning = warning_value(AGENT, &warning);
+                let extra = [("Warning", warning.as_str())];
+                self.respond_status(&pending.invite, &status, &key.local_tag, &extra, None, now)
             }
         }
     }
@@ -929,12 +932,29 @@ impl<P: Peer> Core<P> {
         body: Option<(&str, &[u8])>,
         now: Instant,
     ) -> Vec<Effect<P>> {
+        let status = SipStatus {
+            code: status,
+            reason: String::new(),
+        };
+        self.respond_status(key, &status, to_tag, extra, body, now)
+    }
+
+    /// [`Core::respond`] with the policy's reason phrase (the standard one when empty).
+    fn respond_status(
+        &mut self,
+        key: &TransactionKey,
+        status: &SipStatus,
+        to_tag: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
         let spec = ResponseSpec {
-            status,
+            status: status.code,
+            reason: &status.reason,
             to_tag: Some(to_tag).filter(|t| !t.is_empty()),
             extra_headers: extra,
             body,
-            ..ResponseSpec::default()
         };
         match self.transactions.respond(key, &spec, now) {
             Ok(outputs) => outputs
@@ -948,7 +968,7 @@ impl<P: Peer> Core<P> {
                 })
                 .collect(),
             Err(e) => {
-                tracing::debug!(status, error = %e, "response not sent");
+                tracing::debug!(status = status.code, error = %e, "response not sent");
                 Vec::new()
             }
         }
@@ -1535,11 +1555,15 @@ mod tests {
         let key = invite_asking_the_user(&mut core, now);
         let status = SipStatus {
             code: 488,
-            reason: "Not Acceptable Here".into(),
+            reason: "Mail Refused".into(),
         };
         let warning = "SMTP rcpt-to failure (permanent): 550 5.1.1: no such user".to_string();
         let effects = core.on_invitation(&key, Err((status, warning)), now);
-        assert_eq!(statuses(&effects), ["SIP/2.0 488 Not Acceptable Here"]);
+        assert_eq!(
+            statuses(&effects),
+            ["SIP/2.0 488 Mail Refused"],
+            "AA3: the policy's code and reason phrase"
+        );
         let refused = sent(&effects).remove(0);
         assert!(
             refused.contains(
