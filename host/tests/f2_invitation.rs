@@ -58,36 +58,76 @@ const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.
     m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
     a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
 
+/// A CPM client on a UDP socket, sending INVITEs from Alice.
+struct Client {
+    socket: UdpSocket,
+    port: u16,
+}
+
+impl Client {
+    fn new() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        Self { socket, port }
+    }
+
+    /// Sends INVITE (`method` INVITE) or CANCEL (same branch, 9.1) for call `n` to `uri`
+    /// with `extra` header lines.
+    fn send(&self, gw: &Gateway, method: &str, n: u32, uri: &str, extra: &str) {
+        let port = self.port;
+        let to = uri.split('?').next().unwrap();
+        let body = if method == "INVITE" { OFFER } else { "" };
+        let content = if body.is_empty() {
+            ""
+        } else {
+            "Contact: <sip:alice@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n"
+        }
+        .replace("{port}", &port.to_string());
+        let text = format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-f2-{n}\r\n\
+             Max-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@iwf.test>;tag=a{n}\r\n\
+             To: <{to}>\r\nCall-ID: f2-{n}-{}@test\r\nCSeq: 1 {method}\r\n\
+             {extra}{content}Content-Length: {}\r\n\r\n{body}",
+            std::process::id(),
+            body.len()
+        );
+        self.socket.send_to(text.as_bytes(), gw.sip).unwrap();
+    }
+
+    /// The next response.
+    fn recv(&self) -> String {
+        let mut buf = [0u8; 65536];
+        let (len, _) = self.socket.recv_from(&mut buf).expect("no response");
+        String::from_utf8_lossy(&buf[..len]).to_string()
+    }
+
+    /// The next final response (1xx skipped).
+    fn recv_final(&self) -> String {
+        loop {
+            let response = self.recv();
+            if !response.starts_with("SIP/2.0 1") {
+                return response;
+            }
+        }
+    }
+}
+
+/// A fresh call number.
+fn call() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
 /// An INVITE to `uri` from Alice over UDP with `extra` header lines; returns the final
 /// response (1xx skipped).
 fn invite(gw: &Gateway, uri: &str, extra: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let port = socket.local_addr().unwrap().port();
-    let to = uri.split('?').next().unwrap();
-    let text = format!(
-        "INVITE {uri} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-f2-{n}\r\n\
-         Max-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@iwf.test>;tag=a{n}\r\n\
-         To: <{to}>\r\nCall-ID: f2-{n}-{}@test\r\nCSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@127.0.0.1:{port}>\r\n{extra}\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
-        std::process::id(),
-        OFFER.len()
-    );
-    socket.send_to(text.as_bytes(), gw.sip).unwrap();
-    let mut buf = [0u8; 65536];
-    loop {
-        let (len, _) = socket.recv_from(&mut buf).expect("no final response");
-        let response = String::from_utf8_lossy(&buf[..len]).to_string();
-        if !response.starts_with("SIP/2.0 1") {
-            return response;
-        }
-    }
+    let client = Client::new();
+    client.send(gw, "INVITE", call(), uri, extra);
+    client.recv_final()
 }
 
 fn parse(eml: &[u8]) -> Message<'_> {
@@ -340,4 +380,47 @@ fn f2_crlf_and_non_ascii_from_sip_make_a_clean_mail() {
     let (name, addr) = address(&msg, "From");
     assert_eq!(addr, "alice@mail.iwf.test");
     assert_eq!(name.as_deref(), Some("\u{c5}lice \"Al\" <x>"));
+}
+
+#[test]
+fn f2_cancel_while_mailing_is_487_then_the_mail_side_notifies_and_quits() {
+    peers!("f2_cancel_while_mailing_is_487_then_the_mail_side_notifies_and_quits");
+    let (_dns, dns) = dnsmasq();
+    // The server holds MAIL FROM for a second: the invitation is in flight at the CANCEL.
+    let srv = server(&["--delay-mail", "1"]);
+    let gw = gateway(&via_mx(dns, &srv));
+    let (client, n) = (Client::new(), call());
+    client.send(&gw, "INVITE", n, "mailto:bob@mx.test", "");
+    assert!(client.recv().starts_with("SIP/2.0 100 "));
+    std::thread::sleep(Duration::from_millis(300));
+    client.send(&gw, "CANCEL", n, "mailto:bob@mx.test", "");
+    let mut finals: Vec<String> = (0..2)
+        .map(|_| client.recv_final().lines().next().unwrap().to_string())
+        .collect();
+    finals.sort();
+    assert_eq!(
+        finals,
+        ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"],
+        "9.2"
+    );
+    // The invitation lands after all; its late 250 makes no 200, and the session's mail
+    // side closes: the CC2 notification, then QUIT.
+    let all = mails(&srv, 2);
+    assert_eq!(
+        parse(&all[1].1).header_raw("Auto-Submitted").map(str::trim),
+        Some("auto-generated")
+    );
+    wait_for(|| !srv.records("quit").is_empty(), "QUIT");
+    client
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 65536];
+    while let Ok((len, _)) = client.socket.recv_from(&mut buf) {
+        let late = String::from_utf8_lossy(&buf[..len]).to_string();
+        assert!(
+            !late.starts_with("SIP/2.0 200 OK") || late.contains("CSeq: 1 CANCEL"),
+            "{late}"
+        );
+    }
 }
