@@ -20,11 +20,15 @@ use crate::smtp::{self, Channel, ClientSettings, DeliverBy, Envelope, Router, Sm
 use chrono::{DateTime, FixedOffset, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Mail operations (an invitation, or a closing) running at once at most; more wait for
 /// a slot. Each holds one SMTP connection while it runs.
 pub const MAX_MAIL_OPERATIONS: usize = 256;
+
+/// SMTP channels kept open between a session's mails at most. Beyond it a channel is
+/// QUIT right after the invitation and reopened for the session's next mail.
+pub const MAX_IDLE_CHANNELS: usize = 1024;
 
 /// The longest SMTP reply text carried into a SIP Warning.
 const MAX_WARNING: usize = 200;
@@ -35,6 +39,8 @@ struct Shared {
     router: Router,
     settings: ClientSettings,
     slots: Semaphore,
+    /// One permit per channel held open between mails.
+    idle: Arc<Semaphore>,
 }
 
 /// The sessions with mail state, by key; each entry is the way to tell its task that the
@@ -61,6 +67,7 @@ impl Mailer {
             router,
             settings,
             slots: Semaphore::new(MAX_MAIL_OPERATIONS),
+            idle: Arc::new(Semaphore::new(MAX_IDLE_CHANNELS)),
         });
         let mailer = Self {
             shared,
@@ -111,6 +118,8 @@ impl Mailer {
 struct Thread {
     /// The SMTP channel, while open (CC2: the notification goes over the same channel).
     channel: Option<Channel>,
+    /// Held while `channel` is kept open between mails ([`MAX_IDLE_CHANNELS`]).
+    idle: Option<OwnedSemaphorePermit>,
     /// Where the channel goes: the first recipient's domain.
     domain: String,
     envelope: Envelope,
@@ -132,7 +141,7 @@ async fn run(
         Ok(_slot) => invite(&shared, &mail).await,
         Err(_) => return,
     };
-    let thread = match invited {
+    let mut thread = match invited {
         Ok(thread) => {
             let _ = outcomes.send((key.clone(), Ok(())));
             thread
@@ -142,6 +151,16 @@ async fn run(
             return;
         }
     };
+    // Keep the channel open while the session lasts, within MAX_IDLE_CHANNELS.
+    match shared.idle.clone().try_acquire_owned() {
+        Ok(permit) => thread.idle = Some(permit),
+        Err(_) => {
+            tracing::info!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
+            if let Some(channel) = thread.channel.take() {
+                quit(channel, &mail.session.session_id).await;
+            }
+        }
+    }
     // The sender dropped without a word: the gateway is going away; QUIT only.
     let notify = closing.await.unwrap_or(false);
     if let Ok(_slot) = shared.slots.acquire().await {
@@ -503,6 +522,7 @@ async fn invite(shared: &Arc<Shared>, mail: &MailFacts) -> Result<Thread, (SipSt
             tracing::info!(session = %session.session_id, host = %channel.host(), message_id = %message_id, reply = sent.reply.code, "invitation mailed");
             Ok(Thread {
                 channel: Some(channel),
+                idle: None,
                 domain,
                 envelope,
                 addresses,
