@@ -154,6 +154,7 @@ async fn run_sessions(
             }
             Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
             Some((key, outcome)) = mail.invited.recv() => {
+                stats.invitation(outcome.is_ok());
                 mail.mailer.settled(&key, &outcome);
                 core.on_invitation(&key, outcome, Instant::now())
             }
@@ -167,6 +168,7 @@ async fn run_sessions(
             } else if let Ok((key, decision)) = decisions.try_recv() {
                 effects.extend(core.on_decision(&key, decision, Instant::now()));
             } else if let Ok((key, outcome)) = mail.invited.try_recv() {
+                stats.invitation(outcome.is_ok());
                 mail.mailer.settled(&key, &outcome);
                 effects.extend(core.on_invitation(&key, outcome, Instant::now()));
             } else {
@@ -186,9 +188,10 @@ async fn run_sessions(
                     });
                 }
                 Effect::MailInvitation { key, mail: facts } => mail.mailer.invite(key, facts),
-                Effect::SessionClosed { key, notify, .. } => mail.mailer.closed(&key, notify),
+                Effect::SessionClosed { key, notify } => mail.mailer.closed(&key, notify),
             }
         }
+        stats.set_mail(mail.mailer.sessions());
     }
 }
 

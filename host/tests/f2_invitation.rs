@@ -20,7 +20,20 @@ use std::time::Duration;
 struct Gateway {
     _process: common::Running,
     sip: SocketAddr,
+    admin: SocketAddr,
     _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// The lines of `GET /metrics` that start with `name`.
+    fn metric(&self, name: &str) -> Vec<String> {
+        let (status, body) = common::http(self.admin, "GET", "/metrics").unwrap();
+        assert_eq!(status, 200);
+        body.lines()
+            .filter(|l| l.starts_with(name))
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// The gateway with the default policy; `outbound` are its `[smtp.outbound]` routing keys.
@@ -45,6 +58,7 @@ fn gateway(outbound: &str) -> Gateway {
     Gateway {
         _process: process,
         sip,
+        admin,
         _dir: dir,
     }
 }
@@ -250,8 +264,16 @@ fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
     assert_eq!(msg.references().as_text(), invitation.message_id());
     assert_ne!(msg.message_id(), invitation.message_id());
     assert_eq!(msg.subject(), Some("Chat ended"));
-    // The channel is closed: QUIT seen by the server.
+    // The channel is closed: QUIT seen by the server; no mail state is left.
     wait_for(|| !srv.records("quit").is_empty(), "QUIT");
+    assert_eq!(gw.metric("iwf_mail_sessions "), ["iwf_mail_sessions 0"]);
+    assert_eq!(
+        gw.metric("iwf_invitations_total{"),
+        [
+            "iwf_invitations_total{outcome=\"mailed\"} 1",
+            "iwf_invitations_total{outcome=\"refused\"} 0"
+        ]
+    );
 }
 
 #[test]
@@ -306,6 +328,11 @@ fn f2_rcpt_550_answers_488() {
     // The channel is QUIT after the failure.
     wait_for(|| !srv.records("quit").is_empty(), "QUIT");
     assert!(srv.mails().is_empty());
+    assert_eq!(gw.metric("iwf_mail_sessions "), ["iwf_mail_sessions 0"]);
+    assert_eq!(
+        gw.metric("iwf_invitations_total{outcome=\"refused\"}"),
+        ["iwf_invitations_total{outcome=\"refused\"} 1"]
+    );
 }
 
 #[test]
