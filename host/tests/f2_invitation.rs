@@ -237,6 +237,20 @@ fn f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row() {
 }
 
 #[test]
+fn f2_and_f6_over_tcp() {
+    peers!("f2_and_f6_over_tcp");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    assert!(
+        common::sipp(gw.sip, "f2-uac.xml", "t1", &["-key", "rcpt", "bob@mx.test"]),
+        "F2 then BYE over TCP"
+    );
+    let all = mails(&srv, 2);
+    assert!(parse(&all[1].1).header("Auto-Submitted").is_some());
+}
+
+#[test]
 fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
     peers!("f6_bye_is_200_then_the_cc2_notification_and_quit");
     let (_dns, dns) = dnsmasq();

@@ -459,6 +459,19 @@ async fn refusal(
     session: &PolicySession,
     failure: SmtpFailure,
 ) -> (SipStatus, String) {
+    let warning = warning_text(&failure);
+    let (policy, session, failure) = (shared.policy.clone(), session.clone(), failure.into());
+    let status = blocking(move || policy.smtp_failure_status(&session, &failure).value).await;
+    let status = status.unwrap_or(SipStatus {
+        code: 500,
+        reason: "Server Internal Error".into(),
+    });
+    (status, warning)
+}
+
+/// AA3: the SMTP stage, code, enhanced code and text of `failure` for a SIP Warning: one
+/// line (CR/LF from the server's text never reach SIP), at most [`MAX_WARNING`] bytes.
+fn warning_text(failure: &SmtpFailure) -> String {
     let mut warning = failure.to_string().replace(['\r', '\n'], " ");
     if warning.len() > MAX_WARNING {
         let mut cut = MAX_WARNING;
@@ -467,13 +480,7 @@ async fn refusal(
         }
         warning.truncate(cut);
     }
-    let (policy, session, failure) = (shared.policy.clone(), session.clone(), failure.into());
-    let status = blocking(move || policy.smtp_failure_status(&session, &failure).value).await;
-    let status = status.unwrap_or(SipStatus {
-        code: 500,
-        reason: "Server Internal Error".into(),
-    });
-    (status, warning)
+    warning
 }
 
 /// 5.2.4.2.4 steps 1-5 for one session.
@@ -873,6 +880,24 @@ mod tests {
             mailto("MAILTO:bob@x.example?subject=hi"),
             Some("bob@x.example")
         );
+    }
+
+    #[test]
+    fn aa3_warning_text_is_one_bounded_line_with_code_and_enhanced_code() {
+        let failure = SmtpFailure {
+            stage: crate::smtp::Stage::RcptTo,
+            code: 550,
+            enhanced_code: Some("5.1.1".into()),
+            text: format!("no such user\r\nX-Injected: 1 {}", "\u{e9}".repeat(200)),
+            permanent: true,
+        };
+        let w = warning_text(&failure);
+        assert!(
+            w.starts_with("SMTP rcpt-to failure (permanent): 550 5.1.1: no such user  X-Injected"),
+            "{w}"
+        );
+        assert!(!w.contains(['\r', '\n']));
+        assert!(w.len() <= MAX_WARNING);
     }
 
     #[test]
