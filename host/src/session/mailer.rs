@@ -16,7 +16,7 @@ use crate::policy::world::{
     self, CopyControl, Identity, InvitationMail, MailKind, Notification, Session as PolicySession,
     SipStatus,
 };
-use crate::smtp::{self, Channel, ClientSettings, DeliverBy, Envelope, Router, SmtpFailure};
+use crate::smtp::{self, Channel, ClientSettings, DeliverBy, Envelope, Router, SmtpFailure, Stage};
 use chrono::{DateTime, FixedOffset, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +30,11 @@ pub const MAX_MAIL_OPERATIONS: usize = 256;
 /// QUIT right after the invitation and reopened for the session's next mail.
 pub const MAX_IDLE_CHANNELS: usize = 1024;
 
+/// The longest an invitation may take, DNS to the reply to its data: the INVITE waits on
+/// it, and proxies give up on a pending INVITE after Timer C (more than 3 minutes, RFC
+/// 3261 16.6). Past it the invitation counts as a temporary connect failure (AA3).
+pub const INVITATION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(150);
+
 /// The longest SMTP reply text carried into a SIP Warning.
 const MAX_WARNING: usize = 200;
 
@@ -39,6 +44,8 @@ struct Shared {
     router: Router,
     settings: ClientSettings,
     slots: Semaphore,
+    /// [`INVITATION_DEADLINE`], shorter in tests.
+    deadline: std::time::Duration,
     /// One permit per channel held open between mails.
     idle: Arc<Semaphore>,
 }
@@ -67,6 +74,7 @@ impl Mailer {
             router,
             settings,
             slots: Semaphore::new(MAX_MAIL_OPERATIONS),
+            deadline: INVITATION_DEADLINE,
             idle: Arc::new(Semaphore::new(MAX_IDLE_CHANNELS)),
         });
         let mailer = Self {
@@ -138,7 +146,15 @@ async fn run(
     closing: oneshot::Receiver<bool>,
 ) {
     let invited = match shared.slots.acquire().await {
-        Ok(_slot) => invite(&shared, &mail).await,
+        Ok(_slot) => match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await {
+            Ok(invited) => invited,
+            Err(_) => {
+                let ms = shared.deadline.as_millis();
+                let text = format!("no SMTP outcome within {ms} ms");
+                let failure = SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
+                Err(refusal(&shared, &mail.session, failure).await)
+            }
+        },
         Err(_) => return,
     };
     let mut thread = match invited {
@@ -882,10 +898,56 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
+        use crate::policy::{Limits, PolicyEngine, PolicySource};
+        // A server that accepts the connection and never greets.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = crate::config::SmtpOutboundConfig {
+            smart_host: Some(silent.local_addr().unwrap().to_string()),
+            command_timeout_ms: 30_000,
+            ..Default::default()
+        };
+        let engine = PolicyEngine::new(Limits {
+            timeout_ms: 1000,
+            memory_bytes: 32 << 20,
+            max_instances: 4,
+            warm_instances: 0,
+        })
+        .unwrap();
+        let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
+        let router = Router::new(&config).unwrap();
+        let (mut mailer, mut outcomes) =
+            Mailer::new(policy, router, ClientSettings::from_config(&config));
+        Arc::get_mut(&mut mailer.shared).unwrap().deadline = std::time::Duration::from_millis(300);
+        let key = SessionKey {
+            call_id: "c".into(),
+            local_tag: "t".into(),
+        };
+        let facts = MailFacts {
+            session: session(),
+            sip_date: None,
+        };
+        mailer.invite(key.clone(), Box::new(facts));
+        let started = std::time::Instant::now();
+        let (done, outcome) = outcomes.recv().await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(done, key);
+        let (status, warning) = outcome.unwrap_err();
+        assert_eq!(status.code, 480, "the default policy: a connect failure");
+        assert!(
+            warning.contains("no SMTP outcome within 300 ms"),
+            "{warning}"
+        );
+        mailer.settled(&key, &Err((status, warning)));
+        assert_eq!(mailer.sessions(), 0);
+        drop(silent);
+    }
+
     #[test]
     fn aa3_warning_text_is_one_bounded_line_with_code_and_enhanced_code() {
         let failure = SmtpFailure {
-            stage: crate::smtp::Stage::RcptTo,
+            stage: Stage::RcptTo,
             code: 550,
             enhanced_code: Some("5.1.1".into()),
             text: format!("no such user\r\nX-Injected: 1 {}", "\u{e9}".repeat(200)),
