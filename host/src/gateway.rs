@@ -15,7 +15,7 @@ use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
-use crate::smtp::{ClientSettings, Router};
+use crate::smtp::Router;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,11 +85,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             "[smtp.outbound]: cannot set up outgoing mail: {e} (check smart_host and dns_servers)"
         )
     })?;
-    let (mailer, invited) = Mailer::new(
-        policy.clone(),
-        router,
-        ClientSettings::from_config(&config.smtp.outbound),
-    );
+    let (mailer, invited) = Mailer::new(policy.clone(), router, &config.smtp.outbound);
 
     let sip = SipListeners::bind(config.sip.listen, sip::message::Limits::default())
         .await

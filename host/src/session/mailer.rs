@@ -9,6 +9,7 @@
 //! channel) nor write mail text itself (that is `mail::compose`).
 
 use super::core::{InvitationOutcome, MailFacts, SessionKey};
+use crate::config::SmtpOutboundConfig;
 use crate::mail::header::HeaderError;
 use crate::mail::{AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
 use crate::policy::PolicyHost;
@@ -22,19 +23,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-/// Mail operations (an invitation, or a closing) running at once at most; more wait for
-/// a slot. Each holds one SMTP connection while it runs.
-pub const MAX_MAIL_OPERATIONS: usize = 256;
-
-/// SMTP channels kept open between a session's mails at most. Beyond it a channel is
-/// QUIT right after the invitation and reopened for the session's next mail.
-pub const MAX_IDLE_CHANNELS: usize = 1024;
-
-/// The longest an invitation may take, DNS to the reply to its data: the INVITE waits on
-/// it, and proxies give up on a pending INVITE after Timer C (more than 3 minutes, RFC
-/// 3261 16.6). Past it the invitation counts as a temporary connect failure (AA3).
-pub const INVITATION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(150);
-
 /// The longest SMTP reply text carried into a SIP Warning.
 const MAX_WARNING: usize = 200;
 
@@ -43,10 +31,11 @@ struct Shared {
     policy: Arc<PolicyHost>,
     router: Router,
     settings: ClientSettings,
+    /// `[smtp.outbound] max_mail_operations`: one permit per operation running.
     slots: Semaphore,
-    /// [`INVITATION_DEADLINE`], shorter in tests.
+    /// `invitation_timeout_ms`: past it the invitation is a temporary connect failure (AA3).
     deadline: std::time::Duration,
-    /// One permit per channel held open between mails.
+    /// `max_idle_channels`: one permit per channel held open between mails.
     idle: Arc<Semaphore>,
 }
 
@@ -63,7 +52,7 @@ impl Mailer {
     pub fn new(
         policy: Arc<PolicyHost>,
         router: Router,
-        settings: ClientSettings,
+        config: &SmtpOutboundConfig,
     ) -> (
         Self,
         mpsc::UnboundedReceiver<(SessionKey, InvitationOutcome)>,
@@ -72,10 +61,10 @@ impl Mailer {
         let shared = Arc::new(Shared {
             policy,
             router,
-            settings,
-            slots: Semaphore::new(MAX_MAIL_OPERATIONS),
-            deadline: INVITATION_DEADLINE,
-            idle: Arc::new(Semaphore::new(MAX_IDLE_CHANNELS)),
+            settings: ClientSettings::from_config(config),
+            slots: Semaphore::new(config.max_mail_operations),
+            deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
+            idle: Arc::new(Semaphore::new(config.max_idle_channels)),
         });
         let mailer = Self {
             shared,
@@ -126,7 +115,7 @@ impl Mailer {
 struct Thread {
     /// The SMTP channel, while open (CC2: the notification goes over the same channel).
     channel: Option<Channel>,
-    /// Held while `channel` is kept open between mails ([`MAX_IDLE_CHANNELS`]).
+    /// Held while `channel` is kept open between mails (`max_idle_channels`).
     idle: Option<OwnedSemaphorePermit>,
     /// Where the channel goes: the first recipient's domain.
     domain: String,
@@ -167,7 +156,7 @@ async fn run(
             return;
         }
     };
-    // Keep the channel open while the session lasts, within MAX_IDLE_CHANNELS.
+    // Keep the channel open while the session lasts, within max_idle_channels.
     match shared.idle.clone().try_acquire_owned() {
         Ok(permit) => thread.idle = Some(permit),
         Err(_) => {
@@ -903,9 +892,10 @@ mod tests {
         use crate::policy::{Limits, PolicyEngine, PolicySource};
         // A server that accepts the connection and never greets.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = crate::config::SmtpOutboundConfig {
+        let config = SmtpOutboundConfig {
             smart_host: Some(silent.local_addr().unwrap().to_string()),
             command_timeout_ms: 30_000,
+            invitation_timeout_ms: 300,
             ..Default::default()
         };
         let engine = PolicyEngine::new(Limits {
@@ -917,9 +907,7 @@ mod tests {
         .unwrap();
         let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
         let router = Router::new(&config).unwrap();
-        let (mut mailer, mut outcomes) =
-            Mailer::new(policy, router, ClientSettings::from_config(&config));
-        Arc::get_mut(&mut mailer.shared).unwrap().deadline = std::time::Duration::from_millis(300);
+        let (mut mailer, mut outcomes) = Mailer::new(policy, router, &config);
         let key = SessionKey {
             call_id: "c".into(),
             local_tag: "t".into(),
