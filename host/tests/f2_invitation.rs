@@ -465,3 +465,19 @@ fn f2_cancel_while_mailing_is_487_then_the_mail_side_notifies_and_quits() {
         );
     }
 }
+
+#[test]
+fn f6_the_notification_reopens_a_channel_the_server_dropped() {
+    peers!("f6_the_notification_reopens_a_channel_the_server_dropped");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&["--close-after-data"]);
+    let gw = gateway(&via_mx(dns, &srv));
+    // sipp pauses 200 ms after the ACK: the server has dropped the channel by the BYE.
+    assert!(
+        common::sipp(gw.sip, "f2-uac.xml", "u1", &["-key", "rcpt", "bob@mx.test"]),
+        "F2 then BYE"
+    );
+    let all = mails(&srv, 2);
+    assert_ne!(all[0].0["peer"], all[1].0["peer"], "a second connection");
+    assert!(parse(&all[1].1).header("Auto-Submitted").is_some());
+}
