@@ -38,6 +38,11 @@ impl Gateway {
 
 /// The gateway with the default policy; `outbound` are its `[smtp.outbound]` routing keys.
 fn gateway(outbound: &str) -> Gateway {
+    gateway_with("", outbound)
+}
+
+/// [`gateway`] with more `[sip]` keys.
+fn gateway_with(sip_keys: &str, outbound: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
@@ -45,7 +50,7 @@ fn gateway(outbound: &str) -> Gateway {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
+            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n{sip_keys}\
              [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\n{outbound}helo = \"iwf.test\"\ndns_timeout_ms = 1000\n\
              dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
@@ -480,4 +485,42 @@ fn f6_the_notification_reopens_a_channel_the_server_dropped() {
     let all = mails(&srv, 2);
     assert_ne!(all[0].0["peer"], all[1].0["peer"], "a second connection");
     assert!(parse(&all[1].1).header("Auto-Submitted").is_some());
+}
+
+#[test]
+fn f2_the_iwf_ending_an_invited_session_quits_without_a_notification() {
+    peers!("f2_the_iwf_ending_an_invited_session_quits_without_a_notification");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    // T1 = 50 ms: no ACK within 64*T1 (3.2 s) and the IWF ends the session (13.3.1.4).
+    let gw = gateway_with("t1_ms = 50\n", &via_mx(dns, &srv));
+    let (client, n) = (Client::new(), call());
+    client.send(&gw, "INVITE", n, "mailto:bob@mx.test", "");
+    assert!(client.recv_final().starts_with("SIP/2.0 200 "));
+    // No ACK: the 200 is retransmitted, then the IWF's BYE comes; it is answered 200.
+    let bye = loop {
+        let m = client.recv();
+        if m.starts_with("BYE ") {
+            break m;
+        }
+    };
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for line in bye.split("\r\n").skip(1) {
+        if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|h| line.starts_with(h))
+        {
+            ok.push_str(line);
+            ok.push_str("\r\n");
+        }
+    }
+    ok.push_str("Content-Length: 0\r\n\r\n");
+    client.socket.send_to(ok.as_bytes(), gw.sip).unwrap();
+    // The channel is QUIT; no CC2 mail, as the CPM side did not close the session.
+    wait_for(|| !srv.records("quit").is_empty(), "QUIT");
+    assert_eq!(srv.mails().len(), 1, "the invitation only");
+    wait_for(
+        || gw.metric("iwf_mail_sessions ") == ["iwf_mail_sessions 0"],
+        "mail state freed",
+    );
 }
