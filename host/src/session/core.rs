@@ -10,9 +10,11 @@
 //!                   │                       Err(status, warning): status + Warning (AA3)
 //!                   ├─ refuse(status) ──status
 //!                   └─ CANCEL ──200 (CANCEL), 487 (INVITE); a later outcome is dropped
-//!  Live ─re-INVITE, same media─> 200 (same answer) ─> AwaitingAck;  other media ─> 488, Live
+//!  Live/Invited ─re-INVITE, same media─> 200 (same answer) ─> AwaitingAck; other media ─> 488
 //!  Live/Invited/AwaitingAck ─BYE in─> 200, freed, SessionClosed (F6: CC2 mail, QUIT)
-//!  Live/AwaitingAck ─end_session, or no ACK in 64*T1─> BYE out ─> Ending ─final/timeout─> freed
+//!  Live/Invited/AwaitingAck ─end_session, or no ACK in 64*T1─> BYE out ─> Ending
+//!      ─final/timeout─> freed (SessionClosed without notification: QUIT only)
+//!  Pending on the invitation ─CANCEL─> 487, SessionClosed (CC2 mail once it is sent, QUIT)
 //! ```
 //!
 //! The core never calls the policy: it emits [`Effect::Decide`] and takes the answer back in
@@ -260,7 +262,8 @@ impl<P: Peer> Core<P> {
         let State::Pending(pending) = session.state else {
             return Vec::new();
         };
-        // From here on the INVITE is pending on the invitation, if it is pending at all.
+        // Rebuilt whole so that each branch can take it; an INVITE the decision leaves
+        // pending (ask-user) waits on the invitation from here on.
         let session = Session {
             state: State::Pending(Pending {
                 awaiting: Awaiting::Invitation,
