@@ -101,6 +101,14 @@ pub struct SmtpOutboundConfig {
     pub command_timeout_ms: u64,
     /// Deadline of the reply to the end of the message data (RFC 5321 4.5.3.2.6).
     pub data_timeout_ms: u64,
+    /// Deadline of a whole invitation, DNS to the reply to its data: the INVITE waits on
+    /// it, and proxies give up on a pending INVITE after Timer C (over 3 min, RFC 3261 16.6).
+    pub invitation_timeout_ms: u64,
+    /// Mail operations (an invitation, a session's closing) running at once; more wait.
+    pub max_mail_operations: usize,
+    /// SMTP channels kept open between a session's mails; beyond it a channel is QUIT
+    /// after the invitation and reopened for the session's next mail.
+    pub max_idle_channels: usize,
 }
 
 impl Default for SmtpOutboundConfig {
@@ -115,6 +123,9 @@ impl Default for SmtpOutboundConfig {
             connect_timeout_ms: 10_000,
             command_timeout_ms: 30_000,
             data_timeout_ms: 60_000,
+            invitation_timeout_ms: 150_000,
+            max_mail_operations: 256,
+            max_idle_channels: 1024,
         }
     }
 }
@@ -161,10 +172,19 @@ impl SmtpOutboundConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("command_timeout_ms", self.command_timeout_ms),
             ("data_timeout_ms", self.data_timeout_ms),
+            ("invitation_timeout_ms", self.invitation_timeout_ms),
         ] {
             if !(1..=600_000).contains(&value) {
                 return Err((key, value.to_string(), "use 1 to 600000 (milliseconds)"));
             }
+        }
+        if !(1..=100_000).contains(&self.max_mail_operations) {
+            let value = self.max_mail_operations.to_string();
+            return Err(("max_mail_operations", value, "use 1 to 100000"));
+        }
+        if self.max_idle_channels > 100_000 {
+            let value = self.max_idle_channels.to_string();
+            return Err(("max_idle_channels", value, "use 0 to 100000"));
         }
         Ok(())
     }
@@ -410,6 +430,9 @@ mod tests {
             ("dns_attempts = 0", "dns_attempts"),
             ("mx_port = 0", "mx_port"),
             ("helo = \"a b\"", "helo"),
+            ("invitation_timeout_ms = 0", "invitation_timeout_ms"),
+            ("max_mail_operations = 0", "max_mail_operations"),
+            ("max_idle_channels = 100001", "max_idle_channels"),
         ] {
             let e = Config::parse(&format!("[smtp.outbound]\n{text}\n"), Path::new("gw.toml"))
                 .unwrap_err()

@@ -1,18 +1,21 @@
 //! `iwf run`: starts the gateway's listeners from a [`Config`] and serves until stopped.
 //!
-//! Today that is the policy plane (policy host, hot-swap triggers), the admin listener and
-//! the SIP transports; sessions, MSRP and SMTP join here as their issues land.
+//! Today that is the policy plane (policy host, hot-swap triggers), the admin listener,
+//! the SIP transports, the sessions and their outgoing mail; MSRP and inbound SMTP join
+//! here as their issues land.
 
 use crate::config::Config;
 use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
-use crate::session::core::{Core, CoreConfig, Effect, Peer, SessionKey};
+use crate::session::core::{Core, CoreConfig, Effect, InvitationOutcome, Peer, SessionKey};
+use crate::session::mailer::Mailer;
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
+use crate::smtp::Router;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +79,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     });
     tracing::info!(%admin_addr, "admin listener ready");
 
+    // F2: where invitations go (MX look-ups or the smart host), built once.
+    let router = Router::new(&config.smtp.outbound).map_err(|e| {
+        anyhow::anyhow!(
+            "[smtp.outbound]: cannot set up outgoing mail: {e} (check smart_host and dns_servers)"
+        )
+    })?;
+    let (mailer, invited) = Mailer::new(policy.clone(), router, &config.smtp.outbound);
+
     let sip = SipListeners::bind(config.sip.listen, sip::message::Limits::default())
         .await
         .with_context(|| {
@@ -101,11 +112,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             ..Timers::default()
         },
     });
-    tokio::spawn(run_sessions(core, policy.clone(), stats, requests));
+    let mail = Mail { mailer, invited };
+    tokio::spawn(run_sessions(core, policy.clone(), mail, stats, requests));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
-    tracing::warn!(
-        "MSRP and SMTP are not built yet: sessions are signalled only, and asking the e-mail user is answered 480"
-    );
+    tracing::warn!("MSRP and inbound SMTP are not built yet: sessions are signalled only");
     Ok(Gateway {
         policy,
         admin_addr,
@@ -113,12 +123,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     })
 }
 
-/// Drives the session core: requests from the transports, decisions, timers, bytes back out.
-/// Policy decisions run on the blocking pool (`spawn_blocking`), never on this task: a slow
-/// policy holds its own INVITE pending, not every session.
+/// The mail side of the sessions and the outcomes of their invitations.
+struct Mail {
+    mailer: Mailer,
+    invited: mpsc::UnboundedReceiver<(SessionKey, InvitationOutcome)>,
+}
+
+/// Drives the session core: requests from the transports, decisions, invitation outcomes,
+/// timers, bytes back out. Policy decisions run on the blocking pool (`spawn_blocking`) and
+/// mail on the mailer's tasks, never on this task: a slow policy or SMTP server holds its
+/// own INVITE pending, not every session.
 async fn run_sessions(
     mut core: Core<Replier>,
     policy: Arc<PolicyHost>,
+    mut mail: Mail,
     stats: Arc<SessionStats>,
     mut requests: mpsc::Receiver<Inbound>,
 ) {
@@ -131,6 +149,11 @@ async fn run_sessions(
                 on_inbound(&mut core, inbound)
             }
             Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
+            Some((key, outcome)) = mail.invited.recv() => {
+                stats.invitation(outcome.is_ok());
+                mail.mailer.settled(&key, &outcome);
+                core.on_invitation(&key, outcome, Instant::now())
+            }
             _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
         };
         // Whatever else is ready goes in the same turn: the core's timers are polled once per
@@ -140,6 +163,10 @@ async fn run_sessions(
                 effects.extend(on_inbound(&mut core, inbound));
             } else if let Ok((key, decision)) = decisions.try_recv() {
                 effects.extend(core.on_decision(&key, decision, Instant::now()));
+            } else if let Ok((key, outcome)) = mail.invited.try_recv() {
+                stats.invitation(outcome.is_ok());
+                mail.mailer.settled(&key, &outcome);
+                effects.extend(core.on_invitation(&key, outcome, Instant::now()));
             } else {
                 break;
             }
@@ -156,8 +183,11 @@ async fn run_sessions(
                         let _ = decided.send((key, decision));
                     });
                 }
+                Effect::MailInvitation { key, mail: facts } => mail.mailer.invite(key, facts),
+                Effect::SessionClosed { key, notify } => mail.mailer.closed(&key, notify),
             }
         }
+        stats.set_mail(mail.mailer.sessions());
     }
 }
 

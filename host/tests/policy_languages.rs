@@ -120,10 +120,13 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     // The file is swapped by POST /policy/reload; no polling, so each swap is the test's.
+    // Asking the user mails the invitation: to a smart host where nothing listens, so each
+    // call ends at once (480) without the machine's DNS.
+    let closed = free_port();
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n",
+            "[sip]\nlisten = \"{sip}\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n[smtp.outbound]\nsmart_host = \"127.0.0.1:{closed}\"\n",
             policy.display().to_string(),
             cache_dir().display().to_string()
         ),

@@ -91,24 +91,7 @@ fn sipp(gw: &Gateway, name: &str, transport: &str) -> bool {
 
 /// [`sipp`] with more arguments (`-key name value` for `[name]` in the scenario).
 fn sipp_with(gw: &Gateway, name: &str, transport: &str, args: &[&str]) -> bool {
-    let status = Command::new("sipp")
-        .arg("-sf")
-        .arg(scenario(name))
-        .args(args)
-        .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
-        .args([
-            "-timeout",
-            "10s",
-            "-timeout_error",
-            "-nostdin",
-            "-trace_err",
-        ])
-        .arg(gw.sip.to_string())
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .status()
-        .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
-    status.success()
+    common::sipp(gw.sip, name, transport, args)
 }
 
 #[test]
@@ -281,9 +264,14 @@ fn f1_over_udp_and_tcp_with_the_auto_accept_policy() {
     assert!(sipp(&gw, "f1-uac.xml", "t1"), "F1 over TCP");
 }
 
+/// The default policy asks the user (F2): the invitation goes to the smart host, where
+/// nothing listens, so the INVITE is answered as AA3 maps a connect failure, with a Warning.
 #[test]
-fn default_policy_asks_the_user_which_is_a_clear_temporary_error_until_e_mail_lands() {
-    let gw = start();
+fn default_policy_asks_the_user_and_an_unreachable_mail_server_is_480_with_a_warning() {
+    let closed = free_port();
+    let gw = start_with(&format!(
+        "[smtp.outbound]\nsmart_host = \"127.0.0.1:{closed}\"\nconnect_timeout_ms = 1000\n"
+    ));
     let invite = request(
         0,
         7,
@@ -298,7 +286,7 @@ fn default_policy_asks_the_user_which_is_a_clear_temporary_error_until_e_mail_la
         "{final_response}"
     );
     assert!(
-        final_response.contains("not available yet"),
+        final_response.contains("Warning: 399 cpm-iwf \"SMTP connect failure"),
         "{final_response}"
     );
 }

@@ -12,6 +12,9 @@ Run with Debian's /usr/bin/python3 (python3-aiosmtpd is importable by that one o
       [--refuse-greeting]        greet with 554 (5.2.4.2.4 step 3) and take only QUIT
       [--refuse-rcpt ADDR]...    550 5.1.1 at RCPT TO for ADDR (repeatable)
       [--refuse-data]            451 4.3.0 after the message data
+      [--delay-mail SECONDS]     wait that long before answering each MAIL FROM
+      [--close-after-data]       close the connection (no reply) soon after each accepted mail,
+                                 as a server dropping an idle client does
 """
 
 import argparse
@@ -62,6 +65,8 @@ class Handler:
             "peer": list(session.peer),
             "helo": session.host_name,
         })
+        if self.args.close_after_data:
+            asyncio.get_running_loop().call_later(0.2, server.transport.close)
         return "250 2.0.0 OK queued"
 
     async def handle_QUIT(self, server, session, envelope):
@@ -79,6 +84,8 @@ class RecipientSMTP(SMTP):
 
     async def smtp_MAIL(self, arg):
         self.raw_mail_args = arg or ""
+        if self.args.delay_mail:
+            await asyncio.sleep(self.args.delay_mail)
         if arg and self.args.deliverby is not None:
             arg = " ".join(p for p in arg.split() if not p.upper().startswith("BY="))
         await super().smtp_MAIL(arg)
@@ -107,6 +114,8 @@ def main():
     p.add_argument("--refuse-greeting", action="store_true")
     p.add_argument("--refuse-rcpt", action="append", default=[])
     p.add_argument("--refuse-data", action="store_true")
+    p.add_argument("--delay-mail", type=float, default=0.0)
+    p.add_argument("--close-after-data", action="store_true")
     args = p.parse_args()
     args.refuse_rcpt = [a.lower() for a in args.refuse_rcpt]
 

@@ -5,21 +5,27 @@
 //!  INVITE ─100─> Pending ──Decide──> (the driver asks the policy off this task)
 //!                   │  <─on_decision─┘
 //!                   ├─ accept-on-behalf ──200 OK + SDP──> Dialog: AwaitingAck ──ACK──> Live
-//!                   ├─ ask-user ──480 (e-mail invitation not built yet)
+//!                   ├─ ask-user ──MailInvitation──> (the mail side sends AA2, off this task)
+//!                   │     <─on_invitation─┘ Ok: 200 OK + SDP ─> AwaitingAck ──ACK──> Invited
+//!                   │                       Err(status, warning): status + Warning (AA3)
 //!                   ├─ refuse(status) ──status
 //!                   └─ CANCEL ──200 (CANCEL), 487 (INVITE); a later outcome is dropped
-//!  Live ─re-INVITE, same media─> 200 (same answer) ─> AwaitingAck;  other media ─> 488, Live
-//!  Live/AwaitingAck ─BYE in─> 200, freed
-//!  Live/AwaitingAck ─end_session, or no ACK in 64*T1─> BYE out ─> Ending ─final/timeout─> freed
+//!  Live/Invited ─re-INVITE, same media─> 200 (same answer) ─> AwaitingAck; other media ─> 488
+//!  Live/Invited/AwaitingAck ─BYE in─> 200, freed, SessionClosed (F6: CC2 mail, QUIT)
+//!  Live/Invited/AwaitingAck ─end_session, or no ACK in 64*T1─> BYE out ─> Ending
+//!      ─final/timeout─> freed (SessionClosed without notification: QUIT only)
+//!  Pending on the invitation ─CANCEL─> 487, SessionClosed (CC2 mail once it is sent, QUIT)
 //! ```
 //!
 //! The core never calls the policy: it emits [`Effect::Decide`] and takes the answer back in
 //! [`Core::on_decision`]. Until then the INVITE is pending (a `State::Pending` session),
-//! the general shape of an INVITE waiting for an outcome (the policy now; the e-mail
-//! invitation's SMTP outcome for F2 later).
+//! the general shape of an INVITE waiting for an outcome (the policy's decision, or the
+//! e-mail invitation's SMTP outcome for F2: [`Effect::MailInvitation`] and
+//! [`Core::on_invitation`]). A session whose invitation was mailed has mail state on the
+//! driver's side; whenever such a session ends the core emits [`Effect::SessionClosed`].
 
 use crate::net::sip::{AGENT, new_tag};
-use crate::policy::world::{Gateway, InviteDecision, Session as PolicySession};
+use crate::policy::world::{Gateway, InviteDecision, Session as PolicySession, SipStatus};
 use crate::sdp::msrp::{self, Answer, LocalMsrp, Offer};
 use crate::sdp::uri::Host;
 use crate::sip::cpm::CpmInvite;
@@ -31,6 +37,7 @@ use crate::sip::multipart;
 use crate::sip::transaction::{
     Action, MAGIC_COOKIE, Output, Timers, TransactionKey, TransactionTable,
 };
+use chrono::{DateTime, FixedOffset};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
@@ -69,7 +76,29 @@ pub enum Effect<P> {
         key: SessionKey,
         session: Box<PolicySession>,
     },
+    /// 5.2.4.2.4 steps 1-5: mail the invitation (AA1, AA2) for `session`, off the session
+    /// task, and hand the SMTP outcome (AA3) to [`Core::on_invitation`] under `key`.
+    MailInvitation {
+        key: SessionKey,
+        mail: Box<MailFacts>,
+    },
+    /// Session `key`, whose invitation was mailed, is over: the mail side sends the CC2
+    /// notification when `notify` (the CPM side closed it: BYE, CANCEL; 5.2.4.2.6), then
+    /// QUITs the channel (CC2) and frees its state.
+    SessionClosed { key: SessionKey, notify: bool },
 }
+
+/// What the mail side needs of a session: the policy's facts and the SIP Date of the INVITE
+/// (AA2 Date row; the policy's record has no date).
+#[derive(Debug, Clone)]
+pub struct MailFacts {
+    pub session: PolicySession,
+    pub sip_date: Option<DateTime<FixedOffset>>,
+}
+
+/// The outcome of the invitation mail (AA3): `Ok` when the server took it (250), else the
+/// SIP status to answer and the text of its Warning (the SMTP reply, sanitised there).
+pub type InvitationOutcome = Result<(), (SipStatus, String)>;
 
 /// A session: its Call-ID and the IWF's own tag (RFC 3261 12: the remote tag is the peer's;
 /// the local tag alone is unique to this IWF). The tag is chosen when the INVITE arrives and
@@ -99,6 +128,8 @@ pub struct EndReason {
 enum Awaiting {
     /// The policy's `on-invite` decision (5.2.4.2.4).
     Decision,
+    /// The SMTP outcome of the invitation mail (5.2.4.2.4 step 5, AA3).
+    Invitation,
 }
 
 /// An INVITE answered 100 Trying and held, without a final response, until its outcome.
@@ -118,12 +149,17 @@ struct AwaitingAck<P> {
     next: Instant,
     interval: Duration,
     give_up: Instant,
+    /// Where the ACK takes the session: Invited when the e-mail user has not answered yet.
+    invited: bool,
 }
 
 /// Where an established dialog stands.
 enum Phase<P> {
     AwaitingAck(AwaitingAck<P>),
     Live,
+    /// 5.2.4.2.4 step 5a: the invitation was mailed and the 200 acknowledged; the e-mail
+    /// user has not answered. Behaves as Live for BYE and re-INVITE until F3 (issue 7).
+    Invited,
     /// The IWF sent a BYE (`bye` is its client transaction); the session is freed when that
     /// transaction ends, whatever its outcome (15.1.1).
     Ending {
@@ -150,6 +186,11 @@ struct Session<P> {
     offer: Offer,
     answer: Answer,
     state: State<P>,
+    /// The facts the mail side works from.
+    facts: Box<MailFacts>,
+    /// Set once the invitation is handed to the mail side, which then holds state for this
+    /// session until [`Effect::SessionClosed`].
+    mailed: bool,
 }
 
 pub struct Core<P> {
@@ -221,36 +262,127 @@ impl<P: Peer> Core<P> {
         let State::Pending(pending) = session.state else {
             return Vec::new();
         };
-        let tag = key.local_tag.as_str();
+        // Rebuilt whole so that each branch can take it; an INVITE the decision leaves
+        // pending (ask-user) waits on the invitation from here on.
+        let session = Session {
+            state: State::Pending(Pending {
+                awaiting: Awaiting::Invitation,
+                ..pending
+            }),
+            ..session
+        };
         match decision {
             InviteDecision::AcceptOnBehalf => {
-                let (cseq, body) = (pending.dialog.remote_cseq(), session.answer.to_bytes());
-                let record_route = pending.dialog.record_route();
-                let sent = self.answer_2xx(&pending.invite, tag, record_route, &body, now);
-                let Some(phase) = self.awaiting_ack(&sent, cseq, now) else {
-                    return sent;
-                };
                 tracing::info!(session = %session.id, %key, "INVITE accepted on behalf of the e-mail user");
-                let state = State::Dialog(pending.dialog, phase);
-                self.sessions
-                    .insert(key.clone(), Session { state, ..session });
-                self.watch_ack(key);
-                sent
+                self.answer_invite(key, session, false, now)
             }
             InviteDecision::AskUser => {
-                tracing::warn!(session = %session.id, "policy asks the e-mail user: inviting by e-mail is not built yet, answering 480");
-                self.refuse(
-                    &pending.invite,
-                    480,
-                    tag,
-                    "inviting the e-mail user by e-mail is not available yet",
-                    now,
-                )
+                // 5.2.4.2.4: ask the e-mail user; the INVITE stays pending on the mail.
+                tracing::info!(session = %session.id, %key, "policy asks the e-mail user: mailing the invitation");
+                let mail = session.facts.clone();
+                self.sessions.insert(
+                    key.clone(),
+                    Session {
+                        mailed: true,
+                        ..session
+                    },
+                );
+                vec![Effect::MailInvitation {
+                    key: key.clone(),
+                    mail,
+                }]
             }
             InviteDecision::Refuse(status) => {
-                self.respond(&pending.invite, status.code, tag, &[], None, now)
+                let State::Pending(pending) = &session.state else {
+                    return Vec::new();
+                };
+                self.respond(&pending.invite, status.code, &key.local_tag, &[], None, now)
             }
         }
+    }
+
+    /// The SMTP outcome (AA3) of the [`Effect::MailInvitation`] of session `key`: 250 ->
+    /// 200 OK with the SDP answer (step 5a), the session then Invited once acknowledged;
+    /// a refusal -> its status with the SMTP reply as Warning (steps 3, 5b). Dropped when
+    /// the INVITE is no longer pending on it (cancelled meanwhile).
+    pub fn on_invitation(
+        &mut self,
+        key: &SessionKey,
+        outcome: InvitationOutcome,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        let Some(session) = self.take_pending(key, Awaiting::Invitation) else {
+            tracing::debug!(session = %key, "invitation outcome for an INVITE no longer pending dropped");
+            return Vec::new();
+        };
+        match outcome {
+            Ok(()) => {
+                tracing::info!(session = %session.id, %key, "invitation mailed: INVITE answered 200");
+                self.answer_invite(key, session, true, now)
+            }
+            // The mail side has already let go of the session: no SessionClosed.
+            Err((status, warning)) => {
+                tracing::info!(session = %session.id, %key, status = status.code, %warning, "invitation not mailed");
+                let State::Pending(pending) = &session.state else {
+                    return Vec::new();
+                };
+                // AA3: the status and its reason phrase as the policy chose them.
+                let warning = warning_value(AGENT, &warning);
+                let extra = [("Warning", warning.as_str())];
+                self.respond_status(&pending.invite, &status, &key.local_tag, &extra, None, now)
+            }
+        }
+    }
+
+    /// 200 OK with the SDP answer to the pending INVITE of `session` (5.2.1.3, and
+    /// 5.2.4.2.4 step 5a when `invited`): the dialog is established, the 2xx retransmitted
+    /// until its ACK.
+    fn answer_invite(
+        &mut self,
+        key: &SessionKey,
+        session: Session<P>,
+        invited: bool,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
+        let State::Pending(pending) = session.state else {
+            return Vec::new();
+        };
+        let (cseq, body) = (pending.dialog.remote_cseq(), session.answer.to_bytes());
+        let record_route = pending.dialog.record_route();
+        let tag = key.local_tag.as_str();
+        let mut sent = self.answer_2xx(&pending.invite, tag, record_route, &body, now);
+        let Some(phase) = self.awaiting_ack(&sent, cseq, invited, now) else {
+            // No 2xx went out (the transaction is gone): the mail side lets go too.
+            if session.mailed {
+                sent.push(Effect::SessionClosed {
+                    key: key.clone(),
+                    notify: false,
+                });
+            }
+            return sent;
+        };
+        let state = State::Dialog(pending.dialog, phase);
+        self.sessions
+            .insert(key.clone(), Session { state, ..session });
+        self.watch_ack(key);
+        sent
+    }
+
+    /// [`Effect::SessionClosed`] for a session freed, when its invitation was mailed.
+    fn closed_effect(key: &SessionKey, session: &Session<P>, notify: bool) -> Option<Effect<P>> {
+        session.mailed.then(|| Effect::SessionClosed {
+            key: key.clone(),
+            notify,
+        })
+    }
+
+    /// Frees session `key`; the mail side is told when it holds state for it.
+    fn free(&mut self, key: &SessionKey, notify: bool) -> Vec<Effect<P>> {
+        self.sessions
+            .remove(key)
+            .and_then(|session| Self::closed_effect(key, &session, notify))
+            .into_iter()
+            .collect()
     }
 
     /// Ends session `key` from the IWF's side (reject, leave, expiry): a BYE within the dialog
@@ -269,8 +401,9 @@ impl<P: Peer> Core<P> {
             }
             Some(State::Pending(pending)) => {
                 let invite = pending.invite.clone();
-                self.sessions.remove(key);
-                self.refuse(&invite, 480, &key.local_tag, &reason.text, now)
+                let mut out = self.refuse(&invite, 480, &key.local_tag, &reason.text, now);
+                out.extend(self.free(key, false));
+                out
             }
             Some(State::Dialog(_, Phase::Ending { .. })) => Vec::new(),
             Some(State::Dialog(..)) => self.send_bye(key, reason, now),
@@ -317,8 +450,7 @@ impl<P: Peer> Core<P> {
             }
             Err(e) => {
                 tracing::warn!(session = %session.id, %key, error = %e, "BYE not sent; session freed");
-                self.sessions.remove(key);
-                Vec::new()
+                self.free(key, false)
             }
         }
     }
@@ -423,10 +555,10 @@ impl<P: Peer> Core<P> {
                 Action::Cancelled => out.extend(self.on_cancelled(&key, now)),
                 Action::Response(response) => {
                     if response.status().is_some_and(|s| s >= 200) {
-                        self.on_request_done(&key);
+                        out.extend(self.on_request_done(&key));
                     }
                 }
-                Action::Timeout | Action::TransportError => self.on_request_done(&key),
+                Action::Timeout | Action::TransportError => out.extend(self.on_request_done(&key)),
                 Action::Terminated => {}
             }
         }
@@ -435,17 +567,22 @@ impl<P: Peer> Core<P> {
 
     /// The IWF's request `request` ended (a final response, Timer F or a transport error):
     /// a session Ending on it is freed (15.1.1; 481 and 408 end the dialog too, 12.2.1.2).
-    fn on_request_done(&mut self, request: &TransactionKey) {
+    fn on_request_done(&mut self, request: &TransactionKey) -> Vec<Effect<P>> {
         let Some(key) = self.byes.remove(request) else {
-            return;
+            return Vec::new();
         };
-        match self.sessions.get(&key).map(|s| &s.state) {
-            Some(State::Dialog(_, Phase::Ending { bye })) if bye == request => {}
-            _ => return,
+        match self.sessions.get(&key) {
+            Some(Session {
+                id,
+                state: State::Dialog(_, Phase::Ending { bye }),
+                ..
+            }) if bye == request => {
+                tracing::info!(session = %id, "BYE done: session closed");
+            }
+            _ => return Vec::new(),
         }
-        if let Some(session) = self.sessions.remove(&key) {
-            tracing::info!(session = %session.id, "BYE done: session closed");
-        }
+        // The IWF ended it: the mail side only QUITs.
+        self.free(&key, false)
     }
 
     /// 9.2: a CANCEL reached the INVITE `invite` before its final response. The INVITE is
@@ -455,14 +592,19 @@ impl<P: Peer> Core<P> {
             State::Pending(p) if &p.invite == invite => Some(key.clone()),
             _ => None,
         });
+        let mut closed = Vec::new();
         let tag = match key.and_then(|key| self.sessions.remove_entry(&key)) {
             Some((key, session)) => {
                 tracing::info!(session = %session.id, %key, "INVITE cancelled while pending");
+                // An invitation in flight: the mail side closes its channel once it is done.
+                closed.extend(Self::closed_effect(&key, &session, true));
                 key.local_tag
             }
             None => new_tag(),
         };
-        self.respond(invite, 487, &tag, &[], None, now)
+        let mut out = self.respond(invite, 487, &tag, &[], None, now);
+        out.extend(closed);
+        out
     }
 
     fn on_tu_request(
@@ -515,8 +657,13 @@ impl<P: Peer> Core<P> {
             if let Phase::AwaitingAck(a) = phase
                 && request.cseq().is_some_and(|(n, _)| n == a.cseq)
             {
-                *phase = Phase::Live;
-                tracing::info!(session = %id, "session live");
+                if a.invited {
+                    *phase = Phase::Invited;
+                    tracing::info!(session = %id, "session invited: awaiting the e-mail user");
+                } else {
+                    *phase = Phase::Live;
+                    tracing::info!(session = %id, "session live");
+                }
             }
             return Vec::new();
         }
@@ -533,10 +680,11 @@ impl<P: Peer> Core<P> {
         }
         match method {
             "BYE" => {
-                if let Some(session) = self.sessions.remove(&key) {
-                    tracing::info!(session = %session.id, "BYE: session closed");
-                }
-                self.respond(tx, 200, "", &[], None, now)
+                // F6 (5.2.4.2.6): 200 OK at once, then the mail side's CC2 and QUIT.
+                tracing::info!(session = %id, "BYE: session closed");
+                let mut out = self.respond(tx, 200, "", &[], None, now);
+                out.extend(self.free(&key, true));
+                out
             }
             "INVITE" => self.on_reinvite(&key, tx, request, now),
             _ => self.refuse(tx, 405, "", "method not handled within a session", now),
@@ -585,9 +733,10 @@ impl<P: Peer> Core<P> {
             );
         }
         let body = session.answer.to_bytes();
+        let invited = matches!(session.state, State::Dialog(_, Phase::Invited));
         let cseq = request.cseq().map_or(0, |(n, _)| n);
         let sent = self.answer_2xx(tx, "", &[], &body, now);
-        let phase = self.awaiting_ack(&sent, cseq, now);
+        let phase = self.awaiting_ack(&sent, cseq, invited, now);
         if let Some(Session {
             id,
             state: State::Dialog(dialog, current),
@@ -677,6 +826,14 @@ impl<P: Peer> Core<P> {
                     dialog,
                     awaiting: Awaiting::Decision,
                 }),
+                facts: Box::new(MailFacts {
+                    session: facts.clone(),
+                    sip_date: cpm
+                        .date
+                        .as_ref()
+                        .and_then(|d| crate::mail::aa2::parse_sip_date(&d.raw)),
+                }),
+                mailed: false,
             },
         );
         vec![Effect::Decide {
@@ -707,7 +864,13 @@ impl<P: Peer> Core<P> {
 
     /// The retransmission state of the 2xx in `sent` (13.3.1.4): T1, doubling up to T2,
     /// given up after 64*T1. `None` when no 2xx went out.
-    fn awaiting_ack(&self, sent: &[Effect<P>], cseq: u32, now: Instant) -> Option<Phase<P>> {
+    fn awaiting_ack(
+        &self,
+        sent: &[Effect<P>],
+        cseq: u32,
+        invited: bool,
+        now: Instant,
+    ) -> Option<Phase<P>> {
         let Some(Effect::Send { peer, bytes }) = sent.first() else {
             return None;
         };
@@ -719,6 +882,7 @@ impl<P: Peer> Core<P> {
             next: now + t1,
             interval: t1,
             give_up: now + self.config.timers.t1_x64(),
+            invited,
         }))
     }
 
@@ -771,12 +935,29 @@ impl<P: Peer> Core<P> {
         body: Option<(&str, &[u8])>,
         now: Instant,
     ) -> Vec<Effect<P>> {
+        let status = SipStatus {
+            code: status,
+            reason: String::new(),
+        };
+        self.respond_status(key, &status, to_tag, extra, body, now)
+    }
+
+    /// [`Core::respond`] with the policy's reason phrase (the standard one when empty).
+    fn respond_status(
+        &mut self,
+        key: &TransactionKey,
+        status: &SipStatus,
+        to_tag: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
         let spec = ResponseSpec {
-            status,
+            status: status.code,
+            reason: &status.reason,
             to_tag: Some(to_tag).filter(|t| !t.is_empty()),
             extra_headers: extra,
             body,
-            ..ResponseSpec::default()
         };
         match self.transactions.respond(key, &spec, now) {
             Ok(outputs) => outputs
@@ -790,7 +971,7 @@ impl<P: Peer> Core<P> {
                 })
                 .collect(),
             Err(e) => {
-                tracing::debug!(status, error = %e, "response not sent");
+                tracing::debug!(status = status.code, error = %e, "response not sent");
                 Vec::new()
             }
         }
@@ -904,7 +1085,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 Effect::Send { bytes, .. } => Some(String::from_utf8_lossy(bytes).to_string()),
-                Effect::Decide { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -921,7 +1102,7 @@ mod tests {
     fn decide(effects: &[Effect<To>]) -> Option<(SessionKey, PolicySession)> {
         effects.iter().find_map(|e| match e {
             Effect::Decide { key, session } => Some((key.clone(), (**session).clone())),
-            Effect::Send { .. } => None,
+            _ => None,
         })
     }
 
@@ -1286,8 +1467,184 @@ mod tests {
         );
     }
 
+    /// The invitation asked of the mail side, if any.
+    fn mail_invitation(effects: &[Effect<To>]) -> Option<(SessionKey, MailFacts)> {
+        effects.iter().find_map(|e| match e {
+            Effect::MailInvitation { key, mail } => Some((key.clone(), (**mail).clone())),
+            _ => None,
+        })
+    }
+
+    /// The mail side told the session is over: (key, notify).
+    fn session_closed(effects: &[Effect<To>]) -> Vec<(SessionKey, bool)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SessionClosed { key, notify } => Some((key.clone(), *notify)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// INVITE (with a SIP Date), ask-user: pending on the invitation mail.
+    fn invite_asking_the_user(core: &mut Core<To>, now: Instant) -> SessionKey {
+        let date = "Date: Thu, 26 Nov 2026 08:30:00 GMT\r\n";
+        let key = invite_with(core, &format!("{CONTACT}{date}"), now);
+        let effects = core.on_decision(&key, InviteDecision::AskUser, now);
+        assert!(
+            sent(&effects).is_empty(),
+            "nothing answered before the mail's outcome"
+        );
+        let (mailed, facts) = mail_invitation(&effects).expect("the invitation is mailed");
+        assert_eq!(mailed, key);
+        assert_eq!(facts.session.request_uri, "mailto:bob@example.net");
+        assert_eq!(
+            facts.sip_date.unwrap().to_rfc2822(),
+            "Thu, 26 Nov 2026 08:30:00 +0000",
+            "AA2 Date: the SIP Date goes to the mail side"
+        );
+        assert_eq!(core.sessions(), 1, "pending on the invitation");
+        assert!(core.poll_timeout().is_none());
+        key
+    }
+
     #[test]
-    fn refuse_answers_the_policys_status_and_ask_user_is_480_with_a_warning() {
+    fn f2_ask_user_mails_then_250_is_200_with_the_sdp_answer_ack_invited_and_bye_closes_the_mail() {
+        let (mut core, start) = (core(), Instant::now());
+        let key = invite_asking_the_user(&mut core, start);
+        // A late policy decision for the same INVITE changes nothing.
+        assert!(
+            core.on_decision(&key, InviteDecision::AcceptOnBehalf, start)
+                .is_empty()
+        );
+        let at = start + Duration::from_millis(300);
+        let effects = core.on_invitation(&key, Ok(()), at);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"], "step 5a");
+        let ok = sent(&effects).remove(0);
+        assert!(
+            ok.contains("a=path:msrp://192.0.2.10:2855/") && ok.contains("a=setup:active"),
+            "AA3 Body: the SDP answer, as for accept-on-behalf: {ok}"
+        );
+        assert!(ok.contains("Contact: <sip:iwf@192.0.2.10:5060>\r\n"));
+        // Retransmitted from the outcome's instant until the ACK (13.3.1.4).
+        assert_eq!(core.poll_timeout(), Some(at + Duration::from_millis(500)));
+        let ack = request("ACK", 1, Some(&key.local_tag), "", "");
+        assert!(
+            core.on_request(ack, Transport::Datagram, To::Source, at)
+                .is_empty()
+        );
+        // Invited: no retransmission, no BYE for a missing ACK.
+        let later = at + Duration::from_secs(40);
+        assert!(sent(&core.handle_timeout(later)).is_empty());
+        // A re-INVITE refresh keeps it Invited; its ACK too.
+        let effects = in_dialog(&mut core, &key, "INVITE", 2, "", "", later);
+        assert_eq!(statuses(&effects), ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]);
+        in_dialog(&mut core, &key, "ACK", 2, "", "", later);
+        assert!(sent(&core.handle_timeout(later + Duration::from_secs(40))).is_empty());
+        // F6: 200 at once, then the mail side notifies (CC2) and QUITs.
+        let effects = in_dialog(&mut core, &key, "BYE", 3, "", "", later);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+        assert_eq!(session_closed(&effects), [(key, true)]);
+        assert!(
+            matches!(effects[0], Effect::Send { .. }),
+            "the 200 goes first"
+        );
+        assert_eq!(core.sessions(), 0);
+    }
+
+    #[test]
+    fn f2_an_invitation_refused_answers_the_aa3_status_with_the_smtp_warning() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite_asking_the_user(&mut core, now);
+        let status = SipStatus {
+            code: 488,
+            reason: "Mail Refused".into(),
+        };
+        let warning = "SMTP rcpt-to failure (permanent): 550 5.1.1: no such user".to_string();
+        let effects = core.on_invitation(&key, Err((status, warning)), now);
+        assert_eq!(
+            statuses(&effects),
+            ["SIP/2.0 488 Mail Refused"],
+            "AA3: the policy's code and reason phrase"
+        );
+        let refused = sent(&effects).remove(0);
+        assert!(
+            refused.contains(
+                "Warning: 399 cpm-iwf \"SMTP rcpt-to failure (permanent): 550 5.1.1: no such user\"\r\n"
+            ),
+            "{refused}"
+        );
+        assert!(refused.contains(&format!(";tag={}\r\n", key.local_tag)));
+        assert!(!refused.contains("application/sdp"), "AA3 Body: none");
+        assert!(
+            session_closed(&effects).is_empty(),
+            "the mail side let go itself"
+        );
+        assert_eq!(core.sessions(), 0);
+        assert!(core.on_invitation(&key, Ok(()), now).is_empty());
+    }
+
+    #[test]
+    fn f2_cancel_while_mailing_is_487_the_mail_side_closes_and_the_late_outcome_is_dropped() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite_asking_the_user(&mut core, now);
+        let mut cancel = request("CANCEL", 1, None, "", "");
+        cancel.headers.iter_mut().for_each(|(n, v)| {
+            if n == "Via" {
+                *v = v.replace("z9hG4bK-CANCEL-1", "z9hG4bK-INVITE-1");
+            }
+        });
+        let effects = core.on_request(cancel, Transport::Datagram, To::Source, now);
+        assert_eq!(
+            statuses(&effects),
+            ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]
+        );
+        assert_eq!(session_closed(&effects), [(key.clone(), true)]);
+        assert_eq!(core.sessions(), 0);
+        let late = core.on_invitation(&key, Ok(()), now + Duration::from_secs(1));
+        assert!(late.is_empty(), "no 200 after the 487");
+    }
+
+    #[test]
+    fn f2_the_iwf_ending_an_invited_session_sends_bye_then_the_mail_side_quits_without_notice() {
+        let (mut core, now) = (core(), Instant::now());
+        let key = invite_asking_the_user(&mut core, now);
+        core.on_invitation(&key, Ok(()), now);
+        in_dialog(&mut core, &key, "ACK", 1, "", "", now);
+        let reason = EndReason {
+            cause: 200,
+            text: "invitation expired".into(),
+        };
+        let effects = core.end_session(&key, &reason, now);
+        let bye = sent(&effects).remove(0);
+        assert!(bye.starts_with("BYE sip:alice@192.0.2.1:5070 SIP/2.0\r\n"));
+        assert!(
+            session_closed(&effects).is_empty(),
+            "held until the BYE is done"
+        );
+        let effects = core.on_response(response_to(&bye, 200), now);
+        assert_eq!(session_closed(&effects), [(key.clone(), false)]);
+        assert_eq!(core.sessions(), 0);
+
+        // Pending on the mail: 480 with the reason, and the mail side closes.
+        let mut core = self::core();
+        let key = invite_asking_the_user(&mut core, now);
+        let effects = core.end_session(&key, &reason, now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
+        assert_eq!(session_closed(&effects), [(key, false)]);
+    }
+
+    #[test]
+    fn an_accepted_on_behalf_session_has_no_mail_side() {
+        let (mut core, now) = (core(), Instant::now());
+        let (key, _) = live(&mut core, now);
+        let effects = in_dialog(&mut core, &key, "BYE", 2, "", "", now);
+        assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+        assert!(session_closed(&effects).is_empty());
+    }
+
+    #[test]
+    fn refuse_answers_the_policys_status_and_ask_user_mails_the_invitation() {
         let (mut core, now) = (core(), Instant::now());
         let key = invite(&mut core, now);
         let refuse = InviteDecision::Refuse(SipStatus {
@@ -1299,11 +1656,7 @@ mod tests {
         assert_eq!(core.sessions(), 0);
 
         let mut core = self::core();
-        let key = invite(&mut core, now);
-        let effects = core.on_decision(&key, InviteDecision::AskUser, now);
-        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
-        assert!(sent(&effects)[0].contains("Warning: 399 cpm-iwf \"inviting"));
-        assert_eq!(core.sessions(), 0);
+        invite_asking_the_user(&mut core, now);
     }
 
     #[test]
@@ -1322,7 +1675,7 @@ mod tests {
         let decision = policy("default").on_invite(&facts).value;
         assert!(matches!(decision, InviteDecision::AskUser));
         let effects = core.on_decision(&key, decision, now);
-        assert_eq!(statuses(&effects), ["SIP/2.0 480 Temporarily Unavailable"]);
-        assert_eq!(core.sessions(), 0);
+        assert!(mail_invitation(&effects).is_some());
+        assert_eq!(core.sessions(), 1);
     }
 }

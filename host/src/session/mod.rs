@@ -3,12 +3,15 @@
 //!
 //! - `core`: the UA core (RFC 3261 8.2, 12, 13.3, 14, 15) over the transaction and dialog
 //!   layers: F1 (accept on behalf, 5.2.1.3) with ACK, re-INVITE and BYE either way; an
-//!   INVITE stays pending while the policy decides off the session task; the ask-the-user
-//!   branch (F2) answers a temporary error until the e-mail side is built.
+//!   INVITE stays pending while the policy decides off the session task, and while the
+//!   invitation is mailed (F2); a BYE closes it (F6).
+//! - `mailer`: the e-mail side of a session (AA1-AA3, CC1-CC2): one task per session with
+//!   its SMTP channel and Message-IDs.
 //!
 //! - `stats`: the session gauges for `GET /metrics`.
 //!
 //! Must not touch sockets or clocks: the driver in `gateway` feeds it and sends its bytes.
 
 pub mod core;
+pub mod mailer;
 pub mod stats;

@@ -1,6 +1,8 @@
 //! Shared by the integration tests: the built policies and a session to decide on.
 #![allow(dead_code)]
 
+pub mod mail;
+
 use iwf::policy::world::{Gateway, Identity, Session};
 use iwf::policy::{Limits, PolicyEngine};
 use std::path::PathBuf;
@@ -124,4 +126,30 @@ pub fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// Runs sipp scenario `tests/sipp/<name>` once against `target` over `transport` ("u1" UDP,
+/// "t1" TCP), with more arguments (`-key name value` for `[name]`); true when it passed.
+pub fn sipp(target: std::net::SocketAddr, name: &str, transport: &str, args: &[&str]) -> bool {
+    let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/sipp")
+        .join(name);
+    let status = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .args(args)
+        .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
+        .args([
+            "-timeout",
+            "10s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .arg(target.to_string())
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
+    status.success()
 }

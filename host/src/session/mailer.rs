@@ -1,0 +1,961 @@
+//! The e-mail side of a CPM session whose invitation is mailed (F2, 5.2.4.2.4; F6,
+//! 5.2.4.2.6): one task per session mails the invitation (AA1, AA2) and reports its SMTP
+//! outcome (AA3); it keeps the SMTP channel, the addresses used and the Message-IDs sent
+//! until the session closes, then mails the CC2 notification when the policy wants one
+//! and QUITs (CC1, CC2).
+//!
+//! Owns the per-session mail state and the policy calls of those mails (on the blocking
+//! pool). Must not touch SIP (that is `core`, which it answers through the outcome
+//! channel) nor write mail text itself (that is `mail::compose`).
+
+use super::core::{InvitationOutcome, MailFacts, SessionKey};
+use crate::config::SmtpOutboundConfig;
+use crate::mail::header::HeaderError;
+use crate::mail::{AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
+use crate::policy::PolicyHost;
+use crate::policy::world::{
+    self, CopyControl, Identity, InvitationMail, MailKind, Notification, Session as PolicySession,
+    SipStatus,
+};
+use crate::smtp::{self, Channel, ClientSettings, DeliverBy, Envelope, Router, SmtpFailure, Stage};
+use chrono::{DateTime, FixedOffset, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// The longest SMTP reply text carried into a SIP Warning.
+const MAX_WARNING: usize = 200;
+
+/// What the mail tasks share: the policy, where mail goes, how the client talks.
+struct Shared {
+    policy: Arc<PolicyHost>,
+    router: Router,
+    settings: ClientSettings,
+    /// `[smtp.outbound] max_mail_operations`: one permit per operation running.
+    slots: Semaphore,
+    /// `invitation_timeout_ms`: past it the invitation is a temporary connect failure (AA3).
+    deadline: std::time::Duration,
+    /// `max_idle_channels`: one permit per channel held open between mails.
+    idle: Arc<Semaphore>,
+}
+
+/// The sessions with mail state, by key; each entry is the way to tell its task that the
+/// session is over (`true`: send the CC2 notification).
+pub struct Mailer {
+    shared: Arc<Shared>,
+    sessions: HashMap<SessionKey, oneshot::Sender<bool>>,
+    outcomes: mpsc::UnboundedSender<(SessionKey, InvitationOutcome)>,
+}
+
+impl Mailer {
+    /// A mailer and the channel of its invitation outcomes, for `Core::on_invitation`.
+    pub fn new(
+        policy: Arc<PolicyHost>,
+        router: Router,
+        config: &SmtpOutboundConfig,
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<(SessionKey, InvitationOutcome)>,
+    ) {
+        let (outcomes, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            policy,
+            router,
+            settings: ClientSettings::from_config(config),
+            slots: Semaphore::new(config.max_mail_operations),
+            deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
+            idle: Arc::new(Semaphore::new(config.max_idle_channels)),
+        });
+        let mailer = Self {
+            shared,
+            sessions: HashMap::new(),
+            outcomes,
+        };
+        (mailer, receiver)
+    }
+
+    /// Sessions with mail state.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// 5.2.4.2.4 steps 1-5: starts the task of session `key`, which mails the invitation
+    /// and sends its outcome on the outcome channel.
+    pub fn invite(&mut self, key: SessionKey, mail: Box<MailFacts>) {
+        let (close, closing) = oneshot::channel();
+        if self.sessions.insert(key.clone(), close).is_some() {
+            tracing::warn!(session = %key, "a second invitation for one session: the first one's mail state is dropped");
+        }
+        let (shared, outcomes) = (self.shared.clone(), self.outcomes.clone());
+        tokio::spawn(run(shared, key, mail, outcomes, closing));
+    }
+
+    /// The core has taken the outcome of `key`'s invitation: a refused invitation leaves no
+    /// mail state (its task has ended).
+    pub fn settled(&mut self, key: &SessionKey, outcome: &InvitationOutcome) {
+        if outcome.is_err() {
+            self.sessions.remove(key);
+        }
+    }
+
+    /// Session `key` is over (5.2.4.2.6): its task sends the CC2 notification if `notify`
+    /// and the policy wants one, then QUITs, once its invitation is done.
+    pub fn closed(&mut self, key: &SessionKey, notify: bool) {
+        match self.sessions.remove(key) {
+            // A task already gone (its invitation failed meanwhile) has nothing to close.
+            Some(close) => {
+                let _ = close.send(notify);
+            }
+            None => tracing::debug!(session = %key, "session closed without mail state"),
+        }
+    }
+}
+
+/// What a session's task keeps between its mails.
+struct Thread {
+    /// The SMTP channel, while open (CC2: the notification goes over the same channel).
+    channel: Option<Channel>,
+    /// Held while `channel` is kept open between mails (`max_idle_channels`).
+    idle: Option<OwnedSemaphorePermit>,
+    /// Where the channel goes: the first recipient's domain.
+    domain: String,
+    envelope: Envelope,
+    addresses: Addresses,
+    /// The invitation's Message-ID and its References, for threading the later mails.
+    invitation: MsgId,
+    invitation_references: Vec<MsgId>,
+}
+
+/// The task of one session: invitation, outcome, then wait for the close.
+async fn run(
+    shared: Arc<Shared>,
+    key: SessionKey,
+    mail: Box<MailFacts>,
+    outcomes: mpsc::UnboundedSender<(SessionKey, InvitationOutcome)>,
+    closing: oneshot::Receiver<bool>,
+) {
+    let invited = match shared.slots.acquire().await {
+        Ok(_slot) => match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await {
+            Ok(invited) => invited,
+            Err(_) => {
+                let ms = shared.deadline.as_millis();
+                let text = format!("no SMTP outcome within {ms} ms");
+                let failure = SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
+                Err(refusal(&shared, &mail.session, failure).await)
+            }
+        },
+        Err(_) => return,
+    };
+    let mut thread = match invited {
+        Ok(thread) => {
+            let _ = outcomes.send((key.clone(), Ok(())));
+            thread
+        }
+        Err(refusal) => {
+            let _ = outcomes.send((key, Err(refusal)));
+            return;
+        }
+    };
+    // Keep the channel open while the session lasts, within max_idle_channels.
+    match shared.idle.clone().try_acquire_owned() {
+        Ok(permit) => thread.idle = Some(permit),
+        Err(_) => {
+            tracing::info!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
+            if let Some(channel) = thread.channel.take() {
+                quit(channel, &mail.session.session_id).await;
+            }
+        }
+    }
+    // The sender dropped without a word: the gateway is going away; QUIT only.
+    let notify = closing.await.unwrap_or(false);
+    if let Ok(_slot) = shared.slots.acquire().await {
+        close(&shared, &mail.session, thread, notify).await;
+    }
+    tracing::debug!(session = %key, "mail state freed");
+}
+
+/// The policy's answers an invitation needs, asked in one go on the blocking pool.
+struct Decisions {
+    /// AA2 From: P-Asserted-Identity, else From, mapped (5.2.4.1).
+    user: Option<world::Mailbox>,
+    /// Privacy: id.
+    anonymous: Option<world::Mailbox>,
+    /// Step 2b: the group's address.
+    group: Option<world::Mailbox>,
+    /// AA2 Sender (groups): Referred-By, else From, mapped.
+    originator: Option<world::Mailbox>,
+    /// AA2 Reply-To: the SIP Reply-To, mapped.
+    reply_to: Option<world::Mailbox>,
+    /// The group's URI-list, each entry mapped.
+    recipients: Vec<(Option<world::Mailbox>, CopyControl)>,
+    body: InvitationMail,
+    x_priority: Option<u8>,
+    deliver_by: Option<world::ByRequest>,
+}
+
+fn decide(policy: &PolicyHost, session: &PolicySession) -> Decisions {
+    let gateway = &session.gateway;
+    let map = |id: &Identity| policy.cpm_to_email(gateway, id).value;
+    let user = map(session.asserted_identity.as_ref().unwrap_or(&session.from));
+    let group = session.group.as_ref();
+    let recipients = group
+        .map(|g| {
+            g.recipients
+                .iter()
+                .map(|r| {
+                    let mailbox = match mailto(&r.uri) {
+                        Some(address) => Some(world::Mailbox {
+                            address: address.into(),
+                            display_name: r.display_name.clone(),
+                        }),
+                        None => map(&Identity {
+                            uri: r.uri.clone(),
+                            display_name: r.display_name.clone(),
+                        }),
+                    };
+                    (mailbox, r.copy_control)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Decisions {
+        user,
+        anonymous: session
+            .privacy_id
+            .then(|| policy.anonymous_identity(session).value),
+        group: group.map(|_| policy.group_address(session).value),
+        originator: group.and_then(|_| map(session.referred_by.as_ref().unwrap_or(&session.from))),
+        reply_to: session.reply_to.as_ref().and_then(map),
+        recipients,
+        body: policy.invitation_body(session).value,
+        x_priority: policy.x_priority(session, MailKind::Invitation).value,
+        deliver_by: policy.deliver_by(session, MailKind::Invitation).value,
+    }
+}
+
+/// The addresses of a session's mails, fixed by the invitation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Addresses {
+    from: Mailbox,
+    sender: Option<Mailbox>,
+    reply_to: Option<Mailbox>,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    /// Envelope only (RFC 5366 copyControl bcc).
+    bcc: Vec<Mailbox>,
+}
+
+/// AA2 address rows (From, Reply-To, Sender, To/Cc/Bcc) from the facts and the policy's
+/// mappings; `Err` names what cannot be mapped.
+fn addresses(session: &PolicySession, d: &Decisions) -> Result<Addresses, String> {
+    let mailbox = |m: &world::Mailbox| {
+        Mailbox::new(m.display_name.as_deref(), &m.address)
+            .map_err(|e| format!("policy address {:?}: {e}", m.address))
+    };
+    let anonymous = d.anonymous.as_ref().map(mailbox).transpose()?;
+    let user = d.user.as_ref().map(mailbox).transpose()?;
+    // AA2 From: step 2b the group's address; Privacy: id the anonymous one; else the user's.
+    let from = match (&d.group, &anonymous) {
+        (Some(group), _) => mailbox(group)?,
+        (None, Some(anonymous)) => anonymous.clone(),
+        (None, None) => user.ok_or("no e-mail address for the inviting CPM user")?,
+    };
+    // AA2 Sender (groups): the originator from Referred-By or From, anonymous with Privacy: id.
+    let sender = match (&d.group, &anonymous) {
+        (None, _) => None,
+        (Some(_), Some(anonymous)) => Some(anonymous.clone()),
+        (Some(_), None) => d.originator.as_ref().map(mailbox).transpose()?,
+    };
+    // AA2 Reply-To: the SIP Reply-To mapped; an anonymous URI with Privacy: id.
+    let reply_to = match (&session.reply_to, &anonymous) {
+        (None, _) => None,
+        (Some(_), Some(anonymous)) => Some(anonymous.clone()),
+        (Some(_), None) => d.reply_to.as_ref().map(mailbox).transpose()?,
+    };
+    // AA2 To/Cc/Bcc: the Request-URI's mailto address, or the URI-list by copyControl.
+    let list = if session.group.is_some() {
+        let mut list = Vec::new();
+        for (m, control) in &d.recipients {
+            match m {
+                Some(m) => list.push((mailbox(m)?, *control)),
+                None => {
+                    tracing::info!(session = %session.session_id, "a URI-list entry without an e-mail address left out")
+                }
+            }
+        }
+        list
+    } else {
+        let address = mailto(&session.request_uri).ok_or_else(|| {
+            format!(
+                "the Request-URI {} is not a mailto: URI",
+                session.request_uri
+            )
+        })?;
+        let to = Mailbox::new(None, address)
+            .map_err(|e| format!("the Request-URI {}: {e}", session.request_uri))?;
+        vec![(to, CopyControl::To)]
+    };
+    let r = aa2::recipients(list);
+    if r.to.is_empty() && r.cc.is_empty() && r.bcc.is_empty() {
+        return Err("no recipient with an e-mail address".into());
+    }
+    Ok(Addresses {
+        from,
+        sender,
+        reply_to,
+        to: r.to,
+        cc: r.cc,
+        bcc: r.bcc,
+    })
+}
+
+/// The addr-spec of a `mailto:` URI (RFC 6068), without its `?hfields`.
+fn mailto(uri: &str) -> Option<&str> {
+    let rest = uri
+        .get(..7)?
+        .eq_ignore_ascii_case("mailto:")
+        .then(|| &uri[7..])?;
+    let address = rest.split('?').next()?.trim();
+    (!address.is_empty()).then_some(address)
+}
+
+/// Which mail of the session, with what only that mail has.
+enum Kind<'a> {
+    /// AA2: the invitation.
+    Invitation {
+        sip_date: Option<DateTime<FixedOffset>>,
+        body: &'a InvitationMail,
+    },
+    /// CC2: the session-closed notification, threaded under the invitation.
+    Closed {
+        invitation: &'a MsgId,
+        invitation_references: &'a [MsgId],
+        body: &'a Notification,
+    },
+}
+
+/// AA2 and CC2 row by row: the one mapping from a session's facts to the draft of its mail.
+fn draft(
+    session: &PolicySession,
+    addresses: &Addresses,
+    kind: &Kind,
+    message_id: MsgId,
+    x_priority: Option<u8>,
+    now: DateTime<Utc>,
+) -> Result<Draft, HeaderError> {
+    let mail_domain = &session.gateway.mail_domain;
+    // AA2 Date: CPIM DateTime (none in an INVITE), else SIP Date, else now; CC2: now.
+    let sip_date = match kind {
+        Kind::Invitation { sip_date, .. } => *sip_date,
+        Kind::Closed { .. } => None,
+    };
+    // AA2 msg-id row: In-Reply-To from InReplyTo-Contribution-ID; CC2: the invitation's.
+    let (in_reply_to, references) = match kind {
+        Kind::Invitation { .. } => {
+            let parent =
+                aa2::in_reply_to(session.in_reply_to_contribution_id.as_deref(), mail_domain)?;
+            let references = parent.iter().cloned().collect();
+            (parent, references)
+        }
+        Kind::Closed {
+            invitation,
+            invitation_references,
+            ..
+        } => (
+            Some((*invitation).clone()),
+            aa2::references(invitation_references, invitation),
+        ),
+    };
+    // AA2 Subject: the SIP Subject, else the policy's; CC2: the policy's.
+    let (subject, body) = match kind {
+        Kind::Invitation { body, .. } => (
+            session.subject.clone().or_else(|| body.subject.clone()),
+            body.body.clone(),
+        ),
+        Kind::Closed { body, .. } => (body.subject.clone(), body.body.clone()),
+    };
+    Ok(Draft {
+        // AA2/CC2 From: mapped, anonymous, or the group's (see `addresses`).
+        from: addresses.from.clone(),
+        // AA2/CC2 Sender: the originator of a group session.
+        sender: addresses.sender.clone(),
+        // AA2 Reply-To: the SIP Reply-To mapped (the invitation only).
+        reply_to: match kind {
+            Kind::Invitation { .. } => addresses.reply_to.clone(),
+            Kind::Closed { .. } => None,
+        },
+        // AA2/CC2 To, Cc: the Request-URI, or the URI-list by copyControl; Bcc: envelope only.
+        to: addresses.to.clone(),
+        cc: addresses.cc.clone(),
+        date: aa2::date(None, sip_date, now),
+        message_id,
+        in_reply_to,
+        references,
+        subject,
+        // AA2 X-Priority: from Priority, as the policy maps it; CC2: per the policy.
+        x_priority: x_priority.and_then(|p| XPriority::new(p).ok()),
+        // RFC 3834: the notification is generated, not written by the CPM user.
+        auto_submitted: match kind {
+            Kind::Invitation { .. } => None,
+            Kind::Closed { .. } => Some(AutoSubmitted::AutoGenerated),
+        },
+        // AA2/CC2 message body: the policy's text (instructions to accept/reject/leave).
+        body,
+    })
+}
+
+/// AA2 msg-id: from Contribution-ID, else generated: the session's id (the correlation
+/// token) and 128 random bits, so nobody can guess it.
+fn invitation_id(session: &PolicySession) -> Result<MsgId, HeaderError> {
+    let domain = &session.gateway.mail_domain;
+    match &session.contribution_id {
+        Some(id) => MsgId::from_contribution_id(id, domain),
+        None => generated_id(session),
+    }
+}
+
+fn generated_id(session: &PolicySession) -> Result<MsgId, HeaderError> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).expect("OS randomness for a Message-ID");
+    let left = format!("iwf.{}.{}", session.session_id, hex::encode(random));
+    MsgId::new(&left, &session.gateway.mail_domain)
+}
+
+/// AA1 envelope: MAIL FROM the address the From row shows (step 2a the user's, 2b the
+/// group's; with Privacy: id the anonymous one, so the envelope keeps the privacy too);
+/// RCPT TO every recipient, Bcc included; BY= as the policy asks.
+fn envelope(addresses: &Addresses, deliver_by: Option<&world::ByRequest>) -> Envelope {
+    let all = addresses
+        .to
+        .iter()
+        .chain(&addresses.cc)
+        .chain(&addresses.bcc);
+    Envelope {
+        from: Some(addresses.from.addr.clone()),
+        to: all.map(|m| m.addr.clone()).collect(),
+        deliver_by: deliver_by.and_then(DeliverBy::from_policy),
+    }
+}
+
+/// Runs `f` on the blocking pool (the policy's calls are synchronous).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "policy call on the blocking pool failed");
+            None
+        }
+    }
+}
+
+/// A refusal that is not the SMTP server's: `code`, and `why` as the Warning.
+fn local_refusal(code: u16, reason: &str, why: impl Into<String>) -> (SipStatus, String) {
+    let status = SipStatus {
+        code,
+        reason: reason.into(),
+    };
+    (status, why.into())
+}
+
+/// AA3: the SIP status of an SMTP failure, as the policy maps it (steps 3, 5b), with the
+/// SMTP reply (stage, code, enhanced code, text) as the Warning text.
+async fn refusal(
+    shared: &Arc<Shared>,
+    session: &PolicySession,
+    failure: SmtpFailure,
+) -> (SipStatus, String) {
+    let warning = warning_text(&failure);
+    let (policy, session, failure) = (shared.policy.clone(), session.clone(), failure.into());
+    let status = blocking(move || policy.smtp_failure_status(&session, &failure).value).await;
+    let status = status.unwrap_or(SipStatus {
+        code: 500,
+        reason: "Server Internal Error".into(),
+    });
+    (status, warning)
+}
+
+/// AA3: the SMTP stage, code, enhanced code and text of `failure` for a SIP Warning: one
+/// line (CR/LF from the server's text never reach SIP), at most [`MAX_WARNING`] bytes.
+fn warning_text(failure: &SmtpFailure) -> String {
+    let mut warning = failure.to_string().replace(['\r', '\n'], " ");
+    if warning.len() > MAX_WARNING {
+        let mut cut = MAX_WARNING;
+        while !warning.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        warning.truncate(cut);
+    }
+    warning
+}
+
+/// 5.2.4.2.4 steps 1-5 for one session.
+async fn invite(shared: &Arc<Shared>, mail: &MailFacts) -> Result<Thread, (SipStatus, String)> {
+    let session = &mail.session;
+    let (policy, facts) = (shared.policy.clone(), session.clone());
+    let Some(decisions) = blocking(move || decide(&policy, &facts)).await else {
+        return Err(local_refusal(
+            500,
+            "Server Internal Error",
+            "the invitation could not be decided",
+        ));
+    };
+    let addresses =
+        addresses(session, &decisions).map_err(|why| local_refusal(404, "Not Found", why))?;
+    let envelope = envelope(&addresses, decisions.deliver_by.as_ref());
+    let bad_header = |e: HeaderError| local_refusal(400, "Bad Request", e.to_string());
+    let message_id = invitation_id(session).map_err(bad_header)?;
+    let kind = Kind::Invitation {
+        sip_date: mail.sip_date,
+        body: &decisions.body,
+    };
+    let draft = draft(
+        session,
+        &addresses,
+        &kind,
+        message_id.clone(),
+        decisions.x_priority,
+        Utc::now(),
+    )
+    .map_err(bad_header)?;
+    let message = compose(&draft);
+    // Steps 1-2: DNS (or the smart host) and the channel to the recipient's server.
+    let domain = envelope
+        .to
+        .first()
+        .map(|a| a.domain().to_owned())
+        .unwrap_or_default();
+    let mut channel = match smtp::connect(&shared.router, &shared.settings, &domain).await {
+        Ok(channel) => channel,
+        Err(failure) => return Err(refusal(shared, session, failure).await),
+    };
+    // Step 4: the mail transaction; step 5: its outcome.
+    match channel.send(&envelope, &message).await {
+        Ok(sent) => {
+            tracing::info!(session = %session.session_id, host = %channel.host(), message_id = %message_id, reply = sent.reply.code, "invitation mailed");
+            Ok(Thread {
+                channel: Some(channel),
+                idle: None,
+                domain,
+                envelope,
+                addresses,
+                invitation: message_id,
+                invitation_references: draft.references,
+            })
+        }
+        Err(failed) => {
+            quit(channel, &session.session_id).await;
+            Err(refusal(shared, session, failed.failure).await)
+        }
+    }
+}
+
+/// 5.2.4.2.6: the CC2 notification when `notify` and the policy wants one (CC1: the same
+/// envelope, over the same channel, reopened if the server closed it), then QUIT.
+async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread, notify: bool) {
+    let id = &session.session_id;
+    if notify {
+        let (policy, facts) = (shared.policy.clone(), session.clone());
+        let decided = blocking(move || {
+            let kind = MailKind::SessionClosed;
+            (
+                policy.session_closed(&facts).value,
+                policy.x_priority(&facts, kind).value,
+                policy.deliver_by(&facts, kind).value,
+            )
+        })
+        .await;
+        if let Some((Some(notification), x_priority, deliver_by)) = decided {
+            let kind = Kind::Closed {
+                invitation: &thread.invitation,
+                invitation_references: &thread.invitation_references,
+                body: &notification,
+            };
+            let drafted = generated_id(session).and_then(|message_id| {
+                draft(
+                    session,
+                    &thread.addresses,
+                    &kind,
+                    message_id,
+                    x_priority,
+                    Utc::now(),
+                )
+            });
+            match drafted {
+                Ok(draft) => {
+                    let envelope = Envelope {
+                        deliver_by: deliver_by.as_ref().and_then(DeliverBy::from_policy),
+                        ..thread.envelope.clone()
+                    };
+                    send_again(shared, &mut thread, &envelope, &compose(&draft), id).await;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "session-closed mail not built")
+                }
+            }
+        }
+    }
+    if let Some(channel) = thread.channel.take() {
+        quit(channel, id).await;
+    }
+}
+
+/// A later mail of the session over its channel; reopened once when the channel is gone
+/// (the server closes idle connections, RFC 5321 4.5.3.2.7).
+async fn send_again(
+    shared: &Arc<Shared>,
+    thread: &mut Thread,
+    envelope: &Envelope,
+    message: &[u8],
+    id: &str,
+) {
+    for attempt in 0..2 {
+        let mut channel = match thread.channel.take().filter(Channel::is_open) {
+            Some(channel) => channel,
+            None => match smtp::connect(&shared.router, &shared.settings, &thread.domain).await {
+                Ok(channel) => channel,
+                Err(failure) => {
+                    tracing::warn!(session = %id, %failure, "session-closed mail not sent");
+                    return;
+                }
+            },
+        };
+        match channel.send(envelope, message).await {
+            Ok(_) => {
+                tracing::info!(session = %id, "session-closed mail sent");
+                thread.channel = Some(channel);
+                return;
+            }
+            // No reply at all: the connection was lost; a fresh one may take it.
+            Err(failed) if failed.failure.code == 0 && attempt == 0 => {
+                tracing::debug!(session = %id, failure = %failed.failure, "channel lost: reopening");
+            }
+            Err(failed) => {
+                tracing::warn!(session = %id, failure = %failed.failure, "session-closed mail not sent");
+                thread.channel = Some(channel);
+                return;
+            }
+        }
+    }
+}
+
+/// CC2: QUIT closes the channel (RFC 5321 4.1.1.10); its outcome is only logged.
+async fn quit(channel: Channel, id: &str) {
+    match channel.quit().await {
+        Ok(_) => tracing::debug!(session = %id, "SMTP channel closed"),
+        Err(e) => tracing::debug!(session = %id, error = %e, "SMTP QUIT failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::world::{Gateway, GroupInfo, Recipient};
+    use mail_parser::{HeaderValue, MessageParser};
+
+    fn session() -> PolicySession {
+        PolicySession {
+            session_id: "s1a2b3".into(),
+            gateway: Gateway {
+                sip_domain: "iwf.example.com".into(),
+                mail_domain: "mail.example.com".into(),
+            },
+            request_uri: "mailto:bob@example.net".into(),
+            asserted_identity: None,
+            from: Identity {
+                uri: "sip:alice@ims.example.com".into(),
+                display_name: Some("Alice".into()),
+            },
+            privacy_id: false,
+            referred_by: None,
+            reply_to: None,
+            subject: None,
+            priority: None,
+            conversation_id: None,
+            contribution_id: Some("c0ffee".into()),
+            in_reply_to_contribution_id: Some("beef".into()),
+            group: None,
+        }
+    }
+
+    fn wmailbox(name: Option<&str>, address: &str) -> world::Mailbox {
+        world::Mailbox {
+            address: address.into(),
+            display_name: name.map(str::to_owned),
+        }
+    }
+
+    fn decisions() -> Decisions {
+        Decisions {
+            user: Some(wmailbox(Some("Alice"), "alice@mail.example.com")),
+            anonymous: None,
+            group: None,
+            originator: None,
+            reply_to: None,
+            recipients: vec![],
+            body: InvitationMail {
+                subject: Some("Invitation to a chat".into()),
+                body: "Reply ACCEPT or REJECT; LEAVE to leave.".into(),
+            },
+            x_priority: Some(1),
+            deliver_by: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn text(raw: &[u8], name: &str) -> Option<String> {
+        let msg = MessageParser::default().parse(raw).unwrap();
+        msg.headers()
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(name))
+            .map(|h| match h.value() {
+                HeaderValue::Text(t) => t.to_string(),
+                HeaderValue::TextList(l) => l.join(" "),
+                HeaderValue::Address(a) => a
+                    .iter()
+                    .map(|a| a.address().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                HeaderValue::DateTime(d) => d.to_rfc822(),
+                other => format!("{other:?}"),
+            })
+    }
+
+    #[test]
+    fn aa2_rows_of_a_one_to_one_invitation() {
+        let s = session();
+        let a = addresses(&s, &decisions()).unwrap();
+        let d = decisions();
+        let kind = Kind::Invitation {
+            sip_date: aa2::parse_sip_date("Thu, 26 Nov 2026 08:30:00 GMT"),
+            body: &d.body,
+        };
+        let raw = compose(
+            &draft(
+                &s,
+                &a,
+                &kind,
+                invitation_id(&s).unwrap(),
+                d.x_priority,
+                now(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(text(&raw, "From").unwrap(), "alice@mail.example.com");
+        assert_eq!(text(&raw, "To").unwrap(), "bob@example.net");
+        assert_eq!(text(&raw, "Message-ID").unwrap(), "c0ffee@mail.example.com");
+        assert_eq!(text(&raw, "In-Reply-To").unwrap(), "beef@mail.example.com");
+        assert_eq!(text(&raw, "Subject").unwrap(), "Invitation to a chat");
+        assert_eq!(text(&raw, "X-Priority").unwrap(), "1");
+        assert!(
+            String::from_utf8_lossy(&raw).contains("Date: Thu, 26 Nov 2026 08:30:00 +0000\r\n")
+        );
+        assert_eq!(text(&raw, "Auto-Submitted"), None);
+        assert_eq!(text(&raw, "Sender"), None);
+        let e = envelope(&a, None);
+        assert_eq!(e.from.unwrap().as_str(), "alice@mail.example.com");
+        assert_eq!(e.to.len(), 1);
+    }
+
+    #[test]
+    fn aa2_privacy_id_makes_from_and_reply_to_anonymous() {
+        let mut s = session();
+        s.privacy_id = true;
+        s.reply_to = Some(s.from.clone());
+        let mut d = decisions();
+        d.anonymous = Some(wmailbox(Some("Anonymous"), "anonymous@anonymous.invalid"));
+        d.reply_to = d.user.clone();
+        let a = addresses(&s, &d).unwrap();
+        assert_eq!(a.from.addr.as_str(), "anonymous@anonymous.invalid");
+        assert_eq!(
+            a.reply_to.unwrap().addr.as_str(),
+            "anonymous@anonymous.invalid"
+        );
+        assert_eq!(
+            envelope(&a_again(&s, &d), None).from.unwrap().as_str(),
+            "anonymous@anonymous.invalid"
+        );
+    }
+
+    fn a_again(s: &PolicySession, d: &Decisions) -> Addresses {
+        addresses(s, d).unwrap()
+    }
+
+    #[test]
+    fn aa2_group_from_is_the_group_sender_the_originator_and_copy_control_splits() {
+        let mut s = session();
+        let r = |uri: &str, c| Recipient {
+            uri: uri.into(),
+            display_name: None,
+            copy_control: c,
+        };
+        s.group = Some(GroupInfo {
+            focus_uri: "sip:group@ims.example.com".into(),
+            recipients: vec![
+                r("mailto:bob@example.net", CopyControl::To),
+                r("mailto:carol@example.net", CopyControl::Cc),
+                r("mailto:dave@example.net", CopyControl::Bcc),
+            ],
+        });
+        let mut d = decisions();
+        d.group = Some(wmailbox(
+            Some("Group chat"),
+            "group-s1a2b3@mail.example.com",
+        ));
+        d.originator = d.user.clone();
+        d.recipients = s
+            .group
+            .as_ref()
+            .unwrap()
+            .recipients
+            .iter()
+            .map(|r| {
+                (
+                    Some(wmailbox(None, mailto(&r.uri).unwrap())),
+                    r.copy_control,
+                )
+            })
+            .collect();
+        let a = addresses(&s, &d).unwrap();
+        assert_eq!(a.from.addr.as_str(), "group-s1a2b3@mail.example.com");
+        assert_eq!(
+            a.sender.as_ref().unwrap().addr.as_str(),
+            "alice@mail.example.com"
+        );
+        assert_eq!(a.cc[0].addr.as_str(), "carol@example.net");
+        let e = envelope(&a, None);
+        assert_eq!(e.from.unwrap().as_str(), "group-s1a2b3@mail.example.com");
+        assert_eq!(e.to.len(), 3, "Bcc in the envelope");
+        let body = d.body.clone();
+        let kind = Kind::Invitation {
+            sip_date: None,
+            body: &body,
+        };
+        let raw = compose(&draft(&s, &a, &kind, generated_id(&s).unwrap(), None, now()).unwrap());
+        assert!(text(&raw, "Bcc").is_none());
+        assert_eq!(text(&raw, "Sender").unwrap(), "alice@mail.example.com");
+    }
+
+    #[test]
+    fn cc2_rows_thread_under_the_invitation_and_are_auto_generated() {
+        let s = session();
+        let a = addresses(&s, &decisions()).unwrap();
+        let invitation = invitation_id(&s).unwrap();
+        let notification = Notification {
+            subject: Some("Chat closed".into()),
+            body: "The chat is closed.".into(),
+        };
+        let kind = Kind::Closed {
+            invitation: &invitation,
+            invitation_references: &[],
+            body: &notification,
+        };
+        let raw = compose(&draft(&s, &a, &kind, generated_id(&s).unwrap(), None, now()).unwrap());
+        assert_eq!(text(&raw, "Auto-Submitted").unwrap(), "auto-generated");
+        assert_eq!(
+            text(&raw, "In-Reply-To").unwrap(),
+            "c0ffee@mail.example.com"
+        );
+        assert_eq!(text(&raw, "References").unwrap(), "c0ffee@mail.example.com");
+        assert_eq!(text(&raw, "From").unwrap(), "alice@mail.example.com");
+        assert_ne!(text(&raw, "Message-ID").unwrap(), "c0ffee@mail.example.com");
+    }
+
+    #[test]
+    fn a_request_uri_that_is_not_mailto_or_an_unmapped_user_is_an_error() {
+        let mut s = session();
+        s.request_uri = "tel:+15551234567".into();
+        assert!(
+            addresses(&s, &decisions())
+                .unwrap_err()
+                .contains("not a mailto")
+        );
+        let mut d = decisions();
+        d.user = None;
+        assert!(
+            addresses(&session(), &d)
+                .unwrap_err()
+                .contains("no e-mail address")
+        );
+        assert_eq!(
+            mailto("MAILTO:bob@x.example?subject=hi"),
+            Some("bob@x.example")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
+        use crate::policy::{Limits, PolicyEngine, PolicySource};
+        // A server that accepts the connection and never greets.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = SmtpOutboundConfig {
+            smart_host: Some(silent.local_addr().unwrap().to_string()),
+            command_timeout_ms: 30_000,
+            invitation_timeout_ms: 300,
+            ..Default::default()
+        };
+        let engine = PolicyEngine::new(Limits {
+            timeout_ms: 1000,
+            memory_bytes: 32 << 20,
+            max_instances: 4,
+            warm_instances: 0,
+        })
+        .unwrap();
+        let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
+        let router = Router::new(&config).unwrap();
+        let (mut mailer, mut outcomes) = Mailer::new(policy, router, &config);
+        let key = SessionKey {
+            call_id: "c".into(),
+            local_tag: "t".into(),
+        };
+        let facts = MailFacts {
+            session: session(),
+            sip_date: None,
+        };
+        mailer.invite(key.clone(), Box::new(facts));
+        let started = std::time::Instant::now();
+        let (done, outcome) = outcomes.recv().await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(done, key);
+        let (status, warning) = outcome.unwrap_err();
+        assert_eq!(status.code, 480, "the default policy: a connect failure");
+        assert!(
+            warning.contains("no SMTP outcome within 300 ms"),
+            "{warning}"
+        );
+        mailer.settled(&key, &Err((status, warning)));
+        assert_eq!(mailer.sessions(), 0);
+        drop(silent);
+    }
+
+    #[test]
+    fn aa3_warning_text_is_one_bounded_line_with_code_and_enhanced_code() {
+        let failure = SmtpFailure {
+            stage: Stage::RcptTo,
+            code: 550,
+            enhanced_code: Some("5.1.1".into()),
+            text: format!("no such user\r\nX-Injected: 1 {}", "\u{e9}".repeat(200)),
+            permanent: true,
+        };
+        let w = warning_text(&failure);
+        assert!(
+            w.starts_with("SMTP rcpt-to failure (permanent): 550 5.1.1: no such user  X-Injected"),
+            "{w}"
+        );
+        assert!(!w.contains(['\r', '\n']));
+        assert!(w.len() <= MAX_WARNING);
+    }
+
+    #[test]
+    fn generated_message_ids_carry_the_session_token_and_differ() {
+        let mut s = session();
+        s.contribution_id = None;
+        let (a, b) = (invitation_id(&s).unwrap(), invitation_id(&s).unwrap());
+        assert_ne!(a, b);
+        assert!(a.to_string().starts_with("<iwf.s1a2b3."), "{a}");
+    }
+}

@@ -1,0 +1,179 @@
+//! The mail peers of the tests: dnsmasq as the DNS server with MX records and
+//! tests/smtp/recipient_server.py (aiosmtpd) as the e-mail user's SMTP server.
+
+use iwf::smtp;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// True when the real peers are there; otherwise says why (and fails under CI).
+pub fn peers_available(test: &str) -> bool {
+    let mut missing = Vec::new();
+    if !Path::new(DNSMASQ).exists() {
+        missing.push("dnsmasq (apt-get install dnsmasq)");
+    }
+    let aiosmtpd = Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !aiosmtpd {
+        missing.push("/usr/bin/python3 with aiosmtpd (apt-get install python3-aiosmtpd)");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("SKIPPED {test}: missing {}", missing.join(", "));
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why} (required under CI)"
+    );
+    eprintln!("{why}");
+    false
+}
+
+/// A child process killed when dropped.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// dnsmasq on a free loopback port (UDP and TCP), authoritative for `.test`:
+/// - `mx.test`: MX 10 `mx1.mx.test` (127.0.0.1);
+/// - `pref.test`: MX 10 `down.pref.test` (127.0.0.2, nothing listens), MX 20 `up.pref.test`
+///   (127.0.0.1);
+/// - `implicit.test`: no MX, A 127.0.0.1;
+/// - `noaddr.test`: no MX, no A (a TXT record only); `nothing.test`: NXDOMAIN;
+/// - `nullmx.test`: MX 0 `.` (RFC 7505).
+///
+/// Names outside `.test` get REFUSED (no upstream).
+pub fn dnsmasq() -> (Peer, SocketAddr) {
+    let port = super::free_port();
+    let child = Command::new(DNSMASQ)
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--user=root",
+            "--pid-file=",
+            "--local=/test/",
+            "--mx-host=mx.test,mx1.mx.test,10",
+            "--host-record=mx1.mx.test,127.0.0.1",
+            "--mx-host=pref.test,up.pref.test,20",
+            "--mx-host=pref.test,down.pref.test,10",
+            "--host-record=down.pref.test,127.0.0.2",
+            "--host-record=up.pref.test,127.0.0.1",
+            "--host-record=implicit.test,127.0.0.1",
+            "--txt-record=noaddr.test,no address here",
+            "--mx-host=nullmx.test,.,0",
+        ])
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    let peer = Peer(child);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(|| std::net::TcpStream::connect(addr).is_ok(), "dnsmasq");
+    (peer, addr)
+}
+
+/// The recipient's SMTP server on 127.0.0.1:`port`, storing into a temporary folder.
+pub struct Server {
+    _peer: Peer,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+pub fn server(options: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = super::free_port();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/recipient_server.py");
+    let mut child = Command::new(PYTHON)
+        .arg(script)
+        .args(["--port", &port.to_string(), "--dir"])
+        .arg(dir.path())
+        .args(options)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start recipient_server.py");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "READY", "recipient_server.py did not start");
+    Server {
+        _peer: Peer(child),
+        dir,
+        port,
+    }
+}
+
+impl Server {
+    /// The files `prefix-N.json` in order of N.
+    pub fn numbered(&self, prefix: &str) -> Vec<PathBuf> {
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name()?.to_str()?;
+                let n = name
+                    .strip_prefix(prefix)?
+                    .strip_prefix('-')?
+                    .strip_suffix(".json")?;
+                Some((n.parse().ok()?, path))
+            })
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, path)| path).collect()
+    }
+
+    pub fn records(&self, prefix: &str) -> Vec<serde_json::Value> {
+        self.numbered(prefix)
+            .into_iter()
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Each stored mail: its JSON record and the message as received.
+    pub fn mails(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+        self.numbered("mail")
+            .into_iter()
+            .map(|p| {
+                let meta = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                (meta, std::fs::read(p.with_extension("eml")).unwrap())
+            })
+            .collect()
+    }
+
+    /// This server as the only target, without DNS.
+    pub fn target(&self) -> smtp::Target {
+        smtp::Target {
+            host: "mx.test".into(),
+            addrs: vec![([127, 0, 0, 1], self.port).into()],
+        }
+    }
+}
+
+pub fn wait_for(ready: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
