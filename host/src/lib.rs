@@ -19,6 +19,7 @@ pub mod config;
 pub mod gateway;
 pub mod mail;
 pub mod metrics;
+pub mod msrp;
 pub mod net;
 pub mod policy;
 pub mod sdp;

@@ -1,0 +1,246 @@
+//! Reassembly of an MSRP message from its SEND chunks (RFC 4975 section 7.1.1 and 7.1.3):
+//! by Message-ID, each chunk placed by its Byte-Range, in any order, duplicates
+//! overwriting what they repeat, the message complete once its total is known (from
+//! Byte-Range or from the `$` chunk's end) and every byte is in. A `#` chunk drops the
+//! partial message. A pure state machine: no clock; the endpoint drops what it gives up on.
+
+use std::collections::{BTreeMap, HashMap};
+
+use thiserror::Error;
+
+use super::frame::{ByteRange, Flag, Frame};
+
+/// Bounds on messages being reassembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// The largest whole message accepted (beyond it, 413 per RFC 4975 section 7.1.1).
+    pub max_message_bytes: u64,
+    /// Messages partly received at once on one session.
+    pub max_in_progress: usize,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> ChunkLimits {
+        ChunkLimits {
+            max_message_bytes: 10 * 1024 * 1024,
+            max_in_progress: 16,
+        }
+    }
+}
+
+/// Why a chunk was refused; `status()` is the MSRP response code to send.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChunkError {
+    #[error("SEND without Message-ID")]
+    NoMessageId,
+    #[error("message {message_id} larger than {limit} bytes")]
+    TooLarge { message_id: String, limit: u64 },
+    #[error("more than {limit} messages in progress")]
+    TooMany { limit: usize },
+    #[error("message {message_id}: Byte-Range {range} does not fit the chunk of {len} bytes")]
+    RangeMismatch {
+        message_id: String,
+        range: ByteRange,
+        len: u64,
+    },
+    #[error("message {message_id}: total changed from {was} to {now}")]
+    TotalChanged {
+        message_id: String,
+        was: u64,
+        now: u64,
+    },
+}
+
+impl ChunkError {
+    /// The MSRP status for the SEND's response (RFC 4975 section 7.2 and 10).
+    pub fn status(&self) -> u16 {
+        match self {
+            ChunkError::TooLarge { .. } => 413,
+            // 413 as well: "stop sending", the receiver cannot hold another message.
+            ChunkError::TooMany { .. } => 413,
+            _ => 400,
+        }
+    }
+}
+
+/// A whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembled {
+    pub message_id: String,
+    /// The first chunk's Content-Type; `None` for a message without body (e.g. 1-0/0).
+    pub content_type: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// What a chunk led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// The message is whole.
+    Complete(Assembled),
+    /// More chunks are needed.
+    Pending,
+    /// The sender aborted it (`#`); what had arrived is dropped.
+    Aborted { message_id: String },
+}
+
+#[derive(Debug, Default)]
+struct Partial {
+    content_type: Option<String>,
+    data: Vec<u8>,
+    /// Received byte intervals, 1-based and inclusive, merged: start -> end.
+    have: BTreeMap<u64, u64>,
+    total: Option<u64>,
+}
+
+impl Partial {
+    fn insert(&mut self, start: u64, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let end = start + bytes.len() as u64 - 1;
+        let needed = end as usize;
+        if self.data.len() < needed {
+            self.data.resize(needed, 0);
+        }
+        self.data[start as usize - 1..needed].copy_from_slice(bytes);
+        let (mut lo, mut hi) = (start, end);
+        let touching: Vec<(u64, u64)> = self
+            .have
+            .range(..=end.saturating_add(1))
+            .filter(|&(_, &e)| e + 1 >= start)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in touching {
+            self.have.remove(&s);
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.have.insert(lo, hi);
+    }
+
+    fn complete(&self) -> bool {
+        match self.total {
+            Some(0) => true,
+            Some(t) => self.have.get(&1) == Some(&t),
+            None => false,
+        }
+    }
+}
+
+/// The messages of one session being put back together.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    limits: ChunkLimits,
+    partial: HashMap<String, Partial>,
+}
+
+impl Reassembler {
+    pub fn new(limits: ChunkLimits) -> Reassembler {
+        Reassembler {
+            limits,
+            partial: HashMap::new(),
+        }
+    }
+
+    /// Messages partly received.
+    pub fn in_progress(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Drops a partial message (e.g. when the endpoint gave up on it).
+    pub fn discard(&mut self, message_id: &str) -> bool {
+        self.partial.remove(message_id).is_some()
+    }
+
+    /// Takes one SEND chunk. A refused chunk drops its message's partial state too.
+    pub fn push(&mut self, frame: &Frame) -> Result<Progress, ChunkError> {
+        let message_id = frame
+            .message_id()
+            .ok_or(ChunkError::NoMessageId)?
+            .to_string();
+        let result = self.place(&message_id, frame);
+        if !matches!(result, Ok(Progress::Pending)) {
+            self.partial.remove(&message_id);
+        }
+        result
+    }
+
+    fn place(&mut self, message_id: &str, frame: &Frame) -> Result<Progress, ChunkError> {
+        let data = frame
+            .body
+            .as_ref()
+            .map(|b| b.data.as_slice())
+            .unwrap_or(&[]);
+        let len = data.len() as u64;
+        // No Byte-Range: the whole message in this one chunk (section 7.1.1).
+        let range = frame.byte_range().unwrap_or(ByteRange {
+            start: 1,
+            end: None,
+            total: None,
+        });
+        let end = range.start + len - 1;
+        let mismatch = || ChunkError::RangeMismatch {
+            message_id: message_id.to_string(),
+            range,
+            len,
+        };
+        // An interrupted chunk (`#` or `+` with end `*`) may be shorter than announced;
+        // a stated end must match what came.
+        if range.end.is_some_and(|e| e != end) && frame.flag != Flag::Aborted {
+            return Err(mismatch());
+        }
+        if frame.flag == Flag::Aborted {
+            return Ok(Progress::Aborted {
+                message_id: message_id.to_string(),
+            });
+        }
+        let limit = self.limits.max_message_bytes;
+        let too_large = || ChunkError::TooLarge {
+            message_id: message_id.to_string(),
+            limit,
+        };
+        if end > limit || range.total.is_some_and(|t| t > limit) {
+            return Err(too_large());
+        }
+        if !self.partial.contains_key(message_id)
+            && self.partial.len() >= self.limits.max_in_progress
+        {
+            return Err(ChunkError::TooMany {
+                limit: self.limits.max_in_progress,
+            });
+        }
+        let partial = self.partial.entry(message_id.to_string()).or_default();
+        // The last chunk fixes the total when the Byte-Range said `*`.
+        let total = range
+            .total
+            .or((frame.flag == Flag::Complete).then_some(end));
+        if let Some(now) = total {
+            if let Some(was) = partial.total.filter(|&w| w != now) {
+                return Err(ChunkError::TotalChanged {
+                    message_id: message_id.to_string(),
+                    was,
+                    now,
+                });
+            }
+            if end > now {
+                return Err(mismatch());
+            }
+            partial.total = Some(now);
+        }
+        if partial.content_type.is_none() {
+            partial.content_type = frame.body.as_ref().map(|b| b.content_type.clone());
+        }
+        partial.insert(range.start, data);
+        if !partial.complete() {
+            return Ok(Progress::Pending);
+        }
+        let partial = self.partial.remove(message_id).expect("just placed");
+        let mut data = partial.data;
+        data.truncate(partial.total.unwrap_or(0) as usize);
+        Ok(Progress::Complete(Assembled {
+            message_id: message_id.to_string(),
+            content_type: partial.content_type,
+            data,
+        }))
+    }
+}
