@@ -178,7 +178,13 @@ impl Reassembler {
             end: None,
             total: None,
         });
-        let end = range.start + len - 1;
+        let limit = self.limits.max_message_bytes;
+        let too_large = || ChunkError::TooLarge {
+            message_id: message_id.to_string(),
+            limit,
+        };
+        // Inclusive end; `start + len - 1` cannot underflow (start >= 1) but may overflow.
+        let end = range.start.checked_add(len).ok_or_else(too_large)? - 1;
         let mismatch = || ChunkError::RangeMismatch {
             message_id: message_id.to_string(),
             range,
@@ -194,11 +200,6 @@ impl Reassembler {
                 message_id: message_id.to_string(),
             });
         }
-        let limit = self.limits.max_message_bytes;
-        let too_large = || ChunkError::TooLarge {
-            message_id: message_id.to_string(),
-            limit,
-        };
         if end > limit || range.total.is_some_and(|t| t > limit) {
             return Err(too_large());
         }
@@ -242,5 +243,218 @@ impl Reassembler {
             content_type: partial.content_type,
             data,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msrp::frame::{Body, Header, Method, StartLine, TransactId};
+    use crate::sdp::MsrpUri;
+
+    fn chunk(id: &str, range: &str, data: &[u8], flag: Flag) -> Frame {
+        let uri = MsrpUri::parse("msrp://bob.example.com:8888/9di4eae923wzd;tcp").unwrap();
+        Frame {
+            transact_id: TransactId::new("abc123").unwrap(),
+            start: StartLine::Request(Method::Send),
+            to_path: vec![uri.clone()],
+            from_path: vec![uri],
+            headers: vec![
+                Header::MessageId(id.into()),
+                Header::ByteRange(ByteRange::parse(range).unwrap()),
+            ],
+            body: Some(Body {
+                content_type: "text/plain".into(),
+                data: data.to_vec(),
+            }),
+            flag,
+        }
+    }
+
+    fn complete(p: Progress) -> Vec<u8> {
+        match p {
+            Progress::Complete(m) => m.data,
+            other => panic!("not complete: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_chunk_without_byte_range() {
+        let mut f = chunk("m1234", "1-2/2", b"hi", Flag::Complete);
+        f.headers.retain(|h| !matches!(h, Header::ByteRange(_)));
+        assert_eq!(complete(Reassembler::default().push(&f).unwrap()), b"hi");
+    }
+
+    #[test]
+    fn out_of_order_chunks() {
+        let mut r = Reassembler::default();
+        let last = chunk("m1234", "7-9/9", b"ghi", Flag::Complete);
+        assert_eq!(r.push(&last).unwrap(), Progress::Pending);
+        assert_eq!(
+            r.push(&chunk("m1234", "4-6/9", b"def", Flag::More))
+                .unwrap(),
+            Progress::Pending
+        );
+        let first = chunk("m1234", "1-3/9", b"abc", Flag::More);
+        assert_eq!(complete(r.push(&first).unwrap()), b"abcdefghi");
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn gap_keeps_the_message_pending() {
+        let mut r = Reassembler::default();
+        assert_eq!(
+            r.push(&chunk("m1234", "1-3/9", b"abc", Flag::More))
+                .unwrap(),
+            Progress::Pending
+        );
+        let last = chunk("m1234", "7-9/9", b"ghi", Flag::Complete);
+        assert_eq!(r.push(&last).unwrap(), Progress::Pending);
+        assert_eq!(r.in_progress(), 1);
+        assert!(r.discard("m1234"));
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn duplicate_and_overlapping_ranges() {
+        let mut r = Reassembler::default();
+        let c1 = chunk("m1234", "1-4/6", b"abcd", Flag::More);
+        assert_eq!(r.push(&c1).unwrap(), Progress::Pending);
+        assert_eq!(r.push(&c1).unwrap(), Progress::Pending);
+        let c2 = chunk("m1234", "3-6/6", b"cdef", Flag::Complete);
+        assert_eq!(complete(r.push(&c2).unwrap()), b"abcdef");
+    }
+
+    #[test]
+    fn total_unknown_until_the_last_chunk() {
+        let mut r = Reassembler::default();
+        let c1 = chunk("m1234", "1-3/*", b"abc", Flag::More);
+        assert_eq!(r.push(&c1).unwrap(), Progress::Pending);
+        let c2 = chunk("m1234", "4-*/*", b"de", Flag::Complete);
+        assert_eq!(complete(r.push(&c2).unwrap()), b"abcde");
+    }
+
+    #[test]
+    fn abort_discards_the_partial_message() {
+        let mut r = Reassembler::default();
+        assert_eq!(
+            r.push(&chunk("m1234", "1-3/9", b"abc", Flag::More))
+                .unwrap(),
+            Progress::Pending
+        );
+        let abort = chunk("m1234", "4-*/9", b"d", Flag::Aborted);
+        assert_eq!(
+            r.push(&abort).unwrap(),
+            Progress::Aborted {
+                message_id: "m1234".into()
+            }
+        );
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn oversize_message_is_413() {
+        let limits = ChunkLimits {
+            max_message_bytes: 8,
+            max_in_progress: 2,
+        };
+        let mut r = Reassembler::new(limits);
+        let e = r
+            .push(&chunk("m1234", "1-3/9", b"abc", Flag::More))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ChunkError::TooLarge {
+                message_id: "m1234".into(),
+                limit: 8
+            }
+        );
+        assert_eq!(e.status(), 413);
+        // Total unknown: refused when the bytes pass the limit.
+        assert_eq!(
+            r.push(&chunk("m5678", "1-5/*", b"abcde", Flag::More))
+                .unwrap(),
+            Progress::Pending
+        );
+        let e = r
+            .push(&chunk("m5678", "6-9/*", b"fghi", Flag::More))
+            .unwrap_err();
+        assert_eq!(e.status(), 413);
+        assert_eq!(r.in_progress(), 0);
+    }
+
+    #[test]
+    fn too_many_messages_in_progress() {
+        let limits = ChunkLimits {
+            max_message_bytes: 100,
+            max_in_progress: 2,
+        };
+        let mut r = Reassembler::new(limits);
+        for id in ["m0001", "m0002"] {
+            assert_eq!(
+                r.push(&chunk(id, "1-1/2", b"a", Flag::More)).unwrap(),
+                Progress::Pending
+            );
+        }
+        let e = r
+            .push(&chunk("m0003", "1-1/2", b"a", Flag::More))
+            .unwrap_err();
+        assert_eq!(e, ChunkError::TooMany { limit: 2 });
+        // The ones in progress still complete.
+        assert_eq!(
+            complete(
+                r.push(&chunk("m0001", "2-2/2", b"b", Flag::Complete))
+                    .unwrap()
+            ),
+            b"ab"
+        );
+    }
+
+    #[test]
+    fn inconsistent_ranges_are_400() {
+        let mut r = Reassembler::default();
+        let e = r
+            .push(&chunk("m1234", "1-5/9", b"abc", Flag::More))
+            .unwrap_err();
+        assert!(matches!(e, ChunkError::RangeMismatch { .. }));
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            r.push(&chunk("m1234", "1-3/9", b"abc", Flag::More))
+                .unwrap(),
+            Progress::Pending
+        );
+        let e = r
+            .push(&chunk("m1234", "4-6/10", b"def", Flag::More))
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            ChunkError::TotalChanged {
+                was: 9,
+                now: 10,
+                ..
+            }
+        ));
+        let mut f = chunk("m1234", "1-1/1", b"a", Flag::Complete);
+        f.headers.remove(0);
+        assert_eq!(r.push(&f).unwrap_err(), ChunkError::NoMessageId);
+    }
+
+    #[test]
+    fn huge_range_start_is_413_not_overflow() {
+        let f = chunk("m1234", &format!("{}-*/*", u64::MAX), b"ab", Flag::More);
+        assert_eq!(Reassembler::default().push(&f).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn empty_message() {
+        let mut f = chunk("m1234", "1-0/0", b"", Flag::Complete);
+        f.body = None;
+        match Reassembler::default().push(&f).unwrap() {
+            Progress::Complete(m) => {
+                assert!(m.data.is_empty());
+                assert_eq!(m.content_type, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -131,7 +131,7 @@ impl ByteRange {
         let (end, total) = (num(end)?, num(total)?);
         // range-start is 1-based; an empty message is `1-0/0` (section 7.1.1).
         let consistent = start >= 1
-            && end.is_none_or(|e| e + 1 >= start)
+            && end.is_none_or(|e| e >= start - 1)
             && total.is_none_or(|t| end.unwrap_or(start - 1) <= t && start - 1 <= t);
         if consistent {
             Ok(ByteRange { start, end, total })
