@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod cpim;
 pub mod gateway;
 pub mod mail;
 pub mod metrics;
