@@ -89,6 +89,8 @@ enum State {
     /// Looking for `CRLF "-------" transact-id flag CRLF` from `scan` on.
     Body {
         transact_id: TransactId,
+        /// `CRLF "-------" transact-id`, built once per frame.
+        end: Vec<u8>,
         start: StartLine,
         head_end: usize,
         body_start: usize,
@@ -170,8 +172,11 @@ impl Decoder {
                     };
                     if line.is_empty() {
                         let (transact_id, start) = start.take().expect("start line read");
+                        let mut end = b"\r\n-------".to_vec();
+                        end.extend_from_slice(transact_id.as_str().as_bytes());
                         self.state = State::Body {
                             transact_id,
+                            end,
                             start,
                             head_end: *line_start,
                             body_start: next,
@@ -195,14 +200,12 @@ impl Decoder {
                     (*line_start, *scan) = (next, next);
                 }
                 State::Body {
-                    transact_id,
+                    end: pattern,
                     body_start,
                     scan,
                     ..
                 } => {
-                    let mut pattern = b"\r\n-------".to_vec();
-                    pattern.extend_from_slice(transact_id.as_str().as_bytes());
-                    let found = find(&buf[*scan..], &pattern).map(|i| i + *scan);
+                    let found = find(&buf[*scan..], pattern).map(|i| i + *scan);
                     let Some(at) = found else {
                         *scan = (*scan).max(buf.len().saturating_sub(pattern.len() - 1));
                         if *scan - *body_start > limits.max_body_bytes {

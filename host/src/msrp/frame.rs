@@ -383,7 +383,7 @@ impl Frame {
                 comment: comment.map(sanitise),
             },
             to_path: self.from_path.clone(),
-            from_path: self.to_path[..1].to_vec(),
+            from_path: self.to_path.first().cloned().into_iter().collect(),
             headers: Vec::new(),
             body: None,
             flag: Flag::Complete,
