@@ -83,6 +83,32 @@ pub enum Progress {
     Aborted { message_id: String },
 }
 
+/// How to cut a message of `len` bytes into chunks of at most `max_chunk` bytes (RFC 4975
+/// section 7.1.1): each chunk's Byte-Range (total known), the slice of the message it
+/// carries and its flag (`+`, the last `$`). An empty message is one chunk `1-0/0`.
+pub fn split(
+    len: usize,
+    max_chunk: usize,
+) -> impl Iterator<Item = (ByteRange, std::ops::Range<usize>, Flag)> {
+    let max_chunk = max_chunk.max(1);
+    let count = len.div_ceil(max_chunk).max(1);
+    (0..count).map(move |i| {
+        let from = i * max_chunk;
+        let to = (from + max_chunk).min(len);
+        let range = ByteRange {
+            start: from as u64 + 1,
+            end: Some(to as u64),
+            total: Some(len as u64),
+        };
+        let flag = if i + 1 == count {
+            Flag::Complete
+        } else {
+            Flag::More
+        };
+        (range, from..to, flag)
+    })
+}
+
 #[derive(Debug, Default)]
 struct Partial {
     content_type: Option<String>,
@@ -443,6 +469,30 @@ mod tests {
     fn huge_range_start_is_413_not_overflow() {
         let f = chunk("m1234", &format!("{}-*/*", u64::MAX), b"ab", Flag::More);
         assert_eq!(Reassembler::default().push(&f).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn split_then_reassemble() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        for max in [1, 7, 2048, 4999, 5000, 9000] {
+            let mut r = Reassembler::default();
+            let mut chunks: Vec<_> = split(data.len(), max).collect();
+            assert_eq!(chunks.len(), data.len().div_ceil(max));
+            chunks.reverse();
+            let mut done = None;
+            for (range, slice, flag) in chunks {
+                let f = chunk("m1234", &range.to_string(), &data[slice], flag);
+                if let Progress::Complete(m) = r.push(&f).unwrap() {
+                    done = Some(m.data);
+                }
+            }
+            assert_eq!(done.as_deref(), Some(data.as_slice()), "max {max}");
+        }
+        let empty: Vec<_> = split(0, 2048).collect();
+        assert_eq!(
+            empty,
+            vec![(ByteRange::parse("1-0/0").unwrap(), 0..0, Flag::Complete)]
+        );
     }
 
     #[test]

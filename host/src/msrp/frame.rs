@@ -18,6 +18,12 @@ impl TransactId {
         ok.then(|| TransactId(s.to_string()))
     }
 
+    /// A fresh unguessable id: 26 base32 characters (RFC 4975 section 14.5 wants
+    /// transaction ids hard to guess), from the same source as MSRP session ids.
+    pub fn random() -> TransactId {
+        TransactId::new(&crate::sdp::new_session_id()).expect("26 alphanumerics")
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -385,6 +391,65 @@ impl Frame {
             to_path: self.from_path.clone(),
             from_path: self.to_path.first().cloned().into_iter().collect(),
             headers: Vec::new(),
+            body: None,
+            flag: Flag::Complete,
+        }
+    }
+}
+
+impl Frame {
+    /// One SEND chunk (RFC 4975 section 7.1.1): Message-ID, Byte-Range, the report
+    /// requests when they differ from the defaults (Success-Report no, Failure-Report
+    /// yes, section 7.1.2), then the body.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        transact_id: TransactId,
+        to_path: Vec<MsrpUri>,
+        from_path: Vec<MsrpUri>,
+        message_id: &str,
+        byte_range: ByteRange,
+        reports: (bool, FailureReport),
+        body: Option<Body>,
+        flag: Flag,
+    ) -> Frame {
+        let mut headers = vec![
+            Header::MessageId(message_id.to_string()),
+            Header::ByteRange(byte_range),
+        ];
+        if reports.0 {
+            headers.push(Header::SuccessReport(true));
+        }
+        if reports.1 != FailureReport::Yes {
+            headers.push(Header::FailureReport(reports.1));
+        }
+        Frame {
+            transact_id,
+            start: StartLine::Request(Method::Send),
+            to_path,
+            from_path,
+            headers,
+            body,
+            flag,
+        }
+    }
+
+    /// The REPORT on this SEND (RFC 4975 section 7.1.2): its own transaction id, To-Path
+    /// the SEND's From-Path, From-Path the reporter's own URI (the SEND's first To-Path
+    /// entry), the same Message-ID, the Byte-Range it covers and the Status.
+    pub fn report(&self, transact_id: TransactId, range: ByteRange, status: Status) -> Frame {
+        let mut headers: Vec<Header> = self
+            .message_id()
+            .map(|m| Header::MessageId(m.to_string()))
+            .into_iter()
+            .collect();
+        headers.push(Header::ByteRange(range));
+        headers.push(Header::Status(status));
+        Frame {
+            transact_id,
+            start: StartLine::Request(Method::Report),
+            to_path: self.from_path.clone(),
+            from_path: self.to_path.first().cloned().into_iter().collect(),
+            headers,
             body: None,
             flag: Flag::Complete,
         }

@@ -11,7 +11,7 @@ pub mod chunks;
 pub mod codec;
 pub mod frame;
 
-pub use chunks::{Assembled, ChunkError, ChunkLimits, Progress, Reassembler};
+pub use chunks::{Assembled, ChunkError, ChunkLimits, Progress, Reassembler, split};
 pub use codec::{DecodeError, Decoder, Error, Limits, encode};
 pub use frame::{
     Body, ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status, TransactId,

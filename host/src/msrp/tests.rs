@@ -282,6 +282,49 @@ fn every_split_point_decodes_the_same() {
 }
 
 #[test]
+fn rfc_4975_s105_report_built_from_send() {
+    let send = decode_one(S105_SEND.as_bytes());
+    let report = send.report(
+        TransactId::new("dkei38sd").unwrap(),
+        send.byte_range().unwrap(),
+        Status {
+            code: 200,
+            comment: Some("OK".into()),
+        },
+    );
+    assert_eq!(
+        String::from_utf8(report.to_bytes().unwrap()).unwrap(),
+        S105_REPORT
+    );
+}
+
+#[test]
+fn rfc_4975_s105_send_built() {
+    let want = decode_one(S105_SEND.as_bytes());
+    let built = Frame::send(
+        want.transact_id.clone(),
+        want.to_path.clone(),
+        want.from_path.clone(),
+        "12339sdqwer",
+        ByteRange::parse("1-106/106").unwrap(),
+        (true, FailureReport::No),
+        want.body.clone(),
+        Flag::Complete,
+    );
+    assert_eq!(
+        String::from_utf8(built.to_bytes().unwrap()).unwrap(),
+        S105_SEND
+    );
+}
+
+#[test]
+fn random_transact_ids_are_valid_and_differ() {
+    let (a, b) = (TransactId::random(), TransactId::random());
+    assert_ne!(a, b);
+    assert_eq!(TransactId::new(a.as_str()), Some(a));
+}
+
+#[test]
 fn unknown_method_is_kept_for_501() {
     let f = decode_one(
         format!("MSRP abc123 AUTH\r\nTo-Path: {BOB}\r\nFrom-Path: {ALICE}\r\n-------abc123$\r\n")
