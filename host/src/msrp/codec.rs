@@ -132,9 +132,16 @@ impl Decoder {
 
     /// Takes one whole frame off the front of `buf`, or `Ok(None)` when more bytes are
     /// needed (the bytes stay in `buf`, the scan position is kept). On a non-fatal error
-    /// the bad frame has been removed from `buf`.
+    /// the bad frame has been removed from `buf`. Between calls the caller only appends
+    /// to `buf`; should it have dropped bytes, the decoder starts over instead of panicking.
     pub fn decode(&mut self, buf: &mut Vec<u8>) -> Result<Option<Frame>, DecodeError> {
         let limits = self.limits;
+        let scanned = match &self.state {
+            State::Head { scan, .. } | State::Body { scan, .. } => *scan,
+        };
+        if scanned > buf.len() {
+            self.state = State::new();
+        }
         loop {
             match &mut self.state {
                 State::Head {

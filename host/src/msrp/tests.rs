@@ -533,6 +533,22 @@ fn encoder_refuses_end_line_in_body_and_sanitises() {
 }
 
 #[test]
+fn a_buffer_cut_short_by_the_caller_restarts_the_decoder() {
+    let mut dec = Decoder::default();
+    let mut buf = S101_SEND.as_bytes()[..150].to_vec();
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    // Shorter than what was scanned: a restart, not a panic.
+    buf.clear();
+    buf.extend_from_slice(&S4_200.as_bytes()[..10]);
+    assert_eq!(dec.decode(&mut buf).unwrap(), None);
+    buf.extend_from_slice(&S4_200.as_bytes()[10..]);
+    assert_eq!(
+        dec.decode(&mut buf).unwrap(),
+        Some(decode_one(S4_200.as_bytes()))
+    );
+}
+
+#[test]
 fn transact_id_bounds() {
     assert!(TransactId::new("abc").is_some());
     assert!(TransactId::new(&"a".repeat(31)).is_some());
