@@ -2,9 +2,10 @@
 //! by Message-ID, each chunk placed by its Byte-Range, in any order, duplicates
 //! overwriting what they repeat, the message complete once its total is known (from
 //! Byte-Range or from the `$` chunk's end) and every byte is in. A `#` chunk drops the
-//! partial message. A pure state machine: no clock; the endpoint drops what it gives up on.
+//! partial message; a late chunk of a message already delivered is reported as a
+//! duplicate. A pure state machine: no clock; the endpoint drops what it gives up on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use thiserror::Error;
 
@@ -81,7 +82,12 @@ pub enum Progress {
     Pending,
     /// The sender aborted it (`#`); what had arrived is dropped.
     Aborted { message_id: String },
+    /// A chunk of a message already delivered (a retransmission): answer it, drop it.
+    Duplicate { message_id: String },
 }
+
+/// How many delivered Message-IDs are remembered to recognise late duplicates.
+const REMEMBERED: usize = 64;
 
 /// How to cut a message of `len` bytes into chunks of at most `max_chunk` bytes (RFC 4975
 /// section 7.1.1): each chunk's Byte-Range (total known), the slice of the message it
@@ -158,6 +164,8 @@ impl Partial {
 pub struct Reassembler {
     limits: ChunkLimits,
     partial: HashMap<String, Partial>,
+    /// The last `REMEMBERED` messages delivered, oldest first.
+    delivered: VecDeque<String>,
 }
 
 impl Reassembler {
@@ -165,6 +173,7 @@ impl Reassembler {
         Reassembler {
             limits,
             partial: HashMap::new(),
+            delivered: VecDeque::new(),
         }
     }
 
@@ -184,7 +193,16 @@ impl Reassembler {
             .message_id()
             .ok_or(ChunkError::NoMessageId)?
             .to_string();
+        if self.delivered.contains(&message_id) {
+            return Ok(Progress::Duplicate { message_id });
+        }
         let result = self.place(&message_id, frame);
+        if matches!(result, Ok(Progress::Complete(_))) {
+            if self.delivered.len() == REMEMBERED {
+                self.delivered.pop_front();
+            }
+            self.delivered.push_back(message_id.clone());
+        }
         if !matches!(result, Ok(Progress::Pending)) {
             self.partial.remove(&message_id);
         }
@@ -349,6 +367,14 @@ mod tests {
         assert_eq!(r.push(&c1).unwrap(), Progress::Pending);
         let c2 = chunk("m1234", "3-6/6", b"cdef", Flag::Complete);
         assert_eq!(complete(r.push(&c2).unwrap()), b"abcdef");
+        // A late retransmission is recognised, not started anew.
+        assert_eq!(
+            r.push(&c1).unwrap(),
+            Progress::Duplicate {
+                message_id: "m1234".into()
+            }
+        );
+        assert_eq!(r.in_progress(), 0);
     }
 
     #[test]
@@ -493,6 +519,38 @@ mod tests {
             empty,
             vec![(ByteRange::parse("1-0/0").unwrap(), 0..0, Flag::Complete)]
         );
+    }
+
+    proptest::proptest! {
+        /// Any chunking, any order, any duplicates: the message comes out whole, once.
+        #[test]
+        fn any_order_and_duplicates_reassemble(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            max in 1usize..700,
+            order in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..40),
+        ) {
+            let mut chunks: Vec<_> = split(data.len(), max).collect();
+            // Duplicates picked by `order`, then the lot shuffled by it.
+            for i in &order {
+                chunks.push(chunks[i.index(chunks.len())].clone());
+            }
+            for (n, i) in order.iter().enumerate() {
+                let len = chunks.len();
+                chunks.swap(n % len, i.index(len));
+            }
+            let mut r = Reassembler::default();
+            let mut done = Vec::new();
+            for (range, slice, flag) in chunks {
+                match r.push(&chunk("m1234", &range.to_string(), &data[slice], flag)).unwrap() {
+                    Progress::Complete(m) => done.push(m.data),
+                    Progress::Pending => {}
+                    Progress::Duplicate { .. } => {}
+                    Progress::Aborted { .. } => panic!("no abort sent"),
+                }
+            }
+            proptest::prop_assert_eq!(done, vec![data]);
+            proptest::prop_assert_eq!(r.in_progress(), 0);
+        }
     }
 
     #[test]
