@@ -252,3 +252,71 @@ fn malformed_bodies() {
         Err(Error::HeaderLine { block: "CPIM", .. })
     ));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the values, the built header blocks have exactly one line per field.
+        #[test]
+        fn build_has_one_line_per_field(
+            name in any::<String>(),
+            uri in any::<String>(),
+            subject in any::<String>(),
+            other in any::<(String, String)>(),
+            content_type in any::<String>(),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut m = Message {
+                from: Some(Address::new(Some(&name), &uri)),
+                subject: vec![(None, subject)],
+                other: vec![other],
+                content_type,
+                content_length: true,
+                body: body.clone(),
+                ..Message::default()
+            };
+            m.to.push(Address::new(None, &uri));
+            let bytes = m.to_bytes();
+            let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let cpim = &bytes[..end + 2];
+            prop_assert_eq!(cpim.split(|&b| b == b'\n').count() - 1, 4);
+            prop_assert_eq!(cpim.iter().filter(|&&b| b == b'\r').count(), 4);
+            let rest = &bytes[end + 4..];
+            let end2 = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            prop_assert_eq!(rest[..end2 + 2].split(|&b| b == b'\n').count() - 1, 2);
+            prop_assert_eq!(&rest[end2 + 4..], body.as_slice());
+        }
+
+        /// Printable values survive build then parse unchanged.
+        #[test]
+        fn build_then_parse_round_trips(
+            name in "[ -~]{0,20}",
+            uri in "[a-z]{1,5}:[!-;=?-~]{1,20}",
+            subject in "[!-~]([ -~]{0,30}[!-~])?",
+            text in prop::collection::vec(any::<u8>(), 0..200),
+            secs in 0i64..4_000_000_000,
+            offset_min in -720i32..=720,
+        ) {
+            let offset = FixedOffset::east_opt(offset_min * 60).unwrap();
+            let m = Message {
+                from: Some(Address::new((!name.trim().is_empty()).then_some(name.trim()), &uri)),
+                to: vec![Address::new(None, &uri)],
+                date_time: Some(DateTime::from_timestamp(secs, 0).unwrap().with_timezone(&offset)),
+                subject: vec![(None, subject)],
+                ns: vec![("imdn".into(), IMDN_NS.into())],
+                other: vec![("imdn.Message-ID".into(), "abc123".into())],
+                content_type: "text/plain".into(),
+                body: text,
+                ..Message::default()
+            };
+            prop_assert_eq!(Message::parse(&m.to_bytes()).unwrap(), m);
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Message::parse(&bytes);
+        }
+    }
+}
