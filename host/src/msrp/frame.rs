@@ -18,8 +18,8 @@ impl TransactId {
         ok.then(|| TransactId(s.to_string()))
     }
 
-    /// A fresh unguessable id: 26 base32 characters (RFC 4975 section 14.5 wants
-    /// transaction ids hard to guess), from the same source as MSRP session ids.
+    /// A fresh random id: 26 base32 characters from the same source as MSRP session ids;
+    /// random ids also keep a body from holding the end-line by chance (section 7.1).
     pub fn random() -> TransactId {
         TransactId::new(&crate::sdp::new_session_id()).expect("26 alphanumerics")
     }

@@ -1,7 +1,9 @@
 //! Codec tests: the frames of RFC 4975's examples byte for byte both ways, every split
 //! point, the limits, malformed frames, and property tests (round trip, no panic).
-//! The examples are typed in from RFC 4975 (sections 4, 5.1, 7.1.1, 7.2, 10.1, 10.3, 10.5);
-//! where the RFC elides To-Path/From-Path (section 5.1) the paths of section 10 are used.
+//! The examples are typed in from RFC 4975 (sections 4, 5.1, 7.1.1, 7.2 and the examples of
+//! section 11: 11.1 basic IM, 11.3 chunked, 11.5 positive report) as recalled, not pasted;
+//! where the RFC elides To-Path/From-Path (section 5.1) the paths of section 11 are used,
+//! and the 11.3 chunk keeps the example's shape with a shortened body.
 
 use proptest::prelude::*;
 
@@ -58,8 +60,8 @@ Message-ID: 87652491\r\n\
 Byte-Range: 1-0/0\r\n\
 -------a786hjs2$\r\n";
 
-/// RFC 4975 section 10.1: basic IM.
-const S101_SEND: &str = "MSRP d93kswow SEND\r\n\
+/// RFC 4975 section 11.1: basic IM.
+const S111_SEND: &str = "MSRP d93kswow SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 Message-ID: 12339sdqwer\r\n\
@@ -69,13 +71,13 @@ Content-Type: text/plain\r\n\
 Hi, I'm Alice!\r\n\
 -------d93kswow$\r\n";
 
-const S101_200: &str = "MSRP d93kswow 200 OK\r\n\
+const S111_200: &str = "MSRP d93kswow 200 OK\r\n\
 To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 -------d93kswow$\r\n";
 
-/// RFC 4975 section 10.3: the first chunk of a chunked message, total known.
-const S103_CHUNK: &str = "MSRP 7443ruhg SEND\r\n\
+/// RFC 4975 section 11.3: the first chunk of a chunked message, total known (body shortened).
+const S113_CHUNK: &str = "MSRP 7443ruhg SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 Message-ID: 12339sdqwer\r\n\
@@ -85,8 +87,8 @@ Content-Type: text/plain\r\n\
 first chunk of a chunked message\r\n\
 -------7443ruhg+\r\n";
 
-/// RFC 4975 section 10.5: a SEND asking for a positive report, and the REPORT.
-const S105_SEND: &str = "MSRP d93kswow SEND\r\n\
+/// RFC 4975 section 11.5: a SEND asking for a positive report, and the REPORT.
+const S115_SEND: &str = "MSRP d93kswow SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 Message-ID: 12339sdqwer\r\n\
@@ -102,7 +104,7 @@ Content-Type: text/html\r\n\
 </body></html>\r\n\
 -------d93kswow$\r\n";
 
-const S105_REPORT: &str = "MSRP dkei38sd REPORT\r\n\
+const S115_REPORT: &str = "MSRP dkei38sd REPORT\r\n\
 To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 Message-ID: 12339sdqwer\r\n\
@@ -110,7 +112,7 @@ Byte-Range: 1-106/106\r\n\
 Status: 000 200 OK\r\n\
 -------dkei38sd$\r\n";
 
-/// RFC 4975 section 7.2 / 10: a response with another code and a comment.
+/// RFC 4975 sections 7.2 and 10: a 413 response with a comment.
 const S72_413: &str = "MSRP d93kswow 413 Message too large\r\n\
 To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
@@ -122,11 +124,11 @@ const EXAMPLES: [&str; 11] = [
     S51_CHUNK1,
     S51_CHUNK2,
     S711_EMPTY,
-    S101_SEND,
-    S101_200,
-    S103_CHUNK,
-    S105_SEND,
-    S105_REPORT,
+    S111_SEND,
+    S111_200,
+    S113_CHUNK,
+    S115_SEND,
+    S115_REPORT,
     S72_413,
 ];
 
@@ -226,8 +228,8 @@ fn rfc_4975_s51_chunks_flags_and_ranges() {
 }
 
 #[test]
-fn rfc_4975_s105_reports() {
-    let send = decode_one(S105_SEND.as_bytes());
+fn rfc_4975_s115_reports() {
+    let send = decode_one(S115_SEND.as_bytes());
     assert!(send.success_report());
     assert_eq!(send.failure_report(), FailureReport::No);
     assert!(
@@ -237,7 +239,7 @@ fn rfc_4975_s105_reports() {
             .data
             .ends_with(b"</body></html>")
     );
-    let report = decode_one(S105_REPORT.as_bytes());
+    let report = decode_one(S115_REPORT.as_bytes());
     assert_eq!(report.method(), Some(&Method::Report));
     assert_eq!(
         report.status(),
@@ -282,8 +284,8 @@ fn every_split_point_decodes_the_same() {
 }
 
 #[test]
-fn rfc_4975_s105_report_built_from_send() {
-    let send = decode_one(S105_SEND.as_bytes());
+fn rfc_4975_s115_report_built_from_send() {
+    let send = decode_one(S115_SEND.as_bytes());
     let report = send.report(
         TransactId::new("dkei38sd").unwrap(),
         send.byte_range().unwrap(),
@@ -294,13 +296,13 @@ fn rfc_4975_s105_report_built_from_send() {
     );
     assert_eq!(
         String::from_utf8(report.to_bytes().unwrap()).unwrap(),
-        S105_REPORT
+        S115_REPORT
     );
 }
 
 #[test]
-fn rfc_4975_s105_send_built() {
-    let want = decode_one(S105_SEND.as_bytes());
+fn rfc_4975_s115_send_built() {
+    let want = decode_one(S115_SEND.as_bytes());
     let built = Frame::send(
         want.transact_id.clone(),
         want.to_path.clone(),
@@ -313,7 +315,7 @@ fn rfc_4975_s105_send_built() {
     );
     assert_eq!(
         String::from_utf8(built.to_bytes().unwrap()).unwrap(),
-        S105_SEND
+        S115_SEND
     );
 }
 
@@ -425,13 +427,13 @@ fn a_bad_frame_is_consumed_and_the_next_decodes() {
     let bad = format!(
         "MSRP abc123 SEND\r\nTo-Path: {BOB}\r\nFrom-Path: {ALICE}\r\nSuccess-Report: maybe\r\n-------abc123$\r\n"
     );
-    let mut buf = format!("{bad}{S101_SEND}").into_bytes();
+    let mut buf = format!("{bad}{S111_SEND}").into_bytes();
     let mut dec = Decoder::default();
     let e = dec.decode(&mut buf).unwrap_err();
     assert!(!e.fatal);
     assert_eq!(
         dec.decode(&mut buf).unwrap(),
-        Some(decode_one(S101_SEND.as_bytes()))
+        Some(decode_one(S111_SEND.as_bytes()))
     );
 }
 
@@ -515,13 +517,13 @@ fn limits_stop_buffering() {
 
 #[test]
 fn encoder_refuses_end_line_in_body_and_sanitises() {
-    let mut f = decode_one(S101_SEND.as_bytes());
+    let mut f = decode_one(S111_SEND.as_bytes());
     f.body.as_mut().unwrap().data = b"a\r\n-------d93kswow$\r\nb".to_vec();
     assert_eq!(
         f.to_bytes().unwrap_err(),
         Error::EndLineInBody(TransactId::new("d93kswow").unwrap())
     );
-    let mut f = decode_one(S101_200.as_bytes());
+    let mut f = decode_one(S111_200.as_bytes());
     f.headers.push(Header::Other {
         name: "X-Evil".into(),
         value: "a\r\nTo-Path: x".into(),
@@ -535,7 +537,7 @@ fn encoder_refuses_end_line_in_body_and_sanitises() {
 #[test]
 fn a_buffer_cut_short_by_the_caller_restarts_the_decoder() {
     let mut dec = Decoder::default();
-    let mut buf = S101_SEND.as_bytes()[..150].to_vec();
+    let mut buf = S111_SEND.as_bytes()[..150].to_vec();
     assert_eq!(dec.decode(&mut buf).unwrap(), None);
     // Shorter than what was scanned: a restart, not a panic.
     buf.clear();
@@ -697,7 +699,7 @@ proptest! {
         junk in prop::collection::vec(any::<u8>(), 0..40),
         at in 0usize..400,
     ) {
-        let mut bytes = S105_SEND.as_bytes().to_vec();
+        let mut bytes = S115_SEND.as_bytes().to_vec();
         let at = at.min(bytes.len());
         bytes.splice(at..at, junk);
         bytes.truncate(cut.max(1).min(bytes.len()));
