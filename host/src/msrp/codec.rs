@@ -74,6 +74,28 @@ pub struct DecodeError {
     /// False when the whole frame was consumed and decoding can go on; true when the
     /// framing is lost (bad start line, a limit hit) and the connection must be closed.
     pub fatal: bool,
+    /// The request's To-Path and From-Path, when they were read before the error.
+    /// (Boxed: errors stay small, they are returned often.)
+    pub paths: Option<Box<(Vec<MsrpUri>, Vec<MsrpUri>)>>,
+}
+
+impl DecodeError {
+    /// The 400 to send back (RFC 4975 section 7.3, section 10: "unintelligible"), with
+    /// the error as its comment, when it can be sent: the bad frame was a request whose
+    /// transaction id and paths were read.
+    pub fn response(&self) -> Option<Frame> {
+        let (to_path, from_path) = self.paths.as_deref()?;
+        let request = Frame {
+            transact_id: self.transact_id.clone()?,
+            start: StartLine::Request(self.method.clone()?),
+            to_path: to_path.clone(),
+            from_path: from_path.clone(),
+            headers: Vec::new(),
+            body: None,
+            flag: Flag::Complete,
+        };
+        Some(request.response(400, Some(&self.error.to_string())))
+    }
 }
 
 #[derive(Debug)]
@@ -285,6 +307,7 @@ impl Decoder {
             method,
             error,
             fatal: true,
+            paths: None,
         }
     }
 }
@@ -352,6 +375,7 @@ fn build(
             method,
             error,
             fatal: false,
+            paths: None,
         }
     };
     let head = &buf[..head_end];
@@ -361,6 +385,11 @@ fn build(
     });
     let to_path = parse_path(lines.next(), "To-Path").map_err(err)?;
     let from_path = parse_path(lines.next(), "From-Path").map_err(err)?;
+    // From here on the error can be answered.
+    let err = |error| DecodeError {
+        paths: Some(Box::new((to_path.clone(), from_path.clone()))),
+        ..err(error)
+    };
     let mut headers = Vec::new();
     let mut content_type = None;
     for line in lines {

@@ -423,6 +423,30 @@ fn malformed_frames_give_typed_errors() {
 }
 
 #[test]
+fn a_bad_request_with_paths_is_answered_400() {
+    let e = decode_err(&format!(
+        "MSRP abc123 SEND\r\nTo-Path: {BOB}\r\nFrom-Path: {ALICE}\r\nByte-Range: x\r\n-------abc123$\r\n"
+    ));
+    let answer = e.response().expect("answerable");
+    assert_eq!(
+        String::from_utf8(answer.to_bytes().unwrap()).unwrap(),
+        format!(
+            "MSRP abc123 400 bad Byte-Range \"x\"\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\n-------abc123$\r\n"
+        )
+    );
+    // No paths, or a response: nothing to answer.
+    let e = decode_err(&format!(
+        "MSRP abc123 SEND\r\nTo-Path: {BOB}\r\n-------abc123$\r\n"
+    ));
+    assert_eq!(e.response(), None);
+    let e = decode_err(&format!(
+        "MSRP abc123 200 OK\r\nTo-Path: {BOB}\r\nFrom-Path: {ALICE}\r\nStatus: 1\r\n-------abc123$\r\n"
+    ));
+    assert!(e.paths.is_some());
+    assert_eq!(e.response(), None);
+}
+
+#[test]
 fn a_bad_frame_is_consumed_and_the_next_decodes() {
     let bad = format!(
         "MSRP abc123 SEND\r\nTo-Path: {BOB}\r\nFrom-Path: {ALICE}\r\nSuccess-Report: maybe\r\n-------abc123$\r\n"
