@@ -16,9 +16,11 @@
 
 pub mod admin;
 pub mod config;
+pub mod cpim;
 pub mod gateway;
 pub mod mail;
 pub mod metrics;
+pub mod msrp;
 pub mod net;
 pub mod policy;
 pub mod sdp;
