@@ -7,6 +7,9 @@
 //! - `sip`: the SIP codec without I/O (framing, parsing, responses, CPM headers and bodies);
 //! - `mail`: the composer of every outgoing mail, with its header and body codecs;
 //! - `smtp`: outgoing SMTP: where to send (MX), the channel to the server, outcomes;
+//! - `msrp`: the MSRP codec without I/O (RFC 4975 frames, streaming decoder, chunk
+//!   reassembly); the endpoint comes with F4/F5;
+//! - `cpim`: message/cpim (RFC 3862) with the IMDN fields (RFC 5438);
 //! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
 //! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
