@@ -524,3 +524,58 @@ fn f2_the_iwf_ending_an_invited_session_quits_without_a_notification() {
         "mail state freed",
     );
 }
+
+#[test]
+fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
+    peers!("f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope");
+    let (_dns, dns) = dnsmasq();
+    let srv = server(&[]);
+    let gw = gateway(&via_mx(dns, &srv));
+    assert!(
+        common::sipp(
+            gw.sip,
+            "f2-group-uac.xml",
+            "u1",
+            &["-key", "rcpt", "bob@mx.test"]
+        ),
+        "F2 ladder for a group session"
+    );
+    let all = mails(&srv, 1);
+    let (meta, eml) = &all[0];
+    let msg = parse(eml);
+    // 5.2.4.2.4 step 2b: a new address represents the group and sends every mail (AA1
+    // MAIL FROM, AA2 From); the policy names it (default: group-<session>@<mail domain>).
+    let (name, from) = address(&msg, "From");
+    assert!(
+        from.starts_with("group-") && from.ends_with("@mail.iwf.test"),
+        "{from}"
+    );
+    assert_eq!(name.as_deref(), Some("Lunch? (group chat)"));
+    assert_eq!(meta["mail_from"], from.as_str());
+    // AA2 Sender: the inviting user, from Referred-By, mapped.
+    assert_eq!(
+        address(&msg, "Sender"),
+        (Some("Carol".into()), "carol@mail.iwf.test".into())
+    );
+    // AA2 To/Cc/Bcc from copyControl; the bcc entry only in the envelope (AA1 RCPT TO).
+    assert_eq!(address(&msg, "To").1, "bob@mx.test");
+    assert_eq!(
+        address(&msg, "Cc"),
+        (Some("Dora".into()), "dora@mx.test".into())
+    );
+    assert!(msg.header_raw("Bcc").is_none());
+    let mut rcpt: Vec<String> = meta["rcpt_tos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    rcpt.sort();
+    assert_eq!(rcpt, ["bob@mx.test", "dora@mx.test", "eve@mx.test"]);
+    // The policy's group invitation text names the group's topic.
+    let body = msg.body_text(0).unwrap().to_string();
+    assert!(
+        body.contains("group chat") && body.contains("Lunch?"),
+        "{body}"
+    );
+}

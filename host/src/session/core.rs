@@ -25,7 +25,9 @@
 //! driver's side; whenever such a session ends the core emits [`Effect::SessionClosed`].
 
 use crate::net::sip::{AGENT, new_tag};
-use crate::policy::world::{Gateway, InviteDecision, Session as PolicySession, SipStatus};
+use crate::policy::world::{
+    Gateway, GroupInfo, InviteDecision, Session as PolicySession, SipStatus,
+};
 use crate::sdp::msrp::{self, Answer, LocalMsrp, Offer};
 use crate::sdp::uri::Host;
 use crate::sip::cpm::CpmInvite;
@@ -810,8 +812,13 @@ impl<P: Peer> Core<P> {
             call_id: dialog.call_id.clone(),
             local_tag: tag,
         };
-        // Group sessions (F7) carry their URI-list to the policy with the focus: not yet.
-        let facts = cpm.session(&session_id, self.config.gateway.clone(), None);
+        // 5.2.4.2.4 step 2b, AA2 To/Cc/Bcc: an INVITE with a URI-list (RFC 5366) invites to
+        // a group session; its Contact is the conference focus (RFC 4579).
+        let group = body.recipients.map(|recipients| GroupInfo {
+            focus_uri: dialog.remote_target().to_string(),
+            recipients,
+        });
+        let facts = cpm.session(&session_id, self.config.gateway.clone(), group);
         tracing::debug!(session = %session_id, %key, "INVITE pending on the policy's decision");
         self.sessions.insert(
             key.clone(),

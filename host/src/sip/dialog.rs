@@ -162,6 +162,12 @@ impl Dialog {
     }
 
     /// The CSeq number of the last request received in the dialog.
+    /// Where the IWF's requests in the dialog go: the INVITE's Contact, or the last
+    /// target refresh's (12.2.1.1).
+    pub fn remote_target(&self) -> &str {
+        &self.remote_target
+    }
+
     pub fn remote_cseq(&self) -> u32 {
         self.remote_cseq
     }
