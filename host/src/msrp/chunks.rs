@@ -1,4 +1,4 @@
-//! Reassembly of an MSRP message from its SEND chunks (RFC 4975 section 7.1.1 and 7.1.3):
+//! Reassembly of an MSRP message from its SEND chunks (RFC 4975 section 7.1.1 and 7.3.1):
 //! by Message-ID, each chunk placed by its Byte-Range, in any order, duplicates
 //! overwriting what they repeat, the message complete once its total is known (from
 //! Byte-Range or from the `$` chunk's end) and every byte is in. A `#` chunk drops the
@@ -216,7 +216,7 @@ impl Reassembler {
             .map(|b| b.data.as_slice())
             .unwrap_or(&[]);
         let len = data.len() as u64;
-        // No Byte-Range: the whole message in this one chunk (section 7.1.1).
+        // No Byte-Range: the whole message in this one chunk (section 7.3.1).
         let range = frame.byte_range().unwrap_or(ByteRange {
             start: 1,
             end: None,

@@ -28,7 +28,7 @@ impl Default for Limits {
         Limits {
             max_head_bytes: 16 * 1024,
             max_headers: 64,
-            // RFC 4975 section 7.1.1: chunks larger than 2048 octets SHOULD be interruptible;
+            // RFC 4975 sections 5.1, 7.1.1: chunks larger than 2048 octets MUST be interruptible;
             // peers commonly send up to 1 MiB, some whole messages in one chunk.
             max_body_bytes: 1024 * 1024,
         }

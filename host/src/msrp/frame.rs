@@ -161,7 +161,7 @@ impl fmt::Display for ByteRange {
     }
 }
 
-/// `Failure-Report` (RFC 4975 section 7.1.2); absent means `yes`.
+/// `Failure-Report` (RFC 4975 sections 5.3 and 7.1.1); absent means `yes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReport {
     Yes,
@@ -222,7 +222,7 @@ pub(crate) fn parse_code(s: &str) -> Option<u16> {
 pub enum Header {
     MessageId(String),
     ByteRange(ByteRange),
-    /// `Success-Report: yes|no` (section 7.1.2).
+    /// `Success-Report: yes|no` (section 5.3).
     SuccessReport(bool),
     FailureReport(FailureReport),
     Status(Status),
@@ -339,7 +339,7 @@ impl Frame {
         })
     }
 
-    /// `Success-Report`, `false` when absent (section 7.1.2).
+    /// `Success-Report`, `false` when absent (section 7.1.1).
     pub fn success_report(&self) -> bool {
         self.headers
             .iter()
@@ -350,7 +350,7 @@ impl Frame {
             .unwrap_or(false)
     }
 
-    /// `Failure-Report`, `yes` when absent (section 7.1.2).
+    /// `Failure-Report`, `yes` when absent (section 7.1.1).
     pub fn failure_report(&self) -> FailureReport {
         self.headers
             .iter()
@@ -400,7 +400,7 @@ impl Frame {
 impl Frame {
     /// One SEND chunk (RFC 4975 section 7.1.1): Message-ID, Byte-Range, the report
     /// requests when they differ from the defaults (Success-Report no, Failure-Report
-    /// yes, section 7.1.2), then the body.
+    /// yes, section 7.1.1), then the body.
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         transact_id: TransactId,

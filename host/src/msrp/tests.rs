@@ -1,9 +1,19 @@
-//! Codec tests: the frames of RFC 4975's examples byte for byte both ways, every split
+//! Codec tests: the MSRP frames of RFC 4975's figures byte for byte both ways, every split
 //! point, the limits, malformed frames, and property tests (round trip, no panic).
-//! The examples are typed in from RFC 4975 (sections 4, 5.1, 7.1.1, 7.2 and the examples of
-//! section 11: 11.1 basic IM, 11.3 chunked, 11.5 positive report) as recalled, not pasted;
-//! where the RFC elides To-Path/From-Path (section 5.1) the paths of section 11 are used,
-//! and the 11.3 chunk keeps the example's shape with a shortened body.
+//!
+//! The figures were checked line by line against the text of RFC 4975 (September 2007,
+//! without errata) as reproduced at tex2e.github.io/rfc-translater/html/rfc4975.html:
+//! section 4 (Figure 2), 5.1 (Figure 3), 11.1 (steps 4 to 7), 11.2 (Figure 13), 11.4
+//! (Figures 14 and 15), 11.5 and 11.6 (Figures 16 and 17). The RFC's 3-space indent is
+//! dropped, lines end in CRLF, a blank line of the figure is one CRLF. Section 11.3 has
+//! no frame of its own (it points to 5.1); 11.7 (Forked IM) shows only a SIP ladder.
+//! Sections 7.1.x and 7.2 have no figures: the bodiless SEND and the 413 below are built
+//! from their rules, not copied from the RFC.
+//!
+//! Several figures carry a Byte-Range whose range-end is not the body's length (noted at
+//! each one). The frame codec does not compare the two: it decodes and re-encodes such a
+//! frame unchanged. `Reassembler::push` does compare them and refuses the chunk with
+//! `ChunkError::RangeMismatch` (a 400), see `rfc_byte_range_mismatches_reach_the_reassembler`.
 
 use proptest::prelude::*;
 
@@ -13,7 +23,8 @@ use crate::sdp::MsrpUri;
 const ALICE: &str = "msrp://alicepc.example.com:7777/iau39soe2843z;tcp";
 const BOB: &str = "msrp://bob.example.com:8888/9di4eae923wzd;tcp";
 
-/// RFC 4975 section 4: Alice's first SEND.
+/// RFC 4975 section 4, Figure 2: Alice's SEND. RFC inconsistency: the body is 23 bytes,
+/// the Byte-Range says 1-25/25.
 const S4_SEND: &str = "MSRP a786hjs2 SEND\r\n\
 To-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n\
 From-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n\
@@ -24,13 +35,32 @@ Content-Type: text/plain\r\n\
 Hey Bob, are you there?\r\n\
 -------a786hjs2$\r\n";
 
-/// RFC 4975 section 4: Bob's 200.
+/// RFC 4975 section 4, Figure 2: Bob's 200.
 const S4_200: &str = "MSRP a786hjs2 200 OK\r\n\
 To-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n\
 From-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n\
 -------a786hjs2$\r\n";
 
-/// RFC 4975 section 5.1: the first of two chunks, end unknown.
+/// RFC 4975 section 5.1, Figure 3, as printed: no To-Path, no From-Path (section 4: "Some
+/// lines in the examples are removed for clarity and brevity"). Section 7.1 requires both,
+/// so the decoder refuses these two; `S51_CHUNK1`/`S51_CHUNK2` add the paths of 11.1.
+const S51_FIG3_CHUNK1: &str = "MSRP dkei38sd SEND\r\n\
+Message-ID: 4564dpWd\r\n\
+Byte-Range: 1-*/8\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+abcd\r\n\
+-------dkei38sd+\r\n";
+
+const S51_FIG3_CHUNK2: &str = "MSRP dkei38ia SEND\r\n\
+Message-ID: 4564dpWd\r\n\
+Byte-Range: 5-8/8\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+EFGH\r\n\
+-------dkei38ia$\r\n";
+
+/// RFC 4975 section 5.1, Figure 3, first chunk, with To-Path and From-Path added.
 const S51_CHUNK1: &str = "MSRP dkei38sd SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
@@ -41,8 +71,9 @@ Content-Type: text/plain\r\n\
 abcd\r\n\
 -------dkei38sd+\r\n";
 
-/// RFC 4975 section 5.1: the second and last chunk.
-const S51_CHUNK2: &str = "MSRP dkei38sd SEND\r\n\
+/// RFC 4975 section 5.1, Figure 3, second and last chunk (its own transaction id,
+/// dkei38ia), with To-Path and From-Path added.
+const S51_CHUNK2: &str = "MSRP dkei38ia SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 Message-ID: 4564dpWd\r\n\
@@ -50,17 +81,19 @@ Byte-Range: 5-8/8\r\n\
 Content-Type: text/plain\r\n\
 \r\n\
 EFGH\r\n\
--------dkei38sd$\r\n";
+-------dkei38ia$\r\n";
 
-/// RFC 4975 section 7.1.1: an empty SEND (no body, Byte-Range 1-0/0).
-const S711_EMPTY: &str = "MSRP a786hjs2 SEND\r\n\
+/// Not an RFC figure: a bodiless SEND built from RFC 4975 section 7.1 (no Content-Type,
+/// end-line right after the last header) and 7.1.1 ("1-0/0"), with the ids of section 4.
+const BODILESS_SEND: &str = "MSRP a786hjs2 SEND\r\n\
 To-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n\
 From-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n\
 Message-ID: 87652491\r\n\
 Byte-Range: 1-0/0\r\n\
 -------a786hjs2$\r\n";
 
-/// RFC 4975 section 11.1: basic IM.
+/// RFC 4975 section 11.1, step 4: Alice's SEND. RFC inconsistency: the body is 14 bytes,
+/// the Byte-Range says 1-16/16.
 const S111_SEND: &str = "MSRP d93kswow SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
@@ -71,24 +104,104 @@ Content-Type: text/plain\r\n\
 Hi, I'm Alice!\r\n\
 -------d93kswow$\r\n";
 
+/// RFC 4975 section 11.1, step 5: Bob's 200.
 const S111_200: &str = "MSRP d93kswow 200 OK\r\n\
 To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 -------d93kswow$\r\n";
 
-/// RFC 4975 section 11.3: the first chunk of a chunked message, total known (body shortened).
-const S113_CHUNK: &str = "MSRP 7443ruhg SEND\r\n\
-To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
-From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
-Message-ID: 12339sdqwer\r\n\
-Byte-Range: 1-1024/2048\r\n\
+/// RFC 4975 section 11.1, step 6: Bob's SEND (two spaces after "Alice!"). RFC
+/// inconsistency: the body is 20 bytes, the Byte-Range says 1-21/21.
+const S111_BOB_SEND: &str = "MSRP dkei38sd SEND\r\n\
+To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
+From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
+Message-ID: 456s9wlk3\r\n\
+Byte-Range: 1-21/21\r\n\
 Content-Type: text/plain\r\n\
 \r\n\
-first chunk of a chunked message\r\n\
--------7443ruhg+\r\n";
+Hi, Alice!  I'm Bob!\r\n\
+-------dkei38sd$\r\n";
 
-/// RFC 4975 section 11.5: a SEND asking for a positive report, and the REPORT.
-const S115_SEND: &str = "MSRP d93kswow SEND\r\n\
+/// RFC 4975 section 11.1, step 7: Alice's 200.
+const S111_ALICE_200: &str = "MSRP dkei38sd 200 OK\r\n\
+To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
+From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
+-------dkei38sd$\r\n";
+
+/// RFC 4975 section 11.2, Figure 13 (the "_http..._" DOCTYPE URI is as printed). RFC
+/// inconsistency: the body is 384 bytes with CRLF line ends (372 with LF), the Byte-Range
+/// says 1-374/374.
+const S112_XHTML: &str = concat!(
+    "MSRP dsdfoe38sd SEND\r\n",
+    "To-Path: msrp://alice.example.com:7777/iau39soe2843z;tcp\r\n",
+    "From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n",
+    "Message-ID: 456so39s\r\n",
+    "Byte-Range: 1-374/374\r\n",
+    "Content-Type: application/xhtml+xml\r\n",
+    "\r\n",
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n",
+    "<!DOCTYPE html\r\n",
+    "PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\"\r\n",
+    "\"_http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd_\">\r\n",
+    "<html xmlns=\"http://www.w3.org/1999/xhtml\" xml:lang=\"en\" lang=\"en\">\r\n",
+    "  <head>\r\n",
+    "    <title>FY2005 Results</title>\r\n",
+    "</head>\r\n",
+    "  <body>\r\n",
+    "   <p>See the results at <a\r\n",
+    "href=\"http://example.org/\">example.org</a>.</p>\r\n",
+    "  </body>\r\n",
+    "</html>\r\n",
+    "-------dsdfoe38sd$\r\n",
+);
+
+/// RFC 4975 section 11.4, Figure 14: the first chunk of a message/cpim message (137
+/// bytes, matching its Byte-Range).
+const S114_CHUNK1: &str = "MSRP d93kswow SEND\r\n\
+To-Path: msrp://bobpc.example.com:8888/9di4eae923wzd;tcp\r\n\
+From-Path: msrp://alicepc.example.com:7654/iau39soe2843z;tcp\r\n\
+Message-ID: 12339sdqwer\r\n\
+Byte-Range: 1-137/148\r\n\
+Content-Type: message/cpim\r\n\
+\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Alice <sip:alice@example.com>\r\n\
+DateTime: 2006-05-15T15:02:31-03:00\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+ABCD\r\n\
+-------d93kswow+\r\n";
+
+/// RFC 4975 section 11.4, Figure 15: the second and last chunk. RFC inconsistency: the
+/// body is 10 bytes, the Byte-Range 138-148 says 11.
+const S114_CHUNK2: &str = "MSRP op2nc9a SEND\r\n\
+To-Path: msrp://bobpc.example.com:8888/9di4eae923wzd;tcp\r\n\
+From-Path: msrp://alicepc.example.com:7654/iau39soe2843z;tcp\r\n\
+Message-ID: 12339sdqwer\r\n\
+Byte-Range: 138-148/148\r\n\
+Content-Type: message/cpim\r\n\
+\r\n\
+1234567890\r\n\
+-------op2nc9a$\r\n";
+
+/// RFC 4975 section 11.5: a system message (Failure-Report before Success-Report, as
+/// printed). RFC inconsistency: the body is 37 bytes, the Byte-Range says 1-38/38.
+const S115_SYSTEM: &str = "MSRP d93kswow SEND\r\n\
+To-Path: msrp://alicepc.example.com:8888/9di4eae923wzd;tcp\r\n\
+From-Path: msrp://example.com:7777/iau39soe2843z;tcp\r\n\
+Message-ID: 12339sdqwer\r\n\
+Byte-Range: 1-38/38\r\n\
+Failure-Report: no\r\n\
+Success-Report: no\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+This conference will end in 5 minutes\r\n\
+-------d93kswow$\r\n";
+
+/// RFC 4975 section 11.6, Figure 16: a SEND asking for a positive report. RFC
+/// inconsistency: the body is 121 bytes with CRLF line ends (117 with LF), the Byte-Range
+/// says 1-106/106.
+const S116_SEND: &str = "MSRP d93kswow SEND\r\n\
 To-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 From-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 Message-ID: 12339sdqwer\r\n\
@@ -104,7 +217,8 @@ Content-Type: text/html\r\n\
 </body></html>\r\n\
 -------d93kswow$\r\n";
 
-const S115_REPORT: &str = "MSRP dkei38sd REPORT\r\n\
+/// RFC 4975 section 11.6, Figure 17: the success REPORT.
+const S116_REPORT: &str = "MSRP dkei38sd REPORT\r\n\
 To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 Message-ID: 12339sdqwer\r\n\
@@ -112,24 +226,30 @@ Byte-Range: 1-106/106\r\n\
 Status: 000 200 OK\r\n\
 -------dkei38sd$\r\n";
 
-/// RFC 4975 sections 7.2 and 10: a 413 response with a comment.
-const S72_413: &str = "MSRP d93kswow 413 Message too large\r\n\
+/// Not an RFC figure: a 413 with a comment, built per RFC 4975 section 7.2 (response) and
+/// 10.5 (413), with the paths of 11.1.
+const BUILT_413: &str = "MSRP d93kswow 413 Message too large\r\n\
 To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
 From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
 -------d93kswow$\r\n";
 
-const EXAMPLES: [&str; 11] = [
+const EXAMPLES: [&str; 16] = [
     S4_SEND,
     S4_200,
     S51_CHUNK1,
     S51_CHUNK2,
-    S711_EMPTY,
+    BODILESS_SEND,
     S111_SEND,
     S111_200,
-    S113_CHUNK,
-    S115_SEND,
-    S115_REPORT,
-    S72_413,
+    S111_BOB_SEND,
+    S111_ALICE_200,
+    S112_XHTML,
+    S114_CHUNK1,
+    S114_CHUNK2,
+    S115_SYSTEM,
+    S116_SEND,
+    S116_REPORT,
+    BUILT_413,
 ];
 
 fn decode_one(bytes: &[u8]) -> Frame {
@@ -228,8 +348,113 @@ fn rfc_4975_s51_chunks_flags_and_ranges() {
 }
 
 #[test]
-fn rfc_4975_s115_reports() {
-    let send = decode_one(S115_SEND.as_bytes());
+fn rfc_4975_s51_figure3_as_printed_lacks_the_paths() {
+    // Section 7.1: a request carries To-Path and From-Path; Figure 3 leaves both out.
+    for ex in [S51_FIG3_CHUNK1, S51_FIG3_CHUNK2] {
+        let e = decode_err(ex);
+        assert_eq!(e.error, Error::Missing("To-Path"), "{ex}");
+        assert!(!e.fatal);
+    }
+    // Everything else in the figure is what the decoder reads with the paths added.
+    let c2 = decode_one(S51_CHUNK2.as_bytes());
+    assert_eq!(c2.transact_id.as_str(), "dkei38ia");
+    assert_eq!(c2.message_id(), Some("4564dpWd"));
+}
+
+#[test]
+fn rfc_4975_s111_both_directions() {
+    let alice = decode_one(S111_SEND.as_bytes());
+    assert_eq!(
+        String::from_utf8(alice.response(200, Some("OK")).to_bytes().unwrap()).unwrap(),
+        S111_200
+    );
+    let bob = decode_one(S111_BOB_SEND.as_bytes());
+    assert_eq!(bob.message_id(), Some("456s9wlk3"));
+    assert_eq!(bob.body.as_ref().unwrap().data, b"Hi, Alice!  I'm Bob!");
+    assert_eq!(
+        String::from_utf8(bob.response(200, Some("OK")).to_bytes().unwrap()).unwrap(),
+        S111_ALICE_200
+    );
+}
+
+#[test]
+fn rfc_4975_s112_xhtml_body() {
+    let f = decode_one(S112_XHTML.as_bytes());
+    assert_eq!(f.transact_id.as_str(), "dsdfoe38sd");
+    let body = f.body.as_ref().unwrap();
+    assert_eq!(body.content_type, "application/xhtml+xml");
+    assert!(body.data.starts_with(b"<?xml version=\"1.0\""));
+    assert!(body.data.ends_with(b"  </body>\r\n</html>"));
+    assert_eq!(body.data.len(), 384);
+}
+
+#[test]
+fn rfc_4975_s114_cpim_chunks() {
+    let c1 = decode_one(S114_CHUNK1.as_bytes());
+    assert_eq!(c1.flag, Flag::More);
+    assert_eq!(
+        c1.byte_range(),
+        Some(ByteRange::parse("1-137/148").unwrap())
+    );
+    let body = c1.body.as_ref().unwrap();
+    assert_eq!(body.content_type, "message/cpim");
+    assert_eq!(body.data.len(), 137);
+    let c2 = decode_one(S114_CHUNK2.as_bytes());
+    assert_eq!(c2.flag, Flag::Complete);
+    assert_eq!(c2.transact_id.as_str(), "op2nc9a");
+    assert_eq!(c2.body.as_ref().unwrap().data, b"1234567890");
+}
+
+#[test]
+fn rfc_4975_s115_system_message_keeps_header_order() {
+    let f = decode_one(S115_SYSTEM.as_bytes());
+    assert!(!f.success_report());
+    assert_eq!(f.failure_report(), FailureReport::No);
+    assert!(matches!(
+        f.headers.as_slice(),
+        [
+            Header::MessageId(_),
+            Header::ByteRange(_),
+            Header::FailureReport(FailureReport::No),
+            Header::SuccessReport(false),
+        ]
+    ));
+}
+
+/// What the module doc says of the figures whose Byte-Range does not fit their body: the
+/// frame codec keeps them as they are (the byte-exact test), the reassembler refuses them.
+/// RFC 4975 section 7.3.1 says a receiver SHOULD go by the payload's actual length when
+/// the body is shorter than range-end; `Reassembler` is stricter than that.
+#[test]
+fn rfc_byte_range_mismatches_reach_the_reassembler() {
+    for ex in [
+        S4_SEND,
+        S111_SEND,
+        S111_BOB_SEND,
+        S112_XHTML,
+        S115_SYSTEM,
+        S116_SEND,
+    ] {
+        let f = decode_one(ex.as_bytes());
+        let e = Reassembler::default().push(&f).unwrap_err();
+        assert!(matches!(e, ChunkError::RangeMismatch { .. }), "{e}");
+        assert_eq!(e.status(), 400);
+    }
+    let mut r = Reassembler::default();
+    assert_eq!(
+        r.push(&decode_one(S114_CHUNK1.as_bytes())).unwrap(),
+        Progress::Pending
+    );
+    let e = r.push(&decode_one(S114_CHUNK2.as_bytes())).unwrap_err();
+    assert!(
+        matches!(e, ChunkError::RangeMismatch { len: 10, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn rfc_4975_s116_reports() {
+    let send = decode_one(S116_SEND.as_bytes());
     assert!(send.success_report());
     assert_eq!(send.failure_report(), FailureReport::No);
     assert!(
@@ -239,7 +464,7 @@ fn rfc_4975_s115_reports() {
             .data
             .ends_with(b"</body></html>")
     );
-    let report = decode_one(S115_REPORT.as_bytes());
+    let report = decode_one(S116_REPORT.as_bytes());
     assert_eq!(report.method(), Some(&Method::Report));
     assert_eq!(
         report.status(),
@@ -248,7 +473,7 @@ fn rfc_4975_s115_reports() {
             comment: Some("OK".into())
         })
     );
-    let r = decode_one(S72_413.as_bytes());
+    let r = decode_one(BUILT_413.as_bytes());
     assert_eq!(
         r.start,
         StartLine::Response {
@@ -284,8 +509,8 @@ fn every_split_point_decodes_the_same() {
 }
 
 #[test]
-fn rfc_4975_s115_report_built_from_send() {
-    let send = decode_one(S115_SEND.as_bytes());
+fn rfc_4975_s116_report_built_from_send() {
+    let send = decode_one(S116_SEND.as_bytes());
     let report = send.report(
         TransactId::new("dkei38sd").unwrap(),
         send.byte_range().unwrap(),
@@ -296,13 +521,13 @@ fn rfc_4975_s115_report_built_from_send() {
     );
     assert_eq!(
         String::from_utf8(report.to_bytes().unwrap()).unwrap(),
-        S115_REPORT
+        S116_REPORT
     );
 }
 
 #[test]
-fn rfc_4975_s115_send_built() {
-    let want = decode_one(S115_SEND.as_bytes());
+fn rfc_4975_s116_send_built() {
+    let want = decode_one(S116_SEND.as_bytes());
     let built = Frame::send(
         want.transact_id.clone(),
         want.to_path.clone(),
@@ -315,7 +540,7 @@ fn rfc_4975_s115_send_built() {
     );
     assert_eq!(
         String::from_utf8(built.to_bytes().unwrap()).unwrap(),
-        S115_SEND
+        S116_SEND
     );
 }
 
@@ -723,7 +948,7 @@ proptest! {
         junk in prop::collection::vec(any::<u8>(), 0..40),
         at in 0usize..400,
     ) {
-        let mut bytes = S115_SEND.as_bytes().to_vec();
+        let mut bytes = S116_SEND.as_bytes().to_vec();
         let at = at.min(bytes.len());
         bytes.splice(at..at, junk);
         bytes.truncate(cut.max(1).min(bytes.len()));
