@@ -43,6 +43,11 @@ fn gateway(outbound: &str) -> Gateway {
 
 /// [`gateway`] with more `[sip]` keys.
 fn gateway_with(sip_keys: &str, outbound: &str) -> Gateway {
+    gateway_with_policy(sip_keys, outbound, "")
+}
+
+/// As [`gateway_with`], with `[policy]` keys (`path = ...`).
+fn gateway_with_policy(sip_keys: &str, outbound: &str, policy_keys: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
     let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
@@ -55,6 +60,7 @@ fn gateway_with(sip_keys: &str, outbound: &str) -> Gateway {
              [smtp.outbound]\n{outbound}helo = \"iwf.test\"\ndns_timeout_ms = 1000\n\
              dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
              data_timeout_ms = 5000\n\
+             [policy]\n{policy_keys}\
              [admin]\nlisten = \"{admin}\"\n"
         ),
     )
@@ -578,4 +584,47 @@ fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
         body.contains("group chat") && body.contains("Lunch?"),
         "{body}"
     );
+}
+
+/// RFC 2852 end to end: the policy asks for `BY=` (the test policy `misbehaving` in its
+/// well-behaved `deliverby` mode); it reaches MAIL FROM only when the server advertised
+/// DELIVERBY (AA1 BY row).
+#[test]
+fn by_is_sent_when_the_policy_asks_and_only_if_the_server_advertised_deliverby() {
+    peers!("by_is_sent_when_the_policy_asks_and_only_if_the_server_advertised_deliverby");
+    let policy = format!(
+        "path = {:?}\n",
+        common::policy_file("misbehaving").display().to_string()
+    );
+    for (options, expected) in [(&["--deliverby"][..], Some("86400;N")), (&[][..], None)] {
+        let (_dns, dns) = dnsmasq();
+        let srv = server(options);
+        let gw = gateway_with_policy("", &via_mx(dns, &srv), &policy);
+        assert!(
+            common::sipp(
+                gw.sip,
+                "f2-uac.xml",
+                "u1",
+                &["-key", "rcpt", "deliverby@mx.test"]
+            ),
+            "F2 ladder"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        for e in std::fs::read_dir(srv.dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            eprintln!(
+                "DEBUG {} {}",
+                p.display(),
+                std::fs::read_to_string(&p).unwrap_or_default()
+            );
+        }
+        let all = mails(&srv, 1);
+        for (meta, _) in &all {
+            let by = meta["mail_args"].as_str().unwrap_or_default();
+            match expected {
+                Some(value) => assert!(by.contains(&format!("BY={value}")), "{by}"),
+                None => assert!(!by.contains("BY="), "{by}"),
+            }
+        }
+    }
 }

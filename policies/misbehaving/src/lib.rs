@@ -13,6 +13,8 @@
 //!   +1 environment variables, +2 arguments, +4 a readable `/etc/passwd` or listable `/`,
 //!   +8 a TCP connection to the address in the session's Subject; it also prints to stdout and stderr (which must
 //!   not trap). The sandbox must make it answer exactly 100;
+//! - `deliverby`: well behaved: asks the e-mail user, and asks for `BY=86400;N` on every
+//!   mail (the default never asks), for the tests of RFC 2852 end to end;
 //! - anything else: the `default` policy.
 //!
 //! Never shipped: the build puts it beside the real policies for the tests.
@@ -46,6 +48,7 @@ fn misbehave(session: &Session) -> Option<&'static str> {
         "garbage" => Some("garbage"),
         "count" => Some("count"),
         "snoop" => Some("snoop"),
+        "deliverby" => Some("deliverby"),
         _ => None,
     }
 }
@@ -84,6 +87,8 @@ impl Guest for Misbehaving {
                 code: 99,
                 reason: "bad\r\ncode".into(),
             }),
+            // Asks the e-mail user, so that the invitation is mailed (with BY=).
+            Some("deliverby") => InviteDecision::AskUser,
             _ => InviteDecision::AcceptOnBehalf,
         }
     }
@@ -129,6 +134,11 @@ impl Guest for Misbehaving {
             Some("garbage") => Some(ByRequest {
                 seconds: 0,
                 mode: ByMode::Return,
+                trace: false,
+            }),
+            Some("deliverby") => Some(ByRequest {
+                seconds: 86_400,
+                mode: ByMode::Notify,
                 trace: false,
             }),
             _ => Base::deliver_by(session, kind),
