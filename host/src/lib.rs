@@ -10,6 +10,7 @@
 //! - `msrp`: the MSRP codec without I/O (RFC 4975 frames, streaming decoder, chunk
 //!   reassembly); the endpoint comes with F4/F5;
 //! - `cpim`: message/cpim (RFC 3862) with the IMDN fields (RFC 5438);
+//! - `hostname`: the DNS host-name check every URI and mail domain shares;
 //! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
 //! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod config;
 pub mod cpim;
 pub mod gateway;
+pub mod hostname;
 pub mod mail;
 pub mod metrics;
 pub mod msrp;

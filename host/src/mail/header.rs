@@ -395,17 +395,7 @@ fn is_domain(s: &str) -> bool {
             None => literal.parse::<std::net::Ipv4Addr>().is_ok(),
         };
     }
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    crate::hostname::is_hostname(s)
 }
 
 #[cfg(test)]

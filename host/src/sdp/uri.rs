@@ -27,16 +27,7 @@ impl Host {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
-        let ok = !s.is_empty()
-            && s.len() <= 253
-            && s.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if ok {
+        if crate::hostname::is_hostname(s) {
             Ok(Host::Name(s.to_ascii_lowercase()))
         } else {
             Err(format!("bad host {s:?}"))

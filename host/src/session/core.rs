@@ -1051,6 +1051,18 @@ mod tests {
 
     const CONTACT: &str = "Contact: <sip:alice@192.0.2.1:5070>\r\n";
 
+    /// The CANCEL of the INVITE with CSeq 1: it matches the INVITE's transaction (same
+    /// branch, 9.1).
+    fn cancel_of_the_invite() -> Message {
+        let mut cancel = request("CANCEL", 1, None, "", "");
+        cancel.headers.iter_mut().for_each(|(n, v)| {
+            if n == "Via" {
+                *v = v.replace("z9hG4bK-CANCEL-1", "z9hG4bK-INVITE-1");
+            }
+        });
+        cancel
+    }
+
     /// A request from Alice; `extra` header lines go before Content-Type.
     fn request(method: &str, cseq: u32, to_tag: Option<&str>, extra: &str, body: &str) -> Message {
         let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
@@ -1436,12 +1448,7 @@ mod tests {
         let (mut core, now) = (core(), Instant::now());
         let key = invite(&mut core, now);
         // The CANCEL matches the INVITE's transaction (same branch, 9.1).
-        let mut cancel = request("CANCEL", 1, None, "", "");
-        cancel.headers.iter_mut().for_each(|(n, v)| {
-            if n == "Via" {
-                *v = v.replace("z9hG4bK-CANCEL-1", "z9hG4bK-INVITE-1");
-            }
-        });
+        let cancel = cancel_of_the_invite();
         let effects = core.on_request(cancel, Transport::Datagram, To::Source, now);
         assert_eq!(
             statuses(&effects),
@@ -1595,12 +1602,7 @@ mod tests {
     fn f2_cancel_while_mailing_is_487_the_mail_side_closes_and_the_late_outcome_is_dropped() {
         let (mut core, now) = (core(), Instant::now());
         let key = invite_asking_the_user(&mut core, now);
-        let mut cancel = request("CANCEL", 1, None, "", "");
-        cancel.headers.iter_mut().for_each(|(n, v)| {
-            if n == "Via" {
-                *v = v.replace("z9hG4bK-CANCEL-1", "z9hG4bK-INVITE-1");
-            }
-        });
+        let cancel = cancel_of_the_invite();
         let effects = core.on_request(cancel, Transport::Datagram, To::Source, now);
         assert_eq!(
             statuses(&effects),
