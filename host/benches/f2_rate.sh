@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# F2 invitations/s through the gateway (sipp tests/sipp/f2-uac.xml -> iwf with the default
+# policy, which asks the e-mail user: every INVITE is mailed to smtp-sink as an invitation
+# and answered 200 on its 250; the BYE then mails the CC2 notification), beside Postfix's
+# smtp-source -> smtp-sink in the same run (the baseline: one 512-byte message per
+# connection, 20 sessions).
+# Usage: bash host/benches/f2_rate.sh   (builds iwf in release first; needs the Debian
+# packages sip-tester and postfix; the postfix daemon itself is not used)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q -p iwf
+ROOT=$PWD
+IWF=$ROOT/target/release/iwf
+CALLS=${CALLS:-10000}    # sipp calls (one invitation each)
+MSGS=${MSGS:-20000}      # smtp-source messages for the baseline
+SESSIONS=${SESSIONS:-20} # smtp-source parallel sessions
+RATE=${RATE:-100000}     # no rate cap: closed loop, at most $LIMIT calls in flight
+LIMIT=${LIMIT:-200}
+MAIL_OPS=${MAIL_OPS:-1000}  # [smtp.outbound] max_mail_operations (default 256)
+SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
+SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+
+rate_of() { # stats.csv -> completed calls per second over the run
+  python3 - "$1" <<'PY'
+import sys
+rows=[l.rstrip('\n').split(';') for l in open(sys.argv[1]) if l.strip()]
+h=rows[0]; last=rows[-1]
+ok=int(last[h.index('SuccessfulCall(C)')]); failed=int(last[h.index('FailedCall(C)')])
+# ElapsedTime(C) has whole seconds only: use the epoch fields of StartTime and CurrentTime.
+epoch=lambda f: float(last[h.index(f)].split('\t')[-1])
+secs=epoch('CurrentTime')-epoch('StartTime')
+t=last[h.index('ResponseTime1(C)')].split(':')  # INVITE -> 200, mean: HH:MM:SS:micros
+rtt=(int(t[0])*3600+int(t[1])*60+int(t[2]))*1e3+int(t[3])/1e3
+print(f"{ok/secs:.0f} {ok} {failed} {secs:.2f} {rtt:.0f}")
+PY
+}
+
+# smtp-sink: accepts everything, stores nothing (backlog 1000; -u nobody when run as root).
+sink_port=$(free_port)
+"$SMTP_SINK" -u nobody "127.0.0.1:$sink_port" 1000 >"$work/sink.out" 2>&1 &
+pids+=($!)
+sleep 0.5
+
+# Baseline: smtp-source -> smtp-sink, one 512-byte message per connection.
+t0=$(now)
+"$SMTP_SOURCE" -s "$SESSIONS" -l 512 -m "$MSGS" "127.0.0.1:$sink_port" >"$work/source.out" 2>&1
+t1=$(now)
+base_rate=$(python3 -c "print(f'{$MSGS/($t1-$t0):.0f}')")
+base_secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
+
+# The gateway, default policy, every mail to smtp-sink (no DNS).
+sip_port=$(free_port); admin_port=$(free_port); msrp_port=$(free_port); in_port=$(free_port)
+cat >"$work/iwf.toml" <<TOML
+[sip]
+listen = "127.0.0.1:$sip_port"
+domain = "iwf.test"
+[msrp]
+listen = "127.0.0.1:$msrp_port"
+[smtp.inbound]
+listen = "127.0.0.1:$in_port"
+domain = "mail.iwf.test"
+[smtp.outbound]
+smart_host = "127.0.0.1:$sink_port"
+helo = "iwf.test"
+max_mail_operations = $MAIL_OPS
+max_idle_channels = 1024
+[admin]
+listen = "127.0.0.1:$admin_port"
+TOML
+RUST_LOG=${RUST_LOG:-warn} "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
+iwf_pid=$!
+pids+=($iwf_pid)
+for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
+
+cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
+cpu0=$(cpu)
+(cd "$work" && sipp -sf "$ROOT/tests/sipp/f2-uac.xml" -key rcpt bob@example.net \
+  -i 127.0.0.1 -p 0 -r "$RATE" -m "$CALLS" -l "$LIMIT" -nostdin -trace_err \
+  -trace_stat -fd 1 -stf iwf.csv "127.0.0.1:$sip_port" >/dev/null 2>&1) || true
+cpu1=$(cpu)
+read iwf_rate iwf_ok iwf_failed iwf_secs iwf_rtt < <(rate_of "$work/iwf.csv")
+sleep 1  # the last CC2 notifications
+metrics=$(curl -s "127.0.0.1:$admin_port/metrics")
+# Datagrams the kernel dropped at the gateway's UDP socket (receive buffer full).
+iwf_drops=$(awk -v p="$(printf ':%04X' "$sip_port")" '$2 ~ p"$" {print $NF}' /proc/net/udp | head -1)
+iwf_cpu=$(python3 -c "print(f'{($cpu1-$cpu0)/$(getconf CLK_TCK)/$iwf_secs*100:.0f}')")
+
+echo "F2 invitations/s, $CALLS calls, baseline $MSGS messages (loopback, one run)"
+echo "baseline smtp-source -> smtp-sink : $base_rate msgs/s ($MSGS in ${base_secs}s, $SESSIONS sessions, 512 bytes)"
+echo "sipp f2-uac -> iwf -> smtp-sink   : $iwf_rate invitations/s ($iwf_ok ok, $iwf_failed failed, ${iwf_secs}s; INVITE -> 200 mean ${iwf_rtt} ms)"
+python3 -c "print(f'ratio iwf/baseline               : {$iwf_rate/$base_rate:.2f}')"
+echo "iwf CPU during the sipp run       : ${iwf_cpu}% of one core"
+echo "UDP drops at the iwf socket       : ${iwf_drops:-?}"
+echo "$metrics" | grep -E "^iwf_(invitations_total\{|mail_sessions )" || true
+echo "$metrics" | python3 -c '
+import sys, re
+s, c = {}, {}
+for l in sys.stdin:
+    m = re.match(r"iwf_policy_decision_seconds_(sum|count)\{decision=\"([^\"]+)\"\} (\S+)", l)
+    if m: (s if m[1] == "sum" else c)[m[2]] = float(m[3])
+used = [d for d in c if c[d]]
+print("policy decisions: " + ", ".join(f"{d} {c[d]:.0f} x {s[d]/c[d]*1e6:.0f} us" for d in used))
+print(f"policy time per call: {sum(s[d] for d in used)/max(1, '"$iwf_ok"')*1e6:.0f} us")'
+if [ "$iwf_failed" != 0 ]; then
+  echo "--- sipp errors (first 20 lines)"; head -20 "$work"/*_errors.log 2>/dev/null || true
+  echo "--- iwf log (first 20 lines)"; head -20 "$work/iwf.log"
+fi
