@@ -291,7 +291,11 @@ fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
     assert_eq!(msg.subject(), Some("Chat ended"));
     // The channel is closed: QUIT seen by the server; no mail state is left.
     wait_for(|| !srv.records("quit").is_empty(), "QUIT");
-    assert_eq!(gw.metric("iwf_mail_sessions "), ["iwf_mail_sessions 0"]);
+    // The task frees its state just after the QUIT: wait for it, don't race it.
+    wait_for(
+        || gw.metric("iwf_mail_sessions ") == ["iwf_mail_sessions 0"],
+        "mail state freed",
+    );
     assert_eq!(
         gw.metric("iwf_invitations_total{"),
         [
@@ -353,7 +357,11 @@ fn f2_rcpt_550_answers_488() {
     // The channel is QUIT after the failure.
     wait_for(|| !srv.records("quit").is_empty(), "QUIT");
     assert!(srv.mails().is_empty());
-    assert_eq!(gw.metric("iwf_mail_sessions "), ["iwf_mail_sessions 0"]);
+    // The task frees its state just after the QUIT: wait for it, don't race it.
+    wait_for(
+        || gw.metric("iwf_mail_sessions ") == ["iwf_mail_sessions 0"],
+        "mail state freed",
+    );
     assert_eq!(
         gw.metric("iwf_invitations_total{outcome=\"refused\"}"),
         ["iwf_invitations_total{outcome=\"refused\"} 1"]
