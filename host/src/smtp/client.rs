@@ -104,7 +104,15 @@ impl Channel {
         for target in targets {
             for &addr in &target.addrs {
                 match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => return Self::start(stream, target, addr, settings).await,
+                    Ok(Ok(stream)) => {
+                        // Each command waits for its reply, and lettre writes a command and
+                        // the DATA terminator in separate writes: with Nagle on, the second
+                        // write waits for the server's delayed ACK (~40 ms on Linux).
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
+                        }
+                        return Self::start(stream, target, addr, settings).await;
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(host = %target.host, %addr, error = %e, "SMTP connect failed");
                         tried.push(format!("{} ({addr}): {e}", target.host));
