@@ -16,6 +16,7 @@ MSGS=${MSGS:-20000}      # smtp-source messages for the baseline
 SESSIONS=${SESSIONS:-20} # smtp-source parallel sessions
 RATE=${RATE:-100000}     # no rate cap: closed loop, at most $LIMIT calls in flight
 LIMIT=${LIMIT:-200}
+PAUSE=${PAUSE:-200}      # ms between the ACK and the BYE (the session's life)
 MAIL_OPS=${MAIL_OPS:-1000}  # [smtp.outbound] max_mail_operations (default 256)
 SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
 SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
@@ -85,7 +86,9 @@ for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && br
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
 cpu0=$(cpu)
-(cd "$work" && sipp -sf "$ROOT/tests/sipp/f2-uac.xml" -key rcpt bob@example.net \
+sed "s|<pause milliseconds=\"200\"/>|<pause milliseconds=\"$PAUSE\"/>|" \
+  "$ROOT/tests/sipp/f2-uac.xml" >"$work/f2-uac.xml"
+(cd "$work" && sipp -sf "$work/f2-uac.xml" -key rcpt bob@example.net \
   -i 127.0.0.1 -p 0 -r "$RATE" -m "$CALLS" -l "$LIMIT" -nostdin -trace_err \
   -trace_stat -fd 1 -stf iwf.csv "127.0.0.1:$sip_port" >/dev/null 2>&1) || true
 cpu1=$(cpu)

@@ -31,6 +31,10 @@ pub struct SipConfig {
     pub domain: String,
     /// RFC 3261 T1 (the RTT estimate behind every SIP timer), in milliseconds.
     pub t1_ms: u64,
+    /// SO_RCVBUF of the UDP socket, in bytes: what absorbs a burst of INVITEs while the
+    /// session task is busy. The kernel caps it at `net.core.rmem_max` (the gateway logs a
+    /// warning when it got less than asked).
+    pub udp_receive_buffer: usize,
 }
 
 impl Default for SipConfig {
@@ -39,6 +43,7 @@ impl Default for SipConfig {
             listen: ([127, 0, 0, 1], 5060).into(),
             domain: "localhost".into(),
             t1_ms: 500,
+            udp_receive_buffer: 4 << 20,
         }
     }
 }

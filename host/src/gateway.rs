@@ -87,14 +87,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     })?;
     let (mailer, invited) = Mailer::new(policy.clone(), router, &config.smtp.outbound);
 
-    let sip = SipListeners::bind(config.sip.listen, sip::message::Limits::default())
-        .await
-        .with_context(|| {
-            format!(
-                "[sip] listen = {}: cannot bind UDP and TCP",
-                config.sip.listen
-            )
-        })?;
+    let sip = SipListeners::bind(
+        config.sip.listen,
+        sip::message::Limits::default(),
+        config.sip.udp_receive_buffer,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "[sip] listen = {}: cannot bind UDP and TCP",
+            config.sip.listen
+        )
+    })?;
     let sip_addr = sip.local_addr();
     let (inbound, requests) = mpsc::channel(1024);
     sip.serve(inbound);

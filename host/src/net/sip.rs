@@ -88,13 +88,18 @@ pub struct SipListeners {
 impl SipListeners {
     /// Binds UDP and TCP on `addr` (port 0: the same free port for both). With a port
     /// given, UDP is bound first: whoever finds the TCP listener finds the UDP socket too.
-    pub async fn bind(addr: SocketAddr, limits: Limits) -> std::io::Result<Self> {
+    /// `receive_buffer` is the UDP socket's SO_RCVBUF (`[sip] udp_receive_buffer`).
+    pub async fn bind(
+        addr: SocketAddr,
+        limits: Limits,
+        receive_buffer: usize,
+    ) -> std::io::Result<Self> {
         let (udp, tcp) = if addr.port() != 0 {
-            let udp = UdpSocket::bind(addr).await?;
+            let udp = bind_udp(addr, receive_buffer)?;
             (udp, TcpListener::bind(addr).await?)
         } else {
             let tcp = TcpListener::bind(addr).await?;
-            (UdpSocket::bind(tcp.local_addr()?).await?, tcp)
+            (bind_udp(tcp.local_addr()?, receive_buffer)?, tcp)
         };
         Ok(Self {
             udp: Arc::new(udp),
@@ -115,6 +120,27 @@ impl SipListeners {
         tokio::spawn(serve_udp(self.udp, limits, inbound.clone()));
         tokio::spawn(serve_tcp(self.tcp, limits, inbound));
     }
+}
+
+/// The UDP socket with its receive buffer set before `bind`, so no datagram meets the
+/// default buffer. Linux doubles what it is asked and caps it at `net.core.rmem_max`.
+fn bind_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(receive_buffer) {
+        tracing::warn!(error = %e, receive_buffer, "[sip] udp_receive_buffer not applied");
+    }
+    let got = socket.recv_buffer_size().unwrap_or(0);
+    if got < receive_buffer {
+        tracing::warn!(
+            asked = receive_buffer,
+            got,
+            "[sip] udp_receive_buffer capped by the kernel: raise net.core.rmem_max"
+        );
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, limits: Limits, inbound: mpsc::Sender<Inbound>) {
