@@ -1,21 +1,23 @@
-//! The e-mail side of a CPM session whose invitation is mailed (F2, 5.2.4.2.4; F6,
-//! 5.2.4.2.6): one task per session mails the invitation (AA1, AA2) and reports its SMTP
-//! outcome (AA3); it keeps the SMTP channel, the addresses used and the Message-IDs sent
-//! until the session closes, then mails the CC2 notification when the policy wants one
-//! and QUITs (CC1, CC2).
+//! The e-mail side of a CPM session (F2, 5.2.4.2.4; F4, 5.2.4.2.5; F6, 5.2.4.2.6): one task
+//! per session mails the invitation (AA1, AA2) and reports its SMTP outcome (AA3), mails
+//! the CPM side's chat messages (BB1, BB2) over the same channel, and keeps the channel,
+//! the addresses used and the Message-IDs sent until the session closes; then it mails
+//! the CC2 notification when the policy wants one and QUITs (CC1, CC2).
 //!
 //! Owns the per-session mail state and the policy calls of those mails (on the blocking
 //! pool). Must not touch SIP (that is `core`, which it answers through the outcome
-//! channel) nor write mail text itself (that is `mail::compose`).
+//! channel), MSRP (that is the endpoint; `chat` maps between them) nor write mail text
+//! itself (that is `mail::compose`).
 
+use super::chat::{self, ChatMessage, Refused};
 use super::core::{InvitationOutcome, MailFacts, SessionKey};
 use crate::config::SmtpOutboundConfig;
 use crate::mail::header::HeaderError;
 use crate::mail::{AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
 use crate::policy::PolicyHost;
 use crate::policy::world::{
-    self, CopyControl, Identity, InvitationMail, MailKind, Notification, Session as PolicySession,
-    SipStatus,
+    self, Additions, ChatContext, CopyControl, Identity, InvitationMail, MailKind, Notification,
+    Session as PolicySession, SipStatus,
 };
 use crate::smtp::{self, Channel, ClientSettings, DeliverBy, Envelope, Router, SmtpFailure, Stage};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -25,6 +27,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// The longest SMTP reply text carried into a SIP Warning.
 const MAX_WARNING: usize = 200;
+
+/// Commands queued for one session's task; a chat message waits behind the invitation.
+const COMMAND_QUEUE: usize = 64;
 
 /// What the mail tasks share: the policy, where mail goes, how the client talks.
 struct Shared {
@@ -39,11 +44,51 @@ struct Shared {
     idle: Arc<Semaphore>,
 }
 
-/// The sessions with mail state, by key; each entry is the way to tell its task that the
-/// session is over (`true`: send the CC2 notification).
+/// What a session's task is asked to do after its start.
+enum Command {
+    /// F4: mail this chat message (BB1, BB2) and answer with its MSRP outcome.
+    Chat {
+        message: ChatMessage,
+        done: oneshot::Sender<Result<(), Refused>>,
+    },
+    /// The session is over: the CC2 notification when `notify`, then QUIT.
+    Close { notify: bool },
+}
+
+/// The way to one session's mail task, for whoever carries its chat messages (the MSRP
+/// side); cheap to clone, and harmless once the session is gone.
+#[derive(Clone)]
+pub struct ChatMailer {
+    commands: mpsc::Sender<Command>,
+}
+
+impl ChatMailer {
+    /// F4 steps 2-4: mails `message` and returns its MSRP outcome: `Ok` once the server
+    /// took the mail (250), else the status that says what failed.
+    pub async fn send(&self, message: ChatMessage) -> Result<(), Refused> {
+        let (done, outcome) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Chat { message, done })
+            .await
+            .is_err()
+        {
+            return Err(chat::msrp_status(&chat::channel_gone(
+                "the session's mail side is closed",
+            )));
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(chat::msrp_status(&chat::channel_gone(
+                "the session's mail side closed before the mail went out",
+            )))
+        })
+    }
+}
+
+/// The sessions with mail state, by key; each entry is the way to its task.
 pub struct Mailer {
     shared: Arc<Shared>,
-    sessions: HashMap<SessionKey, oneshot::Sender<bool>>,
+    sessions: HashMap<SessionKey, mpsc::Sender<Command>>,
     outcomes: mpsc::UnboundedSender<(SessionKey, InvitationOutcome)>,
 }
 
@@ -82,12 +127,29 @@ impl Mailer {
     /// 5.2.4.2.4 steps 1-5: starts the task of session `key`, which mails the invitation
     /// and sends its outcome on the outcome channel.
     pub fn invite(&mut self, key: SessionKey, mail: Box<MailFacts>) {
-        let (close, closing) = oneshot::channel();
-        if self.sessions.insert(key.clone(), close).is_some() {
-            tracing::warn!(session = %key, "a second invitation for one session: the first one's mail state is dropped");
+        self.spawn(key, mail, true);
+    }
+
+    /// F1 (5.2.1.3): session `key` was accepted on the e-mail user's behalf; its task
+    /// mails chat messages as they come, opening the channel at the first.
+    pub fn accepted(&mut self, key: SessionKey, mail: Box<MailFacts>) {
+        self.spawn(key, mail, false);
+    }
+
+    fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, invite: bool) {
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        if self.sessions.insert(key.clone(), commands).is_some() {
+            tracing::warn!(session = %key, "a second start for one session: the first one's mail state is dropped");
         }
         let (shared, outcomes) = (self.shared.clone(), self.outcomes.clone());
-        tokio::spawn(run(shared, key, mail, outcomes, closing));
+        tokio::spawn(run(shared, key, mail, invite, outcomes, receiver));
+    }
+
+    /// The way to session `key`'s task for its chat messages (F4), while it has one.
+    pub fn chat(&self, key: &SessionKey) -> Option<ChatMailer> {
+        self.sessions.get(key).map(|commands| ChatMailer {
+            commands: commands.clone(),
+        })
     }
 
     /// The core has taken the outcome of `key`'s invitation: a refused invitation leaves no
@@ -99,12 +161,13 @@ impl Mailer {
     }
 
     /// Session `key` is over (5.2.4.2.6): its task sends the CC2 notification if `notify`
-    /// and the policy wants one, then QUITs, once its invitation is done.
+    /// and the policy wants one, then QUITs, once the mails before are done.
     pub fn closed(&mut self, key: &SessionKey, notify: bool) {
         match self.sessions.remove(key) {
-            // A task already gone (its invitation failed meanwhile) has nothing to close.
-            Some(close) => {
-                let _ = close.send(notify);
+            Some(commands) => {
+                // A full queue or a task already gone: dropping the sender ends the task
+                // after its queue, with QUIT only.
+                let _ = commands.try_send(Command::Close { notify });
             }
             None => tracing::debug!(session = %key, "session closed without mail state"),
         }
@@ -113,7 +176,7 @@ impl Mailer {
 
 /// What a session's task keeps between its mails.
 struct Thread {
-    /// The SMTP channel, while open (CC2: the notification goes over the same channel).
+    /// The SMTP channel, while open (BB1, CC1: later mails go over the same channel).
     channel: Option<Channel>,
     /// Held while `channel` is kept open between mails (`max_idle_channels`).
     idle: Option<OwnedSemaphorePermit>,
@@ -121,57 +184,103 @@ struct Thread {
     domain: String,
     envelope: Envelope,
     addresses: Addresses,
-    /// The invitation's Message-ID and its References, for threading the later mails.
-    invitation: MsgId,
-    invitation_references: Vec<MsgId>,
+    /// The session's subject: the invitation's, else the INVITE's.
+    subject: Option<String>,
+    /// Every Message-ID the session sent, oldest first (F3 correlates replies with them).
+    sent: Vec<MsgId>,
+    /// The last mail: the next one's In-Reply-To and References.
+    last: Option<Parent>,
+    /// Chat mails sent (the policy's `chat-context`).
+    chats: u32,
 }
 
-/// The task of one session: invitation, outcome, then wait for the close.
+impl Thread {
+    fn sent(&mut self, id: MsgId, references: Vec<MsgId>) {
+        self.sent.push(id.clone());
+        self.last = Some(Parent { id, references });
+    }
+}
+
+/// The task of one session: the invitation and its outcome (F2) or nothing (F1), then its
+/// chat mails in order, until the close.
 async fn run(
     shared: Arc<Shared>,
     key: SessionKey,
     mail: Box<MailFacts>,
+    invite_first: bool,
     outcomes: mpsc::UnboundedSender<(SessionKey, InvitationOutcome)>,
-    closing: oneshot::Receiver<bool>,
+    mut commands: mpsc::Receiver<Command>,
 ) {
-    let invited = match shared.slots.acquire().await {
-        Ok(_slot) => match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await {
-            Ok(invited) => invited,
-            Err(_) => {
-                let ms = shared.deadline.as_millis();
-                let text = format!("no SMTP outcome within {ms} ms");
-                let failure = SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
-                Err(refusal(&shared, &mail.session, failure).await)
+    let mut thread = None;
+    if invite_first {
+        let invited = match shared.slots.acquire().await {
+            Ok(_slot) => match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await
+            {
+                Ok(invited) => invited,
+                Err(_) => {
+                    let ms = shared.deadline.as_millis();
+                    let text = format!("no SMTP outcome within {ms} ms");
+                    let failure = SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
+                    Err(refusal(&shared, &mail.session, failure).await)
+                }
+            },
+            Err(_) => return,
+        };
+        match invited {
+            Ok(mut invited) => {
+                let _ = outcomes.send((key.clone(), Ok(())));
+                keep_or_quit(&shared, &mut invited, &key).await;
+                thread = Some(invited);
             }
-        },
-        Err(_) => return,
-    };
-    let mut thread = match invited {
-        Ok(thread) => {
-            let _ = outcomes.send((key.clone(), Ok(())));
-            thread
+            Err(refusal) => {
+                let _ = outcomes.send((key, Err(refusal)));
+                return;
+            }
         }
-        Err(refusal) => {
-            let _ = outcomes.send((key, Err(refusal)));
-            return;
+    }
+    // The sender dropped without a word: the gateway is going away; QUIT only.
+    let mut notify = false;
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Chat { message, done } => {
+                let outcome = match shared.slots.acquire().await {
+                    Ok(_slot) => chat_mail(&shared, &mail.session, &mut thread, message).await,
+                    Err(_) => return,
+                };
+                if let Some(thread) = &mut thread {
+                    keep_or_quit(&shared, thread, &key).await;
+                }
+                let _ = done.send(outcome);
+            }
+            Command::Close { notify: n } => {
+                notify = n;
+                break;
+            }
         }
-    };
-    // Keep the channel open while the session lasts, within max_idle_channels.
+    }
+    if let Some(thread) = thread
+        && let Ok(_slot) = shared.slots.acquire().await
+    {
+        close(&shared, &mail.session, thread, notify).await;
+    }
+    tracing::debug!(session = %key, "mail state freed");
+}
+
+/// Keeps the channel open until the session's next mail, within `max_idle_channels`;
+/// past that limit it is QUIT and reopened when needed.
+async fn keep_or_quit(shared: &Arc<Shared>, thread: &mut Thread, key: &SessionKey) {
+    if thread.channel.is_none() || thread.idle.is_some() {
+        return;
+    }
     match shared.idle.clone().try_acquire_owned() {
         Ok(permit) => thread.idle = Some(permit),
         Err(_) => {
             tracing::info!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
             if let Some(channel) = thread.channel.take() {
-                quit(channel, &mail.session.session_id).await;
+                quit(channel, &key.call_id).await;
             }
         }
     }
-    // The sender dropped without a word: the gateway is going away; QUIT only.
-    let notify = closing.await.unwrap_or(false);
-    if let Ok(_slot) = shared.slots.acquire().await {
-        close(&shared, &mail.session, thread, notify).await;
-    }
-    tracing::debug!(session = %key, "mail state freed");
 }
 
 /// The policy's answers an invitation needs, asked in one go on the blocking pool.
@@ -193,7 +302,9 @@ struct Decisions {
     deliver_by: Option<world::ByRequest>,
 }
 
-fn decide(policy: &PolicyHost, session: &PolicySession) -> Decisions {
+/// The policy's answers for a session's addresses, and with `invitation` those of its
+/// invitation mail too (an F1 session mails no invitation).
+fn decide(policy: &PolicyHost, session: &PolicySession, invitation: bool) -> Decisions {
     let gateway = &session.gateway;
     let map = |id: &Identity| policy.cpm_to_email(gateway, id).value;
     let user = map(session.asserted_identity.as_ref().unwrap_or(&session.from));
@@ -227,15 +338,27 @@ fn decide(policy: &PolicyHost, session: &PolicySession) -> Decisions {
         originator: group.and_then(|_| map(session.referred_by.as_ref().unwrap_or(&session.from))),
         reply_to: session.reply_to.as_ref().and_then(map),
         recipients,
-        body: policy.invitation_body(session).value,
-        x_priority: policy.x_priority(session, MailKind::Invitation).value,
-        deliver_by: policy.deliver_by(session, MailKind::Invitation).value,
+        body: match invitation {
+            true => policy.invitation_body(session).value,
+            false => InvitationMail {
+                subject: None,
+                body: String::new(),
+            },
+        },
+        x_priority: invitation
+            .then(|| policy.x_priority(session, MailKind::Invitation).value)
+            .flatten(),
+        deliver_by: invitation
+            .then(|| policy.deliver_by(session, MailKind::Invitation).value)
+            .flatten(),
     }
 }
 
 /// The addresses of a session's mails, fixed by the invitation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Addresses {
+    /// A group session (step 2b): mails are from the group's address.
+    group: bool,
     from: Mailbox,
     sender: Option<Mailbox>,
     reply_to: Option<Mailbox>,
@@ -300,6 +423,7 @@ fn addresses(session: &PolicySession, d: &Decisions) -> Result<Addresses, String
         return Err("no recipient with an e-mail address".into());
     }
     Ok(Addresses {
+        group: session.group.is_some(),
         from,
         sender,
         reply_to,
@@ -326,15 +450,32 @@ enum Kind<'a> {
         sip_date: Option<DateTime<FixedOffset>>,
         body: &'a InvitationMail,
     },
-    /// CC2: the session-closed notification, threaded under the invitation.
+    /// BB2: a chat message of the CPM side, threaded under the session's last mail.
+    Chat {
+        message: &'a ChatMessage,
+        /// The CPIM From, mapped (None: absent, unmapped, or Privacy: id).
+        author: Option<&'a Mailbox>,
+        additions: &'a Additions,
+        parent: Option<&'a Parent>,
+        /// The session's subject (the invitation's), so the chat reads as one thread.
+        subject: Option<&'a str>,
+    },
+    /// CC2: the session-closed notification, threaded under the session's last mail.
     Closed {
-        invitation: &'a MsgId,
-        invitation_references: &'a [MsgId],
+        parent: Option<&'a Parent>,
         body: &'a Notification,
     },
 }
 
-/// AA2 and CC2 row by row: the one mapping from a session's facts to the draft of its mail.
+/// A mail's Message-ID and References: the next mail's In-Reply-To and References.
+#[derive(Debug, Clone)]
+struct Parent {
+    id: MsgId,
+    references: Vec<MsgId>,
+}
+
+/// AA2, BB2 and CC2 row by row: the one mapping from a session's facts to the draft of
+/// its mail.
 fn draft(
     session: &PolicySession,
     addresses: &Addresses,
@@ -344,12 +485,15 @@ fn draft(
     now: DateTime<Utc>,
 ) -> Result<Draft, HeaderError> {
     let mail_domain = &session.gateway.mail_domain;
-    // AA2 Date: CPIM DateTime (none in an INVITE), else SIP Date, else now; CC2: now.
-    let sip_date = match kind {
-        Kind::Invitation { sip_date, .. } => *sip_date,
-        Kind::Closed { .. } => None,
+    // AA2 Date: CPIM DateTime (none in an INVITE), else SIP Date, else now; BB2: CPIM
+    // DateTime, else now; CC2: now.
+    let date = match kind {
+        Kind::Invitation { sip_date, .. } => aa2::date(None, *sip_date, now),
+        Kind::Chat { message, .. } => aa2::date(message.date_time, None, now),
+        Kind::Closed { .. } => aa2::date(None, None, now),
     };
-    // AA2 msg-id row: In-Reply-To from InReplyTo-Contribution-ID; CC2: the invitation's.
+    // AA2 msg-id row: In-Reply-To from InReplyTo-Contribution-ID; BB2/CC2: the previous
+    // mail of the session (the chain the e-mail user's client threads, and F3 correlates).
     let (in_reply_to, references) = match kind {
         Kind::Invitation { .. } => {
             let parent =
@@ -357,51 +501,84 @@ fn draft(
             let references = parent.iter().cloned().collect();
             (parent, references)
         }
-        Kind::Closed {
-            invitation,
-            invitation_references,
-            ..
-        } => (
-            Some((*invitation).clone()),
-            aa2::references(invitation_references, invitation),
-        ),
+        Kind::Chat { parent, .. } | Kind::Closed { parent, .. } => match parent {
+            Some(p) => (Some(p.id.clone()), aa2::references(&p.references, &p.id)),
+            None => (None, Vec::new()),
+        },
     };
-    // AA2 Subject: the SIP Subject, else the policy's; CC2: the policy's.
+    // AA2 Subject: the SIP Subject, else the policy's; BB2: the session's; CC2: the policy's.
     let (subject, body) = match kind {
         Kind::Invitation { body, .. } => (
             session.subject.clone().or_else(|| body.subject.clone()),
             body.body.clone(),
         ),
+        Kind::Chat {
+            message,
+            additions,
+            subject,
+            ..
+        } => (
+            subject.map(str::to_owned),
+            chat_body(&message.text, additions),
+        ),
         Kind::Closed { body, .. } => (body.subject.clone(), body.body.clone()),
     };
+    // BB2 From: the CPIM From (mapped) of a 1-1 chat, else the user's (anonymous with
+    // Privacy: id); a group's mails are from the group, with the author as Sender.
+    let (from, sender) = match kind {
+        Kind::Chat {
+            author: Some(author),
+            ..
+        } if addresses.group => (addresses.from.clone(), Some((*author).clone())),
+        Kind::Chat {
+            author: Some(author),
+            ..
+        } => ((*author).clone(), None),
+        _ => (addresses.from.clone(), addresses.sender.clone()),
+    };
     Ok(Draft {
-        // AA2/CC2 From: mapped, anonymous, or the group's (see `addresses`).
-        from: addresses.from.clone(),
-        // AA2/CC2 Sender: the originator of a group session.
-        sender: addresses.sender.clone(),
+        // AA2/BB2/CC2 From: mapped, anonymous, or the group's (see `addresses`).
+        from,
+        // AA2/CC2 Sender: the originator of a group session; BB2: the message's author.
+        sender,
         // AA2 Reply-To: the SIP Reply-To mapped (the invitation only).
         reply_to: match kind {
             Kind::Invitation { .. } => addresses.reply_to.clone(),
-            Kind::Closed { .. } => None,
+            _ => None,
         },
-        // AA2/CC2 To, Cc: the Request-URI, or the URI-list by copyControl; Bcc: envelope only.
+        // To, Cc: the Request-URI, or the URI-list by copyControl; Bcc: envelope only.
         to: addresses.to.clone(),
         cc: addresses.cc.clone(),
-        date: aa2::date(None, sip_date, now),
+        date,
         message_id,
         in_reply_to,
         references,
         subject,
-        // AA2 X-Priority: from Priority, as the policy maps it; CC2: per the policy.
+        // AA2 X-Priority: from Priority, as the policy maps it; BB2/CC2: per the policy.
         x_priority: x_priority.and_then(|p| XPriority::new(p).ok()),
         // RFC 3834: the notification is generated, not written by the CPM user.
         auto_submitted: match kind {
-            Kind::Invitation { .. } => None,
             Kind::Closed { .. } => Some(AutoSubmitted::AutoGenerated),
+            _ => None,
         },
-        // AA2/CC2 message body: the policy's text (instructions to accept/reject/leave).
+        // AA2/CC2 message body: the policy's text; BB2: the message and the additions.
         body,
     })
+}
+
+/// BB2 message body: the policy's text before, the message, the policy's text after
+/// (leave instructions, participants), as paragraphs.
+fn chat_body(text: &str, additions: &Additions) -> String {
+    [
+        additions.before.as_deref(),
+        Some(text),
+        additions.after.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|part| !part.is_empty())
+    .collect::<Vec<_>>()
+    .join("\n\n")
 }
 
 /// AA2 msg-id: from Contribution-ID, else generated: the session's id (the correlation
@@ -492,7 +669,7 @@ fn warning_text(failure: &SmtpFailure) -> String {
 async fn invite(shared: &Arc<Shared>, mail: &MailFacts) -> Result<Thread, (SipStatus, String)> {
     let session = &mail.session;
     let (policy, facts) = (shared.policy.clone(), session.clone());
-    let Some(decisions) = blocking(move || decide(&policy, &facts)).await else {
+    let Some(decisions) = blocking(move || decide(&policy, &facts, true)).await else {
         return Err(local_refusal(
             500,
             "Server Internal Error",
@@ -532,15 +709,19 @@ async fn invite(shared: &Arc<Shared>, mail: &MailFacts) -> Result<Thread, (SipSt
     match channel.send(&envelope, &message).await {
         Ok(sent) => {
             tracing::info!(session = %session.session_id, host = %channel.host(), message_id = %message_id, reply = sent.reply.code, "invitation mailed");
-            Ok(Thread {
+            let mut thread = Thread {
                 channel: Some(channel),
                 idle: None,
                 domain,
                 envelope,
                 addresses,
-                invitation: message_id,
-                invitation_references: draft.references,
-            })
+                subject: draft.subject.clone(),
+                sent: Vec::new(),
+                last: None,
+                chats: 0,
+            };
+            thread.sent(message_id, draft.references);
+            Ok(thread)
         }
         Err(failed) => {
             quit(channel, &session.session_id).await;
@@ -566,8 +747,7 @@ async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread
         .await;
         if let Some((Some(notification), x_priority, deliver_by)) = decided {
             let kind = Kind::Closed {
-                invitation: &thread.invitation,
-                invitation_references: &thread.invitation_references,
+                parent: thread.last.as_ref(),
                 body: &notification,
             };
             let drafted = generated_id(session).and_then(|message_id| {
@@ -586,7 +766,12 @@ async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread
                         deliver_by: deliver_by.as_ref().and_then(DeliverBy::from_policy),
                         ..thread.envelope.clone()
                     };
-                    send_again(shared, &mut thread, &envelope, &compose(&draft), id).await;
+                    match send_again(shared, &mut thread, &envelope, &compose(&draft), id).await {
+                        Ok(()) => tracing::info!(session = %id, "session-closed mail sent"),
+                        Err(failure) => {
+                            tracing::warn!(session = %id, %failure, "session-closed mail not sent")
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(session = %id, error = %e, "session-closed mail not built")
@@ -607,35 +792,144 @@ async fn send_again(
     envelope: &Envelope,
     message: &[u8],
     id: &str,
-) {
-    for attempt in 0..2 {
+) -> Result<(), SmtpFailure> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let mut channel = match thread.channel.take().filter(Channel::is_open) {
             Some(channel) => channel,
-            None => match smtp::connect(&shared.router, &shared.settings, &thread.domain).await {
-                Ok(channel) => channel,
-                Err(failure) => {
-                    tracing::warn!(session = %id, %failure, "session-closed mail not sent");
-                    return;
-                }
-            },
+            None => {
+                // The idle permit belongs to an open channel.
+                thread.idle = None;
+                smtp::connect(&shared.router, &shared.settings, &thread.domain).await?
+            }
         };
         match channel.send(envelope, message).await {
             Ok(_) => {
-                tracing::info!(session = %id, "session-closed mail sent");
                 thread.channel = Some(channel);
-                return;
+                return Ok(());
             }
             // No reply at all: the connection was lost; a fresh one may take it.
-            Err(failed) if failed.failure.code == 0 && attempt == 0 => {
+            Err(failed) if failed.failure.code == 0 && attempt == 1 => {
                 tracing::debug!(session = %id, failure = %failed.failure, "channel lost: reopening");
             }
             Err(failed) => {
-                tracing::warn!(session = %id, failure = %failed.failure, "session-closed mail not sent");
-                thread.channel = Some(channel);
-                return;
+                thread.channel = Some(channel).filter(Channel::is_open);
+                return Err(failed.failure);
             }
         }
     }
+}
+
+/// F4 steps 2-3 (BB1, BB2): the chat mail of `message`, over the session's channel (opened
+/// at the first mail of an F1 session); its outcome as F4 step 4's MSRP answer.
+async fn chat_mail(
+    shared: &Arc<Shared>,
+    session: &PolicySession,
+    thread: &mut Option<Thread>,
+    message: ChatMessage,
+) -> Result<(), Refused> {
+    let id = session.session_id.clone();
+    let mails_sent = thread.as_ref().map_or(0, |t| t.chats);
+    let (policy, facts, author) = (shared.policy.clone(), session.clone(), message.author.clone());
+    let need_addresses = thread.is_none();
+    let decided = blocking(move || {
+        let kind = MailKind::Chat;
+        let chat = ChatContext {
+            mails_sent,
+            participants: Vec::new(),
+        };
+        // BB2 From: the CPIM From, mapped; never with Privacy: id (the anonymous From stays).
+        let author = author.filter(|_| !facts.privacy_id).and_then(|a| {
+            let identity = Identity {
+                uri: a.uri,
+                display_name: a.display_name,
+            };
+            policy.cpm_to_email(&facts.gateway, &identity).value
+        });
+        ChatDecisions {
+            addresses: need_addresses.then(|| decide(&policy, &facts, false)),
+            author,
+            additions: policy.body_additions(&facts, &chat).value,
+            x_priority: policy.x_priority(&facts, kind).value,
+            deliver_by: policy.deliver_by(&facts, kind).value,
+        }
+    })
+    .await
+    .ok_or_else(|| chat::unmapped("the chat mail could not be decided"))?;
+    if let Some(decisions) = &decided.addresses {
+        let addresses = addresses(session, decisions).map_err(|why| chat::unmapped(&why))?;
+        let envelope = envelope(&addresses, None);
+        let domain = envelope
+            .to
+            .first()
+            .map(|a| a.domain().to_owned())
+            .unwrap_or_default();
+        *thread = Some(Thread {
+            channel: None,
+            idle: None,
+            domain,
+            envelope,
+            addresses,
+            subject: session.subject.clone(),
+            sent: Vec::new(),
+            last: None,
+            chats: 0,
+        });
+    }
+    let Some(thread) = thread.as_mut() else {
+        return Err(chat::unmapped("no mail state for the session"));
+    };
+    let author = decided
+        .author
+        .as_ref()
+        .and_then(|m| Mailbox::new(m.display_name.as_deref(), &m.address).ok());
+    let kind = Kind::Chat {
+        message: &message,
+        author: author.as_ref(),
+        additions: &decided.additions,
+        parent: thread.last.as_ref(),
+        subject: thread.subject.as_deref(),
+    };
+    let bad_header = |e: HeaderError| chat::unmapped(&e.to_string());
+    let message_id = generated_id(session).map_err(bad_header)?;
+    let draft = draft(
+        session,
+        &thread.addresses,
+        &kind,
+        message_id.clone(),
+        decided.x_priority,
+        Utc::now(),
+    )
+    .map_err(bad_header)?;
+    // BB1: the session's envelope, MAIL FROM the author's address in a 1-1 chat.
+    let envelope = Envelope {
+        from: Some(draft.from.addr.clone()),
+        deliver_by: decided.deliver_by.as_ref().and_then(DeliverBy::from_policy),
+        ..thread.envelope.clone()
+    };
+    match send_again(shared, thread, &envelope, &compose(&draft), &id).await {
+        Ok(()) => {
+            tracing::info!(session = %id, message_id = %message_id, "chat message mailed");
+            thread.sent(message_id, draft.references);
+            thread.chats += 1;
+            Ok(())
+        }
+        Err(failure) => {
+            tracing::info!(session = %id, %failure, "chat message not mailed");
+            Err(chat::msrp_status(&failure))
+        }
+    }
+}
+
+/// The policy's answers for one chat mail, asked in one go on the blocking pool.
+struct ChatDecisions {
+    /// The session's addresses, at the first mail of an F1 session.
+    addresses: Option<Decisions>,
+    author: Option<world::Mailbox>,
+    additions: Additions,
+    x_priority: Option<u8>,
+    deliver_by: Option<world::ByRequest>,
 }
 
 /// CC2: QUIT closes the channel (RFC 5321 4.1.1.10); its outcome is only logged.
@@ -849,9 +1143,12 @@ mod tests {
             subject: Some("Chat closed".into()),
             body: "The chat is closed.".into(),
         };
+        let parent = Parent {
+            id: invitation,
+            references: vec![],
+        };
         let kind = Kind::Closed {
-            invitation: &invitation,
-            invitation_references: &[],
+            parent: Some(&parent),
             body: &notification,
         };
         let raw = compose(&draft(&s, &a, &kind, generated_id(&s).unwrap(), None, now()).unwrap());
@@ -863,6 +1160,108 @@ mod tests {
         assert_eq!(text(&raw, "References").unwrap(), "c0ffee@mail.example.com");
         assert_eq!(text(&raw, "From").unwrap(), "alice@mail.example.com");
         assert_ne!(text(&raw, "Message-ID").unwrap(), "c0ffee@mail.example.com");
+    }
+
+    fn chat(author: Option<&str>) -> ChatMessage {
+        ChatMessage {
+            author: author.map(|uri| crate::cpim::Address::new(Some("Alice A."), uri)),
+            date_time: Some(
+                DateTime::parse_from_rfc3339("2026-11-26T09:15:00+01:00").unwrap(),
+            ),
+            text: "See you at 10?\r\nBcc: eve@evil.example".into(),
+        }
+    }
+
+    #[test]
+    fn bb2_rows_of_a_chat_mail_threaded_under_the_last_mail() {
+        let s = session();
+        let a = addresses(&s, &decisions()).unwrap();
+        let parent = Parent {
+            id: MsgId::new("chat1", "mail.example.com").unwrap(),
+            references: vec![invitation_id(&s).unwrap()],
+        };
+        let additions = Additions {
+            before: None,
+            after: Some("Reply LEAVE to leave the chat.".into()),
+        };
+        let message = chat(None);
+        let kind = Kind::Chat {
+            message: &message,
+            author: None,
+            additions: &additions,
+            parent: Some(&parent),
+            subject: Some("Lunch"),
+        };
+        let id = generated_id(&s).unwrap();
+        let raw = compose(&draft(&s, &a, &kind, id.clone(), Some(5), now()).unwrap());
+        let m = MessageParser::default().parse(&raw).unwrap();
+        // BB2 From: no CPIM From -> the CPM user's e-mail address.
+        assert_eq!(text(&raw, "From").unwrap(), "alice@mail.example.com");
+        // BB2 Date: the CPIM DateTime.
+        assert_eq!(
+            m.date().unwrap().to_rfc3339(),
+            "2026-11-26T09:15:00+01:00"
+        );
+        // BB2 To: the Request-URI's address.
+        assert_eq!(text(&raw, "To").unwrap(), "bob@example.net");
+        // BB2 msg-id / In-Reply-To: a new id, under the previous mail, References the chain.
+        assert_eq!(text(&raw, "Message-ID").unwrap(), id.to_string().trim_matches(['<', '>']));
+        assert_eq!(text(&raw, "In-Reply-To").unwrap(), "chat1@mail.example.com");
+        let references = match m.header("References").unwrap() {
+            HeaderValue::TextList(list) => list.join(" "),
+            other => other.as_text().unwrap_or_default().to_owned(),
+        };
+        assert_eq!(references, "c0ffee@mail.example.com chat1@mail.example.com");
+        // BB2 X-Priority: per the policy.
+        assert_eq!(text(&raw, "X-Priority").unwrap(), "5");
+        assert_eq!(text(&raw, "Subject").unwrap(), "Lunch");
+        // BB2 body: the message, then the policy's additions; the CR/LF stays in the body.
+        let body = m.body_text(0).unwrap();
+        assert!(body.starts_with("See you at 10?"), "{body}");
+        assert!(body.trim_end().ends_with("Reply LEAVE to leave the chat."), "{body}");
+        assert!(m.header("Bcc").is_none());
+        assert!(m.header("Auto-Submitted").is_none());
+        assert!(m.header("Reply-To").is_none());
+    }
+
+    #[test]
+    fn bb2_from_is_the_cpim_author_in_1_1_and_the_sender_in_a_group() {
+        let s = session();
+        let a = addresses(&s, &decisions()).unwrap();
+        let author = Mailbox::new(Some("Alice A."), "alice.a@mail.example.com").unwrap();
+        let message = chat(Some("sip:alice@ims.example.com"));
+        let additions = Additions {
+            before: None,
+            after: None,
+        };
+        let kind = Kind::Chat {
+            message: &message,
+            author: Some(&author),
+            additions: &additions,
+            parent: None,
+            subject: None,
+        };
+        let raw = compose(&draft(&s, &a, &kind, generated_id(&s).unwrap(), None, now()).unwrap());
+        assert_eq!(text(&raw, "From").unwrap(), "alice.a@mail.example.com");
+        assert!(text(&raw, "Sender").is_none());
+        assert!(text(&raw, "In-Reply-To").is_none());
+        let group = Addresses {
+            group: true,
+            ..a.clone()
+        };
+        let raw =
+            compose(&draft(&s, &group, &kind, generated_id(&s).unwrap(), None, now()).unwrap());
+        assert_eq!(text(&raw, "From").unwrap(), "alice@mail.example.com");
+        assert_eq!(text(&raw, "Sender").unwrap(), "alice.a@mail.example.com");
+    }
+
+    #[test]
+    fn chat_body_joins_the_additions_as_paragraphs() {
+        let additions = Additions {
+            before: Some("Alice wrote:".into()),
+            after: Some("".into()),
+        };
+        assert_eq!(chat_body("hi", &additions), "Alice wrote:\n\nhi");
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //!   layers: F1 (accept on behalf, 5.2.1.3) with ACK, re-INVITE and BYE either way; an
 //!   INVITE stays pending while the policy decides off the session task, and while the
 //!   invitation is mailed (F2); a BYE closes it (F6).
-//! - `mailer`: the e-mail side of a session (AA1-AA3, CC1-CC2): one task per session with
-//!   its SMTP channel and Message-IDs.
+//! - `mailer`: the e-mail side of a session (AA1-AA3, BB1-BB2, CC1-CC2): one task per
+//!   session with its SMTP channel and Message-IDs.
+//! - `chat`: F4 between MSRP and the mailer: a complete MSRP message as a chat message
+//!   (CPIM unwrapped) and the MSRP status of its mail's outcome.
 //!
 //! - `stats`: the session gauges for `GET /metrics`.
 //!
 //! Must not touch sockets or clocks: the driver in `gateway` feeds it and sends its bytes.
 
+pub mod chat;
 pub mod core;
 pub mod mailer;
 pub mod stats;
