@@ -188,6 +188,10 @@ async fn run_sessions(
                     });
                 }
                 Effect::MailInvitation { key, mail: facts } => mail.mailer.invite(key, facts),
+                Effect::MailAccepted { key, mail: facts } => mail.mailer.accepted(key, facts),
+                Effect::ChatOpen { key, msrp } => {
+                    tracing::debug!(session = %key, role = ?msrp.role, "MSRP session to open");
+                }
                 Effect::SessionClosed { key, notify } => mail.mailer.closed(&key, notify),
             }
         }

@@ -93,7 +93,10 @@ fn text_of(body: &[u8], content_type: &str) -> Result<String, Refused> {
     match charset.as_deref() {
         None | Some("utf-8") | Some("utf8") | Some("us-ascii") => {}
         Some(other) => {
-            return Err(Refused::new(415, format!("charset {other} is not supported")));
+            return Err(Refused::new(
+                415,
+                format!("charset {other} is not supported"),
+            ));
         }
     }
     String::from_utf8(body.to_vec()).map_err(|_| Refused::new(400, "the text is not UTF-8"))
@@ -137,7 +140,8 @@ mod tests {
 
     #[test]
     fn text_plain_is_the_message_and_has_no_author() {
-        let m = ChatMessage::from_msrp("text/plain; charset=UTF-8", "Hi Bob ☕".as_bytes()).unwrap();
+        let m =
+            ChatMessage::from_msrp("text/plain; charset=UTF-8", "Hi Bob ☕".as_bytes()).unwrap();
         assert_eq!(m.text, "Hi Bob ☕");
         assert_eq!((m.author, m.date_time), (None, None));
     }
@@ -165,7 +169,9 @@ mod tests {
     #[test]
     fn other_types_and_charsets_are_415_and_bad_text_400() {
         assert_eq!(
-            ChatMessage::from_msrp("image/jpeg", b"\xff\xd8").unwrap_err().status,
+            ChatMessage::from_msrp("image/jpeg", b"\xff\xd8")
+                .unwrap_err()
+                .status,
             415
         );
         assert_eq!(
@@ -175,10 +181,13 @@ mod tests {
             415
         );
         assert_eq!(
-            ChatMessage::from_msrp("text/plain", b"caf\xe9").unwrap_err().status,
+            ChatMessage::from_msrp("text/plain", b"caf\xe9")
+                .unwrap_err()
+                .status,
             400
         );
-        let cpim_image = "From: <sip:a@b>\r\nTo: <sip:c@d>\r\n\r\nContent-Type: image/png\r\n\r\nPNG";
+        let cpim_image =
+            "From: <sip:a@b>\r\nTo: <sip:c@d>\r\n\r\nContent-Type: image/png\r\n\r\nPNG";
         assert_eq!(
             ChatMessage::from_msrp("message/cpim", cpim_image.as_bytes())
                 .unwrap_err()

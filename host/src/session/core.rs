@@ -4,9 +4,11 @@
 //! ```text
 //!  INVITE ─100─> Pending ──Decide──> (the driver asks the policy off this task)
 //!                   │  <─on_decision─┘
-//!                   ├─ accept-on-behalf ──200 OK + SDP──> Dialog: AwaitingAck ──ACK──> Live
+//!                   ├─ accept-on-behalf ──200 OK + SDP, MailAccepted, ChatOpen──> Dialog:
+//!                   │                       AwaitingAck ──ACK──> Live
 //!                   ├─ ask-user ──MailInvitation──> (the mail side sends AA2, off this task)
-//!                   │     <─on_invitation─┘ Ok: 200 OK + SDP ─> AwaitingAck ──ACK──> Invited
+//!                   │     <─on_invitation─┘ Ok: 200 OK + SDP, ChatOpen ─> AwaitingAck
+//!                   │                           ──ACK──> Invited
 //!                   │                       Err(status, warning): status + Warning (AA3)
 //!                   ├─ refuse(status) ──status
 //!                   └─ CANCEL ──200 (CANCEL), 487 (INVITE); a later outcome is dropped
@@ -21,14 +23,16 @@
 //! [`Core::on_decision`]. Until then the INVITE is pending (a `State::Pending` session),
 //! the general shape of an INVITE waiting for an outcome (the policy's decision, or the
 //! e-mail invitation's SMTP outcome for F2: [`Effect::MailInvitation`] and
-//! [`Core::on_invitation`]). A session whose invitation was mailed has mail state on the
-//! driver's side; whenever such a session ends the core emits [`Effect::SessionClosed`].
+//! [`Core::on_invitation`]). A session whose invitation was mailed, or whose 200 OK went
+//! out, has mail and chat state on the driver's side ([`Effect::MailInvitation`],
+//! [`Effect::MailAccepted`], [`Effect::ChatOpen`]); whenever such a session ends the core
+//! emits [`Effect::SessionClosed`].
 
 use crate::net::sip::{AGENT, new_tag};
 use crate::policy::world::{
     Gateway, GroupInfo, InviteDecision, Session as PolicySession, SipStatus,
 };
-use crate::sdp::msrp::{self, Answer, LocalMsrp, Offer};
+use crate::sdp::msrp::{self, Answer, LocalMsrp, MsrpParams, Offer};
 use crate::sdp::uri::Host;
 use crate::sip::cpm::CpmInvite;
 use crate::sip::dialog::{Dialog, Target};
@@ -84,9 +88,22 @@ pub enum Effect<P> {
         key: SessionKey,
         mail: Box<MailFacts>,
     },
-    /// Session `key`, whose invitation was mailed, is over: the mail side sends the CC2
-    /// notification when `notify` (the CPM side closed it: BYE, CANCEL; 5.2.4.2.6), then
-    /// QUITs the channel (CC2) and frees its state.
+    /// F1 (5.2.1.3): session `key` was accepted on the e-mail user's behalf: the mail side
+    /// starts for its chat mails (F4).
+    MailAccepted {
+        key: SessionKey,
+        mail: Box<MailFacts>,
+    },
+    /// The 200 OK of session `key` went out: open its MSRP session as negotiated (RFC 4975,
+    /// RFC 6135 roles); its messages go to the mail side (F4).
+    ChatOpen {
+        key: SessionKey,
+        msrp: Box<MsrpParams>,
+    },
+    /// Session `key`, which has a mail side (an invitation mailed, or a 200 OK sent), is
+    /// over: its MSRP session is closed, and the mail side sends the CC2 notification when
+    /// `notify` (the CPM side closed it: BYE, CANCEL; 5.2.4.2.6), then QUITs the channel
+    /// (CC2) and frees its state.
     SessionClosed { key: SessionKey, notify: bool },
 }
 
@@ -190,8 +207,8 @@ struct Session<P> {
     state: State<P>,
     /// The facts the mail side works from.
     facts: Box<MailFacts>,
-    /// Set once the invitation is handed to the mail side, which then holds state for this
-    /// session until [`Effect::SessionClosed`].
+    /// Set once the mail side holds state for this session (the invitation handed to it,
+    /// or the 200 OK sent), until [`Effect::SessionClosed`].
     mailed: bool,
 }
 
@@ -363,9 +380,24 @@ impl<P: Peer> Core<P> {
             }
             return sent;
         };
+        // F1: the mail side starts for the chat; F2: it has been there since the invitation.
+        if !invited {
+            sent.push(Effect::MailAccepted {
+                key: key.clone(),
+                mail: session.facts.clone(),
+            });
+        }
+        sent.push(Effect::ChatOpen {
+            key: key.clone(),
+            msrp: Box::new(session.answer.params.clone()),
+        });
         let state = State::Dialog(pending.dialog, phase);
-        self.sessions
-            .insert(key.clone(), Session { state, ..session });
+        let session = Session {
+            state,
+            mailed: true,
+            ..session
+        };
+        self.sessions.insert(key.clone(), session);
         self.watch_ack(key);
         sent
     }
@@ -1644,12 +1676,39 @@ mod tests {
     }
 
     #[test]
-    fn an_accepted_on_behalf_session_has_no_mail_side() {
+    fn f1_the_200_starts_the_mail_side_and_opens_the_chat_and_bye_closes_both() {
         let (mut core, now) = (core(), Instant::now());
-        let (key, _) = live(&mut core, now);
+        let key = invite(&mut core, now);
+        let effects = core.on_decision(&key, InviteDecision::AcceptOnBehalf, now);
+        let accepted: Vec<_> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::MailAccepted { key, mail } => Some((key.clone(), mail.session.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(accepted.len(), 1);
+        assert_eq!(accepted[0].0, key);
+        assert_eq!(accepted[0].1.request_uri, "mailto:bob@example.net");
+        let msrp = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::ChatOpen { key: k, msrp } if *k == key => Some(msrp.clone()),
+                _ => None,
+            })
+            .expect("the chat opens with the 200");
+        // The offer is actpass: the IWF connects to the peer's path (RFC 6135 4.2).
+        assert_eq!(msrp.role, msrp::Role::Active);
+        assert_eq!(
+            msrp.peer_path[0].to_string(),
+            "msrp://192.0.2.1:7394/abc;tcp"
+        );
+        assert_eq!(msrp.local_path.port, Some(2855));
+        let ack = request("ACK", 1, Some(&key.local_tag), "", "");
+        core.on_request(ack, Transport::Datagram, To::Source, now);
         let effects = in_dialog(&mut core, &key, "BYE", 2, "", "", now);
         assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
-        assert!(session_closed(&effects).is_empty());
+        assert_eq!(session_closed(&effects), [(key, true)]);
     }
 
     #[test]

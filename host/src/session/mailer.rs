@@ -214,16 +214,18 @@ async fn run(
     let mut thread = None;
     if invite_first {
         let invited = match shared.slots.acquire().await {
-            Ok(_slot) => match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await
-            {
-                Ok(invited) => invited,
-                Err(_) => {
-                    let ms = shared.deadline.as_millis();
-                    let text = format!("no SMTP outcome within {ms} ms");
-                    let failure = SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
-                    Err(refusal(&shared, &mail.session, failure).await)
+            Ok(_slot) => {
+                match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await {
+                    Ok(invited) => invited,
+                    Err(_) => {
+                        let ms = shared.deadline.as_millis();
+                        let text = format!("no SMTP outcome within {ms} ms");
+                        let failure =
+                            SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
+                        Err(refusal(&shared, &mail.session, failure).await)
+                    }
                 }
-            },
+            }
             Err(_) => return,
         };
         match invited {
@@ -831,7 +833,11 @@ async fn chat_mail(
 ) -> Result<(), Refused> {
     let id = session.session_id.clone();
     let mails_sent = thread.as_ref().map_or(0, |t| t.chats);
-    let (policy, facts, author) = (shared.policy.clone(), session.clone(), message.author.clone());
+    let (policy, facts, author) = (
+        shared.policy.clone(),
+        session.clone(),
+        message.author.clone(),
+    );
     let need_addresses = thread.is_none();
     let decided = blocking(move || {
         let kind = MailKind::Chat;
@@ -1165,9 +1171,7 @@ mod tests {
     fn chat(author: Option<&str>) -> ChatMessage {
         ChatMessage {
             author: author.map(|uri| crate::cpim::Address::new(Some("Alice A."), uri)),
-            date_time: Some(
-                DateTime::parse_from_rfc3339("2026-11-26T09:15:00+01:00").unwrap(),
-            ),
+            date_time: Some(DateTime::parse_from_rfc3339("2026-11-26T09:15:00+01:00").unwrap()),
             text: "See you at 10?\r\nBcc: eve@evil.example".into(),
         }
     }
@@ -1198,14 +1202,14 @@ mod tests {
         // BB2 From: no CPIM From -> the CPM user's e-mail address.
         assert_eq!(text(&raw, "From").unwrap(), "alice@mail.example.com");
         // BB2 Date: the CPIM DateTime.
-        assert_eq!(
-            m.date().unwrap().to_rfc3339(),
-            "2026-11-26T09:15:00+01:00"
-        );
+        assert_eq!(m.date().unwrap().to_rfc3339(), "2026-11-26T09:15:00+01:00");
         // BB2 To: the Request-URI's address.
         assert_eq!(text(&raw, "To").unwrap(), "bob@example.net");
         // BB2 msg-id / In-Reply-To: a new id, under the previous mail, References the chain.
-        assert_eq!(text(&raw, "Message-ID").unwrap(), id.to_string().trim_matches(['<', '>']));
+        assert_eq!(
+            text(&raw, "Message-ID").unwrap(),
+            id.to_string().trim_matches(['<', '>'])
+        );
         assert_eq!(text(&raw, "In-Reply-To").unwrap(), "chat1@mail.example.com");
         let references = match m.header("References").unwrap() {
             HeaderValue::TextList(list) => list.join(" "),
@@ -1218,7 +1222,10 @@ mod tests {
         // BB2 body: the message, then the policy's additions; the CR/LF stays in the body.
         let body = m.body_text(0).unwrap();
         assert!(body.starts_with("See you at 10?"), "{body}");
-        assert!(body.trim_end().ends_with("Reply LEAVE to leave the chat."), "{body}");
+        assert!(
+            body.trim_end().ends_with("Reply LEAVE to leave the chat."),
+            "{body}"
+        );
         assert!(m.header("Bcc").is_none());
         assert!(m.header("Auto-Submitted").is_none());
         assert!(m.header("Reply-To").is_none());
