@@ -51,13 +51,41 @@ impl Default for SipConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MsrpConfig {
+    /// The one TCP listener shared by every session (`a=path` carries this address).
     pub listen: SocketAddr,
+    /// The largest whole message taken from a peer, in bytes; beyond it 413 (RFC 4975
+    /// section 7.1.1). Default 10 MiB: a chat message becomes one e-mail.
+    pub max_message_size: u64,
+    /// The body size of each chunk the IWF sends, in bytes (RFC 4975 section 7.1.1).
+    /// Default 2048: chunks up to that size need not be interruptible (section 5.1).
+    pub chunk_size: usize,
+    /// How long a sent request waits for its transaction response before the IWF treats
+    /// it as a local 408 (RFC 4975 section 7.1.1 recommends 30 s). Default 30000.
+    pub transaction_timeout_ms: u64,
+    /// Deadline of the TCP connect (active role), and of the peer's connection and first
+    /// request (passive role, RFC 6135). Default 30000.
+    pub connect_timeout_ms: u64,
+    /// How long the response to a message's last chunk waits for the session to say how
+    /// the e-mail went (F4). Must stay below the peer's 30 s transaction timeout; when it
+    /// passes the IWF answers 200 and reports the outcome later by REPORT. Default 20000.
+    pub disposition_timeout_ms: u64,
+    /// MSRP connections open at once, accepted and opened; more are refused. Default 1024.
+    pub max_connections: usize,
+    /// TCP keepalive idle time and probe interval, in seconds; 0 turns it off. Default 60.
+    pub keepalive_secs: u64,
 }
 
 impl Default for MsrpConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 2855).into(),
+            max_message_size: 10 * 1024 * 1024,
+            chunk_size: 2048,
+            transaction_timeout_ms: 30_000,
+            connect_timeout_ms: 30_000,
+            disposition_timeout_ms: 20_000,
+            max_connections: 1024,
+            keepalive_secs: 60,
         }
     }
 }

@@ -1,0 +1,736 @@
+//! The MSRP endpoint of the IWF (RFC 4975, RFC 6135): one TCP listener on `[msrp] listen`
+//! shared by every session, the sessions registered by the SIP side, and the handle each
+//! session is driven through.
+//!
+//! Owns: the listener, the registry of sessions by MSRP session-id, the binding of an
+//! accepted connection to its session (by the To-Path of its first request, as CEMA,
+//! RFC 6714, does), the active role's connect, the connection limit. Must not touch: SIP,
+//! SDP negotiation (the caller hands in what `sdp::answer` decided), mail, the policy.
+//!
+//! Use: `Endpoint::bind(&config.msrp)`, then per session `endpoint.open(SessionSpec)`,
+//! which gives the `MsrpSession` handle (send, close) and the receiver of its `Event`s
+//! (connected, a whole message to deliver with a reply for its disposition, closed).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tracing::Instrument;
+
+use super::chunks::{ChunkLimits, split};
+use super::codec::Limits;
+use super::connection::{Connection, ReadError};
+use super::frame::{Body, ByteRange, FailureReport, Flag, Frame, StartLine, Status, TransactId};
+use super::session::{Command, Driver, Link};
+use super::transaction::{self, Disposition};
+use crate::config::MsrpConfig;
+use crate::sdp::{Host, MsrpUri, Role};
+
+/// Events of one session, in order: `Connected` once, any number of `Message`s, and
+/// `Closed` when the connection ended without `MsrpSession::close` (the lead sends BYE).
+#[derive(Debug)]
+pub enum Event {
+    /// The MSRP connection is up and bound (RFC 4975 section 5.4, RFC 6135).
+    Connected,
+    /// A whole message (all chunks in). The response to its last chunk waits for `reply`
+    /// (F4: 200 only once the e-mail went out), at most `disposition_timeout_ms`.
+    Message {
+        content_type: String,
+        body: Vec<u8>,
+        message_id: String,
+        success_report: bool,
+        failure_report: FailureReport,
+        reply: oneshot::Sender<Disposition>,
+    },
+    /// The session is over on the MSRP side.
+    Closed(CloseReason),
+}
+
+/// Why a session's MSRP side ended.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CloseReason {
+    #[error("the peer did not connect within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("cannot connect to the peer: {0}")]
+    ConnectFailed(String),
+    #[error("the peer answered the binding SEND with {code}")]
+    BindRefused { code: u16 },
+    #[error("no response to the binding SEND within {0:?}")]
+    BindTimeout(Duration),
+    #[error("connection closed by the peer")]
+    PeerClosed,
+    #[error("connection lost: {0}")]
+    Io(String),
+    #[error("malformed MSRP from the peer: {0}")]
+    Malformed(String),
+    #[error("more than {0} MSRP connections open")]
+    TooManyConnections(usize),
+}
+
+/// What the SIP side negotiated for one session (from `sdp::MsrpParams`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The IWF's own URI, as sent in `a=path`; its session-id keys the session.
+    pub local: MsrpUri,
+    /// The peer's `a=path`: relays first, the peer's own URI last; requests go to it
+    /// (To-Path) and come from it (From-Path).
+    pub remote_path: Vec<MsrpUri>,
+    /// Active: the IWF connects to the first URI of `remote_path`; passive: it waits.
+    pub role: Role,
+    /// The types the IWF takes (its `a=accept-types`); others get 415.
+    pub accept_types: Vec<String>,
+}
+
+/// Why `open` refused a session.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OpenError {
+    #[error("MSRP session {0} is already open")]
+    Duplicate(String),
+    #[error("the local MSRP URI has no session-id")]
+    NoSessionId,
+    #[error("the peer's MSRP path is empty")]
+    NoRemotePath,
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, Error)]
+pub enum EndpointError {
+    #[error("[msrp] listen = {addr}: cannot listen: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("[msrp] {key} = {value}: {fix}")]
+    Config {
+        key: &'static str,
+        value: String,
+        fix: &'static str,
+    },
+}
+
+/// A message the peer took: its Message-ID, and whether a success REPORT confirmed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub message_id: String,
+    /// A `Status: 000 200` REPORT came back (only when Success-Report was asked).
+    pub reported: bool,
+}
+
+/// Why an outgoing message failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    #[error("MSRP session not connected within {0:?}")]
+    NotConnected(Duration),
+    #[error("MSRP session closed")]
+    Closed,
+    /// No transaction response in time: a local 408 (RFC 4975 section 7.1.1).
+    #[error("408 no response to chunk {chunk} of message {message_id} within {after:?}")]
+    Timeout {
+        message_id: String,
+        chunk: usize,
+        after: Duration,
+    },
+    /// The peer answered a chunk with an error.
+    #[error("the peer answered {code}{} to message {message_id}", .comment.as_ref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Refused {
+        message_id: String,
+        code: u16,
+        comment: Option<String>,
+    },
+    /// A failure REPORT for the message (RFC 4975 section 7.1.2).
+    #[error("the peer reported {} for message {message_id}", .status)]
+    Reported { message_id: String, status: Status },
+    #[error("no REPORT for message {message_id} within {after:?}")]
+    ReportTimeout { message_id: String, after: Duration },
+}
+
+/// The endpoint's limits and timers, from `[msrp]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub max_message_size: u64,
+    pub chunk_size: usize,
+    pub transaction_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub disposition_timeout: Duration,
+    pub max_connections: usize,
+    pub keepalive: Option<Duration>,
+}
+
+impl Settings {
+    /// The settings of `[msrp]`, checked; an error names the key and the fix.
+    pub fn from_config(c: &MsrpConfig) -> Result<Settings, EndpointError> {
+        let bad = |key, value: String, fix| Err(EndpointError::Config { key, value, fix });
+        if c.chunk_size == 0 {
+            return bad("chunk_size", "0".into(), "use at least 1 (2048 is usual)");
+        }
+        if c.max_message_size == 0 {
+            return bad("max_message_size", "0".into(), "use at least 1 byte");
+        }
+        if c.max_connections == 0 {
+            return bad("max_connections", "0".into(), "use at least 1");
+        }
+        for (key, ms) in [
+            ("transaction_timeout_ms", c.transaction_timeout_ms),
+            ("connect_timeout_ms", c.connect_timeout_ms),
+            ("disposition_timeout_ms", c.disposition_timeout_ms),
+        ] {
+            if ms == 0 {
+                return bad(key, "0".into(), "use a positive number of milliseconds");
+            }
+        }
+        // The peer's transaction timer is 30 s (RFC 4975 section 7.1.1): the deferred
+        // response must leave before it fires, or the peer sees 408 and tears down.
+        if c.disposition_timeout_ms >= 30_000 {
+            return bad(
+                "disposition_timeout_ms",
+                c.disposition_timeout_ms.to_string(),
+                "keep it below the peer's 30000 ms transaction timeout (20000 is the default)",
+            );
+        }
+        Ok(Settings {
+            max_message_size: c.max_message_size,
+            chunk_size: c.chunk_size,
+            transaction_timeout: Duration::from_millis(c.transaction_timeout_ms),
+            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+            disposition_timeout: Duration::from_millis(c.disposition_timeout_ms),
+            max_connections: c.max_connections,
+            keepalive: (c.keepalive_secs > 0).then(|| Duration::from_secs(c.keepalive_secs)),
+        })
+    }
+
+    /// The codec's bounds: one chunk may be as large as a whole message (some peers send
+    /// a message in one chunk); beyond that the framing is given up.
+    pub(super) fn codec_limits(&self) -> Limits {
+        let max_body =
+            usize::try_from(self.max_message_size.saturating_add(64 * 1024)).unwrap_or(usize::MAX);
+        Limits {
+            max_body_bytes: max_body,
+            ..Limits::default()
+        }
+    }
+
+    pub(super) fn chunk_limits(&self) -> ChunkLimits {
+        ChunkLimits {
+            max_message_bytes: self.max_message_size,
+            ..ChunkLimits::default()
+        }
+    }
+}
+
+/// A connection accepted for a passive session: the socket, with its first request.
+pub(super) struct Accepted {
+    pub conn: Connection,
+    pub first: Frame,
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// A registered session.
+struct Slot {
+    /// The peer's path, to check the From-Path of a connection before binding it.
+    remote_path: Vec<MsrpUri>,
+    /// Where an accepted connection goes; `Some` while a passive session waits for it.
+    accept: Option<oneshot::Sender<Accepted>>,
+}
+
+struct Shared {
+    settings: Settings,
+    local_addr: SocketAddr,
+    sessions: Mutex<HashMap<String, Slot>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        // A panic while holding the lock leaves a map that is still consistent.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Stops the accept loop when the last `Endpoint` handle goes.
+struct AcceptTask(JoinHandle<()>);
+
+impl Drop for AcceptTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The IWF's MSRP endpoint: a cheap-clone handle.
+#[derive(Clone)]
+pub struct Endpoint {
+    shared: Arc<Shared>,
+    _accept: Arc<AcceptTask>,
+}
+
+impl Endpoint {
+    /// Listens on `[msrp] listen` and starts accepting connections.
+    pub async fn bind(config: &MsrpConfig) -> Result<Endpoint, EndpointError> {
+        let settings = Settings::from_config(config)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| EndpointError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| EndpointError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            permits: Arc::new(Semaphore::new(settings.max_connections)),
+            settings,
+            local_addr,
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone()));
+        tracing::info!(%local_addr, "MSRP endpoint listening");
+        Ok(Endpoint {
+            shared,
+            _accept: Arc::new(AcceptTask(task)),
+        })
+    }
+
+    /// The address the listener is bound to (the port, when `listen` said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Sessions registered now.
+    pub fn sessions(&self) -> usize {
+        self.shared.sessions().len()
+    }
+
+    /// Registers a session and starts its MSRP side: connects (active) or waits for the
+    /// peer (passive, at most `connect_timeout_ms`). The session ends, and is
+    /// unregistered, on `MsrpSession::close`, when every handle is dropped, or when the
+    /// connection ends (then `Event::Closed`).
+    pub fn open(
+        &self,
+        spec: SessionSpec,
+    ) -> Result<(MsrpSession, mpsc::Receiver<Event>), OpenError> {
+        let session_id = spec.local.session_id.clone();
+        if session_id.is_empty() {
+            return Err(OpenError::NoSessionId);
+        }
+        if spec.remote_path.is_empty() {
+            return Err(OpenError::NoRemotePath);
+        }
+        let (accept_tx, accept_rx) = oneshot::channel();
+        {
+            let mut sessions = self.shared.sessions();
+            if sessions.contains_key(&session_id) {
+                return Err(OpenError::Duplicate(session_id));
+            }
+            let accept = (spec.role == Role::Passive).then_some(accept_tx);
+            sessions.insert(
+                session_id.clone(),
+                Slot {
+                    remote_path: spec.remote_path.clone(),
+                    accept,
+                },
+            );
+        }
+        let (events_tx, events_rx) = mpsc::channel(32);
+        let (commands_tx, commands_rx) = mpsc::channel(32);
+        let (link_tx, link_rx) = watch::channel(Link::Connecting);
+        let close = Arc::new(Notify::new());
+        let session = MsrpSession {
+            inner: Arc::new(Handle {
+                local: spec.local.clone(),
+                remote_path: spec.remote_path.clone(),
+                settings: self.shared.settings.clone(),
+                commands: commands_tx,
+                link: link_rx,
+                close: close.clone(),
+            }),
+        };
+        let span = tracing::info_span!("msrp", session = %session_id);
+        let shared = self.shared.clone();
+        tokio::spawn(
+            async move {
+                let driver = Driver::new(spec.clone(), shared.settings.clone(), events_tx.clone());
+                let reason = tokio::select! {
+                    biased;
+                    _ = close.notified() => None,
+                    r = run_session(&shared, spec, driver, accept_rx, commands_rx, &link_tx) => r,
+                };
+                shared.sessions().remove(&session_id);
+                link_tx.send_replace(Link::Closed);
+                match reason {
+                    Some(reason) => {
+                        tracing::info!(%reason, "MSRP session closed");
+                        let _ = events_tx.send(Event::Closed(reason)).await;
+                    }
+                    None => tracing::debug!("MSRP session closed locally"),
+                }
+            }
+            .instrument(span),
+        );
+        Ok((session, events_rx))
+    }
+}
+
+/// Connects or waits, then drives the connection; `None` when closed locally.
+async fn run_session(
+    shared: &Shared,
+    spec: SessionSpec,
+    driver: Driver,
+    accept: oneshot::Receiver<Accepted>,
+    commands: mpsc::Receiver<Command>,
+    link: &watch::Sender<Link>,
+) -> Option<CloseReason> {
+    let settings = &shared.settings;
+    match spec.role {
+        Role::Passive => {
+            // RFC 6135 section 4.2: the active peer opens the connection; bounded wait.
+            let accepted = match timeout(settings.connect_timeout, accept).await {
+                Ok(Ok(a)) => a,
+                Ok(Err(_)) => return Some(CloseReason::PeerClosed),
+                Err(_) => return Some(CloseReason::ConnectTimeout(settings.connect_timeout)),
+            };
+            let Accepted {
+                conn,
+                first,
+                permit,
+            } = accepted;
+            tracing::info!(peer = ?conn.peer_addr(), "MSRP connection bound");
+            driver
+                .run(conn, Some(first), None, commands, link, permit)
+                .await
+        }
+        Role::Active => {
+            let permit = match shared.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    return Some(CloseReason::TooManyConnections(settings.max_connections));
+                }
+            };
+            let stream = match connect(&spec.remote_path, settings.connect_timeout).await {
+                Ok(s) => s,
+                Err(reason) => return Some(reason),
+            };
+            let conn = Connection::new(stream, settings.codec_limits(), settings.keepalive);
+            tracing::info!(peer = ?conn.peer_addr(), "MSRP connection opened");
+            // RFC 4975 section 5.4 / RFC 6135: the active end binds the connection with
+            // a SEND (empty: no body, Byte-Range 1-0/0); its 200 confirms.
+            let bind = Frame::send(
+                TransactId::random(),
+                spec.remote_path.clone(),
+                vec![spec.local.clone()],
+                TransactId::random().as_str(),
+                ByteRange {
+                    start: 1,
+                    end: Some(0),
+                    total: Some(0),
+                },
+                (false, FailureReport::Yes),
+                None,
+                Flag::Complete,
+            );
+            driver
+                .run(conn, None, Some(bind), commands, link, permit)
+                .await
+        }
+    }
+}
+
+/// A TCP connection to the first URI of the peer's path (RFC 4975 section 6.2).
+async fn connect(path: &[MsrpUri], within: Duration) -> Result<TcpStream, CloseReason> {
+    let failed = |e: String| CloseReason::ConnectFailed(e);
+    let first = path.first().ok_or_else(|| failed("empty path".into()))?;
+    let port = first
+        .port
+        .ok_or_else(|| failed(format!("{first} has no port")))?;
+    let attempt = async {
+        let addrs: Vec<SocketAddr> = match &first.host {
+            Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+            Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map_err(|e| failed(format!("resolving {name}: {e}")))?
+                .collect(),
+        };
+        let mut last = failed(format!("{first}: no address"));
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = failed(format!("{addr}: {e}")),
+            }
+        }
+        Err(last)
+    };
+    timeout(within, attempt)
+        .await
+        .map_err(|_| failed(format!("{first}: no connection within {within:?}")))?
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and the like: wait a little rather than spin on the error.
+                tracing::warn!(error = %e, "MSRP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = shared.settings.max_connections,
+                "MSRP connection refused: too many connections");
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let settings = &shared.settings;
+            let conn = Connection::new(stream, settings.codec_limits(), settings.keepalive);
+            bind_accepted(&shared, conn, permit)
+                .instrument(tracing::info_span!("msrp-accept", %peer))
+                .await
+        });
+    }
+}
+
+/// Hands an accepted connection to its session by the session-id of the To-Path of its
+/// first request (RFC 6714 section 4.3; RFC 4975 section 7.3: an unknown session gets
+/// 481), after checking its From-Path against the session's peer path (403 otherwise).
+/// A connection that is not bound is closed after the response.
+async fn bind_accepted(shared: &Shared, mut conn: Connection, permit: OwnedSemaphorePermit) {
+    let within = shared.settings.connect_timeout;
+    let mut first = match timeout(within, conn.read_frame()).await {
+        Ok(Ok(f)) => f,
+        Ok(Err(ReadError::Decode(e))) => {
+            tracing::info!(error = %e, "MSRP: malformed first frame");
+            if let Some(response) = e.response() {
+                let _ = conn.write_frame(&response).await;
+            }
+            return conn.shutdown().await;
+        }
+        Ok(Err(e)) => return tracing::debug!(error = %e, "MSRP connection ended before a request"),
+        Err(_) => return tracing::info!("MSRP: no request within {within:?}, closing"),
+    };
+    if matches!(first.start, StartLine::Response { .. }) {
+        tracing::info!("MSRP: a response as first frame, closing");
+        return conn.shutdown().await;
+    }
+    let session_id = first
+        .to_path
+        .first()
+        .map(|u| u.session_id.clone())
+        .unwrap_or_default();
+    let found = {
+        let mut sessions = shared.sessions();
+        match sessions.get_mut(&session_id) {
+            None => Err((481, "no such session")),
+            Some(slot) if !transaction::from_path_matches(&first.from_path, &slot.remote_path) => {
+                Err((403, "From-Path is not the session's peer"))
+            }
+            Some(slot) => slot
+                .accept
+                .take()
+                .ok_or((481, "session not waiting for a connection")),
+        }
+    };
+    let (code, comment) = match found {
+        Ok(tx) => {
+            let accepted = Accepted {
+                conn,
+                first,
+                permit,
+            };
+            match tx.send(accepted) {
+                Ok(()) => return,
+                // The session ended meanwhile.
+                Err(Accepted {
+                    conn: c, first: f, ..
+                }) => {
+                    (conn, first) = (c, f);
+                    (481, "session closed")
+                }
+            }
+        }
+        Err(refusal) => refusal,
+    };
+    tracing::info!(%session_id, code, "MSRP connection refused");
+    refuse(&mut conn, &first, code, comment).await;
+}
+
+/// Answers the request with an error (as its Failure-Report allows; REPORTs get none)
+/// and closes the connection.
+async fn refuse(conn: &mut Connection, request: &Frame, code: u16, comment: &str) {
+    let answer = request.method() == Some(&super::frame::Method::Send)
+        || matches!(request.method(), Some(super::frame::Method::Other(_)));
+    if answer && transaction::sends_response(request.failure_report(), code) {
+        let _ = conn
+            .write_frame(&request.response(code, Some(comment)))
+            .await;
+    }
+    conn.shutdown().await;
+}
+
+/// What the handles of one session share.
+struct Handle {
+    local: MsrpUri,
+    remote_path: Vec<MsrpUri>,
+    settings: Settings,
+    commands: mpsc::Sender<Command>,
+    link: watch::Receiver<Link>,
+    close: Arc<Notify>,
+}
+
+impl Drop for Handle {
+    /// The last handle gone: the session ends as on `close`.
+    fn drop(&mut self) {
+        self.close.notify_one();
+    }
+}
+
+/// One session's MSRP side, as the CPM session drives it. Clones share the session;
+/// it ends on `close` or when the last clone is dropped.
+#[derive(Clone)]
+pub struct MsrpSession {
+    inner: Arc<Handle>,
+}
+
+impl std::fmt::Debug for MsrpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsrpSession")
+            .field("local", &self.inner.local.to_string())
+            .finish()
+    }
+}
+
+impl MsrpSession {
+    /// The IWF's MSRP session-id for this session.
+    pub fn session_id(&self) -> &str {
+        &self.inner.local.session_id
+    }
+
+    /// Waits until the connection is up and bound, at most `connect_timeout_ms`.
+    pub async fn connected(&self) -> Result<(), SendError> {
+        let within = self.inner.settings.connect_timeout;
+        let mut link = self.inner.link.clone();
+        match timeout(within, link.wait_for(|l| *l != Link::Connecting)).await {
+            Err(_) => Err(SendError::NotConnected(within)),
+            Ok(Ok(l)) if *l == Link::Connected => Ok(()),
+            Ok(_) => Err(SendError::Closed),
+        }
+    }
+
+    /// Sends one message (F5): cut into chunks of `chunk_size` (RFC 4975 section 7.1.1),
+    /// each waited for its transaction response when Failure-Report is `yes` (none in
+    /// `transaction_timeout_ms`: a local 408), then, when Success-Report is asked, for
+    /// the REPORT (as long again). `reports`: (Success-Report, Failure-Report).
+    pub async fn send(
+        &self,
+        content_type: &str,
+        body: &[u8],
+        reports: (bool, FailureReport),
+    ) -> Result<Delivered, SendError> {
+        self.connected().await?;
+        let h = &self.inner;
+        let (success_report, failure_report) = reports;
+        let message_id = TransactId::random().as_str().to_string();
+        let report = if success_report {
+            let (tx, rx) = oneshot::channel();
+            self.command(Command::ExpectReport {
+                message_id: message_id.clone(),
+                report: tx,
+            })
+            .await?;
+            Some(rx)
+        } else {
+            None
+        };
+        for (i, (range, bytes, flag)) in split(body.len(), h.settings.chunk_size).enumerate() {
+            let data = (!body.is_empty()).then(|| Body {
+                content_type: content_type.to_string(),
+                data: body[bytes].to_vec(),
+            });
+            let frame = Frame::send(
+                TransactId::random(),
+                h.remote_path.clone(),
+                vec![h.local.clone()],
+                &message_id,
+                range,
+                reports,
+                data,
+                flag,
+            );
+            if !transaction::expects_response(failure_report) {
+                self.command(Command::Transmit {
+                    frame,
+                    response: None,
+                })
+                .await?;
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.command(Command::Transmit {
+                frame,
+                response: Some(tx),
+            })
+            .await?;
+            let after = h.settings.transaction_timeout;
+            match timeout(after, rx).await {
+                Err(_) => {
+                    return Err(SendError::Timeout {
+                        message_id,
+                        chunk: i + 1,
+                        after,
+                    });
+                }
+                Ok(Err(_)) => return Err(SendError::Closed),
+                Ok(Ok(response)) => match response.start {
+                    StartLine::Response { code: 200, .. } => {}
+                    StartLine::Response { code, comment } => {
+                        return Err(SendError::Refused {
+                            message_id,
+                            code,
+                            comment,
+                        });
+                    }
+                    StartLine::Request(_) => return Err(SendError::Closed),
+                },
+            }
+        }
+        let Some(report) = report else {
+            return Ok(Delivered {
+                message_id,
+                reported: false,
+            });
+        };
+        let after = h.settings.transaction_timeout;
+        match timeout(after, report).await {
+            Err(_) => Err(SendError::ReportTimeout { message_id, after }),
+            Ok(Err(_)) => Err(SendError::Closed),
+            Ok(Ok(status)) if status.code == 200 => Ok(Delivered {
+                message_id,
+                reported: true,
+            }),
+            Ok(Ok(status)) => Err(SendError::Reported { message_id, status }),
+        }
+    }
+
+    /// Ends the session's MSRP side (the SIP session ended): the connection is closed
+    /// and the session unregistered; no `Event::Closed` follows.
+    pub fn close(&self) {
+        self.inner.close.notify_one();
+    }
+
+    async fn command(&self, command: Command) -> Result<(), SendError> {
+        self.inner
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+}

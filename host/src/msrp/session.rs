@@ -1,0 +1,464 @@
+//! One session's bound MSRP connection, driven by one task (RFC 4975 sections 7 and 8):
+//! incoming SENDs answered and reassembled into messages for the session, the response
+//! to a message's last chunk held until the session says how delivery went, REPORTs
+//! sent and received, the session's own chunks written and their responses routed back
+//! by transaction id. The rules themselves are in `transaction`; the socket in
+//! `connection`; the listener and the handles in `endpoint`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use super::chunks::{Progress, Reassembler};
+use super::connection::{Connection, ReadError, WriteError};
+use super::endpoint::{CloseReason, Event, SessionSpec, Settings};
+use super::frame::{ByteRange, Flag, Frame, Method, StartLine, Status, TransactId};
+use super::transaction::{self, Disposition, Refused, Requested};
+
+/// How long a disposition is still awaited after its deadline passed (then only REPORTs
+/// can carry it); beyond it the outcome is dropped.
+const LATE_DISPOSITION: Duration = Duration::from_secs(300);
+
+/// The state of a session's connection, as its handles see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Link {
+    Connecting,
+    Connected,
+    Closed,
+}
+
+/// What a handle asks of the task.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Write a request; its transaction response, when one is awaited, goes to `response`.
+    Transmit {
+        frame: Frame,
+        response: Option<oneshot::Sender<Frame>>,
+    },
+    /// Route the REPORT on `message_id` to `report`.
+    ExpectReport {
+        message_id: String,
+        report: oneshot::Sender<Status>,
+    },
+}
+
+/// Who waits for a transaction response.
+enum Waiter {
+    Handle(oneshot::Sender<Frame>),
+    /// The active role's binding SEND (RFC 4975 section 5.4).
+    Bind,
+}
+
+/// How a message's disposition came.
+enum News {
+    InTime(Disposition),
+    /// The deadline passed: answer 200 now, REPORT the outcome later.
+    Deadline,
+    Late(Disposition),
+}
+
+/// A whole message handed to the session, its last chunk's response held.
+struct Deferred {
+    last_chunk: Frame,
+    len: u64,
+    asked: Requested,
+    responded: bool,
+    waiter: AbortHandle,
+}
+
+/// The per-session task's state once the connection exists.
+pub(super) struct Driver {
+    spec: SessionSpec,
+    settings: Settings,
+    events: mpsc::Sender<Event>,
+    reassembler: Reassembler,
+    refused: Refused,
+    pending: HashMap<TransactId, Waiter>,
+    reports: HashMap<String, oneshot::Sender<Status>>,
+    deferred: HashMap<u64, Deferred>,
+    next_key: u64,
+    news_tx: mpsc::UnboundedSender<(u64, News)>,
+    news_rx: mpsc::UnboundedReceiver<(u64, News)>,
+    bind_deadline: Option<Instant>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for d in self.deferred.values() {
+            d.waiter.abort();
+        }
+    }
+}
+
+/// Why the loop stops: `None` for a local close.
+type Stop = Option<CloseReason>;
+
+fn io_stop(e: impl std::fmt::Display) -> Stop {
+    Some(CloseReason::Io(e.to_string()))
+}
+
+impl Driver {
+    pub(super) fn new(
+        spec: SessionSpec,
+        settings: Settings,
+        events: mpsc::Sender<Event>,
+    ) -> Driver {
+        let (news_tx, news_rx) = mpsc::unbounded_channel();
+        Driver {
+            reassembler: Reassembler::new(settings.chunk_limits()),
+            spec,
+            settings,
+            events,
+            refused: Refused::default(),
+            pending: HashMap::new(),
+            reports: HashMap::new(),
+            deferred: HashMap::new(),
+            next_key: 0,
+            news_tx,
+            news_rx,
+            bind_deadline: None,
+        }
+    }
+
+    /// Drives the connection until it ends or every handle is gone. `first`: the request
+    /// that bound an accepted connection; `bind`: the active role's binding SEND.
+    pub(super) async fn run(
+        mut self,
+        mut conn: Connection,
+        first: Option<Frame>,
+        bind: Option<Frame>,
+        mut commands: mpsc::Receiver<Command>,
+        link: &watch::Sender<Link>,
+        _permit: OwnedSemaphorePermit,
+    ) -> Option<CloseReason> {
+        if let Some(bind) = bind {
+            self.bind_deadline = Some(Instant::now() + self.settings.transaction_timeout);
+            self.pending.insert(bind.transact_id.clone(), Waiter::Bind);
+            if let Err(e) = conn.write_frame(&bind).await {
+                return io_stop(e);
+            }
+        } else {
+            self.connected(link).await;
+        }
+        if let Some(first) = first
+            && let Err(stop) = self.on_frame(&mut conn, first, link).await
+        {
+            return stop;
+        }
+        let result = loop {
+            let bind_deadline = self.bind_deadline;
+            let step = tokio::select! {
+                _ = sleep_until(bind_deadline.unwrap_or_else(Instant::now)), if bind_deadline.is_some() => {
+                    Err(Some(CloseReason::BindTimeout(self.settings.transaction_timeout)))
+                }
+                read = conn.read_frame() => match read {
+                    Ok(frame) => self.on_frame(&mut conn, frame, link).await,
+                    Err(e) => self.on_read_error(&mut conn, e).await,
+                },
+                command = commands.recv() => match command {
+                    Some(c) => self.on_command(&mut conn, c).await,
+                    None => Err(None),
+                },
+                Some((key, news)) = self.news_rx.recv() => self.on_news(&mut conn, key, news).await,
+            };
+            if let Err(stop) = step {
+                break stop;
+            }
+        };
+        conn.shutdown().await;
+        result
+    }
+
+    async fn connected(&mut self, link: &watch::Sender<Link>) {
+        link.send_replace(Link::Connected);
+        let _ = self.events.send(Event::Connected).await;
+    }
+
+    async fn on_read_error(&mut self, conn: &mut Connection, e: ReadError) -> Result<(), Stop> {
+        match e {
+            ReadError::Closed => Err(Some(CloseReason::PeerClosed)),
+            ReadError::Io(e) => Err(io_stop(e)),
+            ReadError::Decode(e) => {
+                // RFC 4975 section 7.3: a request that cannot be parsed gets 400 when its
+                // transaction can be named; when the framing is lost (`fatal`) nothing
+                // after it can be trusted and the connection is closed.
+                tracing::info!(error = %e, fatal = e.fatal, "MSRP: malformed frame");
+                if let Some(response) = e.response() {
+                    write(conn, &response).await?;
+                }
+                if e.fatal {
+                    Err(Some(CloseReason::Malformed(e.to_string())))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        conn: &mut Connection,
+        frame: Frame,
+        link: &watch::Sender<Link>,
+    ) -> Result<(), Stop> {
+        let method = match &frame.start {
+            StartLine::Response { code, .. } => {
+                return self.on_response(frame.clone(), *code, link).await;
+            }
+            StartLine::Request(m) => m.clone(),
+        };
+        // RFC 4975 section 7.3: the request must be for this session (481) and from its
+        // peer (see `transaction::from_path_matches`).
+        if !transaction::to_path_matches(&frame.to_path, &self.spec.local) {
+            return respond(conn, &frame, 481, Some("no such session")).await;
+        }
+        if !transaction::from_path_matches(&frame.from_path, &self.spec.remote_path) {
+            return respond(
+                conn,
+                &frame,
+                403,
+                Some("From-Path is not the session's peer"),
+            )
+            .await;
+        }
+        match method {
+            Method::Send => self.on_send(conn, frame).await,
+            // RFC 4975 section 7.1.2: a REPORT never gets a response.
+            Method::Report => {
+                self.on_report(&frame);
+                Ok(())
+            }
+            // RFC 4975 section 12: an unknown method is answered 501.
+            Method::Other(_) => respond(conn, &frame, 501, Some("method not implemented")).await,
+        }
+    }
+
+    async fn on_response(
+        &mut self,
+        frame: Frame,
+        code: u16,
+        link: &watch::Sender<Link>,
+    ) -> Result<(), Stop> {
+        match self.pending.remove(&frame.transact_id) {
+            Some(Waiter::Handle(tx)) => {
+                let _ = tx.send(frame);
+            }
+            Some(Waiter::Bind) if code == 200 => {
+                self.bind_deadline = None;
+                tracing::info!("MSRP connection bound");
+                self.connected(link).await;
+            }
+            Some(Waiter::Bind) => return Err(Some(CloseReason::BindRefused { code })),
+            None => tracing::debug!(tid = %frame.transact_id, code, "MSRP: stray response"),
+        }
+        Ok(())
+    }
+
+    /// A REPORT on one of the session's messages goes to the send waiting for it.
+    fn on_report(&mut self, frame: &Frame) {
+        let (Some(message_id), Some(status)) = (frame.message_id(), frame.status()) else {
+            tracing::info!("MSRP: REPORT without Message-ID or Status, ignored");
+            return;
+        };
+        match self.reports.remove(message_id) {
+            Some(tx) => {
+                let _ = tx.send(status.clone());
+            }
+            None if status.code != 200 => {
+                tracing::warn!(%message_id, status = %status, "MSRP: failure REPORT for a sent message");
+            }
+            None => tracing::debug!(%message_id, "MSRP: unexpected success REPORT"),
+        }
+    }
+
+    async fn on_send(&mut self, conn: &mut Connection, frame: Frame) -> Result<(), Stop> {
+        // An empty SEND (no body, Byte-Range 1-0/0 or none): the peer binding the
+        // connection (RFC 4975 section 5.4) or keeping it up. 200, nothing to deliver.
+        let empty = frame.body.is_none()
+            && frame.flag == Flag::Complete
+            && frame.byte_range().is_none_or(|r| r.total == Some(0));
+        if empty {
+            return respond(conn, &frame, 200, None).await;
+        }
+        if let Some(id) = frame.message_id()
+            && self.refused.contains(id)
+        {
+            return respond(conn, &frame, 413, Some("message too large")).await;
+        }
+        // RFC 4975 section 7.3: a type the session did not offer is refused with 415.
+        if let Some(body) = &frame.body
+            && !transaction::accepts(&self.spec.accept_types, &body.content_type)
+        {
+            if let Some(id) = frame.message_id() {
+                self.reassembler.discard(id);
+            }
+            return respond(conn, &frame, 415, Some("Content-Type not accepted")).await;
+        }
+        match self.reassembler.push(&frame) {
+            Err(e) => {
+                let code = e.status();
+                if code == 413
+                    && let Some(id) = frame.message_id()
+                {
+                    self.refused.insert(id);
+                }
+                tracing::info!(error = %e, code, "MSRP: chunk refused");
+                respond(conn, &frame, code, Some(&e.to_string())).await
+            }
+            Ok(Progress::Pending | Progress::Duplicate { .. }) => {
+                respond(conn, &frame, 200, None).await
+            }
+            Ok(Progress::Aborted { message_id }) => {
+                tracing::info!(%message_id, "MSRP: message aborted by the sender");
+                respond(conn, &frame, 200, None).await
+            }
+            Ok(Progress::Complete(message)) => {
+                let asked = Requested {
+                    success_report: frame.success_report(),
+                    failure_report: frame.failure_report(),
+                };
+                let (reply, rx) = oneshot::channel();
+                let len = message.data.len() as u64;
+                let event = Event::Message {
+                    content_type: message.content_type.unwrap_or_default(),
+                    body: message.data,
+                    message_id: message.message_id.clone(),
+                    success_report: asked.success_report,
+                    failure_report: asked.failure_report,
+                    reply,
+                };
+                tracing::debug!(message_id = %message.message_id, len, "MSRP: message complete");
+                let key = self.next_key;
+                self.next_key += 1;
+                let waiter = tokio::spawn(await_disposition(
+                    rx,
+                    self.settings.disposition_timeout,
+                    key,
+                    self.news_tx.clone(),
+                ))
+                .abort_handle();
+                self.deferred.insert(
+                    key,
+                    Deferred {
+                        last_chunk: frame,
+                        len,
+                        asked,
+                        responded: false,
+                        waiter,
+                    },
+                );
+                // Nobody to deliver to: the reply is dropped and reads as a failure.
+                let _ = self.events.send(event).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_news(&mut self, conn: &mut Connection, key: u64, news: News) -> Result<(), Stop> {
+        let (disposition, responded) = match news {
+            News::Deadline => {
+                let Some(d) = self.deferred.get_mut(&key) else {
+                    return Ok(());
+                };
+                // The sender's transaction would time out (30 s, RFC 4975 section
+                // 7.1.1): the chunk is acknowledged now, the outcome goes in a REPORT.
+                tracing::warn!(message_id = ?d.last_chunk.message_id(), "MSRP: no disposition in time, answering 200");
+                d.responded = true;
+                let chunk = d.last_chunk.clone();
+                return respond(conn, &chunk, 200, None).await;
+            }
+            News::InTime(d) | News::Late(d) => match self.deferred.remove(&key) {
+                Some(deferred) => (d, deferred),
+                None => return Ok(()),
+            },
+        };
+        let outcome =
+            transaction::on_disposition(&disposition, responded.asked, responded.responded);
+        let chunk = &responded.last_chunk;
+        if let Some((code, comment)) = outcome.response {
+            write(conn, &chunk.response(code, comment.as_deref())).await?;
+        }
+        if let Some(status) = outcome.report {
+            // RFC 4975 section 7.1.2: the REPORT covers the whole message, 1-N/N.
+            let range = ByteRange {
+                start: 1,
+                end: Some(responded.len),
+                total: Some(responded.len),
+            };
+            write(conn, &chunk.report(TransactId::random(), range, status)).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_command(&mut self, conn: &mut Connection, command: Command) -> Result<(), Stop> {
+        match command {
+            Command::Transmit { frame, response } => {
+                if let Some(tx) = response {
+                    // Waiters that gave up (their 408 fired) are dropped here.
+                    self.pending
+                        .retain(|_, w| !matches!(w, Waiter::Handle(t) if t.is_closed()));
+                    self.pending
+                        .insert(frame.transact_id.clone(), Waiter::Handle(tx));
+                }
+                write(conn, &frame).await
+            }
+            Command::ExpectReport { message_id, report } => {
+                self.reports.retain(|_, t| !t.is_closed());
+                self.reports.insert(message_id, report);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Waits for the session's reply on a message: in time, or past the deadline (then the
+/// deadline is announced and the reply still awaited, as long as `LATE_DISPOSITION`).
+/// A dropped reply is a failure: the message was not delivered.
+async fn await_disposition(
+    mut rx: oneshot::Receiver<Disposition>,
+    within: Duration,
+    key: u64,
+    news: mpsc::UnboundedSender<(u64, News)>,
+) {
+    let lost = || Disposition::failed(403, "message not delivered");
+    tokio::select! {
+        d = &mut rx => {
+            let _ = news.send((key, News::InTime(d.unwrap_or_else(|_| lost()))));
+            return;
+        }
+        _ = sleep(within) => {}
+    }
+    let _ = news.send((key, News::Deadline));
+    if let Ok(d) = tokio::time::timeout(LATE_DISPOSITION, rx).await {
+        let _ = news.send((key, News::Late(d.unwrap_or_else(|_| lost()))));
+    }
+}
+
+/// Writes a frame; an encoding failure drops the frame (logged), a socket error ends.
+async fn write(conn: &mut Connection, frame: &Frame) -> Result<(), Stop> {
+    match conn.write_frame(frame).await {
+        Ok(()) => Ok(()),
+        Err(WriteError::Encode(e)) => {
+            tracing::error!(error = %e, tid = %frame.transact_id, "MSRP: frame not sent");
+            Ok(())
+        }
+        Err(WriteError::Io(e)) => Err(io_stop(e)),
+    }
+}
+
+/// The transaction response to `request`, when its Failure-Report asks for it
+/// (`transaction::sends_response`).
+async fn respond(
+    conn: &mut Connection,
+    request: &Frame,
+    code: u16,
+    comment: Option<&str>,
+) -> Result<(), Stop> {
+    if transaction::sends_response(request.failure_report(), code) {
+        write(conn, &request.response(code, comment)).await?;
+    }
+    Ok(())
+}
