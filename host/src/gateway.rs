@@ -9,8 +9,14 @@ use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
-use crate::session::core::{Core, CoreConfig, Effect, InvitationOutcome, Peer, SessionKey};
-use crate::session::mailer::Mailer;
+use crate::msrp::{self, Disposition, Endpoint, MsrpSession, SessionSpec};
+use crate::sdp::msrp::MsrpParams;
+use crate::session::chat::ChatMessage;
+use crate::session::core::{
+    Core, CoreConfig, Effect, EndReason, InvitationOutcome, Peer, SessionKey,
+};
+use crate::session::mailer::{ChatMailer, Mailer};
+use std::collections::HashMap;
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
@@ -27,6 +33,7 @@ pub struct Gateway {
     pub policy: Arc<PolicyHost>,
     pub admin_addr: std::net::SocketAddr,
     pub sip_addr: std::net::SocketAddr,
+    pub msrp_addr: std::net::SocketAddr,
 }
 
 /// Binds every listener and starts serving in the background of the current runtime.
@@ -87,6 +94,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     })?;
     let (mailer, invited) = Mailer::new(policy.clone(), router, &config.smtp.outbound);
 
+    // F4: the one MSRP listener of every session.
+    let endpoint = Endpoint::bind(&config.msrp)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let msrp_addr = endpoint.local_addr();
+    tracing::info!(%msrp_addr, "MSRP listening");
+
     let sip = SipListeners::bind(
         config.sip.listen,
         sip::message::Limits::default(),
@@ -109,28 +123,119 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         },
         contact: format!("<sip:iwf@{sip_addr}>"),
         sent_by: sip_addr.to_string(),
-        msrp_host: Host::Ip(config.msrp.listen.ip()),
-        msrp_port: config.msrp.listen.port(),
+        msrp_host: Host::Ip(msrp_addr.ip()),
+        msrp_port: msrp_addr.port(),
         timers: Timers {
             t1: Duration::from_millis(config.sip.t1_ms),
             ..Timers::default()
         },
     });
-    let mail = Mail { mailer, invited };
-    tokio::spawn(run_sessions(core, policy.clone(), mail, stats, requests));
+    let (chat_ended, ended) = mpsc::unbounded_channel();
+    let mail = Mail {
+        mailer,
+        invited,
+        chats: Chats {
+            endpoint,
+            open: HashMap::new(),
+            ended: chat_ended,
+        },
+    };
+    tokio::spawn(run_sessions(core, policy.clone(), mail, stats, requests, ended));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
-    tracing::warn!("MSRP and inbound SMTP are not built yet: sessions are signalled only");
     Ok(Gateway {
         policy,
         admin_addr,
         sip_addr,
+        msrp_addr,
     })
 }
 
-/// The mail side of the sessions and the outcomes of their invitations.
+/// The mail side of the sessions, the outcomes of their invitations, and their chats.
 struct Mail {
     mailer: Mailer,
     invited: mpsc::UnboundedReceiver<(SessionKey, InvitationOutcome)>,
+    chats: Chats,
+}
+
+/// The sessions' MSRP sides (F4).
+struct Chats {
+    endpoint: Endpoint,
+    open: HashMap<SessionKey, MsrpSession>,
+    /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
+    ended: mpsc::UnboundedSender<(SessionKey, String)>,
+}
+
+impl Chats {
+    /// Opens session `key`'s MSRP side as negotiated and carries its messages to `mailer`.
+    fn open(&mut self, key: SessionKey, params: &MsrpParams, mailer: Option<ChatMailer>) {
+        let spec = SessionSpec {
+            local: params.local_path.clone(),
+            remote_path: params.peer_path.clone(),
+            role: params.role,
+            accept_types: params.accept_types.clone(),
+        };
+        match self.endpoint.open(spec) {
+            Ok((session, events)) => {
+                self.open.insert(key.clone(), session);
+                tokio::spawn(carry_chat(key, events, mailer, self.ended.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(session = %key, error = %e, "MSRP session not opened");
+                let _ = self.ended.send((key, format!("MSRP session not opened: {e}")));
+            }
+        }
+    }
+
+    /// The SIP session is over: its MSRP side closes (F6).
+    fn close(&mut self, key: &SessionKey) {
+        if let Some(session) = self.open.remove(key) {
+            session.close();
+        }
+    }
+}
+
+/// F4 for one session: each whole MSRP message, in order, mailed by the session's mail
+/// task (BB1, BB2); the response to its last chunk says how that went (step 4). Ends
+/// when the MSRP side ends; a close the IWF did not ask for ends the SIP session too.
+async fn carry_chat(
+    key: SessionKey,
+    mut events: mpsc::Receiver<msrp::Event>,
+    mailer: Option<ChatMailer>,
+    ended: mpsc::UnboundedSender<(SessionKey, String)>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            msrp::Event::Connected => tracing::debug!(session = %key, "MSRP connected"),
+            msrp::Event::Message {
+                content_type,
+                body,
+                message_id,
+                reply,
+                ..
+            } => {
+                let outcome = match (ChatMessage::from_msrp(&content_type, &body), &mailer) {
+                    (Ok(message), Some(mailer)) => mailer.send(message).await,
+                    (Ok(_), None) => Err(crate::session::chat::unmapped(
+                        "the session has no mail side",
+                    )),
+                    (Err(refused), _) => Err(refused),
+                };
+                let disposition = match outcome {
+                    Ok(()) => Disposition::Delivered,
+                    Err(refused) => {
+                        tracing::info!(session = %key, %message_id, status = refused.status, comment = %refused.comment, "chat message not delivered");
+                        Disposition::failed(refused.status, refused.comment)
+                    }
+                };
+                let _ = reply.send(disposition);
+            }
+            msrp::Event::Closed(reason) => {
+                tracing::info!(session = %key, %reason, "MSRP side ended");
+                let _ = ended.send((key, reason.to_string()));
+                return;
+            }
+        }
+    }
 }
 
 /// Drives the session core: requests from the transports, decisions, invitation outcomes,
@@ -143,6 +248,7 @@ async fn run_sessions(
     mut mail: Mail,
     stats: Arc<SessionStats>,
     mut requests: mpsc::Receiver<Inbound>,
+    mut chats_ended: mpsc::UnboundedReceiver<(SessionKey, String)>,
 ) {
     let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
     loop {
@@ -157,6 +263,10 @@ async fn run_sessions(
                 stats.invitation(outcome.is_ok());
                 mail.mailer.settled(&key, &outcome);
                 core.on_invitation(&key, outcome, Instant::now())
+            }
+            Some((key, why)) = chats_ended.recv() => {
+                mail.chats.open.remove(&key);
+                core.end_session(&key, &chat_lost(why), Instant::now())
             }
             _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
         };
@@ -190,12 +300,25 @@ async fn run_sessions(
                 Effect::MailInvitation { key, mail: facts } => mail.mailer.invite(key, facts),
                 Effect::MailAccepted { key, mail: facts } => mail.mailer.accepted(key, facts),
                 Effect::ChatOpen { key, msrp } => {
-                    tracing::debug!(session = %key, role = ?msrp.role, "MSRP session to open");
+                    let mailer = mail.mailer.chat(&key);
+                    mail.chats.open(key, &msrp, mailer);
                 }
-                Effect::SessionClosed { key, notify } => mail.mailer.closed(&key, notify),
+                Effect::SessionClosed { key, notify } => {
+                    mail.chats.close(&key);
+                    mail.mailer.closed(&key, notify);
+                }
             }
         }
         stats.set_mail(mail.mailer.sessions());
+    }
+}
+
+/// The Reason of the BYE (RFC 3326) when a session's MSRP side ended without the SIP side
+/// asking: the chat cannot go on.
+fn chat_lost(why: String) -> EndReason {
+    EndReason {
+        cause: 480,
+        text: format!("MSRP: {why}"),
     }
 }
 
