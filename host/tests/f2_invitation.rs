@@ -56,6 +56,7 @@ fn gateway_with_policy(sip_keys: &str, outbound: &str, policy_keys: &str) -> Gat
         &config,
         format!(
             "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n{sip_keys}\
+             [msrp]\nlisten = \"127.0.0.1:0\"\n\
              [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\n{outbound}helo = \"iwf.test\"\ndns_timeout_ms = 1000\n\
              dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
@@ -81,7 +82,7 @@ fn via_mx(dns: SocketAddr, srv: &Server) -> String {
 
 const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
     m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
-    a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
+    a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:active\r\n";
 
 /// A CPM client on a UDP socket, sending INVITEs from Alice.
 struct Client {
@@ -197,7 +198,7 @@ fn f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row() {
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
-    // sipp checks the 200's SDP answer (path, setup:active, m=message), ACKs and BYEs.
+    // sipp checks the 200's SDP answer (path, setup:passive, m=message), ACKs and BYEs.
     assert!(
         common::sipp(gw.sip, "f2-uac.xml", "u1", &["-key", "rcpt", "bob@mx.test"]),
         "F2 ladder"

@@ -64,7 +64,7 @@ fn start_with_sip(sip_keys: &str, extra_config: &str, turn: Turn) -> Gateway {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\n{sip_keys}[admin]\nlisten = \"{admin}\"\n{extra_config}"
+            "[sip]\nlisten = \"{sip}\"\n{sip_keys}[msrp]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"{admin}\"\n{extra_config}"
         ),
     )
     .unwrap();
@@ -252,7 +252,7 @@ fn tcp_frames_split_across_writes_and_refuses_a_missing_content_length() {
 
 const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n\
-a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:actpass\r\n";
+a=path:msrp://127.0.0.1:7394/abc;tcp\r\na=setup:active\r\n";
 
 /// The Contact (RFC 3261 8.1.1.8) and Content-Type of an INVITE with an offer.
 const SDP: &str = "Contact: <sip:alice@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n";

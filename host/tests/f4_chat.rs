@@ -1,0 +1,426 @@
+//! F4 (5.2.4.2.5) end to end over real sockets: sipp sets up the SIP session
+//! (tests/sipp/f4-chat.xml), the MSRP test client of `common::msrp` plays the CPM client's
+//! MSRP side in both RFC 6135 roles, and tests/smtp/recipient_server.py (aiosmtpd) is the
+//! e-mail user's server (as `smart_host`). Each whole MSRP message becomes one e-mail per
+//! Table BB2 over the session's SMTP channel; the response to its last chunk says how the
+//! mail went; the BYE closes the MSRP side and mails the CC2 notification.
+//!
+//! Needs `python3-aiosmtpd` and `sip-tester`. Without them a test prints why and passes,
+//! except under CI (env CI set), where it fails.
+
+mod common;
+
+use common::mail::{Server, peers_available, server, wait_for};
+use common::msrp::{MsrpClient, MsrpListener};
+use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status};
+use iwf::sdp::MsrpUri;
+use mail_parser::{Message, MessageParser};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The gateway under test; killed when dropped.
+struct Gateway {
+    _process: common::Running,
+    sip: SocketAddr,
+    msrp: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+/// The gateway with `policy` ("auto-accept": F1; "default": F2), mailing through `srv`,
+/// with `[msrp]` limits small enough to test.
+fn gateway(policy: &str, srv: &Server) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let msrp: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    let policy_keys = match policy {
+        "default" => String::new(),
+        name => format!("path = \"{}\"\n", common::policy_file(name).display()),
+    };
+    let config = dir.path().join("iwf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
+             [msrp]\nlisten = \"{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
+             [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
+             [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
+             connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
+             [policy]\n{policy_keys}\
+             [admin]\nlisten = \"{admin}\"\n",
+            srv.port
+        ),
+    )
+    .unwrap();
+    let process = common::run_gateway(&config, || {
+        TcpStream::connect(sip).is_ok() && TcpStream::connect(msrp).is_ok()
+    });
+    Gateway {
+        _process: process,
+        sip,
+        msrp,
+        dir,
+    }
+}
+
+/// sipp running tests/sipp/f4-chat.xml once in the background.
+struct Sipp {
+    child: Child,
+    answer_file: PathBuf,
+}
+
+impl Sipp {
+    /// Starts the call: the offer's setup is `setup`, its path the client's URI on
+    /// `msrp_port` with session-id `client_session`.
+    fn start(gw: &Gateway, setup: &str, msrp_port: u16, client_session: &str, rcpt: &str) -> Sipp {
+        let answer_file = gw.dir.path().join(format!("answer-{client_session}"));
+        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sipp/f4-chat.xml");
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario)
+            .args(["-key", "setup", setup])
+            .args(["-key", "msrp_port", &msrp_port.to_string()])
+            .args(["-key", "client_session", client_session])
+            .args(["-key", "rcpt", rcpt])
+            .arg("-key")
+            .arg("answer_file")
+            .arg(&answer_file)
+            .args(["-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0"])
+            .args(["-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err"])
+            .arg(gw.sip.to_string())
+            .current_dir(gw.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
+        Sipp { child, answer_file }
+    }
+
+    /// The IWF's a=path URI and a=setup from the 200 OK's SDP answer.
+    fn answer(&self) -> (MsrpUri, String) {
+        wait_for(|| self.answer_file.exists(), "sipp writes the SDP answer");
+        let line = std::fs::read_to_string(&self.answer_file).unwrap();
+        let mut words = line.split_whitespace();
+        let path = words.next().unwrap().strip_prefix("a=path:").unwrap();
+        let setup = words.next().unwrap().strip_prefix("a=setup:").unwrap();
+        (MsrpUri::parse(path).unwrap(), setup.to_owned())
+    }
+
+    /// Waits for the scenario's end (its BYE answered) and says whether it passed.
+    fn passed(mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "sipp did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client URI the scenario's offer names (port `msrp_port`, id `session`).
+fn client_uri(msrp_port: u16, session: &str) -> MsrpUri {
+    MsrpUri::parse(&format!("msrp://127.0.0.1:{msrp_port}/{session};tcp")).unwrap()
+}
+
+fn mails(srv: &Server, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
+    wait_for(|| srv.mails().len() >= n, "the mails reach the server");
+    srv.mails()
+}
+
+fn parse(eml: &[u8]) -> Message<'_> {
+    MessageParser::default().parse(eml).expect("a valid e-mail")
+}
+
+fn address(msg: &Message, header: &str) -> (Option<String>, String) {
+    let a = msg.header(header).and_then(|h| h.as_address()).unwrap();
+    let a = a.first().unwrap();
+    (
+        a.name().map(str::to_owned),
+        a.address().unwrap().to_owned(),
+    )
+}
+
+const CPIM: &str = "From: Alice <sip:alice@ims.example.com>\r\n\
+    To: <mailto:bob@example.net>\r\n\
+    DateTime: 2026-11-26T10:00:00.000+01:00\r\n\
+    NS: imdn <urn:ietf:params:imdn>\r\n\
+    imdn.Message-ID: m1d1\r\n\
+    \r\n\
+    Content-Type: text/plain; charset=utf-8\r\n\
+    \r\n\
+    Lunch at noon? \u{2615}";
+
+fn status_of(frame: &Frame) -> Option<u16> {
+    frame.headers.iter().find_map(|h| match h {
+        Header::Status(Status { code, .. }) => Some(*code),
+        _ => None,
+    })
+}
+
+fn response_code(frame: &Frame) -> Option<u16> {
+    match frame.start {
+        StartLine::Response { code, .. } => Some(code),
+        StartLine::Request(_) => None,
+    }
+}
+
+macro_rules! peers {
+    ($name:literal) => {
+        if !peers_available($name) {
+            return;
+        }
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_statuses() {
+    peers!("f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_statuses");
+    let srv = server(&[]);
+    let gw = gateway("auto-accept", &srv);
+    let client_port = common::free_port();
+    let sipp = Sipp::start(&gw, "active", client_port, "cl13nt1", "bob@example.net");
+    let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
+    // RFC 6135 4.2: the offer was active, so the IWF answers passive and waits.
+    assert_eq!(setup, "passive");
+    assert_eq!(iwf_uri.port, Some(gw.msrp.port()));
+    let local = client_uri(client_port, "cl13nt1");
+    let mut client = MsrpClient::connect(gw.msrp, local, vec![iwf_uri.clone()]).await;
+
+    // 1. One SEND, message/cpim, Success-Report: 200 once the mail went out, then a REPORT.
+    let sent = client
+        .send_message("msg1", "message/cpim", CPIM.as_bytes(), 2048, (true, FailureReport::Yes))
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    let report = client.expect_request(Method::Report, WAIT).await;
+    assert_eq!(report.message_id(), Some("msg1"));
+    assert_eq!(status_of(&report), Some(200));
+    let all = mails(&srv, 1);
+    let (meta, eml) = &all[0];
+    // BB1: MAIL FROM the CPM user's address (here the CPIM From, mapped), RCPT TO the
+    // Request-URI's address.
+    assert_eq!(meta["mail_from"], "alice=ims.example.com@mail.iwf.test");
+    assert_eq!(meta["rcpt_tos"], serde_json::json!(["bob@example.net"]));
+    let first = parse(eml);
+    // BB2 From: the CPIM From, mapped by the policy.
+    assert_eq!(
+        address(&first, "From"),
+        (Some("Alice".into()), "alice=ims.example.com@mail.iwf.test".into())
+    );
+    // BB2 Date: the CPIM DateTime.
+    assert_eq!(
+        first.date().unwrap().to_rfc3339(),
+        "2026-11-26T10:00:00+01:00"
+    );
+    // BB2 To: the Request-URI's mailto address.
+    assert_eq!(address(&first, "To").1, "bob@example.net");
+    // BB2 msg-id: a Message-ID of the IWF's domain; the first mail replies to nothing.
+    let first_id = first.message_id().unwrap().to_owned();
+    assert!(first_id.ends_with("@mail.iwf.test"), "{first_id}");
+    assert!(first.in_reply_to().as_text().is_none());
+    // BB2 X-Priority: the policy's, from Priority: normal -> 3.
+    assert_eq!(first.header("X-Priority").unwrap().as_text(), Some("3"));
+    // BB2 body: the message, then the policy's additions (how to leave).
+    let body = first.body_text(0).unwrap();
+    assert!(body.starts_with("Lunch at noon? \u{2615}"), "{body}");
+    assert!(body.contains("reply LEAVE to leave"), "{body}");
+    assert!(first.header("Auto-Submitted").is_none());
+
+    // 2. text/plain in three chunks: each chunk answered, one mail, threaded under the first.
+    let text = b"first part, second part, third part";
+    let sent = client
+        .send_message("msg2", "text/plain", text, 12, (false, FailureReport::Yes))
+        .await;
+    assert_eq!(sent.len(), 3);
+    for chunk in &sent {
+        assert_eq!(client.expect_response(chunk, WAIT).await, 200);
+    }
+    let all = mails(&srv, 2);
+    let second = parse(&all[1].1);
+    assert_eq!(second.in_reply_to().as_text(), Some(first_id.as_str()));
+    // No CPIM From: the CPM user's own address (P-Asserted-Identity tel:, mapped).
+    assert_eq!(address(&second, "From").1, "+15551234567@mail.iwf.test");
+    assert!(
+        second
+            .body_text(0)
+            .unwrap()
+            .starts_with("first part, second part, third part")
+    );
+
+    // 3. A message aborted with `#`: its chunks answered, no mail.
+    let c1 = client.chunk(
+        "msg3",
+        ByteRange {
+            start: 1,
+            end: Some(5),
+            total: Some(10),
+        },
+        "text/plain",
+        b"abort",
+        Flag::Continues,
+        (false, FailureReport::Yes),
+    );
+    let c2 = client.chunk(
+        "msg3",
+        ByteRange {
+            start: 6,
+            end: Some(7),
+            total: Some(10),
+        },
+        "text/plain",
+        b"ed",
+        Flag::Aborted,
+        (false, FailureReport::Yes),
+    );
+    client.send_frame(&c1).await;
+    client.send_frame(&c2).await;
+    assert_eq!(client.expect_response(&c1, WAIT).await, 200);
+    assert_eq!(client.expect_response(&c2, WAIT).await, 200);
+
+    // 4. Over `[msrp] max_message_size` (4096): 413 (RFC 4975 7.3.1).
+    let big = vec![b'x'; 5000];
+    let sent = client
+        .send_message("msg4", "text/plain", &big, 2048, (false, FailureReport::Yes))
+        .await;
+    let mut codes = Vec::new();
+    for chunk in &sent {
+        codes.push(client.expect_response(chunk, WAIT).await);
+    }
+    assert!(codes.contains(&413), "{codes:?}");
+
+    // 5. A type outside the negotiated accept-types: 415.
+    let sent = client
+        .send_message(
+            "msg5",
+            "application/octet-stream",
+            b"\x00\x01",
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 415);
+
+    // 6. message/cpim wrapping an image: the e-mail side carries text only: 415.
+    let image = "From: <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
+        Content-Type: image/png\r\n\r\nPNG";
+    let sent = client
+        .send_message("msg6", "message/cpim", image.as_bytes(), 2048, (false, FailureReport::Yes))
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 415);
+
+    // The BYE (sipp, after its pause) closes the MSRP side and mails CC2 after the chat.
+    client.expect_closed(Duration::from_secs(20)).await;
+    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    let all = mails(&srv, 3);
+    assert_eq!(all.len(), 3, "two chat mails and the CC2 notification, nothing else");
+    let closed = parse(&all[2].1);
+    assert_eq!(
+        closed.header("Auto-Submitted").unwrap().as_text(),
+        Some("auto-generated")
+    );
+    let second_id = second.message_id().unwrap();
+    assert_eq!(closed.in_reply_to().as_text(), Some(second_id));
+    // One SMTP connection for the whole session: every mail over it, then QUIT.
+    let peers: std::collections::HashSet<String> = all
+        .iter()
+        .map(|(meta, _)| meta["peer"].to_string())
+        .collect();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    wait_for(|| !srv.records("quit").is_empty(), "QUIT after the session");
+    assert_eq!(
+        srv.records("quit")[0]["peer"].to_string(),
+        *peers.iter().next().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and_carries_chat() {
+    peers!("f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and_carries_chat");
+    let srv = server(&[]);
+    let gw = gateway("auto-accept", &srv);
+    let listener = MsrpListener::bind("cl13nt2").await;
+    let port = listener.uri.port.unwrap();
+    let sipp = Sipp::start(&gw, "actpass", port, "cl13nt2", "bob@example.net");
+    let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
+    // RFC 6135 4.2: actpass offered, so the IWF is active and connects to the offered path.
+    assert_eq!(setup, "active");
+    let mut client = listener.accept(vec![iwf_uri.clone()], WAIT).await;
+    // RFC 4975 5.4: the active side binds the connection with a SEND (empty here).
+    let bind = client.expect_request(Method::Send, WAIT).await;
+    assert!(bind.body.is_none(), "{bind:?}");
+    assert_eq!(bind.to_path, vec![listener.uri.clone()]);
+    assert_eq!(bind.from_path, vec![iwf_uri.clone()]);
+    client.respond(&bind, 200).await;
+    let sent = client
+        .send_message("a1", "message/cpim", CPIM.as_bytes(), 2048, (false, FailureReport::Yes))
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    let all = mails(&srv, 1);
+    let msg = parse(&all[0].1);
+    assert!(msg.body_text(0).unwrap().starts_with("Lunch at noon?"));
+    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    client.expect_closed(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
+    peers!("f4_in_an_f2_session_chat_mails_thread_under_the_invitation");
+    let srv = server(&[]);
+    let gw = gateway("default", &srv);
+    let port = common::free_port();
+    let sipp = Sipp::start(&gw, "active", port, "cl13nt3", "bob@example.net");
+    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
+    let mut client =
+        MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt3"), vec![iwf_uri]).await;
+    let sent = client
+        .send_message("f2m", "text/plain", b"Are you there?", 2048, (false, FailureReport::Yes))
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    let all = mails(&srv, 2);
+    let invitation = parse(&all[0].1);
+    let chat = parse(&all[1].1);
+    assert!(invitation.body_text(0).unwrap().contains("ACCEPT"));
+    assert_eq!(chat.in_reply_to().as_text(), invitation.message_id());
+    assert_eq!(chat.subject(), invitation.subject());
+    assert!(chat.body_text(0).unwrap().starts_with("Are you there?"));
+    assert_eq!(all[0].0["peer"], all[1].0["peer"], "the invitation's channel is reused");
+    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
+    peers!("f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply");
+    let srv = server(&["--refuse-rcpt", "carol@example.net"]);
+    let gw = gateway("auto-accept", &srv);
+    let port = common::free_port();
+    let sipp = Sipp::start(&gw, "active", port, "cl13nt4", "carol@example.net");
+    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
+    let mut client =
+        MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt4"), vec![iwf_uri]).await;
+    let sent = client
+        .send_message("c1", "text/plain", b"Hello Carol", 2048, (false, FailureReport::Yes))
+        .await;
+    // F4 step 4: RCPT 550 is final: 403, the SMTP reply in the comment.
+    let response = client.expect_frame(WAIT).await;
+    assert_eq!(response.transact_id, sent[0].transact_id);
+    assert_eq!(response_code(&response), Some(403));
+    let comment = match &response.start {
+        StartLine::Response { comment, .. } => comment.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    assert!(comment.contains("550"), "{comment}");
+    assert!(srv.mails().is_empty());
+    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+}
