@@ -625,6 +625,12 @@ impl MsrpSession {
         }
     }
 
+    /// Waits until the session's MSRP side has ended and it is unregistered.
+    pub async fn closed(&self) {
+        let mut link = self.inner.link.clone();
+        let _ = link.wait_for(|l| *l == Link::Closed).await;
+    }
+
     /// Sends one message (F5): cut into chunks of `chunk_size` (RFC 4975 section 7.1.1),
     /// each waited for its transaction response when Failure-Report is `yes` (none in
     /// `transaction_timeout_ms`: a local 408), then, when Success-Report is asked, for
