@@ -633,3 +633,108 @@ async fn fatal_framing_error_closes_the_connection() {
         other => panic!("expected Closed(Malformed), got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn active_iwf_closes_when_the_bind_gets_no_response() {
+    let endpoint = Endpoint::bind(&config()).await.unwrap();
+    let listener = MsrpListener::bind("peer3session").await;
+    let spec = spec(&endpoint, listener.uri.clone(), Role::Active);
+    let (_session, mut events) = endpoint.open(spec.clone()).unwrap();
+    let mut client = listener.accept(vec![spec.local], WAIT).await;
+    client.expect_request(Method::Send, WAIT).await;
+    let started = Instant::now();
+    match next_event(&mut events).await {
+        Event::Closed(CloseReason::BindTimeout(_)) => {}
+        other => panic!("expected Closed(BindTimeout), got {other:?}"),
+    }
+    assert!(started.elapsed() < WAIT);
+    client.expect_closed(WAIT).await;
+}
+
+#[tokio::test]
+async fn active_iwf_reports_a_failed_connect() {
+    let endpoint = Endpoint::bind(&config()).await.unwrap();
+    // A port nobody listens on: bind one, note it, close it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let peer = MsrpUri::tcp(Host::Ip([127, 0, 0, 1].into()), port, "gone");
+    let (_session, mut events) = endpoint.open(spec(&endpoint, peer, Role::Active)).unwrap();
+    match next_event(&mut events).await {
+        Event::Closed(CloseReason::ConnectFailed(_)) => {}
+        other => panic!("expected Closed(ConnectFailed), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failure_report_partial_gets_errors_but_no_200() {
+    let mut p = bound().await;
+    let partial = (false, FailureReport::Partial);
+    p.client
+        .send_message("msg0016", "text/plain", b"ok", 100, partial)
+        .await;
+    let (_, _, _, reply) = next_message(&mut p.events).await;
+    reply.send(Disposition::Delivered).unwrap();
+    let refused = p
+        .client
+        .send_message("msg0017", "image/png", b"png", 100, partial)
+        .await;
+    // The first frame back is the 415: the delivered message got no 200.
+    assert_eq!(p.client.expect_response(&refused[0], WAIT).await, 415);
+}
+
+#[tokio::test]
+async fn failure_report_for_a_sent_message_reaches_the_session() {
+    let mut p = bound().await;
+    let session = p.session.clone();
+    let send =
+        tokio::spawn(async move { session.send("text/plain", b"hi", DEFAULT_REPORTS).await });
+    let chunk = p.client.expect_request(Method::Send, WAIT).await;
+    p.client.respond(&chunk, 200).await;
+    let delivered = tokio::time::timeout(WAIT, send)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!delivered.reported);
+    let range = chunk.byte_range().unwrap();
+    let status = iwf::msrp::Status {
+        code: 413,
+        comment: Some("too big downstream".into()),
+    };
+    let report = chunk.report(iwf::msrp::TransactId::random(), range, status);
+    p.client.send_frame(&report).await;
+    match next_event(&mut p.events).await {
+        Event::DeliveryFailed { message_id, status } => {
+            assert_eq!(message_id, delivered.message_id);
+            assert_eq!(status.code, 413);
+        }
+        other => panic!("expected DeliveryFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn iwf_send_larger_than_the_window_is_pipelined_and_complete() {
+    let mut p = bound().await;
+    // 20 chunks of 10 bytes: more than the 8 chunks sent ahead of their responses.
+    let body: Vec<u8> = (0..200u8).collect();
+    let session = p.session.clone();
+    let to_send = body.clone();
+    let send =
+        tokio::spawn(async move { session.send("text/plain", &to_send, DEFAULT_REPORTS).await });
+    let mut reassembler = Reassembler::default();
+    let message = loop {
+        let chunk = p.client.expect_request(Method::Send, WAIT).await;
+        p.client.respond(&chunk, 200).await;
+        if let Progress::Complete(m) = reassembler.push(&chunk).unwrap() {
+            break m;
+        }
+    };
+    assert_eq!(message.data, body);
+    tokio::time::timeout(WAIT, send)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
