@@ -48,6 +48,9 @@ pub enum Event {
         failure_report: FailureReport,
         reply: oneshot::Sender<Disposition>,
     },
+    /// A failure REPORT (RFC 4975 section 7.1.2) for a message the IWF sent whose `send`
+    /// no longer waits (it asked no Success-Report, or it gave up): it did not arrive.
+    DeliveryFailed { message_id: String, status: Status },
     /// The session is over on the MSRP side.
     Closed(CloseReason),
 }
@@ -576,6 +579,35 @@ async fn refuse(conn: &mut Connection, request: &Frame, code: u16, comment: &str
     conn.shutdown().await;
 }
 
+/// Chunks of one message sent before the oldest one's response is needed.
+const WINDOW: usize = 8;
+
+/// Waits for the response to chunk `n` (sent with deadline `until`): 200 goes on, an
+/// error response or none in time (local 408) fails the message.
+async fn chunk_response(
+    message_id: &str,
+    (n, rx, until): (usize, oneshot::Receiver<Frame>, tokio::time::Instant),
+    after: Duration,
+) -> Result<(), SendError> {
+    match tokio::time::timeout_at(until, rx).await {
+        Err(_) => Err(SendError::Timeout {
+            message_id: message_id.to_string(),
+            chunk: n,
+            after,
+        }),
+        Ok(Err(_)) => Err(SendError::Closed),
+        Ok(Ok(response)) => match response.start {
+            StartLine::Response { code: 200, .. } => Ok(()),
+            StartLine::Response { code, comment } => Err(SendError::Refused {
+                message_id: message_id.to_string(),
+                code,
+                comment,
+            }),
+            StartLine::Request(_) => Err(SendError::Closed),
+        },
+    }
+}
+
 /// What the handles of one session share.
 struct Handle {
     local: MsrpUri,
@@ -625,6 +657,12 @@ impl MsrpSession {
         }
     }
 
+    /// Waits until the session's MSRP side has ended and it is unregistered.
+    pub async fn closed(&self) {
+        let mut link = self.inner.link.clone();
+        let _ = link.wait_for(|l| *l == Link::Closed).await;
+    }
+
     /// Sends one message (F5): cut into chunks of `chunk_size` (RFC 4975 section 7.1.1),
     /// each waited for its transaction response when Failure-Report is `yes` (none in
     /// `transaction_timeout_ms`: a local 408), then, when Success-Report is asked, for
@@ -650,6 +688,10 @@ impl MsrpSession {
         } else {
             None
         };
+        // Chunks are pipelined, at most `WINDOW` awaiting their response; each response
+        // is awaited `transaction_timeout` from its chunk's hand-over (RFC 4975 7.1.1).
+        let after = h.settings.transaction_timeout;
+        let mut in_flight = std::collections::VecDeque::new();
         for (i, (range, bytes, flag)) in split(body.len(), h.settings.chunk_size).enumerate() {
             let data = (!body.is_empty()).then(|| Body {
                 content_type: content_type.to_string(),
@@ -673,34 +715,21 @@ impl MsrpSession {
                 .await?;
                 continue;
             }
+            if in_flight.len() == WINDOW
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                chunk_response(&message_id, oldest, after).await?;
+            }
             let (tx, rx) = oneshot::channel();
             self.command(Command::Transmit {
                 frame,
                 response: Some(tx),
             })
             .await?;
-            let after = h.settings.transaction_timeout;
-            match timeout(after, rx).await {
-                Err(_) => {
-                    return Err(SendError::Timeout {
-                        message_id,
-                        chunk: i + 1,
-                        after,
-                    });
-                }
-                Ok(Err(_)) => return Err(SendError::Closed),
-                Ok(Ok(response)) => match response.start {
-                    StartLine::Response { code: 200, .. } => {}
-                    StartLine::Response { code, comment } => {
-                        return Err(SendError::Refused {
-                            message_id,
-                            code,
-                            comment,
-                        });
-                    }
-                    StartLine::Request(_) => return Err(SendError::Closed),
-                },
-            }
+            in_flight.push_back((i + 1, rx, tokio::time::Instant::now() + after));
+        }
+        for waiting in in_flight {
+            chunk_response(&message_id, waiting, after).await?;
         }
         let Some(report) = report else {
             return Ok(Delivered {

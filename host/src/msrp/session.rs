@@ -137,8 +137,8 @@ impl Driver {
         if let Some(bind) = bind {
             self.bind_deadline = Some(Instant::now() + self.settings.transaction_timeout);
             self.pending.insert(bind.transact_id.clone(), Waiter::Bind);
-            if let Err(e) = conn.write_frame(&bind).await {
-                return io_stop(e);
+            if let Err(stop) = write(&mut conn, &bind).await {
+                return stop;
             }
         } else {
             self.connected(link).await;
@@ -186,7 +186,10 @@ impl Driver {
                 // transaction can be named; when the framing is lost (`fatal`) nothing
                 // after it can be trusted and the connection is closed.
                 tracing::info!(error = %e, fatal = e.fatal, "MSRP: malformed frame");
-                if let Some(response) = e.response() {
+                // A REPORT is never answered (section 7.1.2), not even with 400.
+                if e.method != Some(Method::Report)
+                    && let Some(response) = e.response()
+                {
                     write(conn, &response).await?;
                 }
                 if e.fatal {
@@ -228,7 +231,7 @@ impl Driver {
             Method::Send => self.on_send(conn, frame).await,
             // RFC 4975 section 7.1.2: a REPORT never gets a response.
             Method::Report => {
-                self.on_report(&frame);
+                self.on_report(&frame).await;
                 Ok(())
             }
             // RFC 4975 section 12: an unknown method is answered 501.
@@ -257,8 +260,9 @@ impl Driver {
         Ok(())
     }
 
-    /// A REPORT on one of the session's messages goes to the send waiting for it.
-    fn on_report(&mut self, frame: &Frame) {
+    /// A REPORT on one of the session's messages goes to the send waiting for it; a
+    /// failure nobody waits for goes to the session as `Event::DeliveryFailed`.
+    async fn on_report(&mut self, frame: &Frame) {
         let (Some(message_id), Some(status)) = (frame.message_id(), frame.status()) else {
             tracing::info!("MSRP: REPORT without Message-ID or Status, ignored");
             return;
@@ -269,6 +273,11 @@ impl Driver {
             }
             None if status.code != 200 => {
                 tracing::warn!(%message_id, status = %status, "MSRP: failure REPORT for a sent message");
+                let event = Event::DeliveryFailed {
+                    message_id: message_id.to_string(),
+                    status: status.clone(),
+                };
+                let _ = self.events.send(event).await;
             }
             None => tracing::debug!(%message_id, "MSRP: unexpected success REPORT"),
         }
@@ -437,15 +446,21 @@ async fn await_disposition(
     }
 }
 
-/// Writes a frame; an encoding failure drops the frame (logged), a socket error ends.
+/// How long one frame may take to write: a peer that stops reading would otherwise
+/// hold the session's task (and every send waiting on it) forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes a frame; an encoding failure drops the frame (logged), a socket error or a
+/// write stalled past `WRITE_TIMEOUT` ends the connection.
 async fn write(conn: &mut Connection, frame: &Frame) -> Result<(), Stop> {
-    match conn.write_frame(frame).await {
-        Ok(()) => Ok(()),
-        Err(WriteError::Encode(e)) => {
+    match tokio::time::timeout(WRITE_TIMEOUT, conn.write_frame(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(WriteError::Encode(e))) => {
             tracing::error!(error = %e, tid = %frame.transact_id, "MSRP: frame not sent");
             Ok(())
         }
-        Err(WriteError::Io(e)) => Err(io_stop(e)),
+        Ok(Err(WriteError::Io(e))) => Err(io_stop(e)),
+        Err(_) => Err(io_stop(format!("write stalled for {WRITE_TIMEOUT:?}"))),
     }
 }
 

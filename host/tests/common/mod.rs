@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod mail;
+pub mod msrp;
 
 use iwf::policy::world::{Gateway, Identity, Session};
 use iwf::policy::{Limits, PolicyEngine};
