@@ -5,24 +5,24 @@
 //! here as their issues land.
 
 use crate::config::Config;
+use crate::msrp::{self, Disposition, Endpoint, MsrpSession, SessionSpec};
 use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
-use crate::sdp::uri::Host;
-use crate::msrp::{self, Disposition, Endpoint, MsrpSession, SessionSpec};
 use crate::sdp::msrp::MsrpParams;
+use crate::sdp::uri::Host;
 use crate::session::chat::ChatMessage;
 use crate::session::core::{
     Core, CoreConfig, Effect, EndReason, InvitationOutcome, Peer, SessionKey,
 };
 use crate::session::mailer::{ChatMailer, Mailer};
-use std::collections::HashMap;
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
 use crate::smtp::Router;
 use anyhow::Context;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -140,7 +140,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             ended: chat_ended,
         },
     };
-    tokio::spawn(run_sessions(core, policy.clone(), mail, stats, requests, ended));
+    tokio::spawn(run_sessions(
+        core,
+        policy.clone(),
+        mail,
+        stats,
+        requests,
+        ended,
+    ));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     Ok(Gateway {
         policy,
@@ -181,7 +188,9 @@ impl Chats {
             }
             Err(e) => {
                 tracing::warn!(session = %key, error = %e, "MSRP session not opened");
-                let _ = self.ended.send((key, format!("MSRP session not opened: {e}")));
+                let _ = self
+                    .ended
+                    .send((key, format!("MSRP session not opened: {e}")));
             }
         }
     }
@@ -206,6 +215,10 @@ async fn carry_chat(
     while let Some(event) = events.recv().await {
         match event {
             msrp::Event::Connected => tracing::debug!(session = %key, "MSRP connected"),
+            // F5 (issue 7) sends towards the CPM side; until then nothing waits for these.
+            msrp::Event::DeliveryFailed { message_id, status } => {
+                tracing::info!(session = %key, %message_id, status = status.code, "MSRP message not delivered")
+            }
             msrp::Event::Message {
                 content_type,
                 body,

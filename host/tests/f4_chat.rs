@@ -90,7 +90,13 @@ impl Sipp {
             .arg("answer_file")
             .arg(&answer_file)
             .args(["-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0"])
-            .args(["-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err"])
+            .args([
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+            ])
             .arg(gw.sip.to_string())
             .current_dir(gw.dir.path())
             .stdout(Stdio::null())
@@ -102,8 +108,10 @@ impl Sipp {
 
     /// The IWF's a=path URI and a=setup from the 200 OK's SDP answer.
     fn answer(&self) -> (MsrpUri, String) {
-        wait_for(|| self.answer_file.exists(), "sipp writes the SDP answer");
-        let line = std::fs::read_to_string(&self.answer_file).unwrap();
+        // Whole once the line ends (sipp's shell writes it with echo).
+        let line = || std::fs::read_to_string(&self.answer_file).unwrap_or_default();
+        wait_for(|| line().ends_with('\n'), "sipp writes the SDP answer");
+        let line = line();
         let mut words = line.split_whitespace();
         let path = words.next().unwrap().strip_prefix("a=path:").unwrap();
         let setup = words.next().unwrap().strip_prefix("a=setup:").unwrap();
@@ -147,10 +155,7 @@ fn parse(eml: &[u8]) -> Message<'_> {
 fn address(msg: &Message, header: &str) -> (Option<String>, String) {
     let a = msg.header(header).and_then(|h| h.as_address()).unwrap();
     let a = a.first().unwrap();
-    (
-        a.name().map(str::to_owned),
-        a.address().unwrap().to_owned(),
-    )
+    (a.name().map(str::to_owned), a.address().unwrap().to_owned())
 }
 
 const CPIM: &str = "From: Alice <sip:alice@ims.example.com>\r\n\
@@ -201,7 +206,13 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
 
     // 1. One SEND, message/cpim, Success-Report: 200 once the mail went out, then a REPORT.
     let sent = client
-        .send_message("msg1", "message/cpim", CPIM.as_bytes(), 2048, (true, FailureReport::Yes))
+        .send_message(
+            "msg1",
+            "message/cpim",
+            CPIM.as_bytes(),
+            2048,
+            (true, FailureReport::Yes),
+        )
         .await;
     assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
     let report = client.expect_request(Method::Report, WAIT).await;
@@ -217,7 +228,10 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
     // BB2 From: the CPIM From, mapped by the policy.
     assert_eq!(
         address(&first, "From"),
-        (Some("Alice".into()), "alice=ims.example.com@mail.iwf.test".into())
+        (
+            Some("Alice".into()),
+            "alice=ims.example.com@mail.iwf.test".into()
+        )
     );
     // BB2 Date: the CPIM DateTime.
     assert_eq!(
@@ -269,7 +283,7 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
         },
         "text/plain",
         b"abort",
-        Flag::Continues,
+        Flag::More,
         (false, FailureReport::Yes),
     );
     let c2 = client.chunk(
@@ -292,7 +306,13 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
     // 4. Over `[msrp] max_message_size` (4096): 413 (RFC 4975 7.3.1).
     let big = vec![b'x'; 5000];
     let sent = client
-        .send_message("msg4", "text/plain", &big, 2048, (false, FailureReport::Yes))
+        .send_message(
+            "msg4",
+            "text/plain",
+            &big,
+            2048,
+            (false, FailureReport::Yes),
+        )
         .await;
     let mut codes = Vec::new();
     for chunk in &sent {
@@ -316,15 +336,28 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
     let image = "From: <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
         Content-Type: image/png\r\n\r\nPNG";
     let sent = client
-        .send_message("msg6", "message/cpim", image.as_bytes(), 2048, (false, FailureReport::Yes))
+        .send_message(
+            "msg6",
+            "message/cpim",
+            image.as_bytes(),
+            2048,
+            (false, FailureReport::Yes),
+        )
         .await;
     assert_eq!(client.expect_response(&sent[0], WAIT).await, 415);
 
     // The BYE (sipp, after its pause) closes the MSRP side and mails CC2 after the chat.
     client.expect_closed(Duration::from_secs(20)).await;
-    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
     let all = mails(&srv, 3);
-    assert_eq!(all.len(), 3, "two chat mails and the CC2 notification, nothing else");
+    assert_eq!(
+        all.len(),
+        3,
+        "two chat mails and the CC2 notification, nothing else"
+    );
     let closed = parse(&all[2].1);
     assert_eq!(
         closed.header("Auto-Submitted").unwrap().as_text(),
@@ -364,13 +397,22 @@ async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and
     assert_eq!(bind.from_path, vec![iwf_uri.clone()]);
     client.respond(&bind, 200).await;
     let sent = client
-        .send_message("a1", "message/cpim", CPIM.as_bytes(), 2048, (false, FailureReport::Yes))
+        .send_message(
+            "actv1",
+            "message/cpim",
+            CPIM.as_bytes(),
+            2048,
+            (false, FailureReport::Yes),
+        )
         .await;
     assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
     let all = mails(&srv, 1);
     let msg = parse(&all[0].1);
     assert!(msg.body_text(0).unwrap().starts_with("Lunch at noon?"));
-    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
     client.expect_closed(WAIT).await;
 }
 
@@ -382,10 +424,15 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
     let port = common::free_port();
     let sipp = Sipp::start(&gw, "active", port, "cl13nt3", "bob@example.net");
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
-    let mut client =
-        MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt3"), vec![iwf_uri]).await;
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt3"), vec![iwf_uri]).await;
     let sent = client
-        .send_message("f2m", "text/plain", b"Are you there?", 2048, (false, FailureReport::Yes))
+        .send_message(
+            "f2msg1",
+            "text/plain",
+            b"Are you there?",
+            2048,
+            (false, FailureReport::Yes),
+        )
         .await;
     assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
     let all = mails(&srv, 2);
@@ -395,8 +442,14 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
     assert_eq!(chat.in_reply_to().as_text(), invitation.message_id());
     assert_eq!(chat.subject(), invitation.subject());
     assert!(chat.body_text(0).unwrap().starts_with("Are you there?"));
-    assert_eq!(all[0].0["peer"], all[1].0["peer"], "the invitation's channel is reused");
-    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    assert_eq!(
+        all[0].0["peer"], all[1].0["peer"],
+        "the invitation's channel is reused"
+    );
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,10 +460,15 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     let port = common::free_port();
     let sipp = Sipp::start(&gw, "active", port, "cl13nt4", "carol@example.net");
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
-    let mut client =
-        MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt4"), vec![iwf_uri]).await;
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt4"), vec![iwf_uri]).await;
     let sent = client
-        .send_message("c1", "text/plain", b"Hello Carol", 2048, (false, FailureReport::Yes))
+        .send_message(
+            "carol1",
+            "text/plain",
+            b"Hello Carol",
+            2048,
+            (false, FailureReport::Yes),
+        )
         .await;
     // F4 step 4: RCPT 550 is final: 403, the SMTP reply in the comment.
     let response = client.expect_frame(WAIT).await;
@@ -422,5 +480,8 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     };
     assert!(comment.contains("550"), "{comment}");
     assert!(srv.mails().is_empty());
-    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
 }
