@@ -1,0 +1,140 @@
+//! The tokio driver of the inbound SMTP server: accepts connections (at most
+//! `max_connections`, the next get 421), runs one [`Session`] per connection in its own
+//! task and asks the [`Delivery`] what the session asks. Owns the sockets and the clocks;
+//! the protocol is all in `session`.
+
+use super::session::{Session, Step};
+use super::{Delivery, InboundSettings, Verdict};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout;
+
+/// Bytes read at once; with a command line or the message bounded by the session, this
+/// bounds what one connection holds.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves `listener` until `shutdown` resolves (then stops accepting; connections in
+/// progress run to their end). A failed `accept` (e.g. out of file descriptors) is
+/// logged and retried after a pause, never fatal.
+pub async fn serve<D: Delivery>(
+    listener: TcpListener,
+    settings: InboundSettings,
+    delivery: Arc<D>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let local = listener.local_addr().ok();
+    tracing::info!(listen = ?local, domain = %settings.domain, "SMTP inbound: listening");
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(listen = ?local, error = %e, "SMTP inbound: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let settings = settings.clone();
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let delivery = delivery.clone();
+                tokio::spawn(connection(stream, peer, settings, delivery, permit));
+            }
+            Err(_) => {
+                tokio::spawn(refuse_busy(stream, peer, settings));
+            }
+        }
+    }
+    tracing::info!(listen = ?local, "SMTP inbound: stopped accepting");
+}
+
+/// RFC 5321 3.1: a server that cannot serve now answers 421 and closes.
+async fn refuse_busy(mut stream: TcpStream, peer: SocketAddr, settings: Arc<InboundSettings>) {
+    tracing::warn!(%peer, max = settings.max_connections, "SMTP inbound: too many connections, 421");
+    let greeting = Session::busy_greeting(&settings);
+    let _ = timeout(settings.command_timeout, async {
+        stream.write_all(&greeting).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+async fn connection<D: Delivery>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<InboundSettings>,
+    delivery: Arc<D>,
+    _slot: OwnedSemaphorePermit,
+) {
+    // Replies are written once per batch of input (RFC 2920): no need to wait for ACKs.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+    }
+    tracing::debug!(%peer, "SMTP inbound: connection");
+    let mut session = Session::new(settings.clone(), peer);
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let step = session.poll(chrono::Utc::now());
+        let output = session.take_output();
+        if !output.is_empty() {
+            match timeout(settings.command_timeout, stream.write_all(&output)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "SMTP inbound: write failed, closing");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "SMTP inbound: client not reading replies, closing");
+                    return;
+                }
+            }
+        }
+        match step {
+            Step::Read { timeout: wait } => match timeout(wait, stream.read(&mut buf)).await {
+                Ok(Ok(0)) => {
+                    tracing::debug!(%peer, "SMTP inbound: client closed the connection");
+                    return;
+                }
+                Ok(Ok(n)) => session.receive(&buf[..n]),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "SMTP inbound: read failed, closing");
+                    return;
+                }
+                Err(_) => session.timed_out(),
+            },
+            Step::Recipient { envelope, rcpt } => {
+                let asked = delivery.recipient(&envelope, &rcpt);
+                let verdict = timeout(settings.command_timeout, asked).await;
+                session.answer(verdict.unwrap_or_else(|_| {
+                    tracing::warn!(%peer, %rcpt, "SMTP inbound: no RCPT verdict in time, 451");
+                    Verdict::try_later("Recipient check timed out, try again later")
+                }));
+            }
+            Step::Deliver {
+                mail,
+                timeout: wait,
+            } => {
+                let verdict = timeout(wait, delivery.deliver(mail)).await;
+                session.answer(verdict.unwrap_or_else(|_| {
+                    tracing::warn!(%peer, "SMTP inbound: no delivery verdict in time, 451");
+                    Verdict::try_later("Delivery timed out, try again later")
+                }));
+            }
+            Step::Close => {
+                let _ = timeout(settings.command_timeout, stream.shutdown()).await;
+                return;
+            }
+        }
+    }
+}
