@@ -456,3 +456,42 @@ async fn stalled_message_data_gets_421_after_the_data_timeout() {
     );
     assert!(server.gateway.mails().is_empty());
 }
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_with_421_then_serve_returns() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        settings(),
+        Arc::new(Recorder::default()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"EHLO c\r\n").await.unwrap();
+    let mut hello = [0; 512];
+    let n = timeout(Duration::from_secs(5), stream.read(&mut hello))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hello[..n].starts_with(b"220 "));
+    stop.send(()).unwrap();
+    let mut replies = Vec::new();
+    timeout(Duration::from_secs(5), stream.read_to_end(&mut replies))
+        .await
+        .expect("closed within 5 s")
+        .unwrap();
+    let replies = String::from_utf8(replies).unwrap();
+    assert!(
+        replies.ends_with("421 4.3.2 iwf.test Service shutting down, closing\r\n"),
+        "{replies}"
+    );
+    timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returned within 5 s")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}

@@ -11,16 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::timeout;
 
 /// Bytes read at once; with a command line or the message bounded by the session, this
 /// bounds what one connection holds.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Serves `listener` until `shutdown` resolves (then stops accepting; connections in
-/// progress run to their end). A failed `accept` (e.g. out of file descriptors) is
-/// logged and retried after a pause, never fatal.
+/// Serves `listener` until `shutdown` resolves. Then it stops accepting, each connection
+/// answers 421 4.3.2 and closes when it next waits for the client (a gateway decision in
+/// progress is waited for), and `serve` returns once every connection has ended.
+/// A failed `accept` (e.g. out of file descriptors) is logged and retried after a pause,
+/// never fatal.
 pub async fn serve<D: Delivery>(
     listener: TcpListener,
     settings: InboundSettings,
@@ -29,6 +31,7 @@ pub async fn serve<D: Delivery>(
 ) {
     let settings = Arc::new(settings);
     let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let (closing, closing_seen) = watch::channel(false);
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, domain = %settings.domain, "SMTP inbound: listening");
     tokio::pin!(shutdown);
@@ -49,14 +52,25 @@ pub async fn serve<D: Delivery>(
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let delivery = delivery.clone();
-                tokio::spawn(connection(stream, peer, settings, delivery, permit));
+                let closing = closing_seen.clone();
+                tokio::spawn(connection(
+                    stream, peer, settings, delivery, permit, closing,
+                ));
             }
             Err(_) => {
                 tokio::spawn(refuse_busy(stream, peer, settings));
             }
         }
     }
-    tracing::info!(listen = ?local, "SMTP inbound: stopped accepting");
+    drop(listener);
+    let _ = closing.send(true);
+    let open = settings.max_connections - slots.available_permits();
+    tracing::info!(listen = ?local, open, "SMTP inbound: stopped accepting, closing connections");
+    // Every slot back: every connection task has ended. `max_connections` is at most
+    // 100000 (checked), so it fits.
+    let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+    tracing::info!(listen = ?local, "SMTP inbound: stopped");
 }
 
 /// RFC 5321 3.1: a server that cannot serve now answers 421 and closes.
@@ -76,6 +90,7 @@ async fn connection<D: Delivery>(
     settings: Arc<InboundSettings>,
     delivery: Arc<D>,
     _slot: OwnedSemaphorePermit,
+    mut closing: watch::Receiver<bool>,
 ) {
     // Replies are written once per batch of input (RFC 2920): no need to wait for ACKs.
     if let Err(e) = stream.set_nodelay(true) {
@@ -101,18 +116,27 @@ async fn connection<D: Delivery>(
             }
         }
         match step {
-            Step::Read { timeout: wait } => match timeout(wait, stream.read(&mut buf)).await {
-                Ok(Ok(0)) => {
-                    tracing::debug!(%peer, "SMTP inbound: client closed the connection");
-                    return;
+            Step::Read { timeout: wait } => {
+                let read = tokio::select! {
+                    read = timeout(wait, stream.read(&mut buf)) => read,
+                    _ = closing.wait_for(|&closing| closing) => {
+                        session.shutting_down();
+                        continue;
+                    }
+                };
+                match read {
+                    Ok(Ok(0)) => {
+                        tracing::debug!(%peer, "SMTP inbound: client closed the connection");
+                        return;
+                    }
+                    Ok(Ok(n)) => session.receive(&buf[..n]),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "SMTP inbound: read failed, closing");
+                        return;
+                    }
+                    Err(_) => session.timed_out(),
                 }
-                Ok(Ok(n)) => session.receive(&buf[..n]),
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "SMTP inbound: read failed, closing");
-                    return;
-                }
-                Err(_) => session.timed_out(),
-            },
+            }
             Step::Recipient { envelope, rcpt } => {
                 let asked = delivery.recipient(&envelope, &rcpt);
                 let verdict = timeout(settings.command_timeout, asked).await;

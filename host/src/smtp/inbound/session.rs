@@ -144,6 +144,14 @@ impl Session {
         );
     }
 
+    /// The gateway is stopping: 421 4.3.2 and close (RFC 5321 3.8). A mail not yet
+    /// answered is not taken; the client keeps it and retries (a 4yz).
+    pub fn shutting_down(&mut self) {
+        tracing::info!(peer = %self.peer, "SMTP inbound: shutting down, closing");
+        let text = format!("{} Service shutting down, closing", self.settings.domain);
+        self.close_with(421, "4.3.2", &text);
+    }
+
     /// The gateway's verdict on the recipient or the mail of the last [`Step`].
     pub fn answer(&mut self, verdict: Verdict) {
         match std::mem::replace(&mut self.state, State::Command { skipping: false }) {
@@ -914,6 +922,18 @@ mod tests {
             "421 4.4.2 iwf.test Timeout waiting for command, closing\r\n"
         );
         assert!(p.closed);
+    }
+
+    #[test]
+    fn shutdown_is_421_and_close_even_mid_message() {
+        let mut p = Peer::hello();
+        p.send(b"MAIL FROM:<b@x>\r\nRCPT TO:<s@iwf.test>\r\nDATA\r\nhalf");
+        p.session.shutting_down();
+        assert_eq!(
+            p.send(b""),
+            "421 4.3.2 iwf.test Service shutting down, closing\r\n"
+        );
+        assert!(p.closed && p.mails.is_empty());
     }
 
     #[test]
