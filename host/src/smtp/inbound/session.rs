@@ -559,6 +559,7 @@ fn unsupported_mail_parameter(from: &MailFrom<String>) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     fn settings() -> InboundSettings {
         InboundSettings {
@@ -946,6 +947,42 @@ mod tests {
         );
         assert_eq!(out.matches("500 ").count(), MAX_ERRORS as usize);
         assert!(p.closed);
+    }
+
+    proptest::proptest! {
+        /// Whatever the client sends, in whatever pieces: no panic, the input held stays
+        /// under a command line, the message under its limit plus one piece, and the
+        /// output is whole, well-formed replies.
+        #[test]
+        fn any_input_in_any_pieces_is_answered_within_bounds(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        &b"EHLO c\r\n"[..], b"HELO c\r\n", b"MAIL FROM:<b@x>\r\n",
+                        b"MAIL FROM:<>\r\n", b"RCPT TO:<s@iwf.test>\r\n",
+                        b"RCPT TO:<nobody@iwf.test>\r\n", b"DATA\r\n", b".\r\n", b"\r\n",
+                        b"\n", b".", b"..", b"RSET\r\n", b"QUIT\r\n", b"MAIL FROM:<b@x> SIZE=",
+                    ]).prop_map(|s| s.to_vec()),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+                ],
+                0..40,
+            )
+        ) {
+            let mut p = Peer::new();
+            for piece in &pieces {
+                let out = p.send(piece);
+                let replies = crate::smtp::reply::parse_replies(out.as_bytes()).unwrap();
+                let whole: usize = replies.iter().map(|r| r.lines.iter().map(|l| l.len() + 6).sum::<usize>()).sum();
+                proptest::prop_assert_eq!(whole, out.len(), "partial or malformed reply: {:?}", out);
+                proptest::prop_assert!(p.session.input.len() < MAX_COMMAND_LINE);
+                if let State::Data(Data::Keeping(_, buf)) = &p.session.state {
+                    proptest::prop_assert!(buf.len() <= 100 + piece.len());
+                }
+                if p.closed {
+                    break;
+                }
+            }
+        }
     }
 
     #[test]
