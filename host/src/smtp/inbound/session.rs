@@ -233,6 +233,12 @@ impl Session {
         }
         // RFC 5321 2.3.8 says CRLF; a bare LF ending a command is taken too (robustness):
         // it cannot end message data, where the difference matters.
+        if is_postmaster_rcpt(&line) {
+            return self.rcpt(RcptTo {
+                address: "Postmaster".into(),
+                ..RcptTo::default()
+            });
+        }
         match Request::parse(&mut line.iter()).map(Request::into_owned) {
             Ok(request) => self.request(request),
             Err(e) => self.parse_error(e),
@@ -525,6 +531,22 @@ impl Session {
         self.input.clear();
         self.state = State::Closing;
     }
+}
+
+/// RFC 5321 4.5.1: `RCPT TO:<Postmaster>` (any case, no domain) must be taken; the
+/// parser wants a domain, so this one form is recognised here.
+fn is_postmaster_rcpt(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(rest) = line
+        .get(..8)
+        .filter(|head| head.eq_ignore_ascii_case(b"RCPT TO:"))
+        .map(|_| &line[8..])
+    else {
+        return false;
+    };
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    rest.eq_ignore_ascii_case(b"<postmaster>")
 }
 
 /// The first MAIL parameter this server did not offer in EHLO, if any: only SIZE and
@@ -836,6 +858,23 @@ mod tests {
             p.send(b"MAIL FROM:<b@x> BODY=7BIT\r\nRCPT TO:<s@iwf.test> NOTIFY=NEVER\r\n")
                 .ends_with("555 5.5.4 RCPT parameters not supported\r\n")
         );
+    }
+
+    #[test]
+    fn postmaster_and_lenient_spacing_reach_the_gateway() {
+        let mut p = Peer::hello();
+        // RFC 5321 4.5.1: `<Postmaster>` without a domain must be accepted as a recipient.
+        let out = p.send(b"MAIL FROM: <b@x>\r\nRCPT TO:<Postmaster>\r\nrcpt to: <POSTMASTER>\n");
+        assert_eq!(
+            out,
+            "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.1.5 Recipient OK\r\n"
+        );
+        assert_eq!(
+            p.session.transaction.as_ref().unwrap().rcpt_to,
+            ["Postmaster", "Postmaster"]
+        );
+        let out = p.send(b"RCPT TO:<Postmaster> X=1\r\n");
+        assert!(out.starts_with("555 5.5.4 X=1"), "{out}");
     }
 
     #[test]
