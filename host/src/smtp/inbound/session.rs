@@ -8,6 +8,11 @@
 //! unstuffed by its `DataReceiver`. Every buffer is bounded: a command line by
 //! [`MAX_COMMAND_LINE`], the message by `max_message_bytes` (plus one read), and input is
 //! only taken when the session asked for it.
+//!
+//! Message data: only `<CRLF>.<CRLF>` ends it (RFC 5321 4.1.1.4), so a bare LF before a
+//! dot cannot end a mail early (SMTP smuggling); bare LFs and text lines over 1000 octets
+//! (RFC 5321 4.5.3.1.6) are passed on as sent, bounded by the size limit; the mail parser
+//! downstream reads them leniently.
 
 use super::trace::received_header;
 use super::verdict::{Verdict, reply};
@@ -231,14 +236,14 @@ impl Session {
             self.error(500, "5.5.2", "Line too long");
             return None;
         }
-        // RFC 5321 2.3.8 says CRLF; a bare LF ending a command is taken too (robustness):
-        // it cannot end message data, where the difference matters.
         if is_postmaster_rcpt(&line) {
             return self.rcpt(RcptTo {
                 address: "Postmaster".into(),
                 ..RcptTo::default()
             });
         }
+        // RFC 5321 2.3.8 says CRLF; a bare LF ending a command is taken too (robustness):
+        // it cannot end message data, where the difference matters.
         match Request::parse(&mut line.iter()).map(Request::into_owned) {
             Ok(request) => self.request(request),
             Err(e) => self.parse_error(e),
