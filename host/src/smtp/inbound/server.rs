@@ -57,9 +57,7 @@ pub async fn serve<D: Delivery>(
                     stream, peer, settings, delivery, permit, closing,
                 ));
             }
-            Err(_) => {
-                tokio::spawn(refuse_busy(stream, peer, settings));
-            }
+            Err(_) => refuse_busy(stream, peer, &settings),
         }
     }
     drop(listener);
@@ -73,15 +71,15 @@ pub async fn serve<D: Delivery>(
     tracing::info!(listen = ?local, "SMTP inbound: stopped");
 }
 
-/// RFC 5321 3.1: a server that cannot serve now answers 421 and closes.
-async fn refuse_busy(mut stream: TcpStream, peer: SocketAddr, settings: Arc<InboundSettings>) {
+/// RFC 5321 3.1: a server that cannot serve now answers 421 and closes. Written without
+/// waiting (a new socket's buffer has room) and without a task: a flood of connections
+/// costs no memory beyond the moment.
+fn refuse_busy(stream: TcpStream, peer: SocketAddr, settings: &InboundSettings) {
     tracing::warn!(%peer, max = settings.max_connections, "SMTP inbound: too many connections, 421");
-    let greeting = Session::busy_greeting(&settings);
-    let _ = timeout(settings.command_timeout, async {
-        stream.write_all(&greeting).await?;
-        stream.shutdown().await
-    })
-    .await;
+    let greeting = Session::busy_greeting(settings);
+    if let Err(e) = stream.try_write(&greeting) {
+        tracing::debug!(%peer, error = %e, "SMTP inbound: 421 not written");
+    }
 }
 
 async fn connection<D: Delivery>(
