@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 /// A gateway that records what it is given: recipients `nobody*` have no session, mail
-/// to `refuse*` is refused after the data, the rest is taken.
+/// to `refuse*` is refused after the data, the rest is taken; it never answers about
+/// `hang-rcpt*` nor about a mail to `hang-data*`.
 #[derive(Default)]
 struct Recorder {
     mails: Mutex<Vec<ReceivedMail>>,
@@ -36,6 +37,9 @@ impl Delivery for Recorder {
             .lock()
             .unwrap()
             .push((envelope.clone(), rcpt.to_owned()));
+        if rcpt.starts_with("hang-rcpt") {
+            std::future::pending::<()>().await;
+        }
         if rcpt.starts_with("nobody") {
             Verdict::no_such_recipient(format!("<{rcpt}>: no chat session for this address"))
         } else {
@@ -44,6 +48,9 @@ impl Delivery for Recorder {
     }
 
     async fn deliver(&self, mail: ReceivedMail) -> Verdict {
+        if mail.rcpt_to.iter().any(|r| r.starts_with("hang-data")) {
+            std::future::pending::<()>().await;
+        }
         if mail.rcpt_to.iter().any(|r| r.starts_with("refuse")) {
             return Verdict::not_authorized("sender is not the invited user");
         }
@@ -494,4 +501,56 @@ async fn shutdown_closes_idle_connections_with_421_then_serve_returns() {
         .expect("serve returned within 5 s")
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+/// The gateway not answering is bounded: 451 4.3.0 (the client keeps the mail and
+/// retries) after the command timeout for RCPT, after the data timeout for the mail.
+#[tokio::test]
+async fn gateway_answering_too_late_is_451_and_the_connection_goes_on() {
+    let server = start(InboundSettings {
+        command_timeout: Duration::from_millis(300),
+        data_timeout: Duration::from_millis(300),
+        ..settings()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut replies = Vec::new();
+    let mut say = async |stream: &mut TcpStream, what: &[u8], until: &str| {
+        stream.write_all(what).await.unwrap();
+        let mut buf = [0; 1024];
+        timeout(Duration::from_secs(5), async {
+            while !String::from_utf8_lossy(&replies).ends_with(until) {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&replies));
+                replies.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {until:?} in {}", String::from_utf8_lossy(&replies)));
+    };
+    say(
+        &mut stream,
+        b"EHLO c\r\nMAIL FROM:<b@x.org>\r\n",
+        "Sender OK\r\n",
+    )
+    .await;
+    say(
+        &mut stream,
+        b"RCPT TO:<hang-rcpt@iwf.test>\r\n",
+        "451 4.3.0 Recipient check timed out, try again later\r\n",
+    )
+    .await;
+    say(
+        &mut stream,
+        b"RCPT TO:<hang-data@iwf.test>\r\nDATA\r\nhi\r\n.\r\n",
+        "451 4.3.0 Delivery timed out, try again later\r\n",
+    )
+    .await;
+    say(
+        &mut stream,
+        b"QUIT\r\n",
+        "221 2.0.0 iwf.test Service closing transmission channel\r\n",
+    )
+    .await;
+    assert!(server.gateway.mails().is_empty());
 }
