@@ -12,7 +12,7 @@ pub mod session;
 pub mod trace;
 pub mod verdict;
 
-pub use server::serve;
+pub use server::{StartError, bind, serve};
 pub use session::{Session, Step};
 pub use verdict::Verdict;
 

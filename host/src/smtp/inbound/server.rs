@@ -4,7 +4,8 @@
 //! the protocol is all in `session`.
 
 use super::session::{Session, Step};
-use super::{Delivery, InboundSettings, Verdict};
+use super::{Delivery, InboundSettings, InvalidSetting, Verdict};
+use crate::config::SmtpInboundConfig;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,32 @@ use tokio::time::timeout;
 /// Bytes read at once; with a command line or the message bounded by the session, this
 /// bounds what one connection holds.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Why the inbound listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
+    #[error("[smtp.inbound] listen = {addr}: cannot listen there: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Checks `[smtp.inbound]` and binds its `listen` address: what [`serve`] takes.
+pub async fn bind(
+    config: &SmtpInboundConfig,
+) -> Result<(TcpListener, InboundSettings), StartError> {
+    let settings = InboundSettings::from_config(config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    Ok((listener, settings))
+}
 
 /// Serves `listener` until `shutdown` resolves. Then it stops accepting, each connection
 /// answers 421 4.3.2 and closes when it next waits for the client (a gateway decision in
@@ -158,5 +185,38 @@ async fn connection<D: Delivery>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_checks_the_settings_and_names_the_address_it_cannot_take() {
+        let config = SmtpInboundConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            ..SmtpInboundConfig::default()
+        };
+        let (listener, settings) = bind(&config).await.unwrap();
+        assert_eq!(settings.domain, "localhost");
+        let taken = SmtpInboundConfig {
+            listen: listener.local_addr().unwrap(),
+            ..config.clone()
+        };
+        let e = bind(&taken).await.unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "[smtp.inbound] listen = {}: cannot listen there: ",
+                taken.listen
+            )),
+            "{e}"
+        );
+        let bad = SmtpInboundConfig {
+            max_recipients: 1,
+            ..config
+        };
+        let e = bind(&bad).await.unwrap_err().to_string();
+        assert!(e.starts_with("[smtp.inbound] max_recipients = 1: "), "{e}");
     }
 }
