@@ -554,3 +554,46 @@ async fn gateway_answering_too_late_is_451_and_the_connection_goes_on() {
     .await;
     assert!(server.gateway.mails().is_empty());
 }
+
+/// RFC 5321 4.5.3.2.7: the timeout is for the whole next command, so a client that
+/// trickles a byte at a time cannot hold the connection (and its slot) for ever.
+#[tokio::test]
+async fn command_trickled_byte_by_byte_still_times_out() {
+    let server = start(InboundSettings {
+        command_timeout: Duration::from_millis(400),
+        ..settings()
+    })
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut greeting = [0; 128];
+    let n = stream.read(&mut greeting).await.unwrap();
+    assert!(greeting[..n].starts_with(b"220 "));
+    let started = Instant::now();
+    let mut replies = Vec::new();
+    for byte in b"NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP" {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        let mut buf = [0; 256];
+        if let Ok(read) = timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+            let n = read.unwrap_or(0);
+            replies.extend_from_slice(&buf[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never timed out"
+        );
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        String::from_utf8(replies).unwrap(),
+        "421 4.4.2 iwf.test Timeout waiting for command, closing\r\n"
+    );
+    assert!(
+        (Duration::from_millis(380)..Duration::from_millis(2_000)).contains(&elapsed),
+        "421 after {elapsed:?}"
+    );
+}

@@ -13,7 +13,7 @@ pub mod trace;
 pub mod verdict;
 
 pub use server::{StartError, bind, serve};
-pub use session::{Session, Step};
+pub use session::{Session, Since, Step};
 pub use verdict::Verdict;
 
 use crate::config::SmtpInboundConfig;

@@ -3,7 +3,7 @@
 //! task and asks the [`Delivery`] what the session asks. Owns the sockets and the clocks;
 //! the protocol is all in `session`.
 
-use super::session::{Session, Step};
+use super::session::{Session, Since, Step};
 use super::{Delivery, InboundSettings, InvalidSetting, Verdict};
 use crate::config::SmtpInboundConfig;
 use std::future::Future;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 
 /// Bytes read at once; with a command line or the message bounded by the session, this
 /// bounds what one connection holds.
@@ -124,10 +124,13 @@ async fn connection<D: Delivery>(
     tracing::debug!(%peer, "SMTP inbound: connection");
     let mut session = Session::new(settings.clone(), peer);
     let mut buf = vec![0; READ_CHUNK];
+    // When the client's next command is due (`Since::LastReply`); reset by each reply.
+    let mut command_due: Option<Instant> = None;
     loop {
         let step = session.poll(chrono::Utc::now());
         let output = session.take_output();
         if !output.is_empty() {
+            command_due = None;
             match timeout(settings.command_timeout, stream.write_all(&output)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -141,9 +144,16 @@ async fn connection<D: Delivery>(
             }
         }
         match step {
-            Step::Read { timeout: wait } => {
+            Step::Read {
+                timeout: wait,
+                since,
+            } => {
+                let due = match since {
+                    Since::LastReply => *command_due.get_or_insert_with(|| Instant::now() + wait),
+                    Since::Now => Instant::now() + wait,
+                };
                 let read = tokio::select! {
-                    read = timeout(wait, stream.read(&mut buf)) => read,
+                    read = timeout_at(due, stream.read(&mut buf)) => read,
                     _ = closing.wait_for(|&closing| closing) => {
                         session.shutting_down();
                         continue;

@@ -34,9 +34,9 @@ const MAX_ERRORS: u32 = 20;
 /// What the driver does next. Before any of them it sends [`Session::take_output`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Read more (all input so far is used), waiting at most `timeout`, then
-    /// [`Session::receive`] it or call [`Session::timed_out`].
-    Read { timeout: Duration },
+    /// Read more (all input so far is used), waiting at most `timeout` counted as
+    /// `since` says, then [`Session::receive`] it or call [`Session::timed_out`].
+    Read { timeout: Duration, since: Since },
     /// Ask the gateway about this recipient, then [`Session::answer`].
     Recipient {
         envelope: EnvelopeSoFar,
@@ -50,6 +50,17 @@ pub enum Step {
     },
     /// Close the connection (after QUIT or a 421).
     Close,
+}
+
+/// Where a read's timeout counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// From the last reply sent (or the greeting): the whole next command must come
+    /// within it (RFC 5321 4.5.3.2.7), however slowly its bytes trickle in.
+    LastReply,
+    /// From now: each piece of the message must come within it (RFC 5321 4.5.3.2.5,
+    /// per data block); the size limit bounds the whole.
+    Now,
 }
 
 /// The transaction between MAIL and the end of the data (RFC 5321 3.3).
@@ -200,6 +211,7 @@ impl Session {
                     tracing::error!(peer = %self.peer, "SMTP inbound: poll while the gateway decides");
                     return Step::Read {
                         timeout: self.settings.command_timeout,
+                        since: Since::LastReply,
                     };
                 }
                 State::Data(_) => {
@@ -221,6 +233,7 @@ impl Session {
     fn command(&mut self, skipping: bool) -> Option<Step> {
         let read = Step::Read {
             timeout: self.settings.command_timeout,
+            since: Since::LastReply,
         };
         let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
             if self.input.len() >= MAX_COMMAND_LINE {
@@ -426,6 +439,7 @@ impl Session {
         if !done {
             return Some(Step::Read {
                 timeout: self.settings.data_timeout,
+                since: Since::Now,
             });
         }
         let State::Data(data) =
@@ -613,7 +627,7 @@ mod tests {
         mails: Vec<ReceivedMail>,
         asked: Vec<EnvelopeSoFar>,
         closed: bool,
-        last_read: Option<Duration>,
+        last_read: Option<(Duration, Since)>,
     }
 
     impl Peer {
@@ -646,8 +660,8 @@ mod tests {
                 let step = self.session.poll(now());
                 out.extend(self.session.take_output());
                 match step {
-                    Step::Read { timeout } => {
-                        self.last_read = Some(timeout);
+                    Step::Read { timeout, since } => {
+                        self.last_read = Some((timeout, since));
                         break;
                     }
                     Step::Recipient { envelope, rcpt } => {
@@ -711,12 +725,15 @@ mod tests {
             p.send(b"DATA\r\n"),
             "354 Start mail input; end with <CRLF>.<CRLF>\r\n"
         );
-        assert_eq!(p.last_read, Some(Duration::from_secs(180)));
+        assert_eq!(p.last_read, Some((Duration::from_secs(180), Since::Now)));
         assert_eq!(
             p.send(b"Subject: hi\r\n\r\nyes\r\n.\r\n"),
             "250 2.0.0 Queued\r\n"
         );
-        assert_eq!(p.last_read, Some(Duration::from_secs(300)));
+        assert_eq!(
+            p.last_read,
+            Some((Duration::from_secs(300), Since::LastReply))
+        );
         let mail = &p.mails[0];
         assert_eq!(mail.mail_from.as_deref(), Some("bob@example.org"));
         assert_eq!(mail.rcpt_to, ["s1@iwf.test"]);
