@@ -152,6 +152,7 @@ async fn connection<D: Delivery>(
                     Since::LastReply => *command_due.get_or_insert_with(|| Instant::now() + wait),
                     Since::Now => Instant::now() + wait,
                 };
+                // `closing` also fires if `serve` was dropped (its sender gone): the same end.
                 let read = tokio::select! {
                     read = timeout_at(due, stream.read(&mut buf)) => read,
                     _ = closing.wait_for(|&closing| closing) => {
