@@ -103,8 +103,22 @@ pub struct SmtpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpInboundConfig {
     pub listen: SocketAddr,
-    /// The domain of the addresses the gateway mails from and receives replies at.
+    /// The domain of the addresses the gateway mails from and receives replies at; also
+    /// the name in the 220 greeting and in the `Received:` header it adds.
     pub domain: String,
+    /// Largest message accepted (octets of data after dot-unstuffing), announced as
+    /// `SIZE` in the EHLO reply (RFC 1869); larger ones get 552 5.3.4.
+    pub max_message_bytes: usize,
+    /// Recipients accepted per mail; more get 452 4.5.3 (RFC 5321 4.5.3.1.8: at least 100).
+    pub max_recipients: usize,
+    /// Client connections served at once; a connection over it gets 421 at the greeting.
+    pub max_connections: usize,
+    /// How long the server waits for the next command (RFC 5321 4.5.3.2.7: 5 minutes);
+    /// then it answers 421 4.4.2 and closes.
+    pub command_timeout_ms: u64,
+    /// How long the server waits for the next piece of the message after the 354
+    /// (RFC 5321 4.5.3.2.5: 3 minutes per data block); then 421 4.4.2 and close.
+    pub data_timeout_ms: u64,
 }
 
 impl Default for SmtpInboundConfig {
@@ -112,6 +126,11 @@ impl Default for SmtpInboundConfig {
         Self {
             listen: ([127, 0, 0, 1], 2525).into(),
             domain: "localhost".into(),
+            max_message_bytes: 10 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 1024,
+            command_timeout_ms: 300_000,
+            data_timeout_ms: 180_000,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod envelope;
 pub mod failure;
+pub mod inbound;
 pub mod mx;
 pub mod reply;
 mod transcript;
