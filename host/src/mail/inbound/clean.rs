@@ -202,3 +202,29 @@ mod tests {
         assert_eq!(clean_html_reply(html).text, "Accept");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn blank(s: &str) -> bool {
+        s.chars()
+            .all(|c| c.is_whitespace() || c == '\u{200B}' || c == '\u{FEFF}')
+    }
+
+    proptest! {
+        #[test]
+        fn plain_cleaning_never_empties_a_non_blank_text(text in "(On [0-9] x wrote:|> [a-z]{0,5}|-- |Sent from my iPhone|From: a|Sent: b|To: c|[\\PC]{0,10}|\n|\r\n)*") {
+            let c = clean_reply(&text);
+            prop_assert!(!c.text.is_empty() || blank(&text));
+        }
+
+        #[test]
+        fn html_cleaning_never_panics_and_keeps_text(html in "(<[a-z]{1,10}( [a-z]{1,5}=\"[a-z_ ]{0,12}\")?/?>|</[a-z]{1,10}>|<blockquote type=cite>|<div class=gmail_quote>|&[#a-z0-9]{0,6};?|[\\PC]{0,10})*") {
+            let c = clean_html_reply(&html);
+            let all = html::to_text(&html, Strip::Nothing);
+            prop_assert!(!c.text.is_empty() || all.trim().is_empty() || blank(&all));
+        }
+    }
+}

@@ -92,14 +92,24 @@ pub fn to_text(html: &str, strip: Strip) -> String {
     w.finish()
 }
 
-/// Skips past `</name` ... `>` (case-insensitive), or to the end.
+/// Skips past `</name` ... `>` (case-insensitive), or to the end. Linear in what it
+/// skips: a mail full of <script> tags must not cost quadratic time.
 fn skip_raw_text<'a>(rest: &'a str, name: &str) -> &'a str {
-    let lower = rest.to_ascii_lowercase();
-    let close = format!("</{name}");
-    match lower.find(&close) {
-        Some(at) => rest[at..].find('>').map_or("", |end| &rest[at + end + 1..]),
-        None => "",
+    let bytes = rest.as_bytes();
+    let mut from = 0;
+    while let Some(at) = rest[from..].find("</").map(|i| from + i) {
+        let name_end = at + 2 + name.len();
+        if bytes
+            .get(at + 2..name_end)
+            .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        {
+            return rest[name_end..]
+                .find('>')
+                .map_or("", |end| &rest[name_end + end + 1..]);
+        }
+        from = at + 2;
     }
+    ""
 }
 
 fn is_void(name: &str) -> bool {
@@ -476,6 +486,12 @@ mod tests {
     fn script_style_head_and_comments_are_dropped() {
         let html = "<html><head><title>T</title><style>p > a { x: 1 }</style></head><body><!-- c --><script>if (a<b) {}</script><p>text</p></body></html>";
         assert_eq!(strip(html), "text");
+    }
+
+    #[test]
+    fn script_end_tag_is_found_case_insensitively() {
+        assert_eq!(strip("<SCRIPT>a</b> </ScRiPt >after"), "after");
+        assert_eq!(strip("<style>never closed"), "");
     }
 
     #[test]

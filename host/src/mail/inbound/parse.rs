@@ -367,3 +367,136 @@ fn report_of(msg: &Message<'_>) -> Option<Report> {
     report.original_message_ids.dedup();
     Some(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPLY: &str = "From: \"Bob Example\" <bob@example.net>\r\n\
+Sender: Bob's Assistant <assistant@example.net>\r\n\
+Reply-To: bob.private@example.net\r\n\
+To: Alice <alice.cpm@iwf.example.com>, team: carol@example.net, dave@example.net;\r\n\
+Cc: =?UTF-8?Q?Chlo=C3=A9?= <chloe@example.fr>\r\n\
+Subject: =?UTF-8?B?UmU6IGNhZsOp?=\r\n\
+Date: Thu, 26 Nov 2026 16:20:11 -0130\r\n\
+Message-ID: <reply-1@example.net>\r\n\
+In-Reply-To: <inv-2@iwf.example.com>\r\n\
+References: <inv-1@iwf.example.com>\r\n <inv-2@iwf.example.com>\r\n\
+Auto-Submitted: no\r\n\
+List-Id: Chat <chat.example.net>\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+ok\r\n";
+
+    #[test]
+    fn addresses_names_and_groups() {
+        let mail = parse(REPLY.as_bytes()).unwrap();
+        let from = mail.from.as_ref().unwrap();
+        assert_eq!(
+            (from.name.as_deref(), from.address.as_str()),
+            (Some("Bob Example"), "bob@example.net")
+        );
+        assert_eq!(
+            mail.sender.as_ref().unwrap().address,
+            "assistant@example.net"
+        );
+        assert_eq!(mail.reply_to[0].address, "bob.private@example.net");
+        let to: Vec<&str> = mail.to.iter().map(|a| a.address.as_str()).collect();
+        assert_eq!(
+            to,
+            [
+                "alice.cpm@iwf.example.com",
+                "carol@example.net",
+                "dave@example.net"
+            ]
+        );
+        assert_eq!(mail.cc[0].name.as_deref(), Some("Chloé"));
+    }
+
+    #[test]
+    fn ids_are_normalised_without_angle_brackets() {
+        let mail = parse(REPLY.as_bytes()).unwrap();
+        assert_eq!(mail.message_id.as_deref(), Some("reply-1@example.net"));
+        assert_eq!(mail.in_reply_to, ["inv-2@iwf.example.com"]);
+        assert_eq!(
+            mail.references,
+            ["inv-1@iwf.example.com", "inv-2@iwf.example.com"]
+        );
+        assert_eq!(
+            mail.referenced_ids(),
+            ["inv-2@iwf.example.com", "inv-1@iwf.example.com"]
+        );
+    }
+
+    #[test]
+    fn date_keeps_its_offset() {
+        let mail = parse(REPLY.as_bytes()).unwrap();
+        assert_eq!(mail.date.unwrap().to_rfc3339(), "2026-11-26T16:20:11-01:30");
+    }
+
+    #[test]
+    fn impossible_date_is_no_date() {
+        let raw = "From: a@b\r\nDate: Thu, 31 Feb 2026 25:61:00 +0000\r\n\r\nx";
+        assert_eq!(parse(raw.as_bytes()).unwrap().date, None);
+    }
+
+    #[test]
+    fn subject_and_loop_facts() {
+        let mail = parse(REPLY.as_bytes()).unwrap();
+        assert_eq!(mail.subject.as_deref(), Some("Re: café"));
+        assert_eq!(mail.loop_headers.auto_submitted.as_deref(), Some("no"));
+        assert_eq!(
+            mail.loop_headers.list_id.as_deref(),
+            Some("Chat <chat.example.net>")
+        );
+        assert_eq!(mail.content_type, "text/plain");
+        assert_eq!(mail.reply.text, "ok");
+    }
+
+    #[test]
+    fn folded_loop_header_is_unfolded() {
+        let raw = "From: a@b\r\nAuto-Submitted: auto-replied;\r\n owner-email=\"a@b\"\r\n\r\nx";
+        let mail = parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            mail.loop_headers.auto_submitted.as_deref(),
+            Some("auto-replied; owner-email=\"a@b\"")
+        );
+        assert!(!mail.kind(false).may_become_chat());
+    }
+
+    #[test]
+    fn plain_is_preferred_over_html() {
+        let raw = "From: a@b\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--x\r\nContent-Type: text/plain\r\n\r\nplain\r\n--x--\r\n";
+        let mail = parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            (mail.body_source, mail.reply.text.as_str()),
+            (BodySource::Plain, "plain")
+        );
+    }
+
+    #[test]
+    fn blank_plain_part_gives_way_to_html() {
+        let raw = "From: a@b\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\n \r\n--x\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--x--\r\n";
+        let mail = parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            (mail.body_source, mail.reply.text.as_str()),
+            (BodySource::Html, "html")
+        );
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        assert_eq!(parse(b""), Err(ParseError::Empty));
+        assert_eq!(parse(b" \r\n"), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn body_without_a_header_is_still_read() {
+        // mail-parser reads a header-less message as a body; the gateway gets its text and
+        // no From, and correlation refuses it.
+        match parse(b"just text") {
+            Ok(mail) => assert_eq!(mail.from, None),
+            Err(e) => assert_eq!(e, ParseError::NoHeaders),
+        }
+    }
+}

@@ -126,9 +126,15 @@ pub fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
 /// - French (Gmail, Thunderbird, Apple Mail): "Le <date>, <name> a écrit :";
 /// - Spanish (Gmail, Apple Mail): "El <date>, <name> escribió:";
 /// - Dutch "Op ... schreef ...:", Italian "Il ... ha scritto:", Portuguese "Em ... escreveu:".
+///
+/// Every client puts the date or time in it, so a line without a digit ("On second
+/// thought, here is what Alice wrote:") is not one.
 pub fn is_strong_attribution(line: &str) -> bool {
     let l = line.trim().to_lowercase();
     let l = l.trim_start_matches('>').trim_start();
+    if !l.bytes().any(|b| b.is_ascii_digit()) {
+        return false;
+    }
     let ends = |suffixes: &[&str]| suffixes.iter().any(|s| l.ends_with(s));
     (l.starts_with("on ") && ends(&["wrote:"]))
         || (l.starts_with("am ") && l.contains("schrieb") && l.ends_with(':'))
@@ -250,6 +256,10 @@ mod tests {
     #[test]
     fn a_sentence_with_on_is_not_an_attribution() {
         assert_eq!(tail("On Monday I will be there.\nBob"), 2);
+        assert_eq!(
+            tail("On second thought, here is what Alice wrote:\nthe plan"),
+            2
+        );
     }
 
     #[test]
