@@ -55,16 +55,11 @@ fn normalise(text: &str) -> String {
         .replace(['\u{200B}', '\u{FEFF}'], "")
 }
 
-/// The rules in order: cut at the quoted tail, drop `>` lines left (inline quoting),
+/// The rules in order: cut the quoted mail and drop `>` lines (see `quote`),
 /// cut at the signature separator, drop trailing mobile footers, trim.
 fn strip_lines(text: &str) -> String {
     let lines: Vec<&str> = text.split('\n').collect();
-    let lines = &lines[..quote::quoted_tail_start(&lines)];
-    let lines: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| !quote::is_quoted(l))
-        .collect();
+    let lines = quote::remove_quotes(&lines);
     let lines = &lines[..signature::separator_at(&lines)];
     let lines = &lines[..lines.len() - signature::trailing_footer_len(lines)];
     trim(&lines.join("\n"))
@@ -109,6 +104,14 @@ mod tests {
     #[test]
     fn inline_quoted_lines_are_removed() {
         assert_eq!(clean("> Are you in?\nYes\n> When?\nAt 5"), "Yes\nAt 5");
+    }
+
+    #[test]
+    fn thunderbird_bottom_posting_keeps_the_answer() {
+        assert_eq!(
+            clean("On 26/11/2026 14:15, Alice wrote:\n> Join?\n\nYes, now.\n\n-- \nGrace"),
+            "Yes, now."
+        );
     }
 
     #[test]

@@ -2,20 +2,52 @@
 //! an Outlook header block, an "Original Message" separator) and the `>` lines of
 //! RFC 3676 4.5 / RFC 5322 practice. Each rule names the clients it targets.
 
-/// The index of the first line of the quoted tail of `lines`, or `lines.len()` if none.
-pub fn quoted_tail_start(lines: &[&str]) -> usize {
-    for i in 0..lines.len() {
+use super::signature;
+
+/// `lines` without the quoted mail: everything from an "Original Message" separator or an
+/// Outlook header block on is cut; an attribution line cuts too when only quotes (and a
+/// signature) follow it (top-posting, the clients' default), and is dropped alone when
+/// the user answered between the quoted lines (inline or bottom posting); every `>` line
+/// goes.
+pub fn remove_quotes<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    let mut out: Vec<&'a str> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
         if is_original_message_separator(lines[i]) {
-            return i;
+            break;
         }
         if is_outlook_header_block(&lines[i..]) {
-            return underline_above(lines, i);
+            out.truncate(underline_above(&out));
+            break;
         }
-        if attribution_at(lines, i).is_some() {
-            return i;
+        if let Some(used) = attribution_at(lines, i) {
+            if answers_follow(&lines[i + used..]) {
+                i += used;
+                continue;
+            }
+            break;
         }
+        if !is_quoted(lines[i]) {
+            out.push(lines[i]);
+        }
+        i += 1;
     }
-    lines.len()
+    out
+}
+
+/// True when the user wrote something after an attribution: a line that is not quoted,
+/// not blank and not a mobile footer, before any signature or forwarded header.
+fn answers_follow(rest: &[&str]) -> bool {
+    for (k, line) in rest.iter().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || is_quoted(line) || signature::is_mobile_footer(line) {
+            continue;
+        }
+        let ends =
+            t == "--" || is_original_message_separator(line) || is_outlook_header_block(&rest[k..]);
+        return !ends;
+    }
+    false
 }
 
 /// Outlook (desktop, on the web, mobile) and Exchange: "-----Original Message-----" and
@@ -76,19 +108,19 @@ fn has_label(line: &str, labels: &[&str]) -> bool {
 }
 
 /// Outlook.com and Outlook mobile put a line of underscores above the header block; the
-/// cut starts there when it does.
-fn underline_above(lines: &[&str], from: usize) -> usize {
-    let mut i = from;
-    while i > 0 && lines[i - 1].trim().is_empty() {
+/// cut starts there when it does (blank lines between stay, they are trimmed later).
+fn underline_above(kept: &[&str]) -> usize {
+    let mut i = kept.len();
+    while i > 0 && kept[i - 1].trim().is_empty() {
         i -= 1;
     }
     if i > 0 {
-        let above = lines[i - 1].trim();
+        let above = kept[i - 1].trim();
         if above.len() >= 10 && above.chars().all(|c| c == '_' || c == '-') {
             return i - 1;
         }
     }
-    from
+    kept.len()
 }
 
 /// An attribution line ("On <date>, <name> wrote:") starting at `lines[i]`, possibly
@@ -180,8 +212,31 @@ pub fn is_quoted(line: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// How many lines are kept (the cut index when nothing quoted precedes it).
     fn tail(text: &str) -> usize {
-        quoted_tail_start(&text.lines().collect::<Vec<_>>())
+        remove_quotes(&text.lines().collect::<Vec<_>>()).len()
+    }
+
+    fn kept(text: &str) -> String {
+        remove_quotes(&text.lines().collect::<Vec<_>>()).join("\n")
+    }
+
+    #[test]
+    fn inline_answers_after_an_attribution_are_kept() {
+        let text = "On Thu, 26 Nov 2026, Alice wrote:\n> Can you join?\nYes.\n> At 5?\nBetter 6.\n\n-- \nBob";
+        assert_eq!(kept(text), "Yes.\nBetter 6.\n\n-- \nBob");
+    }
+
+    #[test]
+    fn bottom_posted_answer_is_kept() {
+        let text = "On 26/11/2026 14:15, Alice wrote:\n> Can you join?\n\nSure.";
+        assert_eq!(kept(text), "\nSure.");
+    }
+
+    #[test]
+    fn top_posted_answer_with_quote_then_signature_is_cut() {
+        let text = "Sure.\n\nOn 26/11/2026 14:15, Alice wrote:\n> Can you join?\n\n-- \nGrace";
+        assert_eq!(kept(text), "Sure.\n");
     }
 
     #[test]
