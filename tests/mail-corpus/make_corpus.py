@@ -911,3 +911,55 @@ Grace Hopper
 """, "Accept", """
 body_source = "flowed-plain"
 """)
+
+# 21. mutt, inline (interleaved) answers under the attribution, and a signature.
+write('mutt_inline_reply', f"""Date: Thu, 26 Nov 2026 14:40:02 +0000
+From: Kate Bush <kate@heights.example.co.uk>
+To: Alice via Chat <alice.cpm@iwf.example.com>
+Subject: Re: Chat invitation from Alice
+Message-ID: <20261126144002.zy9xw8vu7ts6@heights.example.co.uk>
+References: <{INV}>
+In-Reply-To: <{INV}>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+Content-Disposition: inline
+Content-Transfer-Encoding: 8bit
+User-Agent: Mutt/2.2.13 (2024-03-09)
+
+On Thu, Nov 26, 2026 at 02:15:01PM +0000, Alice via Chat wrote:
+> Alice invites you to a chat.
+
+Happy to.
+
+> Hi Bob, do you have a minute?
+
+Two, even. Go ahead.
+
+-- 
+Kate Bush
+""", "Happy to.\n\nTwo, even. Go ahead.")
+
+# 22. Outlook desktop in German, plain only, windows-1252 QP: "Von:/Gesendet:/An:/Betreff:".
+plain = """Passt, ich bin dabei. Gr\u00fc\u00dfe aus K\u00f6ln \u2013 Lena
+
+Von: Alice via Chat <alice.cpm@iwf.example.com>
+Gesendet: Donnerstag, 26. November 2026 14:15
+An: Lena Vogel <lena.vogel@firma.example.de>
+Betreff: Chat invitation from Alice
+
+""" + INVITE_TEXT + "\n"
+write('outlook_german', f"""From: Lena Vogel <lena.vogel@firma.example.de>
+To: Alice via Chat <alice.cpm@iwf.example.com>
+Subject: AW: Chat invitation from Alice
+Thread-Topic: Chat invitation from Alice
+Date: Thu, 26 Nov 2026 14:44:10 +0000
+Message-ID: <FR3P281MB1234A5B6C7D8E9F0A1B2C3D4E5F6@FR3P281MB1234.DEUP281.PROD.OUTLOOK.COM>
+References: <{INV}>
+In-Reply-To: <{INV}>
+Accept-Language: de-DE
+Content-Language: de-DE
+Content-Type: text/plain; charset="Windows-1252"
+Content-Transfer-Encoding: quoted-printable
+MIME-Version: 1.0
+
+{qp(plain, 'cp1252')}""", "Passt, ich bin dabei. Gr\u00fc\u00dfe aus K\u00f6ln \u2013 Lena", None, crlf=True)

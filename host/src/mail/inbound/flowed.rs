@@ -20,9 +20,10 @@ pub fn decode(text: &str, delsp: bool) -> String {
         }
         let flowed = content.ends_with(' ') && content != "-- ";
 
-        // 4.5: a change of quote depth ends the paragraph even if it was flowed.
+        // 4.5: a change of quote depth ends the paragraph even if it was flowed; 4.3: so
+        // does a signature separator, which is never part of a paragraph.
         if let Some((d, _)) = &open
-            && *d != depth
+            && (*d != depth || content == "-- ")
             && let Some((d, para)) = open.take()
         {
             out.push(line(d, &para));
@@ -93,6 +94,7 @@ mod tests {
     #[test]
     fn signature_separator_is_not_flowed() {
         assert_eq!(decode("ok\n-- \nBob", false), "ok\n-- \nBob");
+        assert_eq!(decode("ok \n-- \nBob", false), "ok \n-- \nBob");
     }
 
     #[test]
