@@ -119,7 +119,12 @@ fn auto_reason(mail: &InboundMail, null_reverse_path: bool) -> Option<AutoReason
     if let Some(list) = &h.list_id {
         return Some(AutoReason::MailingList(list.clone()));
     }
-    if null_reverse_path {
+    // The caller's SMTP fact, or a Return-Path: <> a relay already wrote (RFC 5321 4.4).
+    let null_return_path = h
+        .return_path
+        .as_deref()
+        .is_some_and(|r| r.replace([' ', '\t'], "") == "<>");
+    if null_reverse_path || null_return_path {
         return Some(AutoReason::NullReversePath);
     }
     let from_daemon = mail
@@ -265,6 +270,20 @@ mod tests {
                 reason: AutoReason::NullReversePath
             }
         );
+    }
+
+    #[test]
+    fn return_path_null_is_auto() {
+        let h = LoopHeaders {
+            return_path: Some("< >".into()),
+            ..LoopHeaders::default()
+        };
+        assert_eq!(reason(h), Some(AutoReason::NullReversePath));
+        let h = LoopHeaders {
+            return_path: Some("<bob@example.net>".into()),
+            ..LoopHeaders::default()
+        };
+        assert_eq!(reason(h), None);
     }
 
     #[test]

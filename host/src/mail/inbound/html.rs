@@ -533,6 +533,20 @@ Bob</pre>"#;
     }
 
     #[test]
+    fn pathological_markup_is_linear() {
+        // Quadratic scans would take minutes on these; linear ones take milliseconds.
+        let scripts = "<script>x</p>".repeat(20_000);
+        assert_eq!(strip(&scripts), "");
+        let amps = "&".repeat(200_000);
+        assert_eq!(strip(&amps).len(), 200_000);
+        let nested = "<blockquote type=cite>".repeat(20_000)
+            + "q"
+            + &"</blockquote>".repeat(20_000)
+            + "after";
+        assert_eq!(strip(&nested), "after");
+    }
+
+    #[test]
     fn unclosed_quote_drops_to_the_end() {
         assert_eq!(strip(r#"ok<blockquote type=cite>quoted"#), "ok");
     }
