@@ -963,3 +963,85 @@ Content-Transfer-Encoding: quoted-printable
 MIME-Version: 1.0
 
 {qp(plain, 'cp1252')}""", "Passt, ich bin dabei. Gr\u00fc\u00dfe aus K\u00f6ln \u2013 Lena", None, crlf=True)
+
+# 23. Exchange Online NDR: multipart/report with a multipart/alternative notice,
+# message/delivery-status and the whole invitation as message/rfc822.
+ndr_text = """Your message to nobody@contoso.com couldn't be delivered.
+nobody wasn't found at contoso.com.
+
+Alice via Chat      Office 365      nobody
+Action Required                     Recipient
+
+Unknown To address
+"""
+ndr_html = "<html><body><p>Your message to <a href=\"mailto:nobody@contoso.com\">nobody@contoso.com</a> couldn't be delivered.</p></body></html>"
+original = f"""From: Alice via Chat <alice.cpm@iwf.example.com>
+To: <nobody@contoso.com>
+Subject: Chat invitation from Alice
+Date: Thu, 26 Nov 2026 14:15:01 +0000
+Message-ID: <{INV2}>
+Auto-Submitted: auto-generated
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+{INVITE_TEXT}
+"""
+write('exchange_ndr', f"""From: Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.com>
+To: <alice.cpm@iwf.example.com>
+Date: Thu, 26 Nov 2026 14:15:09 +0000
+Content-Type: multipart/report; report-type=delivery-status;
+	boundary="5e7a1c2b-3d4f-4a5b-8c6d-7e8f9a0b1c2d"
+X-MS-Exchange-Message-Is-Ndr:
+Content-Language: en-US
+Message-ID: <1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f@AM6PR05MB5926.eurprd05.prod.outlook.com>
+In-Reply-To: <{INV2}>
+References: <{INV2}>
+Subject: Undeliverable: Chat invitation from Alice
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+
+--5e7a1c2b-3d4f-4a5b-8c6d-7e8f9a0b1c2d
+Content-Type: multipart/alternative; differences=Content-Type;
+	boundary="8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0"
+
+--8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0
+Content-Type: text/plain; charset="us-ascii"
+Content-Transfer-Encoding: quoted-printable
+
+{qp(ndr_text, 'ascii')}
+--8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0
+Content-Type: text/html; charset="us-ascii"
+Content-Transfer-Encoding: quoted-printable
+
+{qp(ndr_html, 'ascii')}
+--8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0--
+
+--5e7a1c2b-3d4f-4a5b-8c6d-7e8f9a0b1c2d
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns;AM6PR05MB5926.eurprd05.prod.outlook.com
+Received-From-MTA: dns;mx.iwf.example.com
+Arrival-Date: Thu, 26 Nov 2026 14:15:03 +0000
+
+Final-Recipient: rfc822;nobody@contoso.com
+Action: failed
+Status: 5.1.10
+Diagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not
+ found by SMTP address lookup
+
+--5e7a1c2b-3d4f-4a5b-8c6d-7e8f9a0b1c2d
+Content-Type: message/rfc822
+
+{original}
+--5e7a1c2b-3d4f-4a5b-8c6d-7e8f9a0b1c2d--
+""", ndr_text.strip('\n'), f"""
+kind = "bounce"
+original_message_ids = ["{INV2}"]
+status = "5.1.10"
+action = "failed"
+in_reply_to = ["{INV2}"]
+attachments = [
+  {{ content_type = "message/delivery-status", size = 339 }},
+  {{ content_type = "message/rfc822", size = 413 }},
+]
+""", crlf=True)
