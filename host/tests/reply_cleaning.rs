@@ -1,0 +1,391 @@
+//! The reply corpus (tests/mail-corpus/, see its README): every `NAME.eml` is parsed,
+//! classified and cleaned, and must give exactly `NAME.txt` and what `NAME.toml` says
+//! (kind, body source, fallback, attachments, headers). A `.eml` with no expectation
+//! fails. And `parse` never panics, whatever the bytes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use iwf::mail::inbound::{AutoReason, BodySource, InboundMail, Kind, parse};
+use proptest::prelude::*;
+use serde::Deserialize;
+
+/// `NAME.toml`; every field is optional and has the default of a personal plain reply.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Expect {
+    /// personal | auto-reply | bounce | auto-generated
+    kind: Option<String>,
+    /// For auto-reply: the `AutoReason` in kebab case (auto-submitted, precedence, ...).
+    reason: Option<String>,
+    /// The SMTP fact the caller passes in: `MAIL FROM:<>`.
+    null_reverse_path: bool,
+    /// plain (default) | flowed-plain | html | none
+    body_source: Option<String>,
+    fell_back: bool,
+    /// For bounce and auto-generated.
+    original_message_ids: Vec<String>,
+    status: Option<String>,
+    action: Option<String>,
+    report_type: Option<String>,
+    attachments: Vec<ExpectAttachment>,
+    /// Header facts checked when given.
+    from: Option<String>,
+    from_name: Option<String>,
+    subject: Option<String>,
+    date: Option<String>,
+    message_id: Option<String>,
+    in_reply_to: Option<Vec<String>>,
+    references: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectAttachment {
+    file_name: Option<String>,
+    content_type: String,
+    size: usize,
+    #[serde(default)]
+    inline: Option<bool>,
+}
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mail-corpus")
+}
+
+/// NAME -> the files of that name present (by extension).
+fn corpus() -> BTreeMap<String, Vec<String>> {
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in fs::read_dir(corpus_dir()).expect("tests/mail-corpus exists") {
+        let path = entry.expect("readable dir entry").path();
+        let (Some(stem), Some(ext)) = (path.file_stem(), path.extension()) else {
+            continue;
+        };
+        let ext = ext.to_string_lossy().into_owned();
+        if ["eml", "txt", "toml"].contains(&ext.as_str()) {
+            names
+                .entry(stem.to_string_lossy().into_owned())
+                .or_default()
+                .push(ext);
+        }
+    }
+    names
+}
+
+fn reason_name(reason: &AutoReason) -> &'static str {
+    match reason {
+        AutoReason::AutoSubmitted(_) => "auto-submitted",
+        AutoReason::XAutoreply => "x-autoreply",
+        AutoReason::XAutorespond => "x-autorespond",
+        AutoReason::Precedence(_) => "precedence",
+        AutoReason::AutoResponseSuppress(_) => "x-auto-response-suppress",
+        AutoReason::VacationHeader(_) => "vacation-header",
+        AutoReason::MailingList(_) => "mailing-list",
+        AutoReason::NullReversePath => "null-reverse-path",
+        AutoReason::MailerDaemon => "mailer-daemon",
+    }
+}
+
+fn source_name(source: BodySource) -> &'static str {
+    match source {
+        BodySource::Plain => "plain",
+        BodySource::FlowedPlain => "flowed-plain",
+        BodySource::Html => "html",
+        BodySource::None => "none",
+    }
+}
+
+/// Compares one corpus mail with its expectation; returns what differs.
+fn check(name: &str, mail: &InboundMail, text: &str, expect: &Expect) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut differ = |what: &str, got: String, want: String| {
+        if got != want {
+            errors.push(format!("{name}: {what}\n  got:  {got:?}\n  want: {want:?}"));
+        }
+    };
+
+    let want_text = text.strip_suffix('\n').unwrap_or(text);
+    differ(
+        "cleaned text",
+        mail.reply.text.clone(),
+        want_text.to_string(),
+    );
+    differ(
+        "fell_back",
+        mail.reply.fell_back.to_string(),
+        expect.fell_back.to_string(),
+    );
+    differ(
+        "body source",
+        source_name(mail.body_source).to_string(),
+        expect.body_source.clone().unwrap_or_else(|| "plain".into()),
+    );
+
+    let kind = mail.kind(expect.null_reverse_path);
+    let (kind_name, reason, ids, status, action, report_type) = match &kind {
+        Kind::Personal => ("personal", None, vec![], None, None, None),
+        Kind::AutoReply { reason } => (
+            "auto-reply",
+            Some(reason_name(reason).to_string()),
+            vec![],
+            None,
+            None,
+            None,
+        ),
+        Kind::Bounce {
+            original_message_ids,
+            status,
+            action,
+        } => (
+            "bounce",
+            None,
+            original_message_ids.clone(),
+            status.clone(),
+            action.clone(),
+            None,
+        ),
+        Kind::AutoGenerated {
+            report_type,
+            original_message_ids,
+        } => (
+            "auto-generated",
+            None,
+            original_message_ids.clone(),
+            None,
+            None,
+            Some(report_type.clone()),
+        ),
+    };
+    differ(
+        "kind",
+        kind_name.into(),
+        expect.kind.clone().unwrap_or_else(|| "personal".into()),
+    );
+    differ(
+        "may become chat",
+        kind.may_become_chat().to_string(),
+        (kind_name == "personal").to_string(),
+    );
+    if expect.reason.is_some() || reason.is_some() {
+        differ(
+            "auto reason",
+            format!("{reason:?}"),
+            format!("{:?}", expect.reason),
+        );
+    }
+    differ(
+        "original message ids",
+        format!("{ids:?}"),
+        format!("{:?}", expect.original_message_ids),
+    );
+    differ(
+        "status",
+        format!("{status:?}"),
+        format!("{:?}", expect.status),
+    );
+    differ(
+        "action",
+        format!("{action:?}"),
+        format!("{:?}", expect.action),
+    );
+    differ(
+        "report type",
+        format!("{report_type:?}"),
+        format!("{:?}", expect.report_type),
+    );
+
+    let got_att: Vec<String> = mail
+        .attachments
+        .iter()
+        .map(|a| format!("{:?} {} {}", a.file_name, a.content_type, a.size))
+        .collect();
+    let want_att: Vec<String> = expect
+        .attachments
+        .iter()
+        .map(|a| format!("{:?} {} {}", a.file_name, a.content_type, a.size))
+        .collect();
+    differ(
+        "attachments",
+        format!("{got_att:?}"),
+        format!("{want_att:?}"),
+    );
+    for (got, want) in mail.attachments.iter().zip(&expect.attachments) {
+        differ(
+            "attachment size = bytes",
+            got.bytes.len().to_string(),
+            got.size.to_string(),
+        );
+        if let Some(inline) = want.inline {
+            differ(
+                "attachment inline",
+                got.inline.to_string(),
+                inline.to_string(),
+            );
+        }
+    }
+
+    let from = mail.from.as_ref();
+    if let Some(want) = &expect.from {
+        differ(
+            "from",
+            format!("{:?}", from.map(|f| &f.address)),
+            format!("{:?}", Some(want)),
+        );
+    }
+    if let Some(want) = &expect.from_name {
+        differ(
+            "from name",
+            format!("{:?}", from.and_then(|f| f.name.as_ref())),
+            format!("{:?}", Some(want)),
+        );
+    }
+    if let Some(want) = &expect.subject {
+        differ(
+            "subject",
+            format!("{:?}", mail.subject),
+            format!("{:?}", Some(want)),
+        );
+    }
+    if let Some(want) = &expect.date {
+        differ(
+            "date",
+            format!("{:?}", mail.date.map(|d| d.to_rfc3339())),
+            format!("{:?}", Some(want)),
+        );
+    }
+    if let Some(want) = &expect.message_id {
+        differ(
+            "message id",
+            format!("{:?}", mail.message_id),
+            format!("{:?}", Some(want)),
+        );
+    }
+    if let Some(want) = &expect.in_reply_to {
+        differ(
+            "in-reply-to",
+            format!("{:?}", mail.in_reply_to),
+            format!("{want:?}"),
+        );
+    }
+    if let Some(want) = &expect.references {
+        differ(
+            "references",
+            format!("{:?}", mail.references),
+            format!("{want:?}"),
+        );
+    }
+    errors
+}
+
+#[test]
+fn every_corpus_mail_parses_classifies_and_cleans_as_expected() {
+    let dir = corpus_dir();
+    let mut errors = Vec::new();
+    let mut checked = 0;
+    for (name, exts) in corpus() {
+        if !exts.iter().any(|e| e == "eml") {
+            errors.push(format!("{name}: an expectation without {name}.eml"));
+            continue;
+        }
+        if !exts.iter().any(|e| e == "txt") {
+            errors.push(format!(
+                "{name}.eml has no expectation: add {name}.txt (and {name}.toml if not personal)"
+            ));
+            continue;
+        }
+        let raw = fs::read(dir.join(format!("{name}.eml"))).expect("readable .eml");
+        let text = fs::read_to_string(dir.join(format!("{name}.txt"))).expect("UTF-8 .txt");
+        let expect: Expect = if exts.iter().any(|e| e == "toml") {
+            let src = fs::read_to_string(dir.join(format!("{name}.toml"))).expect("readable .toml");
+            match toml::from_str(&src) {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(format!("{name}.toml: {e}"));
+                    continue;
+                }
+            }
+        } else {
+            Expect::default()
+        };
+        match parse(&raw) {
+            Ok(mail) => errors.extend(check(&name, &mail, &text, &expect)),
+            Err(e) => errors.push(format!("{name}: parse failed: {e}")),
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 20,
+        "the corpus holds {checked} mails, expected at least 20"
+    );
+    assert!(
+        errors.is_empty(),
+        "{} corpus mismatches:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+}
+
+#[test]
+fn corpus_mails_without_a_reply_keep_their_text_rather_than_nothing() {
+    for (name, exts) in corpus() {
+        if !exts.iter().any(|e| e == "eml") {
+            continue;
+        }
+        let raw = fs::read(corpus_dir().join(format!("{name}.eml"))).expect("readable .eml");
+        let mail = parse(&raw).expect("corpus mails parse");
+        assert!(
+            !mail.reply.text.trim().is_empty(),
+            "{name}: reply emptied to nothing"
+        );
+    }
+}
+
+#[test]
+fn empty_and_headerless_input_is_an_error_not_a_panic() {
+    assert!(parse(b"").is_err());
+    assert!(parse(b"\r\n\r\n").is_err());
+}
+
+proptest! {
+    #[test]
+    fn parse_never_panics_on_random_bytes(raw in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let _ = parse(&raw).map(|m| m.kind(false));
+    }
+
+    #[test]
+    fn parse_never_panics_on_mail_shaped_input(
+        headers in proptest::collection::vec(
+            ("(From|To|Content-Type|Content-Transfer-Encoding|Auto-Submitted|In-Reply-To|References|Date)",
+             "[ -~]{0,60}"),
+            0..8),
+        body in "(<[a-z/!]{0,8}[^>]{0,20}>?|&#?[a-zA-Z0-9]{0,8};?|[>\\- \r\n]|[\\PC]{0,12}|=[0-9A-F]{0,2}|--[a-z]{0,5})*",
+    ) {
+        let mut raw = String::new();
+        for (name, value) in &headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str("Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n");
+        raw.push_str(&body);
+        raw.push_str("\r\n--b\r\nContent-Type: text/html\r\n\r\n");
+        raw.push_str(&body);
+        let _ = parse(raw.as_bytes()).map(|m| m.kind(true));
+    }
+
+    #[test]
+    fn corrupted_corpus_mails_never_panic(seed in any::<u64>(), flips in 1usize..32) {
+        let names: Vec<String> = corpus().into_keys().collect();
+        let name = &names[(seed % names.len() as u64) as usize];
+        if let Ok(mut raw) = fs::read(corpus_dir().join(format!("{name}.eml"))) {
+            let mut x = seed;
+            for _ in 0..flips {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                if !raw.is_empty() {
+                    let at = (x >> 33) as usize % raw.len();
+                    raw[at] = (x >> 17) as u8;
+                }
+            }
+            let _ = parse(&raw).map(|m| m.kind(false));
+        }
+    }
+}
