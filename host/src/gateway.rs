@@ -15,7 +15,9 @@ use crate::session::chat::ChatMessage;
 use crate::session::core::{
     Core, CoreConfig, Effect, EndReason, InvitationOutcome, Peer, SessionKey,
 };
-use crate::session::mailer::{ChatMailer, Mailer};
+use crate::session::directory::Directory;
+use crate::session::mailer::{ChatMailer, Invited, Mailer};
+use crate::session::replies::{ChatSessions, Replies, UserEvent};
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
@@ -34,6 +36,7 @@ pub struct Gateway {
     pub admin_addr: std::net::SocketAddr,
     pub sip_addr: std::net::SocketAddr,
     pub msrp_addr: std::net::SocketAddr,
+    pub smtp_addr: std::net::SocketAddr,
 }
 
 /// Binds every listener and starts serving in the background of the current runtime.
@@ -92,7 +95,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             "[smtp.outbound]: cannot set up outgoing mail: {e} (check smart_host and dns_servers)"
         )
     })?;
-    let (mailer, invited) = Mailer::new(policy.clone(), router, &config.smtp.outbound);
+    let directory = Arc::new(Directory::default());
+    let (mailer, invited) = Mailer::new(
+        policy.clone(),
+        router,
+        &config.smtp.outbound,
+        directory.clone(),
+    );
 
     // F4: the one MSRP listener of every session.
     let endpoint = Endpoint::bind(&config.msrp)
@@ -131,14 +140,37 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         },
     });
     let (chat_ended, ended) = mpsc::unbounded_channel();
+    let chat_sessions = ChatSessions::default();
+    let (user_events, users) = mpsc::unbounded_channel();
+
+    // F3, F5, F8: the e-mail user's mail comes in here.
+    let (smtp_listener, smtp_settings) = crate::smtp::inbound::bind(&config.smtp.inbound)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let smtp_addr = smtp_listener.local_addr()?;
+    let replies = Replies::new(
+        directory,
+        policy.clone(),
+        chat_sessions.clone(),
+        user_events.clone(),
+    );
+    tokio::spawn(crate::smtp::inbound::serve(
+        smtp_listener,
+        smtp_settings,
+        Arc::new(replies),
+        std::future::pending(),
+    ));
+    tracing::info!(%smtp_addr, "inbound SMTP listening");
+
     let mail = Mail {
         mailer,
         invited,
         chats: Chats {
             endpoint,
-            open: HashMap::new(),
+            open: chat_sessions,
             ended: chat_ended,
         },
+        expiries: user_events,
     };
     tokio::spawn(run_sessions(
         core,
@@ -147,6 +179,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         stats,
         requests,
         ended,
+        users,
     ));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     Ok(Gateway {
@@ -154,20 +187,38 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         admin_addr,
         sip_addr,
         msrp_addr,
+        smtp_addr,
     })
 }
 
 /// The mail side of the sessions, the outcomes of their invitations, and their chats.
 struct Mail {
     mailer: Mailer,
-    invited: mpsc::UnboundedReceiver<(SessionKey, InvitationOutcome)>,
+    invited: mpsc::UnboundedReceiver<Invited>,
     chats: Chats,
+    /// Where an invitation's expiry timer reports (F3).
+    expiries: mpsc::UnboundedSender<UserEvent>,
+}
+
+impl Mail {
+    /// The outcome of `key`'s invitation, for the core; a mailed one starts its expiry.
+    fn invited(&mut self, key: &SessionKey, outcome: &InvitationOutcome, expiry: Duration) {
+        self.mailer.settled(key, outcome);
+        if outcome.is_ok() {
+            let (events, key) = (self.expiries.clone(), key.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(expiry).await;
+                let _ = events.send(UserEvent::Expired { key });
+            });
+        }
+    }
 }
 
 /// The sessions' MSRP sides (F4).
 struct Chats {
     endpoint: Endpoint,
-    open: HashMap<SessionKey, MsrpSession>,
+    /// Shared with the inbound side, which sends F5's messages on them.
+    open: ChatSessions,
     /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
     ended: mpsc::UnboundedSender<(SessionKey, String)>,
 }
@@ -183,7 +234,7 @@ impl Chats {
         };
         match self.endpoint.open(spec) {
             Ok((session, events)) => {
-                self.open.insert(key.clone(), session);
+                self.sessions().insert(key.clone(), session);
                 tokio::spawn(carry_chat(key, events, mailer, self.ended.clone()));
             }
             Err(e) => {
@@ -197,9 +248,13 @@ impl Chats {
 
     /// The SIP session is over: its MSRP side closes (F6).
     fn close(&mut self, key: &SessionKey) {
-        if let Some(session) = self.open.remove(key) {
+        if let Some(session) = self.sessions().remove(key) {
             session.close();
         }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, MsrpSession>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -262,6 +317,7 @@ async fn run_sessions(
     stats: Arc<SessionStats>,
     mut requests: mpsc::Receiver<Inbound>,
     mut chats_ended: mpsc::UnboundedReceiver<(SessionKey, String)>,
+    mut users: mpsc::UnboundedReceiver<UserEvent>,
 ) {
     let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
     loop {
@@ -272,15 +328,16 @@ async fn run_sessions(
                 on_inbound(&mut core, inbound)
             }
             Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
-            Some((key, outcome)) = mail.invited.recv() => {
+            Some((key, outcome, expiry)) = mail.invited.recv() => {
                 stats.invitation(outcome.is_ok());
-                mail.mailer.settled(&key, &outcome);
+                mail.invited(&key, &outcome, expiry);
                 core.on_invitation(&key, outcome, Instant::now())
             }
             Some((key, why)) = chats_ended.recv() => {
-                mail.chats.open.remove(&key);
+                mail.chats.sessions().remove(&key);
                 core.end_session(&key, &chat_lost(why), Instant::now())
             }
+            Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
             _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
         };
         // Whatever else is ready goes in the same turn: the core's timers are polled once per
@@ -290,9 +347,9 @@ async fn run_sessions(
                 effects.extend(on_inbound(&mut core, inbound));
             } else if let Ok((key, decision)) = decisions.try_recv() {
                 effects.extend(core.on_decision(&key, decision, Instant::now()));
-            } else if let Ok((key, outcome)) = mail.invited.try_recv() {
+            } else if let Ok((key, outcome, expiry)) = mail.invited.try_recv() {
                 stats.invitation(outcome.is_ok());
-                mail.mailer.settled(&key, &outcome);
+                mail.invited(&key, &outcome, expiry);
                 effects.extend(core.on_invitation(&key, outcome, Instant::now()));
             } else {
                 break;
@@ -323,6 +380,22 @@ async fn run_sessions(
             }
         }
         stats.set_mail(mail.mailer.sessions());
+    }
+}
+
+/// What the e-mail user's mail asks of the core (F3, F8), answered in the same turn.
+fn on_user(core: &mut Core<Replier>, event: UserEvent, now: Instant) -> Vec<Effect<Replier>> {
+    match event {
+        UserEvent::Phase { key, reply } => {
+            let _ = reply.send(core.user_phase(&key));
+            Vec::new()
+        }
+        UserEvent::Accepted { key, done } => {
+            let _ = done.send(core.user_accepted(&key));
+            Vec::new()
+        }
+        UserEvent::End { key, cause, text } => core.end_session(&key, &EndReason { cause, text }, now),
+        UserEvent::Expired { key } => core.invitation_expired(&key, now),
     }
 }
 

@@ -57,7 +57,7 @@ fn gateway_with_policy(sip_keys: &str, outbound: &str, policy_keys: &str) -> Gat
         format!(
             "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n{sip_keys}\
              [msrp]\nlisten = \"127.0.0.1:0\"\n\
-             [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
+             [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\n{outbound}helo = \"iwf.test\"\ndns_timeout_ms = 1000\n\
              dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
              data_timeout_ms = 5000\n\

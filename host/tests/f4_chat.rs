@@ -47,7 +47,7 @@ fn gateway(policy: &str, srv: &Server) -> Gateway {
         format!(
             "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
              [msrp]\nlisten = \"{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
-             [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
+             [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
              [policy]\n{policy_keys}\

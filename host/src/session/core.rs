@@ -30,7 +30,7 @@
 
 use crate::net::sip::{AGENT, new_tag};
 use crate::policy::world::{
-    Gateway, GroupInfo, InviteDecision, Session as PolicySession, SipStatus,
+    Gateway, GroupInfo, InviteDecision, Session as PolicySession, SessionPhase, SipStatus,
 };
 use crate::sdp::msrp::{self, Answer, LocalMsrp, MsrpParams, Offer};
 use crate::sdp::uri::Host;
@@ -417,6 +417,54 @@ impl<P: Peer> Core<P> {
             .and_then(|session| Self::closed_effect(key, &session, notify))
             .into_iter()
             .collect()
+    }
+
+    /// Where the e-mail user stands in session `key` (the policy's `session-phase`):
+    /// `None` while the INVITE is pending or once the session is ending.
+    pub fn user_phase(&self, key: &SessionKey) -> Option<SessionPhase> {
+        match &self.sessions.get(key)?.state {
+            State::Dialog(_, Phase::Invited) => Some(SessionPhase::AwaitingAnswer),
+            State::Dialog(_, Phase::AwaitingAck(a)) if a.invited => {
+                Some(SessionPhase::AwaitingAnswer)
+            }
+            State::Dialog(_, Phase::AwaitingAck(_) | Phase::Live) => Some(SessionPhase::Live),
+            State::Dialog(_, Phase::Ending { .. }) | State::Pending(_) => None,
+        }
+    }
+
+    /// F3 (5.2.4.2.4): the e-mail user accepted the invitation: the session is live.
+    /// False when session `key` was not awaiting an answer.
+    pub fn user_accepted(&mut self, key: &SessionKey) -> bool {
+        let Some(Session {
+            id,
+            state: State::Dialog(_, phase),
+            ..
+        }) = self.sessions.get_mut(key)
+        else {
+            return false;
+        };
+        match phase {
+            Phase::Invited => *phase = Phase::Live,
+            // Accepted before the ACK came: the ACK then makes it live.
+            Phase::AwaitingAck(a) if a.invited => a.invited = false,
+            _ => return false,
+        }
+        tracing::info!(session = %id, "the e-mail user accepted: session live");
+        true
+    }
+
+    /// F3: the invitation's expiry passed; a session still awaiting the e-mail user's
+    /// answer is ended as rejected (BYE with the reason).
+    pub fn invitation_expired(&mut self, key: &SessionKey, now: Instant) -> Vec<Effect<P>> {
+        if self.user_phase(key) != Some(SessionPhase::AwaitingAnswer) {
+            return Vec::new();
+        }
+        tracing::info!(session = %key, "no answer from the e-mail user in time: treated as reject");
+        let reason = EndReason {
+            cause: 408,
+            text: "the e-mail user did not answer the invitation in time".into(),
+        };
+        self.end_session(key, &reason, now)
     }
 
     /// Ends session `key` from the IWF's side (reject, leave, expiry): a BYE within the dialog

@@ -11,6 +11,7 @@
 
 use super::chat::{self, ChatMessage, Refused};
 use super::core::{InvitationOutcome, MailFacts, SessionKey};
+use super::directory::Directory;
 use crate::config::SmtpOutboundConfig;
 use crate::mail::header::HeaderError;
 use crate::mail::{AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
@@ -42,7 +43,13 @@ struct Shared {
     deadline: std::time::Duration,
     /// `max_idle_channels`: one permit per channel held open between mails.
     idle: Arc<Semaphore>,
+    /// Where replies find their session: addresses and every Message-ID sent.
+    directory: Arc<Directory>,
 }
+
+/// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
+/// answer within it is a reject).
+pub type Invited = (SessionKey, InvitationOutcome, std::time::Duration);
 
 /// What a session's task is asked to do after its start.
 enum Command {
@@ -89,7 +96,7 @@ impl ChatMailer {
 pub struct Mailer {
     shared: Arc<Shared>,
     sessions: HashMap<SessionKey, mpsc::Sender<Command>>,
-    outcomes: mpsc::UnboundedSender<(SessionKey, InvitationOutcome)>,
+    outcomes: mpsc::UnboundedSender<Invited>,
 }
 
 impl Mailer {
@@ -98,10 +105,8 @@ impl Mailer {
         policy: Arc<PolicyHost>,
         router: Router,
         config: &SmtpOutboundConfig,
-    ) -> (
-        Self,
-        mpsc::UnboundedReceiver<(SessionKey, InvitationOutcome)>,
-    ) {
+        directory: Arc<Directory>,
+    ) -> (Self, mpsc::UnboundedReceiver<Invited>) {
         let (outcomes, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             policy,
@@ -110,6 +115,7 @@ impl Mailer {
             slots: Semaphore::new(config.max_mail_operations),
             deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
             idle: Arc::new(Semaphore::new(config.max_idle_channels)),
+            directory,
         });
         let mailer = Self {
             shared,
@@ -208,10 +214,10 @@ async fn run(
     key: SessionKey,
     mail: Box<MailFacts>,
     invite_first: bool,
-    outcomes: mpsc::UnboundedSender<(SessionKey, InvitationOutcome)>,
+    outcomes: mpsc::UnboundedSender<Invited>,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let mut thread = None;
+    let mut thread: Option<Thread> = None;
     if invite_first {
         let invited = match shared.slots.acquire().await {
             Ok(_slot) => {
@@ -229,13 +235,14 @@ async fn run(
             Err(_) => return,
         };
         match invited {
-            Ok(mut invited) => {
-                let _ = outcomes.send((key.clone(), Ok(())));
+            Ok((mut invited, expiry)) => {
+                register(&shared, &key, &mail, &invited);
+                let _ = outcomes.send((key.clone(), Ok(()), expiry));
                 keep_or_quit(&shared, &mut invited, &key).await;
                 thread = Some(invited);
             }
             Err(refusal) => {
-                let _ = outcomes.send((key, Err(refusal)));
+                let _ = outcomes.send((key, Err(refusal), std::time::Duration::ZERO));
                 return;
             }
         }
@@ -245,10 +252,14 @@ async fn run(
     while let Some(command) = commands.recv().await {
         match command {
             Command::Chat { message, done } => {
+                let new = thread.is_none();
                 let outcome = match shared.slots.acquire().await {
-                    Ok(_slot) => chat_mail(&shared, &mail.session, &mut thread, message).await,
+                    Ok(_slot) => chat_mail(&shared, &key, &mail.session, &mut thread, message).await,
                     Err(_) => return,
                 };
+                if let (true, Some(thread)) = (new, &thread) {
+                    register(&shared, &key, &mail, thread);
+                }
                 if let Some(thread) = &mut thread {
                     keep_or_quit(&shared, thread, &key).await;
                 }
@@ -260,12 +271,43 @@ async fn run(
             }
         }
     }
+    // Replies to this session are refused from here on (a clear 550, not silence).
+    shared.directory.remove(&key);
     if let Some(thread) = thread
         && let Ok(_slot) = shared.slots.acquire().await
     {
         close(&shared, &mail.session, thread, notify).await;
     }
     tracing::debug!(session = %key, "mail state freed");
+}
+
+/// Makes the session findable by its replies (DESIGN "Correlating inbound e-mail"): the
+/// addresses its mails come from and go to, and the Message-IDs sent so far.
+fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread) {
+    let a = &thread.addresses;
+    let ours: Vec<&str> = std::iter::once(&a.from)
+        .chain(&a.reply_to)
+        .map(|m| m.addr.as_str())
+        .collect();
+    let users: Vec<&str> = a
+        .to
+        .iter()
+        .chain(&a.cc)
+        .chain(&a.bcc)
+        .map(|m| m.addr.as_str())
+        .collect();
+    shared.directory.register(key, mail, &ours, &users);
+    for id in &thread.sent {
+        shared.directory.sent(key, &bare(id));
+    }
+}
+
+/// A msg-id without its angle brackets, as inbound mails' references are compared.
+fn bare(id: &MsgId) -> String {
+    id.to_string()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned()
 }
 
 /// Keeps the channel open until the session's next mail, within `max_idle_channels`;
@@ -302,6 +344,8 @@ struct Decisions {
     body: InvitationMail,
     x_priority: Option<u8>,
     deliver_by: Option<world::ByRequest>,
+    /// F3: seconds to wait for the e-mail user's answer (invitation only).
+    expiry: u32,
 }
 
 /// The policy's answers for a session's addresses, and with `invitation` those of its
@@ -353,6 +397,10 @@ fn decide(policy: &PolicyHost, session: &PolicySession, invitation: bool) -> Dec
         deliver_by: invitation
             .then(|| policy.deliver_by(session, MailKind::Invitation).value)
             .flatten(),
+        expiry: match invitation {
+            true => policy.invitation_expiry(session).value,
+            false => 0,
+        },
     }
 }
 
@@ -668,7 +716,11 @@ fn warning_text(failure: &SmtpFailure) -> String {
 }
 
 /// 5.2.4.2.4 steps 1-5 for one session.
-async fn invite(shared: &Arc<Shared>, mail: &MailFacts) -> Result<Thread, (SipStatus, String)> {
+/// The thread and the policy's invitation expiry when the server took the invitation.
+async fn invite(
+    shared: &Arc<Shared>,
+    mail: &MailFacts,
+) -> Result<(Thread, std::time::Duration), (SipStatus, String)> {
     let session = &mail.session;
     let (policy, facts) = (shared.policy.clone(), session.clone());
     let Some(decisions) = blocking(move || decide(&policy, &facts, true)).await else {
@@ -723,7 +775,8 @@ async fn invite(shared: &Arc<Shared>, mail: &MailFacts) -> Result<Thread, (SipSt
                 chats: 0,
             };
             thread.sent(message_id, draft.references);
-            Ok(thread)
+            let expiry = std::time::Duration::from_secs(decisions.expiry.into());
+            Ok((thread, expiry))
         }
         Err(failed) => {
             quit(channel, &session.session_id).await;
@@ -827,6 +880,7 @@ async fn send_again(
 /// at the first mail of an F1 session); its outcome as F4 step 4's MSRP answer.
 async fn chat_mail(
     shared: &Arc<Shared>,
+    key: &SessionKey,
     session: &PolicySession,
     thread: &mut Option<Thread>,
     message: ChatMessage,
@@ -917,6 +971,7 @@ async fn chat_mail(
     match send_again(shared, thread, &envelope, &compose(&draft), &id).await {
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "chat message mailed");
+            shared.directory.sent(key, &bare(&message_id));
             thread.sent(message_id, draft.references);
             thread.chats += 1;
             Ok(())

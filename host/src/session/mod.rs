@@ -16,5 +16,7 @@
 
 pub mod chat;
 pub mod core;
+pub mod directory;
 pub mod mailer;
+pub mod replies;
 pub mod stats;

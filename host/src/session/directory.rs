@@ -1,0 +1,258 @@
+//! Which session an inbound e-mail belongs to (DESIGN "Correlating inbound e-mail with a
+//! session"): the mail side registers what a session's mails said (its addresses and
+//! every Message-ID it sent), the inbound side looks a reply up by, in order,
+//! 1. the session token in a referenced Message-ID (`iwf.<session-id>.<random>@...`, the
+//!    form of every id the IWF generates),
+//! 2. In-Reply-To / References against every Message-ID the session sent,
+//! 3. (recipient address, sender address).
+//!
+//! The sender check is separate ([`Entry::is_user`]): finding the session by a thread id
+//! proves nothing about who wrote the mail.
+//!
+//! Shared between tasks behind one mutex; every operation is a few map look-ups.
+
+use super::core::{MailFacts, SessionKey};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What the inbound side knows of one session.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: SessionKey,
+    pub facts: MailFacts,
+    /// The e-mail user(s): the addresses the session's mails went to (lower-cased).
+    pub users: Vec<String>,
+    /// The IWF's own addresses the replies come to: From and Reply-To (lower-cased).
+    pub ours: Vec<String>,
+}
+
+impl Entry {
+    /// Whether `address` is one of the session's e-mail users.
+    pub fn is_user(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        self.users.contains(&address)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<SessionKey, Entry>,
+    by_token: HashMap<String, SessionKey>,
+    by_message_id: HashMap<String, SessionKey>,
+    by_pair: HashMap<(String, String), SessionKey>,
+    /// How many sessions use each of our addresses (RCPT TO is taken for those).
+    addresses: HashMap<String, usize>,
+    /// The Message-IDs each session registered, to forget them with the session.
+    ids: HashMap<SessionKey, Vec<String>>,
+}
+
+#[derive(Default)]
+pub struct Directory {
+    inner: Mutex<Inner>,
+}
+
+impl Directory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves maps that are still consistent enough to
+        // look up: every update is a handful of inserts.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Session `key` mails from `ours` to `users` (set once its addresses are decided).
+    pub fn register(&self, key: &SessionKey, facts: &MailFacts, ours: &[&str], users: &[&str]) {
+        let lower = |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_ascii_lowercase()).collect() };
+        let entry = Entry {
+            key: key.clone(),
+            facts: facts.clone(),
+            users: lower(users),
+            ours: lower(ours),
+        };
+        let mut inner = self.lock();
+        if inner.entries.contains_key(key) {
+            return;
+        }
+        for our in &entry.ours {
+            *inner.addresses.entry(our.clone()).or_default() += 1;
+            for user in &entry.users {
+                inner
+                    .by_pair
+                    .insert((our.clone(), user.clone()), key.clone());
+            }
+        }
+        inner
+            .by_token
+            .insert(facts.session.session_id.clone(), key.clone());
+        inner.entries.insert(key.clone(), entry);
+    }
+
+    /// Session `key` sent a mail with Message-ID `id` (without `<>`).
+    pub fn sent(&self, key: &SessionKey, id: &str) {
+        let mut inner = self.lock();
+        if !inner.entries.contains_key(key) {
+            return;
+        }
+        inner.by_message_id.insert(id.to_owned(), key.clone());
+        inner.ids.entry(key.clone()).or_default().push(id.to_owned());
+    }
+
+    /// Forgets session `key`: a reply to it is then refused as for no live session.
+    pub fn remove(&self, key: &SessionKey) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.remove(key) else {
+            return;
+        };
+        for id in inner.ids.remove(key).unwrap_or_default() {
+            inner.by_message_id.remove(&id);
+        }
+        inner.by_token.remove(&entry.facts.session.session_id);
+        for our in &entry.ours {
+            for user in &entry.users {
+                let pair = (our.clone(), user.clone());
+                if inner.by_pair.get(&pair) == Some(key) {
+                    inner.by_pair.remove(&pair);
+                }
+            }
+            if let Some(n) = inner.addresses.get_mut(our) {
+                *n -= 1;
+                if *n == 0 {
+                    inner.addresses.remove(our);
+                }
+            }
+        }
+    }
+
+    /// RCPT TO: whether `address` is one the live sessions mail from.
+    pub fn serves(&self, address: &str) -> bool {
+        self.lock()
+            .addresses
+            .contains_key(&address.to_ascii_lowercase())
+    }
+
+    /// The session a reply belongs to: by the token or Message-ID of `referenced` (in
+    /// the order given), else by (`recipient`, `sender`).
+    pub fn find(&self, referenced: &[&str], recipients: &[String], sender: &str) -> Option<Entry> {
+        let inner = self.lock();
+        let found = referenced
+            .iter()
+            .find_map(|id| {
+                token_of(id)
+                    .and_then(|t| inner.by_token.get(t))
+                    .or_else(|| inner.by_message_id.get(*id))
+            })
+            .or_else(|| {
+                let sender = sender.to_ascii_lowercase();
+                recipients.iter().find_map(|r| {
+                    inner
+                        .by_pair
+                        .get(&(r.to_ascii_lowercase(), sender.clone()))
+                })
+            })?;
+        inner.entries.get(found).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The session-id in an IWF-generated Message-ID, `iwf.<session-id>.<hex>@domain`.
+fn token_of(id: &str) -> Option<&str> {
+    let left = id.split('@').next()?;
+    let rest = left.strip_prefix("iwf.")?;
+    let (token, random) = rest.split_once('.')?;
+    (!token.is_empty() && random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::world::{Gateway, Identity, Session};
+
+    fn facts(id: &str) -> MailFacts {
+        MailFacts {
+            session: Session {
+                session_id: id.into(),
+                gateway: Gateway {
+                    sip_domain: "iwf.test".into(),
+                    mail_domain: "mail.iwf.test".into(),
+                },
+                request_uri: "mailto:bob@example.net".into(),
+                asserted_identity: None,
+                from: Identity {
+                    uri: "sip:alice@ims.test".into(),
+                    display_name: None,
+                },
+                privacy_id: false,
+                referred_by: None,
+                reply_to: None,
+                subject: None,
+                priority: None,
+                conversation_id: None,
+                contribution_id: None,
+                in_reply_to_contribution_id: None,
+                group: None,
+            },
+            sip_date: None,
+        }
+    }
+
+    fn key(n: &str) -> SessionKey {
+        SessionKey {
+            call_id: n.into(),
+            local_tag: "t".into(),
+        }
+    }
+
+    #[test]
+    fn a_reply_is_found_by_token_then_message_id_then_address_pair() {
+        let d = Directory::default();
+        let (k1, k2) = (key("one"), key("two"));
+        d.register(&k1, &facts("s1"), &["alice@mail.iwf.test"], &["Bob@Example.net"]);
+        d.register(&k2, &facts("s2"), &["carol@mail.iwf.test"], &["bob@example.net"]);
+        d.sent(&k1, "c0ntr1b@mail.iwf.test");
+        let token = format!("iwf.s2.{}@mail.iwf.test", "ab".repeat(16));
+        // The token wins over the address pair.
+        let rcpt = vec!["alice@mail.iwf.test".to_owned()];
+        assert_eq!(d.find(&[&token], &rcpt, "bob@example.net").unwrap().key, k2);
+        // A sent Message-ID.
+        assert_eq!(d.find(&["c0ntr1b@mail.iwf.test"], &[], "x@y").unwrap().key, k1);
+        // Nothing referenced: (recipient, sender), case-insensitive.
+        assert_eq!(d.find(&[], &rcpt, "BOB@example.NET").unwrap().key, k1);
+        assert!(d.find(&["unknown@x"], &[], "bob@example.net").is_none());
+        assert!(d.serves("ALICE@mail.iwf.test") && !d.serves("dave@mail.iwf.test"));
+        let entry = d.find(&[], &rcpt, "bob@example.net").unwrap();
+        assert!(entry.is_user("bob@EXAMPLE.net") && !entry.is_user("eve@example.net"));
+    }
+
+    #[test]
+    fn a_removed_session_is_found_no_more_and_shared_addresses_stay_served() {
+        let d = Directory::default();
+        let (k1, k2) = (key("one"), key("two"));
+        d.register(&k1, &facts("s1"), &["alice@mail.iwf.test"], &["bob@example.net"]);
+        d.register(&k2, &facts("s2"), &["alice@mail.iwf.test"], &["carol@example.net"]);
+        d.sent(&k1, "m1@mail.iwf.test");
+        d.remove(&k1);
+        assert!(d.find(&["m1@mail.iwf.test"], &[], "bob@example.net").is_none());
+        let rcpt = vec!["alice@mail.iwf.test".to_owned()];
+        assert!(d.find(&[], &rcpt, "bob@example.net").is_none());
+        assert!(d.serves("alice@mail.iwf.test"), "still used by the second session");
+        d.remove(&k2);
+        assert!(!d.serves("alice@mail.iwf.test"));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn only_generated_ids_carry_a_token() {
+        assert_eq!(
+            token_of(&format!("iwf.abc.{}@d", "0f".repeat(16))),
+            Some("abc")
+        );
+        assert_eq!(token_of("iwf.abc.short@d"), None);
+        assert_eq!(token_of("c0ntr1b@d"), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! E-mail from the e-mail user (F3 5.2.4.2.4, F5 5.2.4.2.8, F8 5.2.4.2.9): the inbound
+//! SMTP server's [`Delivery`]. A mail is parsed and classified (`mail::inbound`), its
+//! session found ([`Directory`]) and its sender checked, the policy interprets the cleaned
+//! reply, and the action is carried out before the SMTP reply is given:
+//! - accept -> the session goes live (its MSRP side was opened with the 200 OK);
+//! - reject, leave -> BYE towards the CPM user;
+//! - chat -> MSRP SEND(s) per Table EE1, 250 only once the CPM side took it;
+//! - ignore -> nothing (a log line).
+//!
+//! Auto-replies, reports and bounces never become chat (mail loops); a bounce of the
+//! session's mail ends it. Nothing is silently dropped: a mail that cannot be delivered
+//! is refused with a text that says why, while the sender's SMTP transaction is open.
+
+use super::core::SessionKey;
+use super::directory::{Directory, Entry};
+use crate::cpim;
+use crate::mail::inbound::{self, InboundMail, Kind};
+use crate::msrp::{FailureReport, MsrpSession, SendError};
+use crate::policy::PolicyHost;
+use crate::policy::world::{self, Reply, ReplyAction, SessionPhase};
+use crate::smtp::inbound::{Delivery, EnvelopeSoFar, ReceivedMail, Verdict};
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// The sessions' MSRP sides, by session: the gateway opens and closes them, F5 sends on
+/// them.
+pub type ChatSessions = Arc<Mutex<HashMap<SessionKey, MsrpSession>>>;
+
+/// What the e-mail user's mail asks of the session core (the SIP side).
+#[derive(Debug)]
+pub enum UserEvent {
+    /// Where the e-mail user stands in the session; `None` when it is not established.
+    Phase {
+        key: SessionKey,
+        reply: oneshot::Sender<Option<SessionPhase>>,
+    },
+    /// F3: accepted: the session goes live; `done` says whether it was awaiting that.
+    Accepted {
+        key: SessionKey,
+        done: oneshot::Sender<bool>,
+    },
+    /// F3 reject, F8 leave, a bounce: BYE towards the CPM user with `cause` and `text`
+    /// as its Reason (RFC 3326).
+    End {
+        key: SessionKey,
+        cause: u16,
+        text: String,
+    },
+    /// The invitation's expiry passed (F3: no answer is a reject).
+    Expired { key: SessionKey },
+}
+
+/// The inbound side of every session.
+pub struct Replies {
+    directory: Arc<Directory>,
+    policy: Arc<PolicyHost>,
+    chats: ChatSessions,
+    core: mpsc::UnboundedSender<UserEvent>,
+}
+
+impl Replies {
+    pub fn new(
+        directory: Arc<Directory>,
+        policy: Arc<PolicyHost>,
+        chats: ChatSessions,
+        core: mpsc::UnboundedSender<UserEvent>,
+    ) -> Self {
+        Self {
+            directory,
+            policy,
+            chats,
+            core,
+        }
+    }
+
+    async fn phase(&self, key: &SessionKey) -> Option<SessionPhase> {
+        let (reply, phase) = oneshot::channel();
+        let key = key.clone();
+        self.core.send(UserEvent::Phase { key, reply }).ok()?;
+        phase.await.ok().flatten()
+    }
+
+    fn end(&self, key: &SessionKey, cause: u16, text: &str) {
+        let key = key.clone();
+        let text = text.to_owned();
+        let _ = self.core.send(UserEvent::End { key, cause, text });
+    }
+
+    /// A bounce or report of a mail the IWF sent: ends the session it belongs to.
+    fn bounced(&self, original: &[String], status: Option<&str>) -> Verdict {
+        let ids: Vec<&str> = original.iter().map(String::as_str).collect();
+        match self.directory.find(&ids, &[], "") {
+            Some(entry) => {
+                let status = status.unwrap_or("unknown status");
+                tracing::info!(session = %entry.key, %status, "a mail of the session bounced: ending it");
+                let text = format!("the e-mail to the e-mail user bounced ({status})");
+                self.end(&entry.key, 480, &text);
+                Verdict::accepted("bounce taken: the chat session is ended")
+            }
+            None => {
+                tracing::info!(?original, "a bounce for no live session: dropped");
+                Verdict::accepted("bounce taken: no live session")
+            }
+        }
+    }
+
+    /// F5 (EE1): the text as a CPIM message over the session's MSRP side.
+    async fn chat(&self, entry: &Entry, mail: &InboundMail, sender: &str, text: String) -> Verdict {
+        let Some(msrp) = self.chats_of(&entry.key) else {
+            return Verdict::new(
+                550,
+                Some("5.7.0"),
+                "the chat session has no MSRP connection: message not delivered",
+            );
+        };
+        let session = &entry.facts.session;
+        // EE1 DateTime: the e-mail's Date, else now.
+        let date = mail.date.unwrap_or_else(|| Utc::now().fixed_offset());
+        let name = mail.from.as_ref().and_then(|f| f.name.as_deref());
+        let from = cpim::Address::new(name, &format!("mailto:{sender}"));
+        let user = session
+            .asserted_identity
+            .as_ref()
+            .unwrap_or(&session.from);
+        let to = cpim::Address::new(user.display_name.as_deref(), &user.uri);
+        let mut message = cpim::Message::text(from, to, &with_attachments(text, mail));
+        message.date_time = Some(date);
+        let body = message.to_bytes();
+        let (policy, facts) = (self.policy.clone(), session.clone());
+        let reports = tokio::task::spawn_blocking(move || policy.msrp_reports(&facts).value)
+            .await
+            .map(|r| (r.success_report, failure_report(r.failure_report)))
+            .unwrap_or((false, FailureReport::Yes));
+        match msrp.send("message/cpim", &body, reports).await {
+            Ok(delivered) => {
+                tracing::info!(session = %entry.key, message_id = %delivered.message_id, "e-mail delivered to the chat");
+                Verdict::accepted("delivered to the chat")
+            }
+            Err(e) => {
+                tracing::info!(session = %entry.key, error = %e, "e-mail not delivered to the chat");
+                match e {
+                    SendError::Refused { .. } | SendError::Reported { .. } => Verdict::new(
+                        554,
+                        Some("5.6.0"),
+                        format!("the chat refused the message: {e}"),
+                    ),
+                    _ => Verdict::try_later(format!("the chat did not take the message: {e}")),
+                }
+            }
+        }
+    }
+
+    fn chats_of(&self, key: &SessionKey) -> Option<MsrpSession> {
+        self.chats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+}
+
+impl Delivery for Replies {
+    async fn recipient(&self, _envelope: &EnvelopeSoFar, rcpt: &str) -> Verdict {
+        if self.directory.serves(rcpt) {
+            Verdict::recipient_ok()
+        } else {
+            Verdict::no_such_recipient(format!(
+                "<{rcpt}>: no live chat session at this address"
+            ))
+        }
+    }
+
+    async fn deliver(&self, received: ReceivedMail) -> Verdict {
+        let mail = match inbound::parse(&received.data) {
+            Ok(mail) => mail,
+            Err(e) => {
+                return Verdict::new(554, Some("5.6.0"), format!("unreadable message: {e}"));
+            }
+        };
+        // Mail loops (RFC 3834): only a person's mail may become chat or an answer.
+        match mail.kind(received.mail_from.is_none()) {
+            Kind::Personal => {}
+            Kind::Bounce {
+                original_message_ids,
+                status,
+                ..
+            } => return self.bounced(&original_message_ids, status.as_deref()),
+            kind => {
+                tracing::info!(?kind, from = ?mail.from, "automatic mail: not a chat message");
+                return Verdict::accepted("automatic mail taken: it is not a chat message");
+            }
+        }
+        let Some(sender) = mail.from.as_ref().map(|f| f.address.to_ascii_lowercase()) else {
+            return Verdict::new(550, Some("5.1.7"), "the message has no From address");
+        };
+        let referenced = mail.referenced_ids();
+        let Some(entry) = self
+            .directory
+            .find(&referenced, &received.rcpt_to, &sender)
+        else {
+            return Verdict::no_such_recipient(
+                "no live chat session for this message: the chat may have ended",
+            );
+        };
+        // Nobody injects into a chat by knowing its thread: the sender must be its user.
+        if !entry.is_user(&sender) {
+            tracing::warn!(session = %entry.key, %sender, peer = %received.peer, "mail from someone who is not the session's e-mail user refused");
+            return Verdict::not_authorized(
+                "the sender is not the e-mail user of this chat session",
+            );
+        }
+        let Some(phase) = self.phase(&entry.key).await else {
+            return Verdict::no_such_recipient("the chat session has ended");
+        };
+        let reply = Reply {
+            phase,
+            sender: world::Mailbox {
+                address: sender.clone(),
+                display_name: mail.from.as_ref().and_then(|f| f.name.clone()),
+            },
+            subject: mail.subject.clone(),
+            text: mail.reply.text.clone(),
+            headers: policy_headers(&mail),
+        };
+        let (policy, facts) = (self.policy.clone(), entry.facts.session.clone());
+        let Ok(action) =
+            tokio::task::spawn_blocking(move || policy.interpret_reply(&facts, &reply).value).await
+        else {
+            return Verdict::try_later("the reply could not be interpreted");
+        };
+        let key = &entry.key;
+        match action {
+            ReplyAction::Accept => {
+                let (done, accepted) = oneshot::channel();
+                let _ = self.core.send(UserEvent::Accepted {
+                    key: key.clone(),
+                    done,
+                });
+                if accepted.await.unwrap_or(false) {
+                    Verdict::accepted("accepted: the chat session is live")
+                } else {
+                    Verdict::accepted("the chat session was already live")
+                }
+            }
+            ReplyAction::Reject => {
+                self.end(key, 603, "the e-mail user declined the invitation");
+                Verdict::accepted("declined: the chat session is ended")
+            }
+            ReplyAction::Leave => {
+                self.end(key, 200, "the e-mail user left the chat");
+                Verdict::accepted("you left the chat session")
+            }
+            ReplyAction::Chat(text) => self.chat(&entry, &mail, &sender, text).await,
+            ReplyAction::Ignore(why) => {
+                tracing::info!(session = %key, %why, "reply ignored by the policy");
+                Verdict::accepted(format!("taken, nothing to do: {why}"))
+            }
+        }
+    }
+}
+
+/// The header fields the policy sees with a reply (WIT `reply.headers`), decoded.
+fn policy_headers(mail: &InboundMail) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    if let Some(id) = &mail.message_id {
+        headers.push(("Message-ID".into(), id.clone()));
+    }
+    for id in &mail.in_reply_to {
+        headers.push(("In-Reply-To".into(), id.clone()));
+    }
+    if let Some(date) = mail.date {
+        headers.push(("Date".into(), date.to_rfc2822()));
+    }
+    headers.push(("Content-Type".into(), mail.content_type.clone()));
+    headers
+}
+
+/// Attachments are not carried over MSRP yet: each is named in the text, so the CPM user
+/// knows something was sent.
+fn with_attachments(mut text: String, mail: &InboundMail) -> String {
+    for a in mail.attachments.iter().filter(|a| !a.inline) {
+        let name = a.file_name.as_deref().unwrap_or("unnamed");
+        text.push_str(&format!(
+            "\n[attachment not carried: {name} ({}, {} bytes)]",
+            a.content_type, a.size
+        ));
+    }
+    text
+}
+
+fn failure_report(f: world::FailureReport) -> FailureReport {
+    match f {
+        world::FailureReport::Yes => FailureReport::Yes,
+        world::FailureReport::No => FailureReport::No,
+        world::FailureReport::Partial => FailureReport::Partial,
+    }
+}
