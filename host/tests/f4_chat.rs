@@ -10,153 +10,13 @@
 
 mod common;
 
-use common::mail::{Server, peers_available, server, wait_for};
+use common::chat::{Sipp, address, client_uri, gateway, mails, parse};
+use common::mail::{peers_available, server, wait_for};
 use common::msrp::{MsrpClient, MsrpListener};
 use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status};
-use iwf::sdp::MsrpUri;
-use mail_parser::{Message, MessageParser};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The gateway under test; killed when dropped.
-struct Gateway {
-    _process: common::Running,
-    sip: SocketAddr,
-    msrp: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-/// The gateway with `policy` ("auto-accept": F1; "default": F2), mailing through `srv`,
-/// with `[msrp]` limits small enough to test.
-fn gateway(policy: &str, srv: &Server) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let msrp: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let policy_keys = match policy {
-        "default" => String::new(),
-        name => format!("path = \"{}\"\n", common::policy_file(name).display()),
-    };
-    let config = dir.path().join("iwf.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
-             [msrp]\nlisten = \"{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
-             [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
-             [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
-             connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
-             [policy]\n{policy_keys}\
-             [admin]\nlisten = \"{admin}\"\n",
-            srv.port
-        ),
-    )
-    .unwrap();
-    let process = common::run_gateway(&config, || {
-        TcpStream::connect(sip).is_ok() && TcpStream::connect(msrp).is_ok()
-    });
-    Gateway {
-        _process: process,
-        sip,
-        msrp,
-        dir,
-    }
-}
-
-/// sipp running tests/sipp/f4-chat.xml once in the background.
-struct Sipp {
-    child: Child,
-    answer_file: PathBuf,
-}
-
-impl Sipp {
-    /// Starts the call: the offer's setup is `setup`, its path the client's URI on
-    /// `msrp_port` with session-id `client_session`.
-    fn start(gw: &Gateway, setup: &str, msrp_port: u16, client_session: &str, rcpt: &str) -> Sipp {
-        let answer_file = gw.dir.path().join(format!("answer-{client_session}"));
-        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sipp/f4-chat.xml");
-        let child = Command::new("sipp")
-            .arg("-sf")
-            .arg(scenario)
-            .args(["-key", "setup", setup])
-            .args(["-key", "msrp_port", &msrp_port.to_string()])
-            .args(["-key", "client_session", client_session])
-            .args(["-key", "rcpt", rcpt])
-            .arg("-key")
-            .arg("answer_file")
-            .arg(&answer_file)
-            .args(["-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0"])
-            .args([
-                "-timeout",
-                "30s",
-                "-timeout_error",
-                "-nostdin",
-                "-trace_err",
-            ])
-            .arg(gw.sip.to_string())
-            .current_dir(gw.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
-        Sipp { child, answer_file }
-    }
-
-    /// The IWF's a=path URI and a=setup from the 200 OK's SDP answer.
-    fn answer(&self) -> (MsrpUri, String) {
-        // Whole once the line ends (sipp's shell writes it with echo).
-        let line = || std::fs::read_to_string(&self.answer_file).unwrap_or_default();
-        wait_for(|| line().ends_with('\n'), "sipp writes the SDP answer");
-        let line = line();
-        let mut words = line.split_whitespace();
-        let path = words.next().unwrap().strip_prefix("a=path:").unwrap();
-        let setup = words.next().unwrap().strip_prefix("a=setup:").unwrap();
-        (MsrpUri::parse(path).unwrap(), setup.to_owned())
-    }
-
-    /// Waits for the scenario's end (its BYE answered) and says whether it passed.
-    fn passed(mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "sipp did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The client URI the scenario's offer names (port `msrp_port`, id `session`).
-fn client_uri(msrp_port: u16, session: &str) -> MsrpUri {
-    MsrpUri::parse(&format!("msrp://127.0.0.1:{msrp_port}/{session};tcp")).unwrap()
-}
-
-fn mails(srv: &Server, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
-    wait_for(|| srv.mails().len() >= n, "the mails reach the server");
-    srv.mails()
-}
-
-fn parse(eml: &[u8]) -> Message<'_> {
-    MessageParser::default().parse(eml).expect("a valid e-mail")
-}
-
-fn address(msg: &Message, header: &str) -> (Option<String>, String) {
-    let a = msg.header(header).and_then(|h| h.as_address()).unwrap();
-    let a = a.first().unwrap();
-    (a.name().map(str::to_owned), a.address().unwrap().to_owned())
-}
 
 const CPIM: &str = "From: Alice <sip:alice@ims.example.com>\r\n\
     To: <mailto:bob@example.net>\r\n\
@@ -196,7 +56,7 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
     let client_port = common::free_port();
-    let sipp = Sipp::start(&gw, "active", client_port, "cl13nt1", "bob@example.net");
+    let sipp = Sipp::start(&gw, "f4-chat.xml", "active", client_port, "cl13nt1", "bob@example.net");
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     // RFC 6135 4.2: the offer was active, so the IWF answers passive and waits.
     assert_eq!(setup, "passive");
@@ -385,7 +245,7 @@ async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and
     let gw = gateway("auto-accept", &srv);
     let listener = MsrpListener::bind("cl13nt2").await;
     let port = listener.uri.port.unwrap();
-    let sipp = Sipp::start(&gw, "actpass", port, "cl13nt2", "bob@example.net");
+    let sipp = Sipp::start(&gw, "f4-chat.xml", "actpass", port, "cl13nt2", "bob@example.net");
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     // RFC 6135 4.2: actpass offered, so the IWF is active and connects to the offered path.
     assert_eq!(setup, "active");
@@ -422,7 +282,7 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
     let srv = server(&[]);
     let gw = gateway("default", &srv);
     let port = common::free_port();
-    let sipp = Sipp::start(&gw, "active", port, "cl13nt3", "bob@example.net");
+    let sipp = Sipp::start(&gw, "f4-chat.xml", "active", port, "cl13nt3", "bob@example.net");
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
     let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt3"), vec![iwf_uri]).await;
     let sent = client
@@ -458,7 +318,7 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     let srv = server(&["--refuse-rcpt", "carol@example.net"]);
     let gw = gateway("auto-accept", &srv);
     let port = common::free_port();
-    let sipp = Sipp::start(&gw, "active", port, "cl13nt4", "carol@example.net");
+    let sipp = Sipp::start(&gw, "f4-chat.xml", "active", port, "cl13nt4", "carol@example.net");
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
     let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt4"), vec![iwf_uri]).await;
     let sent = client

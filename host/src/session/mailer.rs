@@ -1053,6 +1053,7 @@ mod tests {
             },
             x_priority: Some(1),
             deliver_by: None,
+            expiry: 3600,
         }
     }
 
@@ -1368,7 +1369,8 @@ mod tests {
         .unwrap();
         let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
         let router = Router::new(&config).unwrap();
-        let (mut mailer, mut outcomes) = Mailer::new(policy, router, &config);
+        let directory = Arc::new(Directory::default());
+        let (mut mailer, mut outcomes) = Mailer::new(policy, router, &config, directory);
         let key = SessionKey {
             call_id: "c".into(),
             local_tag: "t".into(),
@@ -1379,7 +1381,7 @@ mod tests {
         };
         mailer.invite(key.clone(), Box::new(facts));
         let started = std::time::Instant::now();
-        let (done, outcome) = outcomes.recv().await.unwrap();
+        let (done, outcome, _) = outcomes.recv().await.unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(done, key);
         let (status, warning) = outcome.unwrap_err();

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the built policies and a session to decide on.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod mail;
 pub mod msrp;
 

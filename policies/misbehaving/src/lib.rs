@@ -15,6 +15,8 @@
 //!   not trap). The sandbox must make it answer exactly 100;
 //! - `deliverby`: well behaved: asks the e-mail user, and asks for `BY=86400;N` on every
 //!   mail (the default never asks), for the tests of RFC 2852 end to end;
+//! - `expire`: well behaved, but gives the e-mail user 2 seconds to answer an invitation
+//!   (the tests of F3's expiry);
 //! - anything else: the `default` policy.
 //!
 //! Never shipped: the build puts it beside the real policies for the tests.
@@ -49,6 +51,7 @@ fn misbehave(session: &Session) -> Option<&'static str> {
         "count" => Some("count"),
         "snoop" => Some("snoop"),
         "deliverby" => Some("deliverby"),
+        "expire" => Some("expire"),
         _ => None,
     }
 }
@@ -88,7 +91,7 @@ impl Guest for Misbehaving {
                 reason: "bad\r\ncode".into(),
             }),
             // Asks the e-mail user, so that the invitation is mailed (with BY=).
-            Some("deliverby") => InviteDecision::AskUser,
+            Some("deliverby" | "expire") => InviteDecision::AskUser,
             _ => InviteDecision::AcceptOnBehalf,
         }
     }
@@ -126,6 +129,7 @@ impl Guest for Misbehaving {
             Some("garbage") => 0,
             Some("count") => CALLS.load(Ordering::Relaxed),
             Some("snoop") => snoop(&session),
+            Some("expire") => 2,
             _ => Base::invitation_expiry(session),
         }
     }

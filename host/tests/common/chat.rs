@@ -1,0 +1,173 @@
+//! The chat harness of the end-to-end tests (F3, F4, F5): the `iwf` binary with the
+//! recipient server as smart host and every listener on a free port, sipp running a chat
+//! scenario in the background, and helpers to read what reached the SMTP server.
+
+use super::mail::{Server, wait_for};
+use iwf::sdp::MsrpUri;
+use mail_parser::{Message, MessageParser};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The gateway under test; killed when dropped.
+pub struct Gateway {
+    _process: super::Running,
+    pub sip: SocketAddr,
+    pub msrp: SocketAddr,
+    /// The inbound SMTP listener (replies from the e-mail user).
+    pub smtp: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// The gateway with `policy` ("auto-accept": F1; "default": F2), mailing through `srv`,
+/// with `[msrp]` limits small enough to test.
+pub fn gateway(policy: &str, srv: &Server) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let sip: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
+    let msrp: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
+    let smtp: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
+    let admin: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
+    let policy_keys = match policy {
+        "default" => String::new(),
+        name => format!("path = \"{}\"\n", super::policy_file(name).display()),
+    };
+    let config = dir.path().join("iwf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
+             [msrp]\nlisten = \"{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
+             [smtp.inbound]\nlisten = \"{smtp}\"\ndomain = \"mail.iwf.test\"\n\
+             [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
+             connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
+             [policy]\n{policy_keys}\
+             [admin]\nlisten = \"{admin}\"\n",
+            srv.port
+        ),
+    )
+    .unwrap();
+    let process = super::run_gateway(&config, || {
+        [sip, msrp, smtp]
+            .iter()
+            .all(|a| TcpStream::connect(a).is_ok())
+    });
+    Gateway {
+        _process: process,
+        sip,
+        msrp,
+        smtp,
+        dir,
+    }
+}
+
+/// sipp running a chat scenario (tests/sipp/f4-chat.xml, f3-iwf-ends.xml) once in the
+/// background.
+pub struct Sipp {
+    child: Child,
+    answer_file: PathBuf,
+}
+
+impl Sipp {
+    /// Starts the call: the offer's setup is `setup`, its path the client's URI on
+    /// `msrp_port` with session-id `client_session`.
+    pub fn start(
+        gw: &Gateway,
+        scenario: &str,
+        setup: &str,
+        msrp_port: u16,
+        client_session: &str,
+        rcpt: &str,
+    ) -> Sipp {
+        let answer_file = gw.dir.path().join(format!("answer-{client_session}"));
+        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/sipp")
+            .join(scenario);
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(scenario)
+            .args(["-key", "setup", setup])
+            .args(["-key", "msrp_port", &msrp_port.to_string()])
+            .args(["-key", "client_session", client_session])
+            .args(["-key", "rcpt", rcpt])
+            .arg("-key")
+            .arg("answer_file")
+            .arg(&answer_file)
+            .args(["-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0"])
+            .args([
+                "-timeout",
+                "30s",
+                "-timeout_error",
+                "-nostdin",
+                "-trace_err",
+            ])
+            .arg(gw.sip.to_string())
+            .current_dir(gw.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp (Debian package sip-tester) must be installed: .ci/run installs it");
+        Sipp { child, answer_file }
+    }
+
+    /// The IWF's a=path URI and a=setup from the 200 OK's SDP answer.
+    pub fn answer(&self) -> (MsrpUri, String) {
+        // Whole once the line ends (sipp's shell writes it with echo).
+        let line = || std::fs::read_to_string(&self.answer_file).unwrap_or_default();
+        wait_for(|| line().ends_with('\n'), "sipp writes the SDP answer");
+        let line = line();
+        let mut words = line.split_whitespace();
+        let path = words.next().unwrap().strip_prefix("a=path:").unwrap();
+        let setup = words.next().unwrap().strip_prefix("a=setup:").unwrap();
+        (MsrpUri::parse(path).unwrap(), setup.to_owned())
+    }
+
+    /// Waits for the scenario's end (its BYE answered) and says whether it passed.
+    pub fn passed(mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "sipp did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The Reason of the BYE the IWF sent (f3-iwf-ends.xml), once it came.
+    pub fn bye_reason(&self) -> String {
+        let file = self.answer_file.with_extension("bye");
+        let line = || std::fs::read_to_string(&file).unwrap_or_default();
+        wait_for(|| line().ends_with('\n'), "the IWF's BYE");
+        line().trim().to_owned()
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+
+/// The client URI the scenario's offer names (port `msrp_port`, id `session`).
+pub fn client_uri(msrp_port: u16, session: &str) -> MsrpUri {
+    MsrpUri::parse(&format!("msrp://127.0.0.1:{msrp_port}/{session};tcp")).unwrap()
+}
+
+pub fn mails(srv: &Server, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
+    wait_for(|| srv.mails().len() >= n, "the mails reach the server");
+    srv.mails()
+}
+
+pub fn parse(eml: &[u8]) -> Message<'_> {
+    MessageParser::default().parse(eml).expect("a valid e-mail")
+}
+
+pub fn address(msg: &Message, header: &str) -> (Option<String>, String) {
+    let a = msg.header(header).and_then(|h| h.as_address()).unwrap();
+    let a = a.first().unwrap();
+    (a.name().map(str::to_owned), a.address().unwrap().to_owned())
+}
+
