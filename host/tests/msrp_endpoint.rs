@@ -52,6 +52,7 @@ fn spec(endpoint: &Endpoint, remote: MsrpUri, role: Role) -> SessionSpec {
         remote_path: vec![remote],
         role,
         accept_types: vec!["message/cpim".into(), "text/*".into()],
+        peer_max_size: Some(1000),
     }
 }
 
@@ -737,4 +738,24 @@ async fn iwf_send_larger_than_the_window_is_pipelined_and_complete() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn iwf_send_over_the_peer_max_size_is_refused_locally() {
+    let mut p = bound().await;
+    let result = p
+        .session
+        .send("text/plain", &[b'x'; 1001], DEFAULT_REPORTS)
+        .await;
+    assert_eq!(
+        result,
+        Err(SendError::TooLarge {
+            size: 1001,
+            max: 1000
+        })
+    );
+    // Nothing went out: the next frame is the response to this empty SEND.
+    let probe = p.client.empty_send();
+    p.client.send_frame(&probe).await;
+    assert_eq!(p.client.expect_response(&probe, WAIT).await, 200);
 }

@@ -30,7 +30,7 @@ use super::frame::{Body, ByteRange, FailureReport, Flag, Frame, StartLine, Statu
 use super::session::{Command, Driver, Link};
 use super::transaction::{self, Disposition};
 use crate::config::MsrpConfig;
-use crate::sdp::{Host, MsrpUri, Role};
+use crate::sdp::{Host, MsrpParams, MsrpUri, Role};
 
 /// Events of one session, in order: `Connected` once, any number of `Message`s, and
 /// `Closed` when the connection ended without `MsrpSession::close` (the lead sends BYE).
@@ -88,6 +88,21 @@ pub struct SessionSpec {
     pub role: Role,
     /// The types the IWF takes (its `a=accept-types`); others get 415.
     pub accept_types: Vec<String>,
+    /// The peer's `a=max-size` (RFC 4975 section 8.6): larger messages are not sent.
+    pub peer_max_size: Option<u64>,
+}
+
+impl SessionSpec {
+    /// The spec of a session whose SDP answer was `params` (`sdp::answer`).
+    pub fn from_params(params: &MsrpParams) -> SessionSpec {
+        SessionSpec {
+            local: params.local_path.clone(),
+            remote_path: params.peer_path.clone(),
+            role: params.role,
+            accept_types: params.accept_types.clone(),
+            peer_max_size: params.max_size,
+        }
+    }
 }
 
 /// Why `open` refused a session.
@@ -132,6 +147,9 @@ pub enum SendError {
     NotConnected(Duration),
     #[error("MSRP session closed")]
     Closed,
+    /// Larger than the peer's `a=max-size`; nothing was sent.
+    #[error("message of {size} bytes exceeds the peer's max-size {max}")]
+    TooLarge { size: u64, max: u64 },
     /// No transaction response in time: a local 408 (RFC 4975 section 7.1.1).
     #[error("408 no response to chunk {chunk} of message {message_id} within {after:?}")]
     Timeout {
@@ -350,6 +368,7 @@ impl Endpoint {
             inner: Arc::new(Handle {
                 local: spec.local.clone(),
                 remote_path: spec.remote_path.clone(),
+                peer_max_size: spec.peer_max_size,
                 settings: self.shared.settings.clone(),
                 commands: commands_tx,
                 link: link_rx,
@@ -612,6 +631,7 @@ async fn chunk_response(
 struct Handle {
     local: MsrpUri,
     remote_path: Vec<MsrpUri>,
+    peer_max_size: Option<u64>,
     settings: Settings,
     commands: mpsc::Sender<Command>,
     link: watch::Receiver<Link>,
@@ -673,8 +693,16 @@ impl MsrpSession {
         body: &[u8],
         reports: (bool, FailureReport),
     ) -> Result<Delivered, SendError> {
-        self.connected().await?;
         let h = &self.inner;
+        if let Some(max) = h.peer_max_size
+            && body.len() as u64 > max
+        {
+            return Err(SendError::TooLarge {
+                size: body.len() as u64,
+                max,
+            });
+        }
+        self.connected().await?;
         let (success_report, failure_report) = reports;
         let message_id = TransactId::random().as_str().to_string();
         let report = if success_report {
@@ -761,5 +789,58 @@ impl MsrpSession {
             .send(command)
             .await
             .map_err(|_| SendError::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_are_valid() {
+        let s = Settings::from_config(&MsrpConfig::default()).unwrap();
+        assert!(s.disposition_timeout < Duration::from_secs(30));
+        assert_eq!(s.keepalive, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn settings_errors_name_the_key() {
+        let bad = MsrpConfig {
+            disposition_timeout_ms: 30_000,
+            ..MsrpConfig::default()
+        };
+        let e = Settings::from_config(&bad).unwrap_err().to_string();
+        assert!(e.contains("[msrp] disposition_timeout_ms = 30000"), "{e}");
+        let bad = MsrpConfig {
+            chunk_size: 0,
+            ..MsrpConfig::default()
+        };
+        let e = Settings::from_config(&bad).unwrap_err().to_string();
+        assert!(e.contains("chunk_size"), "{e}");
+        let off = MsrpConfig {
+            keepalive_secs: 0,
+            ..MsrpConfig::default()
+        };
+        assert_eq!(Settings::from_config(&off).unwrap().keepalive, None);
+    }
+
+    #[test]
+    fn spec_from_the_sdp_answer() {
+        let local = MsrpUri::parse("msrp://127.0.0.1:2855/iwf1;tcp").unwrap();
+        let peer = MsrpUri::parse("msrp://192.0.2.1:7777/peer1;tcp").unwrap();
+        let params = MsrpParams {
+            peer_path: vec![peer.clone()],
+            local_path: local.clone(),
+            role: Role::Passive,
+            accept_types: vec!["message/cpim".into()],
+            accept_wrapped_types: vec!["text/plain".into()],
+            max_size: Some(4096),
+        };
+        let spec = SessionSpec::from_params(&params);
+        assert_eq!(spec.local, local);
+        assert_eq!(spec.remote_path, vec![peer]);
+        assert_eq!(spec.role, Role::Passive);
+        assert_eq!(spec.accept_types, vec!["message/cpim".to_string()]);
+        assert_eq!(spec.peer_max_size, Some(4096));
     }
 }
