@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::msrp::{MsrpClient, MsrpListener, client_uri};
+use common::msrp::{MsrpClient, MsrpListener, NextError, client_uri};
 use iwf::config::MsrpConfig;
 use iwf::msrp::{
     ByteRange, CloseReason, Disposition, Endpoint, Event, FailureReport, Flag, Method, MsrpSession,
@@ -758,4 +758,29 @@ async fn iwf_send_over_the_peer_max_size_is_refused_locally() {
     let probe = p.client.empty_send();
     p.client.send_frame(&probe).await;
     assert_eq!(p.client.expect_response(&probe, WAIT).await, 200);
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let config = MsrpConfig {
+        max_connections: 1,
+        ..config()
+    };
+    let p = bound_with(config).await;
+    let mut second = MsrpClient::connect(
+        p.endpoint.local_addr(),
+        client_uri("client1session"),
+        p.client.to_path.clone(),
+    )
+    .await;
+    // Without the limit the request would get a 481 (the session is bound already).
+    let request = second.empty_send();
+    // The IWF may have closed already: a failed write is what is expected then.
+    if second.try_send_frame(&request).await.is_err() {
+        return;
+    }
+    match second.next_frame(WAIT).await {
+        Err(NextError::Closed | NextError::Io(_)) => {}
+        other => panic!("expected the connection closed unanswered, got {other:?}"),
+    }
 }

@@ -149,6 +149,11 @@ impl MsrpClient {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// Sends a frame where the peer may already have closed the connection.
+    pub async fn try_send_frame(&mut self, frame: &Frame) -> std::io::Result<()> {
+        self.stream.write_all(&frame.to_bytes().unwrap()).await
+    }
+
     /// Sends a message in chunks of `chunk_size`; the chunks sent, in order.
     pub async fn send_message(
         &mut self,
