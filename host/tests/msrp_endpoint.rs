@@ -277,6 +277,7 @@ async fn late_disposition_gets_200_at_the_deadline_then_a_report() {
         ..config()
     };
     let mut p = bound_with(config).await;
+    let started = Instant::now();
     let sent = p
         .client
         .send_message(
@@ -288,10 +289,9 @@ async fn late_disposition_gets_200_at_the_deadline_then_a_report() {
         )
         .await;
     let (_, _, _, reply) = next_message(&mut p.events).await;
-    let started = Instant::now();
     assert_eq!(p.client.expect_response(&sent[0], WAIT).await, 200);
     assert!(
-        started.elapsed() >= Duration::from_millis(150),
+        started.elapsed() >= Duration::from_millis(200),
         "200 before the deadline"
     );
     reply.send(Disposition::failed(403, "refused")).unwrap();
@@ -552,7 +552,7 @@ async fn close_ends_the_connection_and_unregisters() {
         .unwrap();
     assert_eq!(p.endpoint.sessions(), 0);
     assert!(
-        tokio::time::timeout(Duration::from_millis(100), p.events.recv())
+        tokio::time::timeout(WAIT, p.events.recv())
             .await
             .is_ok_and(|e| e.is_none()),
         "no Closed event after a local close"
@@ -643,12 +643,11 @@ async fn active_iwf_closes_when_the_bind_gets_no_response() {
     let (_session, mut events) = endpoint.open(spec.clone()).unwrap();
     let mut client = listener.accept(vec![spec.local], WAIT).await;
     client.expect_request(Method::Send, WAIT).await;
-    let started = Instant::now();
+    // The bind waits `transaction_timeout_ms` (300) for its 200; WAIT bounds the test.
     match next_event(&mut events).await {
         Event::Closed(CloseReason::BindTimeout(_)) => {}
         other => panic!("expected Closed(BindTimeout), got {other:?}"),
     }
-    assert!(started.elapsed() < WAIT);
     client.expect_closed(WAIT).await;
 }
 
