@@ -10,6 +10,28 @@
 //! Use: `Endpoint::bind(&config.msrp)`, then per session `endpoint.open(SessionSpec)`,
 //! which gives the `MsrpSession` handle (send, close) and the receiver of its `Event`s
 //! (connected, a whole message to deliver with a reply for its disposition, closed).
+//!
+//! ```ignore
+//! let endpoint = Endpoint::bind(&config.msrp).await?;           // once, at start
+//! // per session, once `sdp::answer` gave `answer.params`:
+//! let (msrp, mut events) = endpoint.open(SessionSpec::from_params(&answer.params))?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Connected => {}
+//!         Event::Message { body, reply, .. } => {
+//!             // F4: mail it, then say how it went (200, or the code of the failure).
+//!             let _ = reply.send(match mail(body).await {
+//!                 Ok(()) => Disposition::Delivered,
+//!                 Err(e) => Disposition::failed(403, e.to_string()),
+//!             });
+//!         }
+//!         Event::DeliveryFailed { .. } => {}
+//!         Event::Closed(reason) => break, // BYE
+//!     }
+//! }
+//! msrp.send("message/cpim", &cpim, (true, FailureReport::Yes)).await?; // F5
+//! msrp.close(); // F6: BYE received
+//! ```
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,7 +61,9 @@ pub enum Event {
     /// The MSRP connection is up and bound (RFC 4975 section 5.4, RFC 6135).
     Connected,
     /// A whole message (all chunks in). The response to its last chunk waits for `reply`
-    /// (F4: 200 only once the e-mail went out), at most `disposition_timeout_ms`.
+    /// (F4: 200 only once the e-mail went out, else the failure's code), at most
+    /// `disposition_timeout_ms`; a later reply still goes out, as a REPORT (success
+    /// when asked, failure unless Failure-Report `no`). A dropped `reply` is a 403.
     Message {
         content_type: String,
         body: Vec<u8>,
@@ -236,6 +260,17 @@ impl Settings {
         }
     }
 
+    /// The bounds before a connection is bound to a session: nobody is known yet, so
+    /// a first request may carry at most the codec's default body (1 MiB), whatever
+    /// `max_message_size` allows a session's peer.
+    pub(super) fn unbound_limits(&self) -> Limits {
+        let bound = self.codec_limits();
+        Limits {
+            max_body_bytes: bound.max_body_bytes.min(Limits::default().max_body_bytes),
+            ..bound
+        }
+    }
+
     pub(super) fn chunk_limits(&self) -> ChunkLimits {
         ChunkLimits {
             max_message_bytes: self.max_message_size,
@@ -420,10 +455,11 @@ async fn run_session(
                 Err(_) => return Some(CloseReason::ConnectTimeout(settings.connect_timeout)),
             };
             let Accepted {
-                conn,
+                mut conn,
                 first,
                 permit,
             } = accepted;
+            conn.set_limits(settings.codec_limits());
             tracing::info!(peer = ?conn.peer_addr(), "MSRP connection bound");
             driver
                 .run(conn, Some(first), None, commands, link, permit)
@@ -513,7 +549,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let settings = &shared.settings;
-            let conn = Connection::new(stream, settings.codec_limits(), settings.keepalive);
+            let conn = Connection::new(stream, settings.unbound_limits(), settings.keepalive);
             bind_accepted(&shared, conn, permit)
                 .instrument(tracing::info_span!("msrp-accept", %peer))
                 .await
