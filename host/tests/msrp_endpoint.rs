@@ -723,14 +723,15 @@ async fn iwf_send_larger_than_the_window_is_pipelined_and_complete() {
     let to_send = body.clone();
     let send =
         tokio::spawn(async move { session.send("text/plain", &to_send, DEFAULT_REPORTS).await });
-    let mut reassembler = Reassembler::default();
-    let message = loop {
-        let chunk = p.client.expect_request(Method::Send, WAIT).await;
-        p.client.respond(&chunk, 200).await;
-        if let Progress::Complete(m) = reassembler.push(&chunk).unwrap() {
-            break m;
-        }
-    };
+    let (message, last) = p.client.receive_message(WAIT).await;
+    assert_eq!(
+        last.byte_range(),
+        Some(ByteRange {
+            start: 191,
+            end: Some(200),
+            total: Some(200)
+        })
+    );
     assert_eq!(message.data, body);
     tokio::time::timeout(WAIT, send)
         .await
@@ -782,4 +783,34 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
         Err(NextError::Closed | NextError::Io(_)) => {}
         other => panic!("expected the connection closed unanswered, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn passive_session_through_a_relay_checks_the_sender_session_id() {
+    let endpoint = Endpoint::bind(&config()).await.unwrap();
+    let relay = MsrpUri::parse("msrp://relay.example.com:2855/relay1;tcp").unwrap();
+    let peer = MsrpUri::parse("msrp://10.0.0.1:7777/peer9;tcp").unwrap();
+    let mut spec = spec(&endpoint, peer.clone(), Role::Passive);
+    spec.remote_path = vec![relay, peer];
+    let local = spec.local.clone();
+    let (_session, mut events) = endpoint.open(spec).unwrap();
+    // The relay connects; its From-Path has another relay URI in front and the peer's
+    // own URI as the relay saw it: only the sender's session-id must match.
+    let mut client = MsrpClient::connect_to(
+        MsrpUri::parse("msrp://relay2.example.net:2855/hop7;tcp").unwrap(),
+        vec![local],
+    )
+    .await;
+    let mut bind = client.empty_send();
+    bind.from_path
+        .push(MsrpUri::parse("msrp://198.51.100.7:40000/peer9;tcp").unwrap());
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    assert!(matches!(next_event(&mut events).await, Event::Connected));
+    let mut intruder = client.empty_send();
+    intruder
+        .from_path
+        .push(MsrpUri::parse("msrp://198.51.100.7:40000/other;tcp").unwrap());
+    client.send_frame(&intruder).await;
+    assert_eq!(client.expect_response(&intruder, WAIT).await, 403);
 }

@@ -324,6 +324,15 @@ pub struct Endpoint {
     _accept: Arc<AcceptTask>,
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_addr", &self.shared.local_addr)
+            .field("sessions", &self.sessions())
+            .finish()
+    }
+}
+
 impl Endpoint {
     /// Listens on `[msrp] listen` and starts accepting connections.
     pub async fn bind(config: &MsrpConfig) -> Result<Endpoint, EndpointError> {
