@@ -814,3 +814,27 @@ async fn passive_session_through_a_relay_checks_the_sender_session_id() {
     client.send_frame(&intruder).await;
     assert_eq!(client.expect_response(&intruder, WAIT).await, 403);
 }
+
+#[tokio::test]
+async fn error_response_to_a_partial_send_reaches_the_session() {
+    let mut p = bound().await;
+    let delivered = p
+        .session
+        .send(
+            "text/plain",
+            b"fire and forget",
+            (false, FailureReport::Partial),
+        )
+        .await
+        .unwrap();
+    let chunk = p.client.expect_request(Method::Send, WAIT).await;
+    assert_eq!(chunk.failure_report(), FailureReport::Partial);
+    p.client.respond(&chunk, 413).await;
+    match next_event(&mut p.events).await {
+        Event::DeliveryFailed { message_id, status } => {
+            assert_eq!(message_id, delivered.message_id);
+            assert_eq!(status.code, 413);
+        }
+        other => panic!("expected DeliveryFailed, got {other:?}"),
+    }
+}

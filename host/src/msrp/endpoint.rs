@@ -72,8 +72,9 @@ pub enum Event {
         failure_report: FailureReport,
         reply: oneshot::Sender<Disposition>,
     },
-    /// A failure REPORT (RFC 4975 section 7.1.2) for a message the IWF sent whose `send`
-    /// no longer waits (it asked no Success-Report, or it gave up): it did not arrive.
+    /// A message the IWF sent did not arrive, and its `send` no longer waits: a failure
+    /// REPORT (RFC 4975 section 7.1.2) after the 200s, or an error response to a chunk
+    /// sent with Failure-Report `partial` (whose `send` returned without waiting).
     DeliveryFailed { message_id: String, status: Status },
     /// The session is over on the MSRP side.
     Closed(CloseReason),

@@ -5,7 +5,7 @@
 //! by transaction id. The rules themselves are in `transaction`; the socket in
 //! `connection`; the listener and the handles in `endpoint`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
@@ -15,13 +15,16 @@ use tokio::time::{Instant, sleep, sleep_until};
 use super::chunks::{Assembled, Reassembler};
 use super::connection::{Connection, ReadError, WriteError};
 use super::endpoint::{CloseReason, Event, SessionSpec, Settings};
-use super::frame::{ByteRange, Frame, Method, StartLine, Status, TransactId};
+use super::frame::{ByteRange, FailureReport, Frame, Method, StartLine, Status, TransactId};
 use super::inbound::{Inbound, Verdict};
 use super::transaction::{self, Disposition, Requested};
 
 /// How long a disposition is still awaited after its deadline passed (then only REPORTs
 /// can carry it); beyond it the outcome is dropped.
 const LATE_DISPOSITION: Duration = Duration::from_secs(300);
+
+/// How many `partial` chunks are remembered for their error responses.
+const DETACHED: usize = 256;
 
 /// The state of a session's connection, as its handles see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub(super) struct Driver {
     inbound: Inbound,
     pending: HashMap<TransactId, Waiter>,
     reports: HashMap<String, oneshot::Sender<Status>>,
+    /// Chunks sent with Failure-Report `partial` (no waiter): transaction id, Message-ID.
+    detached: VecDeque<(TransactId, String)>,
     deferred: HashMap<u64, Deferred>,
     next_key: u64,
     news_tx: mpsc::UnboundedSender<(u64, News)>,
@@ -117,6 +122,7 @@ impl Driver {
             events,
             pending: HashMap::new(),
             reports: HashMap::new(),
+            detached: VecDeque::new(),
             deferred: HashMap::new(),
             next_key: 0,
             news_tx,
@@ -244,7 +250,26 @@ impl Driver {
                 self.connected(link).await;
             }
             Some(Waiter::Bind) => return Err(Some(CloseReason::BindRefused { code })),
-            None => tracing::debug!(tid = %frame.transact_id, code, "MSRP: stray response"),
+            None => {
+                let detached = self
+                    .detached
+                    .iter()
+                    .position(|(t, _)| *t == frame.transact_id);
+                match detached.and_then(|i| self.detached.remove(i)) {
+                    Some((_, message_id)) if code != 200 => {
+                        let StartLine::Response { comment, .. } = frame.start else {
+                            return Ok(());
+                        };
+                        let status = Status { code, comment };
+                        tracing::warn!(%message_id, code, "MSRP: error response to a sent message");
+                        let _ = self
+                            .events
+                            .send(Event::DeliveryFailed { message_id, status })
+                            .await;
+                    }
+                    _ => tracing::debug!(tid = %frame.transact_id, code, "MSRP: stray response"),
+                }
+            }
         }
         Ok(())
     }
@@ -349,6 +374,16 @@ impl Driver {
                         .retain(|_, w| !matches!(w, Waiter::Handle(t) if t.is_closed()));
                     self.pending
                         .insert(frame.transact_id.clone(), Waiter::Handle(tx));
+                } else if frame.failure_report() == FailureReport::Partial
+                    && let Some(id) = frame.message_id()
+                {
+                    // RFC 4975 section 5.3: with `partial` only an error comes back; it
+                    // is remembered (boundedly) to tell the session.
+                    if self.detached.len() == DETACHED {
+                        self.detached.pop_front();
+                    }
+                    self.detached
+                        .push_back((frame.transact_id.clone(), id.to_string()));
                 }
                 write(conn, &frame).await
             }
