@@ -2,8 +2,8 @@
 //! incoming SENDs answered and reassembled into messages for the session, the response
 //! to a message's last chunk held until the session says how delivery went, REPORTs
 //! sent and received, the session's own chunks written and their responses routed back
-//! by transaction id. The rules themselves are in `transaction`; the socket in
-//! `connection`; the listener and the handles in `endpoint`.
+//! by transaction id. The decisions are `inbound`'s and `transaction`'s (pure); the
+//! socket is `connection`'s; the listener and the handles are `endpoint`'s.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -330,7 +330,7 @@ impl Driver {
     }
 
     async fn on_news(&mut self, conn: &mut Connection, key: u64, news: News) -> Result<(), Stop> {
-        let (disposition, responded) = match news {
+        let (disposition, deferred) = match news {
             News::Deadline => {
                 let Some(d) = self.deferred.get_mut(&key) else {
                     return Ok(());
@@ -343,13 +343,12 @@ impl Driver {
                 return respond(conn, &chunk, 200, None).await;
             }
             News::InTime(d) | News::Late(d) => match self.deferred.remove(&key) {
-                Some(deferred) => (d, deferred),
+                Some(held) => (d, held),
                 None => return Ok(()),
             },
         };
-        let outcome =
-            transaction::on_disposition(&disposition, responded.asked, responded.responded);
-        let chunk = &responded.last_chunk;
+        let outcome = transaction::on_disposition(&disposition, deferred.asked, deferred.responded);
+        let chunk = &deferred.last_chunk;
         if let Some((code, comment)) = outcome.response {
             write(conn, &chunk.response(code, comment.as_deref())).await?;
         }
@@ -357,8 +356,8 @@ impl Driver {
             // RFC 4975 section 7.1.2: the REPORT covers the whole message, 1-N/N.
             let range = ByteRange {
                 start: 1,
-                end: Some(responded.len),
-                total: Some(responded.len),
+                end: Some(deferred.len),
+                total: Some(deferred.len),
             };
             write(conn, &chunk.report(TransactId::random(), range, status)).await?;
         }
