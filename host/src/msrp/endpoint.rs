@@ -11,6 +11,11 @@
 //! which gives the `MsrpSession` handle (send, close) and the receiver of its `Event`s
 //! (connected, a whole message to deliver with a reply for its disposition, closed).
 //!
+//! Not supported: several sessions sharing one connection (RFC 4975 section 5.4 allows
+//! it; here a connection serves the session that bound it, others get 481), `msrps:`
+//! (TLS), and authenticating to a relay (RFC 4976): a relay in the peer's path is
+//! simply the first hop.
+//!
 //! ```ignore
 //! let endpoint = Endpoint::bind(&config.msrp).await?;           // once, at start
 //! // per session, once `sdp::answer` gave `answer.params`:
@@ -376,7 +381,8 @@ impl Endpoint {
     }
 
     /// Registers a session and starts its MSRP side: connects (active) or waits for the
-    /// peer (passive, at most `connect_timeout_ms`). The session ends, and is
+    /// peer (passive, at most `connect_timeout_ms`). Open it before the SDP answer goes
+    /// out: a peer connecting to a session not yet open gets 481. The session ends, and is
     /// unregistered, on `MsrpSession::close`, when every handle is dropped, or when the
     /// connection ends (then `Event::Closed`).
     pub fn open(
