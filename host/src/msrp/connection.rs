@@ -68,6 +68,12 @@ impl Connection {
         }
     }
 
+    /// New bounds for the frames to come; only at a frame boundary (after `read_frame`
+    /// returned a frame), where the decoder holds no state. Bytes already read stay.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.decoder = Decoder::new(limits);
+    }
+
     /// The next whole frame. Cancel-safe: what was read stays buffered for the next call
     /// (the socket read and the decoder's scan state both survive a dropped future).
     pub async fn read_frame(&mut self) -> Result<Frame, ReadError> {
@@ -96,5 +102,69 @@ impl Connection {
 
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         self.stream.peer_addr().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msrp::frame::Flag;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn keepalive_and_nodelay_are_set() {
+        let (a, _b) = pair().await;
+        let conn = Connection::new(a, Limits::default(), Some(Duration::from_secs(7)));
+        let sock = socket2::SockRef::from(&conn.stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert!(conn.stream.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn keepalive_off_when_not_asked() {
+        let (a, _b) = pair().await;
+        let conn = Connection::new(a, Limits::default(), None);
+        assert!(!socket2::SockRef::from(&conn.stream).keepalive().unwrap());
+    }
+
+    #[tokio::test]
+    async fn frames_written_are_read_back_in_order() {
+        let (a, b) = pair().await;
+        let (mut a, mut b) = (
+            Connection::new(a, Limits::default(), None),
+            Connection::new(b, Limits::default(), None),
+        );
+        let uri = crate::sdp::MsrpUri::parse("msrp://127.0.0.1:2855/s1;tcp").unwrap();
+        let frame = |n: &str| {
+            Frame::send(
+                crate::msrp::TransactId::new(n).unwrap(),
+                vec![uri.clone()],
+                vec![uri.clone()],
+                "msg1",
+                crate::msrp::ByteRange {
+                    start: 1,
+                    end: Some(0),
+                    total: Some(0),
+                },
+                (false, crate::msrp::FailureReport::Yes),
+                None,
+                Flag::Complete,
+            )
+        };
+        a.write_frame(&frame("tid1")).await.unwrap();
+        a.write_frame(&frame("tid2")).await.unwrap();
+        assert_eq!(b.read_frame().await.unwrap(), frame("tid1"));
+        b.set_limits(Limits::default());
+        assert_eq!(b.read_frame().await.unwrap(), frame("tid2"));
+        drop(a);
+        assert!(matches!(b.read_frame().await, Err(ReadError::Closed)));
     }
 }

@@ -10,6 +10,33 @@
 //! Use: `Endpoint::bind(&config.msrp)`, then per session `endpoint.open(SessionSpec)`,
 //! which gives the `MsrpSession` handle (send, close) and the receiver of its `Event`s
 //! (connected, a whole message to deliver with a reply for its disposition, closed).
+//!
+//! Not supported: several sessions sharing one connection (RFC 4975 section 5.4 allows
+//! it; here a connection serves the session that bound it, others get 481), `msrps:`
+//! (TLS), and authenticating to a relay (RFC 4976): a relay in the peer's path is
+//! simply the first hop.
+//!
+//! ```ignore
+//! let endpoint = Endpoint::bind(&config.msrp).await?;           // once, at start
+//! // per session, once `sdp::answer` gave `answer.params`:
+//! let (msrp, mut events) = endpoint.open(SessionSpec::from_params(&answer.params))?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Connected => {}
+//!         Event::Message { body, reply, .. } => {
+//!             // F4: mail it, then say how it went (200, or the code of the failure).
+//!             let _ = reply.send(match mail(body).await {
+//!                 Ok(()) => Disposition::Delivered,
+//!                 Err(e) => Disposition::failed(403, e.to_string()),
+//!             });
+//!         }
+//!         Event::DeliveryFailed { .. } => {}
+//!         Event::Closed(reason) => break, // BYE
+//!     }
+//! }
+//! msrp.send("message/cpim", &cpim, (true, FailureReport::Yes)).await?; // F5
+//! msrp.close(); // F6: BYE received
+//! ```
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,7 +57,7 @@ use super::frame::{Body, ByteRange, FailureReport, Flag, Frame, StartLine, Statu
 use super::session::{Command, Driver, Link};
 use super::transaction::{self, Disposition};
 use crate::config::MsrpConfig;
-use crate::sdp::{Host, MsrpUri, Role};
+use crate::sdp::{Host, MsrpParams, MsrpUri, Role};
 
 /// Events of one session, in order: `Connected` once, any number of `Message`s, and
 /// `Closed` when the connection ended without `MsrpSession::close` (the lead sends BYE).
@@ -39,7 +66,9 @@ pub enum Event {
     /// The MSRP connection is up and bound (RFC 4975 section 5.4, RFC 6135).
     Connected,
     /// A whole message (all chunks in). The response to its last chunk waits for `reply`
-    /// (F4: 200 only once the e-mail went out), at most `disposition_timeout_ms`.
+    /// (F4: 200 only once the e-mail went out, else the failure's code), at most
+    /// `disposition_timeout_ms`; a later reply still goes out, as a REPORT (success
+    /// when asked, failure unless Failure-Report `no`). A dropped `reply` is a 403.
     Message {
         content_type: String,
         body: Vec<u8>,
@@ -48,8 +77,9 @@ pub enum Event {
         failure_report: FailureReport,
         reply: oneshot::Sender<Disposition>,
     },
-    /// A failure REPORT (RFC 4975 section 7.1.2) for a message the IWF sent whose `send`
-    /// no longer waits (it asked no Success-Report, or it gave up): it did not arrive.
+    /// A message the IWF sent did not arrive, and its `send` no longer waits: a failure
+    /// REPORT (RFC 4975 section 7.1.2) after the 200s, or an error response to a chunk
+    /// sent with Failure-Report `partial` (whose `send` returned without waiting).
     DeliveryFailed { message_id: String, status: Status },
     /// The session is over on the MSRP side.
     Closed(CloseReason),
@@ -88,6 +118,21 @@ pub struct SessionSpec {
     pub role: Role,
     /// The types the IWF takes (its `a=accept-types`); others get 415.
     pub accept_types: Vec<String>,
+    /// The peer's `a=max-size` (RFC 4975 section 8.6): larger messages are not sent.
+    pub peer_max_size: Option<u64>,
+}
+
+impl SessionSpec {
+    /// The spec of a session whose SDP answer was `params` (`sdp::answer`).
+    pub fn from_params(params: &MsrpParams) -> SessionSpec {
+        SessionSpec {
+            local: params.local_path.clone(),
+            remote_path: params.peer_path.clone(),
+            role: params.role,
+            accept_types: params.accept_types.clone(),
+            peer_max_size: params.max_size,
+        }
+    }
 }
 
 /// Why `open` refused a session.
@@ -132,6 +177,9 @@ pub enum SendError {
     NotConnected(Duration),
     #[error("MSRP session closed")]
     Closed,
+    /// Larger than the peer's `a=max-size`; nothing was sent.
+    #[error("message of {size} bytes exceeds the peer's max-size {max}")]
+    TooLarge { size: u64, max: u64 },
     /// No transaction response in time: a local 408 (RFC 4975 section 7.1.1).
     #[error("408 no response to chunk {chunk} of message {message_id} within {after:?}")]
     Timeout {
@@ -218,6 +266,17 @@ impl Settings {
         }
     }
 
+    /// The bounds before a connection is bound to a session: nobody is known yet, so
+    /// a first request may carry at most the codec's default body (1 MiB), whatever
+    /// `max_message_size` allows a session's peer.
+    pub(super) fn unbound_limits(&self) -> Limits {
+        let bound = self.codec_limits();
+        Limits {
+            max_body_bytes: bound.max_body_bytes.min(Limits::default().max_body_bytes),
+            ..bound
+        }
+    }
+
     pub(super) fn chunk_limits(&self) -> ChunkLimits {
         ChunkLimits {
             max_message_bytes: self.max_message_size,
@@ -271,6 +330,15 @@ pub struct Endpoint {
     _accept: Arc<AcceptTask>,
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_addr", &self.shared.local_addr)
+            .field("sessions", &self.sessions())
+            .finish()
+    }
+}
+
 impl Endpoint {
     /// Listens on `[msrp] listen` and starts accepting connections.
     pub async fn bind(config: &MsrpConfig) -> Result<Endpoint, EndpointError> {
@@ -313,7 +381,8 @@ impl Endpoint {
     }
 
     /// Registers a session and starts its MSRP side: connects (active) or waits for the
-    /// peer (passive, at most `connect_timeout_ms`). The session ends, and is
+    /// peer (passive, at most `connect_timeout_ms`). Open it before the SDP answer goes
+    /// out: a peer connecting to a session not yet open gets 481. The session ends, and is
     /// unregistered, on `MsrpSession::close`, when every handle is dropped, or when the
     /// connection ends (then `Event::Closed`).
     pub fn open(
@@ -350,6 +419,7 @@ impl Endpoint {
             inner: Arc::new(Handle {
                 local: spec.local.clone(),
                 remote_path: spec.remote_path.clone(),
+                peer_max_size: spec.peer_max_size,
                 settings: self.shared.settings.clone(),
                 commands: commands_tx,
                 link: link_rx,
@@ -401,10 +471,11 @@ async fn run_session(
                 Err(_) => return Some(CloseReason::ConnectTimeout(settings.connect_timeout)),
             };
             let Accepted {
-                conn,
+                mut conn,
                 first,
                 permit,
             } = accepted;
+            conn.set_limits(settings.codec_limits());
             tracing::info!(peer = ?conn.peer_addr(), "MSRP connection bound");
             driver
                 .run(conn, Some(first), None, commands, link, permit)
@@ -494,7 +565,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let settings = &shared.settings;
-            let conn = Connection::new(stream, settings.codec_limits(), settings.keepalive);
+            let conn = Connection::new(stream, settings.unbound_limits(), settings.keepalive);
             bind_accepted(&shared, conn, permit)
                 .instrument(tracing::info_span!("msrp-accept", %peer))
                 .await
@@ -612,6 +683,7 @@ async fn chunk_response(
 struct Handle {
     local: MsrpUri,
     remote_path: Vec<MsrpUri>,
+    peer_max_size: Option<u64>,
     settings: Settings,
     commands: mpsc::Sender<Command>,
     link: watch::Receiver<Link>,
@@ -673,8 +745,16 @@ impl MsrpSession {
         body: &[u8],
         reports: (bool, FailureReport),
     ) -> Result<Delivered, SendError> {
-        self.connected().await?;
         let h = &self.inner;
+        if let Some(max) = h.peer_max_size
+            && body.len() as u64 > max
+        {
+            return Err(SendError::TooLarge {
+                size: body.len() as u64,
+                max,
+            });
+        }
+        self.connected().await?;
         let (success_report, failure_report) = reports;
         let message_id = TransactId::random().as_str().to_string();
         let report = if success_report {
@@ -761,5 +841,58 @@ impl MsrpSession {
             .send(command)
             .await
             .map_err(|_| SendError::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_are_valid() {
+        let s = Settings::from_config(&MsrpConfig::default()).unwrap();
+        assert!(s.disposition_timeout < Duration::from_secs(30));
+        assert_eq!(s.keepalive, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn settings_errors_name_the_key() {
+        let bad = MsrpConfig {
+            disposition_timeout_ms: 30_000,
+            ..MsrpConfig::default()
+        };
+        let e = Settings::from_config(&bad).unwrap_err().to_string();
+        assert!(e.contains("[msrp] disposition_timeout_ms = 30000"), "{e}");
+        let bad = MsrpConfig {
+            chunk_size: 0,
+            ..MsrpConfig::default()
+        };
+        let e = Settings::from_config(&bad).unwrap_err().to_string();
+        assert!(e.contains("chunk_size"), "{e}");
+        let off = MsrpConfig {
+            keepalive_secs: 0,
+            ..MsrpConfig::default()
+        };
+        assert_eq!(Settings::from_config(&off).unwrap().keepalive, None);
+    }
+
+    #[test]
+    fn spec_from_the_sdp_answer() {
+        let local = MsrpUri::parse("msrp://127.0.0.1:2855/iwf1;tcp").unwrap();
+        let peer = MsrpUri::parse("msrp://192.0.2.1:7777/peer1;tcp").unwrap();
+        let params = MsrpParams {
+            peer_path: vec![peer.clone()],
+            local_path: local.clone(),
+            role: Role::Passive,
+            accept_types: vec!["message/cpim".into()],
+            accept_wrapped_types: vec!["text/plain".into()],
+            max_size: Some(4096),
+        };
+        let spec = SessionSpec::from_params(&params);
+        assert_eq!(spec.local, local);
+        assert_eq!(spec.remote_path, vec![peer]);
+        assert_eq!(spec.role, Role::Passive);
+        assert_eq!(spec.accept_types, vec!["message/cpim".to_string()]);
+        assert_eq!(spec.peer_max_size, Some(4096));
     }
 }

@@ -14,6 +14,7 @@
 //!   (`Reassembler`), and an outgoing one cut into chunks (`split`);
 //! - `transaction`: the rules of a transaction (Failure-Report and Success-Report, a
 //!   disposition's response and REPORT, accept-types, To-Path/From-Path checks);
+//! - `inbound`: a session's verdict on each request from its peer (sans I/O);
 //! - `connection`: one TCP connection carrying frames (keepalive, no Nagle);
 //! - `session`: the task driving one session's bound connection;
 //! - `endpoint`: the shared listener, `Endpoint::open(SessionSpec)`, the `MsrpSession`
@@ -24,6 +25,7 @@ pub mod codec;
 pub mod connection;
 pub mod endpoint;
 pub mod frame;
+pub mod inbound;
 mod session;
 pub mod transaction;
 

@@ -2,25 +2,29 @@
 //! incoming SENDs answered and reassembled into messages for the session, the response
 //! to a message's last chunk held until the session says how delivery went, REPORTs
 //! sent and received, the session's own chunks written and their responses routed back
-//! by transaction id. The rules themselves are in `transaction`; the socket in
-//! `connection`; the listener and the handles in `endpoint`.
+//! by transaction id. The decisions are `inbound`'s and `transaction`'s (pure); the
+//! socket is `connection`'s; the listener and the handles are `endpoint`'s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::chunks::{Progress, Reassembler};
+use super::chunks::{Assembled, Reassembler};
 use super::connection::{Connection, ReadError, WriteError};
 use super::endpoint::{CloseReason, Event, SessionSpec, Settings};
-use super::frame::{ByteRange, Flag, Frame, Method, StartLine, Status, TransactId};
-use super::transaction::{self, Disposition, Refused, Requested};
+use super::frame::{ByteRange, FailureReport, Frame, Method, StartLine, Status, TransactId};
+use super::inbound::{Inbound, Verdict};
+use super::transaction::{self, Disposition, Requested};
 
 /// How long a disposition is still awaited after its deadline passed (then only REPORTs
 /// can carry it); beyond it the outcome is dropped.
 const LATE_DISPOSITION: Duration = Duration::from_secs(300);
+
+/// How many `partial` chunks are remembered for their error responses.
+const DETACHED: usize = 256;
 
 /// The state of a session's connection, as its handles see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +75,13 @@ struct Deferred {
 
 /// The per-session task's state once the connection exists.
 pub(super) struct Driver {
-    spec: SessionSpec,
     settings: Settings,
     events: mpsc::Sender<Event>,
-    reassembler: Reassembler,
-    refused: Refused,
+    inbound: Inbound,
     pending: HashMap<TransactId, Waiter>,
     reports: HashMap<String, oneshot::Sender<Status>>,
+    /// Chunks sent with Failure-Report `partial` (no waiter): transaction id, Message-ID.
+    detached: VecDeque<(TransactId, String)>,
     deferred: HashMap<u64, Deferred>,
     next_key: u64,
     news_tx: mpsc::UnboundedSender<(u64, News)>,
@@ -108,13 +112,17 @@ impl Driver {
     ) -> Driver {
         let (news_tx, news_rx) = mpsc::unbounded_channel();
         Driver {
-            reassembler: Reassembler::new(settings.chunk_limits()),
-            spec,
+            inbound: Inbound::new(
+                spec.local.clone(),
+                spec.remote_path.clone(),
+                spec.accept_types.clone(),
+                Reassembler::new(settings.chunk_limits()),
+            ),
             settings,
             events,
-            refused: Refused::default(),
             pending: HashMap::new(),
             reports: HashMap::new(),
+            detached: VecDeque::new(),
             deferred: HashMap::new(),
             next_key: 0,
             news_tx,
@@ -207,35 +215,22 @@ impl Driver {
         frame: Frame,
         link: &watch::Sender<Link>,
     ) -> Result<(), Stop> {
-        let method = match &frame.start {
-            StartLine::Response { code, .. } => {
-                return self.on_response(frame.clone(), *code, link).await;
+        if let StartLine::Response { code, .. } = frame.start {
+            return self.on_response(frame, code, link).await;
+        }
+        match self.inbound.on_request(&frame) {
+            None | Some(Verdict::Nothing) => Ok(()),
+            Some(Verdict::Respond { code, comment }) => {
+                write(conn, &frame.response(code, comment.as_deref())).await
             }
-            StartLine::Request(m) => m.clone(),
-        };
-        // RFC 4975 section 7.3: the request must be for this session (481) and from its
-        // peer (see `transaction::from_path_matches`).
-        if !transaction::to_path_matches(&frame.to_path, &self.spec.local) {
-            return respond(conn, &frame, 481, Some("no such session")).await;
-        }
-        if !transaction::from_path_matches(&frame.from_path, &self.spec.remote_path) {
-            return respond(
-                conn,
-                &frame,
-                403,
-                Some("From-Path is not the session's peer"),
-            )
-            .await;
-        }
-        match method {
-            Method::Send => self.on_send(conn, frame).await,
-            // RFC 4975 section 7.1.2: a REPORT never gets a response.
-            Method::Report => {
-                self.on_report(&frame).await;
+            Some(Verdict::Report { message_id, status }) => {
+                self.on_report(message_id, status).await;
                 Ok(())
             }
-            // RFC 4975 section 12: an unknown method is answered 501.
-            Method::Other(_) => respond(conn, &frame, 501, Some("method not implemented")).await,
+            Some(Verdict::Deliver { message, asked }) => {
+                self.deliver(frame, message, asked).await;
+                Ok(())
+            }
         }
     }
 
@@ -255,119 +250,87 @@ impl Driver {
                 self.connected(link).await;
             }
             Some(Waiter::Bind) => return Err(Some(CloseReason::BindRefused { code })),
-            None => tracing::debug!(tid = %frame.transact_id, code, "MSRP: stray response"),
+            None => {
+                let detached = self
+                    .detached
+                    .iter()
+                    .position(|(t, _)| *t == frame.transact_id);
+                match detached.and_then(|i| self.detached.remove(i)) {
+                    Some((_, message_id)) if code != 200 => {
+                        let StartLine::Response { comment, .. } = frame.start else {
+                            return Ok(());
+                        };
+                        let status = Status { code, comment };
+                        tracing::warn!(%message_id, code, "MSRP: error response to a sent message");
+                        let _ = self
+                            .events
+                            .send(Event::DeliveryFailed { message_id, status })
+                            .await;
+                    }
+                    _ => tracing::debug!(tid = %frame.transact_id, code, "MSRP: stray response"),
+                }
+            }
         }
         Ok(())
     }
 
     /// A REPORT on one of the session's messages goes to the send waiting for it; a
     /// failure nobody waits for goes to the session as `Event::DeliveryFailed`.
-    async fn on_report(&mut self, frame: &Frame) {
-        let (Some(message_id), Some(status)) = (frame.message_id(), frame.status()) else {
-            tracing::info!("MSRP: REPORT without Message-ID or Status, ignored");
-            return;
-        };
-        match self.reports.remove(message_id) {
+    async fn on_report(&mut self, message_id: String, status: Status) {
+        match self.reports.remove(&message_id) {
             Some(tx) => {
-                let _ = tx.send(status.clone());
+                let _ = tx.send(status);
             }
             None if status.code != 200 => {
                 tracing::warn!(%message_id, status = %status, "MSRP: failure REPORT for a sent message");
-                let event = Event::DeliveryFailed {
-                    message_id: message_id.to_string(),
-                    status: status.clone(),
-                };
-                let _ = self.events.send(event).await;
+                let _ = self
+                    .events
+                    .send(Event::DeliveryFailed { message_id, status })
+                    .await;
             }
             None => tracing::debug!(%message_id, "MSRP: unexpected success REPORT"),
         }
     }
 
-    async fn on_send(&mut self, conn: &mut Connection, frame: Frame) -> Result<(), Stop> {
-        // An empty SEND (no body, Byte-Range 1-0/0 or none): the peer binding the
-        // connection (RFC 4975 section 5.4) or keeping it up. 200, nothing to deliver.
-        let empty = frame.body.is_none()
-            && frame.flag == Flag::Complete
-            && frame.byte_range().is_none_or(|r| r.total == Some(0));
-        if empty {
-            return respond(conn, &frame, 200, None).await;
-        }
-        if let Some(id) = frame.message_id()
-            && self.refused.contains(id)
-        {
-            return respond(conn, &frame, 413, Some("message too large")).await;
-        }
-        // RFC 4975 section 7.3: a type the session did not offer is refused with 415.
-        if let Some(body) = &frame.body
-            && !transaction::accepts(&self.spec.accept_types, &body.content_type)
-        {
-            if let Some(id) = frame.message_id() {
-                self.reassembler.discard(id);
-            }
-            return respond(conn, &frame, 415, Some("Content-Type not accepted")).await;
-        }
-        match self.reassembler.push(&frame) {
-            Err(e) => {
-                let code = e.status();
-                if code == 413
-                    && let Some(id) = frame.message_id()
-                {
-                    self.refused.insert(id);
-                }
-                tracing::info!(error = %e, code, "MSRP: chunk refused");
-                respond(conn, &frame, code, Some(&e.to_string())).await
-            }
-            Ok(Progress::Pending | Progress::Duplicate { .. }) => {
-                respond(conn, &frame, 200, None).await
-            }
-            Ok(Progress::Aborted { message_id }) => {
-                tracing::info!(%message_id, "MSRP: message aborted by the sender");
-                respond(conn, &frame, 200, None).await
-            }
-            Ok(Progress::Complete(message)) => {
-                let asked = Requested {
-                    success_report: frame.success_report(),
-                    failure_report: frame.failure_report(),
-                };
-                let (reply, rx) = oneshot::channel();
-                let len = message.data.len() as u64;
-                let event = Event::Message {
-                    content_type: message.content_type.unwrap_or_default(),
-                    body: message.data,
-                    message_id: message.message_id.clone(),
-                    success_report: asked.success_report,
-                    failure_report: asked.failure_report,
-                    reply,
-                };
-                tracing::debug!(message_id = %message.message_id, len, "MSRP: message complete");
-                let key = self.next_key;
-                self.next_key += 1;
-                let waiter = tokio::spawn(await_disposition(
-                    rx,
-                    self.settings.disposition_timeout,
-                    key,
-                    self.news_tx.clone(),
-                ))
-                .abort_handle();
-                self.deferred.insert(
-                    key,
-                    Deferred {
-                        last_chunk: frame,
-                        len,
-                        asked,
-                        responded: false,
-                        waiter,
-                    },
-                );
-                // Nobody to deliver to: the reply is dropped and reads as a failure.
-                let _ = self.events.send(event).await;
-                Ok(())
-            }
-        }
+    /// A whole message to the session, the response to `last_chunk` held until the
+    /// session replies (or the disposition deadline passes).
+    async fn deliver(&mut self, last_chunk: Frame, message: Assembled, asked: Requested) {
+        let (reply, rx) = oneshot::channel();
+        let len = message.data.len() as u64;
+        let event = Event::Message {
+            content_type: message.content_type.unwrap_or_default(),
+            body: message.data,
+            message_id: message.message_id.clone(),
+            success_report: asked.success_report,
+            failure_report: asked.failure_report,
+            reply,
+        };
+        tracing::debug!(message_id = %message.message_id, len, "MSRP: message complete");
+        let key = self.next_key;
+        self.next_key += 1;
+        let waiter = tokio::spawn(await_disposition(
+            rx,
+            self.settings.disposition_timeout,
+            key,
+            self.news_tx.clone(),
+        ))
+        .abort_handle();
+        self.deferred.insert(
+            key,
+            Deferred {
+                last_chunk,
+                len,
+                asked,
+                responded: false,
+                waiter,
+            },
+        );
+        // Nobody to deliver to: the reply is dropped and reads as a failure.
+        let _ = self.events.send(event).await;
     }
 
     async fn on_news(&mut self, conn: &mut Connection, key: u64, news: News) -> Result<(), Stop> {
-        let (disposition, responded) = match news {
+        let (disposition, deferred) = match news {
             News::Deadline => {
                 let Some(d) = self.deferred.get_mut(&key) else {
                     return Ok(());
@@ -380,13 +343,12 @@ impl Driver {
                 return respond(conn, &chunk, 200, None).await;
             }
             News::InTime(d) | News::Late(d) => match self.deferred.remove(&key) {
-                Some(deferred) => (d, deferred),
+                Some(held) => (d, held),
                 None => return Ok(()),
             },
         };
-        let outcome =
-            transaction::on_disposition(&disposition, responded.asked, responded.responded);
-        let chunk = &responded.last_chunk;
+        let outcome = transaction::on_disposition(&disposition, deferred.asked, deferred.responded);
+        let chunk = &deferred.last_chunk;
         if let Some((code, comment)) = outcome.response {
             write(conn, &chunk.response(code, comment.as_deref())).await?;
         }
@@ -394,8 +356,8 @@ impl Driver {
             // RFC 4975 section 7.1.2: the REPORT covers the whole message, 1-N/N.
             let range = ByteRange {
                 start: 1,
-                end: Some(responded.len),
-                total: Some(responded.len),
+                end: Some(deferred.len),
+                total: Some(deferred.len),
             };
             write(conn, &chunk.report(TransactId::random(), range, status)).await?;
         }
@@ -411,6 +373,16 @@ impl Driver {
                         .retain(|_, w| !matches!(w, Waiter::Handle(t) if t.is_closed()));
                     self.pending
                         .insert(frame.transact_id.clone(), Waiter::Handle(tx));
+                } else if frame.failure_report() == FailureReport::Partial
+                    && let Some(id) = frame.message_id()
+                {
+                    // RFC 4975 section 5.3: with `partial` only an error comes back; it
+                    // is remembered (boundedly) to tell the session.
+                    if self.detached.len() == DETACHED {
+                        self.detached.pop_front();
+                    }
+                    self.detached
+                        .push_back((frame.transact_id.clone(), id.to_string()));
                 }
                 write(conn, &frame).await
             }

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use iwf::msrp::{
-    Body, ByteRange, Decoder, FailureReport, Flag, Frame, Method, StartLine, TransactId, split,
+    Assembled, Body, ByteRange, Decoder, FailureReport, Flag, Frame, Method, Progress, Reassembler,
+    StartLine, Status, TransactId, split,
 };
 use iwf::sdp::{Host, MsrpUri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +68,15 @@ impl MsrpClient {
     /// Connects to the IWF at `addr` (the IWF is passive).
     pub async fn connect(addr: SocketAddr, local: MsrpUri, to_path: Vec<MsrpUri>) -> MsrpClient {
         let stream = TcpStream::connect(addr).await.unwrap();
+        MsrpClient::new(stream, local, to_path)
+    }
+
+    /// Connects to the first URI of `to_path` (e.g. the `a=path` of the IWF's SDP answer).
+    pub async fn connect_to(local: MsrpUri, to_path: Vec<MsrpUri>) -> MsrpClient {
+        let first = to_path.first().expect("a path to connect to");
+        let host = first.host.sdp_address();
+        let port = first.port.expect("a port in the path URI");
+        let stream = TcpStream::connect((host.as_str(), port)).await.unwrap();
         MsrpClient::new(stream, local, to_path)
     }
 
@@ -149,6 +159,11 @@ impl MsrpClient {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// Sends a frame where the peer may already have closed the connection.
+    pub async fn try_send_frame(&mut self, frame: &Frame) -> std::io::Result<()> {
+        self.stream.write_all(&frame.to_bytes().unwrap()).await
+    }
+
     /// Sends a message in chunks of `chunk_size`; the chunks sent, in order.
     pub async fn send_message(
         &mut self,
@@ -220,6 +235,40 @@ impl MsrpClient {
             method.as_str()
         );
         f
+    }
+
+    /// Receives one whole message the IWF sends: each SEND chunk answered 200 (as its
+    /// Failure-Report allows), put together; the message and its last chunk (to build a
+    /// REPORT on). Each chunk must come within `within`.
+    pub async fn receive_message(&mut self, within: Duration) -> (Assembled, Frame) {
+        let mut reassembler = Reassembler::default();
+        loop {
+            let chunk = self.expect_request(Method::Send, within).await;
+            if chunk.failure_report() == FailureReport::Yes {
+                self.respond(&chunk, 200).await;
+            }
+            match reassembler.push(&chunk).expect("a well-formed chunk") {
+                Progress::Complete(m) => return (m, chunk),
+                Progress::Pending => {}
+                other => panic!("unexpected chunk outcome {other:?}"),
+            }
+        }
+    }
+
+    /// Sends the success REPORT (`Status: 000 200`, Byte-Range 1-N/N) on a message whose
+    /// last chunk was `last` and size `len`.
+    pub async fn report_success(&mut self, last: &Frame, len: u64) {
+        let range = ByteRange {
+            start: 1,
+            end: Some(len),
+            total: Some(len),
+        };
+        let status = Status {
+            code: 200,
+            comment: None,
+        };
+        let report = last.report(TransactId::random(), range, status);
+        self.send_frame(&report).await;
     }
 
     /// Answers a request with `code` (from this client, RFC 4975 section 7.2).
