@@ -226,12 +226,7 @@ struct Chats {
 impl Chats {
     /// Opens session `key`'s MSRP side as negotiated and carries its messages to `mailer`.
     fn open(&mut self, key: SessionKey, params: &MsrpParams, mailer: Option<ChatMailer>) {
-        let spec = SessionSpec {
-            local: params.local_path.clone(),
-            remote_path: params.peer_path.clone(),
-            role: params.role,
-            accept_types: params.accept_types.clone(),
-        };
+        let spec = SessionSpec::from_params(params);
         match self.endpoint.open(spec) {
             Ok((session, events)) => {
                 self.sessions().insert(key.clone(), session);

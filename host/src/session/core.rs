@@ -381,16 +381,20 @@ impl<P: Peer> Core<P> {
             return sent;
         };
         // F1: the mail side starts for the chat; F2: it has been there since the invitation.
+        // Both go before the 200 OK: the peer may connect as soon as it has the answer,
+        // and the MSRP session must be open by then (else its connection gets 481).
+        let mut first = Vec::with_capacity(2);
         if !invited {
-            sent.push(Effect::MailAccepted {
+            first.push(Effect::MailAccepted {
                 key: key.clone(),
                 mail: session.facts.clone(),
             });
         }
-        sent.push(Effect::ChatOpen {
+        first.push(Effect::ChatOpen {
             key: key.clone(),
             msrp: Box::new(session.answer.params.clone()),
         });
+        sent.splice(0..0, first);
         let state = State::Dialog(pending.dialog, phase);
         let session = Session {
             state,
