@@ -1045,3 +1045,31 @@ attachments = [
   {{ content_type = "message/rfc822", size = 413 }},
 ]
 """, crlf=True)
+
+# 24. A personal reply sent through an Exchange-based app that asks for no auto-replies
+# (X-Auto-Response-Suppress): the header alone does not make it automatic.
+write('exchange_personal_with_suppress', f"""From: Carol Smith <carol.smith@contoso.com>
+To: Alice via Chat <alice.cpm@iwf.example.com>
+Subject: RE: Chat invitation from Alice
+Date: Thu, 26 Nov 2026 14:50:03 +0000
+Message-ID: <AM6PR05MB5926F3E2D1C0B9A8F7E6D5C4B3A29@AM6PR05MB5926.eurprd05.prod.outlook.com>
+References: <{INV}>
+In-Reply-To: <{INV}>
+X-Auto-Response-Suppress: DR, OOF, AutoReply
+Content-Language: en-US
+Content-Type: text/plain; charset="us-ascii"
+Content-Transfer-Encoding: 7bit
+MIME-Version: 1.0
+
+Sorry, I can't today. Maybe tomorrow?
+
+Carol
+
+-----Original Message-----
+From: Alice via Chat <alice.cpm@iwf.example.com>
+Sent: Thursday, November 26, 2026 2:15 PM
+To: Carol Smith <carol.smith@contoso.com>
+Subject: Chat invitation from Alice
+
+{INVITE_TEXT}
+""", "Sorry, I can't today. Maybe tomorrow?\n\nCarol", None, crlf=True)

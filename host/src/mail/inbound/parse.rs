@@ -38,6 +38,8 @@ pub struct LoopHeaders {
     pub x_autorespond: Option<String>,
     pub list_id: Option<String>,
     pub x_auto_response_suppress: Option<String>,
+    /// X-MS-Exchange-Inbox-Rules-Loop: Exchange's mark on mail its rules (and OOF) sent.
+    pub exchange_inbox_rules_loop: Option<String>,
     /// Return-Path as written by a delivering MTA (RFC 5321 4.4); `<>` is a null sender.
     pub return_path: Option<String>,
     /// Other vacation-style headers present: (name as written, value).
@@ -225,6 +227,7 @@ fn loop_headers(msg: &Message<'_>) -> LoopHeaders {
         x_autorespond: raw_header(msg, "X-Autorespond"),
         list_id: raw_header(msg, "List-Id"),
         x_auto_response_suppress: raw_header(msg, "X-Auto-Response-Suppress"),
+        exchange_inbox_rules_loop: raw_header(msg, "X-MS-Exchange-Inbox-Rules-Loop"),
         return_path: raw_header(msg, "Return-Path"),
         vacation: VACATION_HEADERS
             .iter()
