@@ -51,7 +51,8 @@ fn answers_follow(rest: &[&str]) -> bool {
 }
 
 /// Outlook (desktop, on the web, mobile) and Exchange: "-----Original Message-----" and
-/// its translations; Thunderbird and Apple Mail forwards: "-------- Original Message --------".
+/// its translations; Thunderbird forwards "-------- Original Message --------"; Proton
+/// Mail "------- Original Message -------".
 pub fn is_original_message_separator(line: &str) -> bool {
     let t = line.trim().trim_matches('-').trim().to_lowercase();
     line.trim().starts_with("---")
