@@ -362,7 +362,8 @@ fn report_of(msg: &Message<'_>) -> Option<Report> {
                 };
                 report.original_message_ids.extend(id);
             }
-            "text/rfc822-headers" | "message/rfc822-headers" => {
+            // RFC 6533 6.4: message/global-headers is the UTF-8 form.
+            "text/rfc822-headers" | "message/rfc822-headers" | "message/global-headers" => {
                 report
                     .original_message_ids
                     .extend(report::message_id_in_headers(&text()));
@@ -370,7 +371,14 @@ fn report_of(msg: &Message<'_>) -> Option<Report> {
             _ => {}
         }
     }
-    report.original_message_ids.dedup();
+    // One id per returned message, in the order found (an MDN names it twice).
+    let mut unique: Vec<String> = Vec::new();
+    for id in report.original_message_ids.drain(..) {
+        if !id.is_empty() && !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    report.original_message_ids = unique;
     Some(report)
 }
 
@@ -487,6 +495,44 @@ ok\r\n";
         assert_eq!(
             (mail.body_source, mail.reply.text.as_str()),
             (BodySource::Html, "html")
+        );
+    }
+
+    #[test]
+    fn global_dsn_with_global_headers_is_read() {
+        let raw = "From: MAILER-DAEMON@mx.example.jp\r\n\
+Content-Type: multipart/report; report-type=global-delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n配信できませんでした\r\n\
+--b\r\nContent-Type: message/global-delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example.jp\r\n\r\n\
+Final-Recipient: utf-8; 太郎@example.jp\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+--b\r\nContent-Type: message/global-headers\r\n\r\n\
+Message-ID: <inv-9@iwf.example.com>\r\nSubject: x\r\n\r\n\
+--b--\r\n";
+        let mail = parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            mail.kind(true),
+            Kind::Bounce {
+                original_message_ids: vec!["inv-9@iwf.example.com".into()],
+                status: Some("5.1.1".into()),
+                action: Some("failed".into()),
+            }
+        );
+        assert_eq!(mail.reply.text, "配信できませんでした");
+    }
+
+    #[test]
+    fn report_ids_are_unique() {
+        let raw = "From: a@b\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nread\r\n\
+--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <x@y>\r\n\r\n\
+--b\r\nContent-Type: message/disposition-notification\r\n\r\nOriginal-Message-ID: <x@y>\r\nDisposition: manual-action/MDN-sent-manually; displayed\r\n\r\n\
+--b--\r\n";
+        let report = parse(raw.as_bytes()).unwrap().report.unwrap();
+        assert_eq!(report.original_message_ids, ["x@y"]);
+        assert_eq!(
+            report.disposition.as_deref(),
+            Some("manual-action/MDN-sent-manually; displayed")
         );
     }
 
