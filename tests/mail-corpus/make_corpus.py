@@ -1073,3 +1073,24 @@ Subject: Chat invitation from Alice
 
 {INVITE_TEXT}
 """, "Sorry, I can't today. Maybe tomorrow?\n\nCarol", None, crlf=True)
+
+# 25. iPhone: the user pressed Send without typing: only the footer and the quote.
+# Never emptied: the whole text comes back with fell_back, so the caller knows the
+# words in it (even "leave" from the quoted instructions) are not the user's.
+plain = "\n\nSent from my iPhone\n\n> On 26 Nov 2026, at 14:15, Alice via Chat <alice.cpm@iwf.example.com> wrote:\n>\n" + QUOTED + "\n"
+write('iphone_empty_reply', f"""Content-Type: text/plain;
+	charset=us-ascii
+Content-Transfer-Encoding: 7bit
+From: Mia Wong <mia.wong@icloud.com>
+Mime-Version: 1.0 (1.0)
+Subject: Re: Chat invitation from Alice
+Date: Thu, 26 Nov 2026 14:58:40 +0000
+Message-Id: <5A4B3C2D-1E0F-4A9B-8C7D-6E5F4A3B2C1D@icloud.com>
+References: <{INV}>
+In-Reply-To: <{INV}>
+To: Alice via Chat <alice.cpm@iwf.example.com>
+X-Mailer: iPhone Mail (22B91)
+
+{plain}""", plain.strip('\n'), """
+fell_back = true
+""")
