@@ -13,7 +13,9 @@ pub enum Kind {
     AutoReply { reason: AutoReason },
     /// A delivery status notification (RFC 3464 in RFC 6522 multipart/report;
     /// report-type=delivery-status): the caller correlates it with the invitation by
-    /// `original_message_ids`. `action`/`status` are those of the failed recipient.
+    /// `original_message_ids`. `action`/`status` are those of the failed recipient (else
+    /// the delayed one): `action = "delayed"` is a warning that delivery is still being
+    /// tried, not a failure.
     Bounce {
         original_message_ids: Vec<String>,
         status: Option<String>,

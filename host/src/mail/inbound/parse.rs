@@ -222,7 +222,8 @@ const VACATION_HEADERS: &[&str] = &[
 fn loop_headers(msg: &Message<'_>) -> LoopHeaders {
     LoopHeaders {
         auto_submitted: raw_header(msg, "Auto-Submitted"),
-        precedence: raw_header(msg, "Precedence"),
+        // X-Precedence: the same field as some list managers and CRMs spell it.
+        precedence: raw_header(msg, "Precedence").or_else(|| raw_header(msg, "X-Precedence")),
         x_autoreply: raw_header(msg, "X-Autoreply"),
         x_autorespond: raw_header(msg, "X-Autorespond"),
         list_id: raw_header(msg, "List-Id"),
