@@ -342,6 +342,39 @@ fn corpus_mails_without_a_reply_keep_their_text_rather_than_nothing() {
 }
 
 #[test]
+fn corpus_replies_hold_no_quoted_invitation_and_no_stray_white_space() {
+    for (name, exts) in corpus() {
+        if !exts.iter().any(|e| e == "eml") {
+            continue;
+        }
+        let raw = fs::read(corpus_dir().join(format!("{name}.eml"))).expect("readable .eml");
+        let mail = parse(&raw).expect("corpus mails parse");
+        let text = &mail.reply.text;
+        if !mail.reply.fell_back {
+            // Every corpus reply quotes the invitation; none of it may reach the chat.
+            assert!(
+                !text.contains("invites you to a chat"),
+                "{name}: quote leaked: {text:?}"
+            );
+            assert!(
+                !text.contains("do you have a minute"),
+                "{name}: quote leaked: {text:?}"
+            );
+        }
+        assert!(!text.contains('\r'), "{name}: CR left in {text:?}");
+        assert!(
+            text.lines().all(|l| l == l.trim_end()),
+            "{name}: trailing white space in {text:?}"
+        );
+        assert_eq!(
+            text.trim_matches('\n'),
+            text,
+            "{name}: blank lines at an end"
+        );
+    }
+}
+
+#[test]
 fn empty_and_headerless_input_is_an_error_not_a_panic() {
     assert!(parse(b"").is_err());
     assert!(parse(b"\r\n\r\n").is_err());

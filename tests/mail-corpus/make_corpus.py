@@ -1045,3 +1045,52 @@ attachments = [
   {{ content_type = "message/rfc822", size = 413 }},
 ]
 """, crlf=True)
+
+# 24. A personal reply sent through an Exchange-based app that asks for no auto-replies
+# (X-Auto-Response-Suppress): the header alone does not make it automatic.
+write('exchange_personal_with_suppress', f"""From: Carol Smith <carol.smith@contoso.com>
+To: Alice via Chat <alice.cpm@iwf.example.com>
+Subject: RE: Chat invitation from Alice
+Date: Thu, 26 Nov 2026 14:50:03 +0000
+Message-ID: <AM6PR05MB5926F3E2D1C0B9A8F7E6D5C4B3A29@AM6PR05MB5926.eurprd05.prod.outlook.com>
+References: <{INV}>
+In-Reply-To: <{INV}>
+X-Auto-Response-Suppress: DR, OOF, AutoReply
+Content-Language: en-US
+Content-Type: text/plain; charset="us-ascii"
+Content-Transfer-Encoding: 7bit
+MIME-Version: 1.0
+
+Sorry, I can't today. Maybe tomorrow?
+
+Carol
+
+-----Original Message-----
+From: Alice via Chat <alice.cpm@iwf.example.com>
+Sent: Thursday, November 26, 2026 2:15 PM
+To: Carol Smith <carol.smith@contoso.com>
+Subject: Chat invitation from Alice
+
+{INVITE_TEXT}
+""", "Sorry, I can't today. Maybe tomorrow?\n\nCarol", None, crlf=True)
+
+# 25. iPhone: the user pressed Send without typing: only the footer and the quote.
+# Never emptied: the whole text comes back with fell_back, so the caller knows the
+# words in it (even "leave" from the quoted instructions) are not the user's.
+plain = "\n\nSent from my iPhone\n\n> On 26 Nov 2026, at 14:15, Alice via Chat <alice.cpm@iwf.example.com> wrote:\n>\n" + QUOTED + "\n"
+write('iphone_empty_reply', f"""Content-Type: text/plain;
+	charset=us-ascii
+Content-Transfer-Encoding: 7bit
+From: Mia Wong <mia.wong@icloud.com>
+Mime-Version: 1.0 (1.0)
+Subject: Re: Chat invitation from Alice
+Date: Thu, 26 Nov 2026 14:58:40 +0000
+Message-Id: <5A4B3C2D-1E0F-4A9B-8C7D-6E5F4A3B2C1D@icloud.com>
+References: <{INV}>
+In-Reply-To: <{INV}>
+To: Alice via Chat <alice.cpm@iwf.example.com>
+X-Mailer: iPhone Mail (22B91)
+
+{plain}""", plain.strip('\n'), """
+fell_back = true
+""")

@@ -396,6 +396,19 @@ impl Writer {
                 self.out.push_str(&marker);
             }
             "td" | "th" => self.pending_space = true,
+            // Emoji drawn as images (Gmail `data-emoji`, Outlook and Yahoo `class="emoji"`):
+            // the character is in the attributes; other images have no text.
+            "img" => {
+                let emoji = tag.attr("data-emoji").or_else(|| {
+                    tag.has_class(&["emoji", "an1"])
+                        .then(|| tag.attr("alt"))
+                        .flatten()
+                });
+                let emoji = emoji.map(entities::decode);
+                if let Some(e) = emoji.filter(|e| e.chars().count() <= 8) {
+                    self.text(&e);
+                }
+            }
             "pre" => {
                 self.ensure_line_start();
                 self.pre += 1;
@@ -472,6 +485,12 @@ mod tests {
         assert_eq!(strip("<ul><li>one</li><li>two</li></ul>"), "- one\n- two");
         assert_eq!(strip("<ol><li>one<li>two</ol>"), "1. one\n2. two");
         assert_eq!(strip("<ol start=\"3\"><li>c</ol>"), "3. c");
+    }
+
+    #[test]
+    fn emoji_images_become_their_character() {
+        let html = r#"<div>Great <img data-emoji="👍" class="an1" alt="👍" src="x.png"> <img class="emoji" alt="&#x1F600;"> <img alt="logo" src="l.png"></div>"#;
+        assert_eq!(strip(html), "Great 👍 😀");
     }
 
     #[test]

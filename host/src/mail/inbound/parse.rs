@@ -38,6 +38,8 @@ pub struct LoopHeaders {
     pub x_autorespond: Option<String>,
     pub list_id: Option<String>,
     pub x_auto_response_suppress: Option<String>,
+    /// X-MS-Exchange-Inbox-Rules-Loop: Exchange's mark on mail its rules (and OOF) sent.
+    pub exchange_inbox_rules_loop: Option<String>,
     /// Return-Path as written by a delivering MTA (RFC 5321 4.4); `<>` is a null sender.
     pub return_path: Option<String>,
     /// Other vacation-style headers present: (name as written, value).
@@ -220,11 +222,13 @@ const VACATION_HEADERS: &[&str] = &[
 fn loop_headers(msg: &Message<'_>) -> LoopHeaders {
     LoopHeaders {
         auto_submitted: raw_header(msg, "Auto-Submitted"),
-        precedence: raw_header(msg, "Precedence"),
+        // X-Precedence: the same field as some list managers and CRMs spell it.
+        precedence: raw_header(msg, "Precedence").or_else(|| raw_header(msg, "X-Precedence")),
         x_autoreply: raw_header(msg, "X-Autoreply"),
         x_autorespond: raw_header(msg, "X-Autorespond"),
         list_id: raw_header(msg, "List-Id"),
         x_auto_response_suppress: raw_header(msg, "X-Auto-Response-Suppress"),
+        exchange_inbox_rules_loop: raw_header(msg, "X-MS-Exchange-Inbox-Rules-Loop"),
         return_path: raw_header(msg, "Return-Path"),
         vacation: VACATION_HEADERS
             .iter()
@@ -359,7 +363,8 @@ fn report_of(msg: &Message<'_>) -> Option<Report> {
                 };
                 report.original_message_ids.extend(id);
             }
-            "text/rfc822-headers" | "message/rfc822-headers" => {
+            // RFC 6533 6.4: message/global-headers is the UTF-8 form.
+            "text/rfc822-headers" | "message/rfc822-headers" | "message/global-headers" => {
                 report
                     .original_message_ids
                     .extend(report::message_id_in_headers(&text()));
@@ -367,7 +372,14 @@ fn report_of(msg: &Message<'_>) -> Option<Report> {
             _ => {}
         }
     }
-    report.original_message_ids.dedup();
+    // One id per returned message, in the order found (an MDN names it twice).
+    let mut unique: Vec<String> = Vec::new();
+    for id in report.original_message_ids.drain(..) {
+        if !id.is_empty() && !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    report.original_message_ids = unique;
     Some(report)
 }
 
@@ -484,6 +496,44 @@ ok\r\n";
         assert_eq!(
             (mail.body_source, mail.reply.text.as_str()),
             (BodySource::Html, "html")
+        );
+    }
+
+    #[test]
+    fn global_dsn_with_global_headers_is_read() {
+        let raw = "From: MAILER-DAEMON@mx.example.jp\r\n\
+Content-Type: multipart/report; report-type=global-delivery-status; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n配信できませんでした\r\n\
+--b\r\nContent-Type: message/global-delivery-status\r\n\r\n\
+Reporting-MTA: dns; mx.example.jp\r\n\r\n\
+Final-Recipient: utf-8; 太郎@example.jp\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n\
+--b\r\nContent-Type: message/global-headers\r\n\r\n\
+Message-ID: <inv-9@iwf.example.com>\r\nSubject: x\r\n\r\n\
+--b--\r\n";
+        let mail = parse(raw.as_bytes()).unwrap();
+        assert_eq!(
+            mail.kind(true),
+            Kind::Bounce {
+                original_message_ids: vec!["inv-9@iwf.example.com".into()],
+                status: Some("5.1.1".into()),
+                action: Some("failed".into()),
+            }
+        );
+        assert_eq!(mail.reply.text, "配信できませんでした");
+    }
+
+    #[test]
+    fn report_ids_are_unique() {
+        let raw = "From: a@b\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nread\r\n\
+--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <x@y>\r\n\r\n\
+--b\r\nContent-Type: message/disposition-notification\r\n\r\nOriginal-Message-ID: <x@y>\r\nDisposition: manual-action/MDN-sent-manually; displayed\r\n\r\n\
+--b--\r\n";
+        let report = parse(raw.as_bytes()).unwrap().report.unwrap();
+        assert_eq!(report.original_message_ids, ["x@y"]);
+        assert_eq!(
+            report.disposition.as_deref(),
+            Some("manual-action/MDN-sent-manually; displayed")
         );
     }
 

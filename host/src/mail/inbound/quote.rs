@@ -51,7 +51,8 @@ fn answers_follow(rest: &[&str]) -> bool {
 }
 
 /// Outlook (desktop, on the web, mobile) and Exchange: "-----Original Message-----" and
-/// its translations; Thunderbird and Apple Mail forwards: "-------- Original Message --------".
+/// its translations; Thunderbird forwards "-------- Original Message --------"; Proton
+/// Mail "------- Original Message -------".
 pub fn is_original_message_separator(line: &str) -> bool {
     let t = line.trim().trim_matches('-').trim().to_lowercase();
     line.trim().starts_with("---")
@@ -68,8 +69,8 @@ pub fn is_original_message_separator(line: &str) -> bool {
 }
 
 /// Outlook's reply header: "From: ..." followed within four lines by at least two of
-/// "Sent:/Date:", "To:", "Cc:", "Subject:" (and the German, French and Spanish labels
-/// Outlook writes in localised installs). Outlook's `*From:*` bold form in the plain part
+/// "Sent:/Date:", "To:", "Cc:", "Subject:" (and the labels Outlook writes in localised
+/// installs). Outlook's `*From:*` bold form in the plain part
 /// is accepted.
 pub fn is_outlook_header_block(lines: &[&str]) -> bool {
     let Some(first) = lines.first() else {
@@ -86,8 +87,32 @@ pub fn is_outlook_header_block(lines: &[&str]) -> bool {
             has_label(
                 l,
                 &[
-                    "sent", "date", "to", "cc", "subject", "gesendet", "datum", "an", "betreff",
-                    "envoyé", "à", "objet", "enviado", "fecha", "para", "asunto",
+                    // English, German, French, Spanish, Portuguese, Italian, Dutch Outlook.
+                    "sent",
+                    "date",
+                    "to",
+                    "cc",
+                    "subject",
+                    "gesendet",
+                    "datum",
+                    "an",
+                    "betreff",
+                    "envoyé",
+                    "à",
+                    "objet",
+                    "enviado",
+                    "enviado el",
+                    "fecha",
+                    "para",
+                    "asunto",
+                    "enviada em",
+                    "assunto",
+                    "inviato",
+                    "a",
+                    "oggetto",
+                    "verzonden",
+                    "aan",
+                    "onderwerp",
                 ],
             )
         })
@@ -138,6 +163,12 @@ pub fn attribution_at(lines: &[&str], i: usize) -> Option<usize> {
             .collect::<Vec<_>>()
             .join(" ");
         if joined.len() > 400 || lines[i].trim().is_empty() {
+            break;
+        }
+        // Gmail wraps a long attribution at a space near column 78: the first half is
+        // long and ends mid-sentence. A short or finished first line is the user's text.
+        let first = lines[i].trim_end();
+        if used == 2 && (first.chars().count() < 40 || first.ends_with(['.', '!', '?'])) {
             break;
         }
         if is_strong_attribution(&joined) {
@@ -340,6 +371,26 @@ mod tests {
     fn outlook_header_block_french() {
         let text = "oui\nDe : Alice\nEnvoyé : jeudi\nÀ : Bob\nObjet : Chat";
         assert_eq!(tail(text), 1);
+    }
+
+    #[test]
+    fn a_finished_sentence_does_not_start_a_wrapped_attribution() {
+        assert_eq!(
+            tail("On Monday at 5 I can join.\nLater, Alice wrote:\nok"),
+            3
+        );
+    }
+
+    #[test]
+    fn outlook_header_block_spanish_and_italian() {
+        assert_eq!(
+            tail("sí\nDe: Alice\nEnviado el: jueves\nPara: Bob\nAsunto: Chat"),
+            1
+        );
+        assert_eq!(
+            tail("sì\nDa: Alice\nInviato: giovedì\nA: Bob\nOggetto: Chat"),
+            1
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub fn is_mobile_footer(line: &str) -> bool {
         // Windows Mail: "Sent from Mail for Windows"; Yahoo: "Sent from Yahoo Mail on Android".
         "sent from mail for windows",
         "sent from yahoo mail",
+        // Outlook for Mac/Windows when the footer is on; Proton Mail's default footer.
+        "sent from outlook",
+        "sent with proton mail",
     ];
     l.len() < 120 && PREFIXES.iter().any(|p| l.starts_with(p))
 }
@@ -104,6 +107,8 @@ mod tests {
         assert!(is_mobile_footer("Von meinem iPhone gesendet"));
         assert!(is_mobile_footer("Envoyé de mon iPhone"));
         assert!(is_mobile_footer("Enviado desde mi iPhone"));
+        assert!(is_mobile_footer("Sent with Proton Mail secure email."));
+        assert!(!is_mobile_footer("Sent from the office: I will join."));
     }
 
     #[test]
