@@ -389,7 +389,9 @@ fn on_user(core: &mut Core<Replier>, event: UserEvent, now: Instant) -> Vec<Effe
             let _ = done.send(core.user_accepted(&key));
             Vec::new()
         }
-        UserEvent::End { key, cause, text } => core.end_session(&key, &EndReason { cause, text }, now),
+        UserEvent::End { key, cause, text } => {
+            core.end_session(&key, &EndReason { cause, text }, now)
+        }
         UserEvent::Expired { key } => core.invitation_expired(&key, now),
     }
 }

@@ -56,7 +56,14 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
     let client_port = common::free_port();
-    let sipp = Sipp::start(&gw, "f4-chat.xml", "active", client_port, "cl13nt1", "bob@example.net");
+    let sipp = Sipp::start(
+        &gw,
+        "f4-chat.xml",
+        "active",
+        client_port,
+        "cl13nt1",
+        "bob@example.net",
+    );
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     // RFC 6135 4.2: the offer was active, so the IWF answers passive and waits.
     assert_eq!(setup, "passive");
@@ -245,7 +252,14 @@ async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and
     let gw = gateway("auto-accept", &srv);
     let listener = MsrpListener::bind("cl13nt2").await;
     let port = listener.uri.port.unwrap();
-    let sipp = Sipp::start(&gw, "f4-chat.xml", "actpass", port, "cl13nt2", "bob@example.net");
+    let sipp = Sipp::start(
+        &gw,
+        "f4-chat.xml",
+        "actpass",
+        port,
+        "cl13nt2",
+        "bob@example.net",
+    );
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     // RFC 6135 4.2: actpass offered, so the IWF is active and connects to the offered path.
     assert_eq!(setup, "active");
@@ -282,7 +296,14 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
     let srv = server(&[]);
     let gw = gateway("default", &srv);
     let port = common::free_port();
-    let sipp = Sipp::start(&gw, "f4-chat.xml", "active", port, "cl13nt3", "bob@example.net");
+    let sipp = Sipp::start(
+        &gw,
+        "f4-chat.xml",
+        "active",
+        port,
+        "cl13nt3",
+        "bob@example.net",
+    );
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
     let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt3"), vec![iwf_uri]).await;
     let sent = client
@@ -318,7 +339,14 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     let srv = server(&["--refuse-rcpt", "carol@example.net"]);
     let gw = gateway("auto-accept", &srv);
     let port = common::free_port();
-    let sipp = Sipp::start(&gw, "f4-chat.xml", "active", port, "cl13nt4", "carol@example.net");
+    let sipp = Sipp::start(
+        &gw,
+        "f4-chat.xml",
+        "active",
+        port,
+        "cl13nt4",
+        "carol@example.net",
+    );
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
     let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt4"), vec![iwf_uri]).await;
     let sent = client

@@ -60,7 +60,8 @@ impl Directory {
 
     /// Session `key` mails from `ours` to `users` (set once its addresses are decided).
     pub fn register(&self, key: &SessionKey, facts: &MailFacts, ours: &[&str], users: &[&str]) {
-        let lower = |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_ascii_lowercase()).collect() };
+        let lower =
+            |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_ascii_lowercase()).collect() };
         let entry = Entry {
             key: key.clone(),
             facts: facts.clone(),
@@ -92,7 +93,11 @@ impl Directory {
             return;
         }
         inner.by_message_id.insert(id.to_owned(), key.clone());
-        inner.ids.entry(key.clone()).or_default().push(id.to_owned());
+        inner
+            .ids
+            .entry(key.clone())
+            .or_default()
+            .push(id.to_owned());
     }
 
     /// Forgets session `key`: a reply to it is then refused as for no live session.
@@ -141,11 +146,9 @@ impl Directory {
             })
             .or_else(|| {
                 let sender = sender.to_ascii_lowercase();
-                recipients.iter().find_map(|r| {
-                    inner
-                        .by_pair
-                        .get(&(r.to_ascii_lowercase(), sender.clone()))
-                })
+                recipients
+                    .iter()
+                    .find_map(|r| inner.by_pair.get(&(r.to_ascii_lowercase(), sender.clone())))
             })?;
         inner.entries.get(found).cloned()
     }
@@ -212,15 +215,28 @@ mod tests {
     fn a_reply_is_found_by_token_then_message_id_then_address_pair() {
         let d = Directory::default();
         let (k1, k2) = (key("one"), key("two"));
-        d.register(&k1, &facts("s1"), &["alice@mail.iwf.test"], &["Bob@Example.net"]);
-        d.register(&k2, &facts("s2"), &["carol@mail.iwf.test"], &["bob@example.net"]);
+        d.register(
+            &k1,
+            &facts("s1"),
+            &["alice@mail.iwf.test"],
+            &["Bob@Example.net"],
+        );
+        d.register(
+            &k2,
+            &facts("s2"),
+            &["carol@mail.iwf.test"],
+            &["bob@example.net"],
+        );
         d.sent(&k1, "c0ntr1b@mail.iwf.test");
         let token = format!("iwf.s2.{}@mail.iwf.test", "ab".repeat(16));
         // The token wins over the address pair.
         let rcpt = vec!["alice@mail.iwf.test".to_owned()];
         assert_eq!(d.find(&[&token], &rcpt, "bob@example.net").unwrap().key, k2);
         // A sent Message-ID.
-        assert_eq!(d.find(&["c0ntr1b@mail.iwf.test"], &[], "x@y").unwrap().key, k1);
+        assert_eq!(
+            d.find(&["c0ntr1b@mail.iwf.test"], &[], "x@y").unwrap().key,
+            k1
+        );
         // Nothing referenced: (recipient, sender), case-insensitive.
         assert_eq!(d.find(&[], &rcpt, "BOB@example.NET").unwrap().key, k1);
         assert!(d.find(&["unknown@x"], &[], "bob@example.net").is_none());
@@ -233,14 +249,30 @@ mod tests {
     fn a_removed_session_is_found_no_more_and_shared_addresses_stay_served() {
         let d = Directory::default();
         let (k1, k2) = (key("one"), key("two"));
-        d.register(&k1, &facts("s1"), &["alice@mail.iwf.test"], &["bob@example.net"]);
-        d.register(&k2, &facts("s2"), &["alice@mail.iwf.test"], &["carol@example.net"]);
+        d.register(
+            &k1,
+            &facts("s1"),
+            &["alice@mail.iwf.test"],
+            &["bob@example.net"],
+        );
+        d.register(
+            &k2,
+            &facts("s2"),
+            &["alice@mail.iwf.test"],
+            &["carol@example.net"],
+        );
         d.sent(&k1, "m1@mail.iwf.test");
         d.remove(&k1);
-        assert!(d.find(&["m1@mail.iwf.test"], &[], "bob@example.net").is_none());
+        assert!(
+            d.find(&["m1@mail.iwf.test"], &[], "bob@example.net")
+                .is_none()
+        );
         let rcpt = vec!["alice@mail.iwf.test".to_owned()];
         assert!(d.find(&[], &rcpt, "bob@example.net").is_none());
-        assert!(d.serves("alice@mail.iwf.test"), "still used by the second session");
+        assert!(
+            d.serves("alice@mail.iwf.test"),
+            "still used by the second session"
+        );
         d.remove(&k2);
         assert!(!d.serves("alice@mail.iwf.test"));
         assert!(d.is_empty());

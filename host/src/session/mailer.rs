@@ -254,7 +254,9 @@ async fn run(
             Command::Chat { message, done } => {
                 let new = thread.is_none();
                 let outcome = match shared.slots.acquire().await {
-                    Ok(_slot) => chat_mail(&shared, &key, &mail.session, &mut thread, message).await,
+                    Ok(_slot) => {
+                        chat_mail(&shared, &key, &mail.session, &mut thread, message).await
+                    }
                     Err(_) => return,
                 };
                 if let (true, Some(thread)) = (new, &thread) {
@@ -289,13 +291,12 @@ fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread
         .chain(&a.reply_to)
         .map(|m| m.addr.as_str())
         .collect();
-    let users: Vec<&str> = a
-        .to
-        .iter()
-        .chain(&a.cc)
-        .chain(&a.bcc)
-        .map(|m| m.addr.as_str())
-        .collect();
+    let users: Vec<&str> =
+        a.to.iter()
+            .chain(&a.cc)
+            .chain(&a.bcc)
+            .map(|m| m.addr.as_str())
+            .collect();
     shared.directory.register(key, mail, &ours, &users);
     for id in &thread.sent {
         shared.directory.sent(key, &bare(id));

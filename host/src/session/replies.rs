@@ -120,10 +120,7 @@ impl Replies {
         let date = mail.date.unwrap_or_else(|| Utc::now().fixed_offset());
         let name = mail.from.as_ref().and_then(|f| f.name.as_deref());
         let from = cpim::Address::new(name, &format!("mailto:{sender}"));
-        let user = session
-            .asserted_identity
-            .as_ref()
-            .unwrap_or(&session.from);
+        let user = session.asserted_identity.as_ref().unwrap_or(&session.from);
         let to = cpim::Address::new(user.display_name.as_deref(), &user.uri);
         let mut message = cpim::Message::text(from, to, &with_attachments(text, mail));
         message.date_time = Some(date);
@@ -166,9 +163,7 @@ impl Delivery for Replies {
         if self.directory.serves(rcpt) {
             Verdict::recipient_ok()
         } else {
-            Verdict::no_such_recipient(format!(
-                "<{rcpt}>: no live chat session at this address"
-            ))
+            Verdict::no_such_recipient(format!("<{rcpt}>: no live chat session at this address"))
         }
     }
 
@@ -196,10 +191,7 @@ impl Delivery for Replies {
             return Verdict::new(550, Some("5.1.7"), "the message has no From address");
         };
         let referenced = mail.referenced_ids();
-        let Some(entry) = self
-            .directory
-            .find(&referenced, &received.rcpt_to, &sender)
-        else {
+        let Some(entry) = self.directory.find(&referenced, &received.rcpt_to, &sender) else {
             return Verdict::no_such_recipient(
                 "no live chat session for this message: the chat may have ended",
             );
@@ -274,6 +266,11 @@ fn policy_headers(mail: &InboundMail) -> Vec<(String, String)> {
         headers.push(("Date".into(), date.to_rfc2822()));
     }
     headers.push(("Content-Type".into(), mail.content_type.clone()));
+    // Cleaning would have left nothing, so the text is the whole body, quotes included:
+    // a policy looking for keywords should know.
+    if mail.reply.fell_back {
+        headers.push(("X-IWF-Uncleaned".into(), "yes".into()));
+    }
     headers
 }
 

@@ -150,7 +150,6 @@ impl Drop for Sipp {
     }
 }
 
-
 /// The client URI the scenario's offer names (port `msrp_port`, id `session`).
 pub fn client_uri(msrp_port: u16, session: &str) -> MsrpUri {
     MsrpUri::parse(&format!("msrp://127.0.0.1:{msrp_port}/{session};tcp")).unwrap()
@@ -170,4 +169,3 @@ pub fn address(msg: &Message, header: &str) -> (Option<String>, String) {
     let a = a.first().unwrap();
     (a.name().map(str::to_owned), a.address().unwrap().to_owned())
 }
-

@@ -1,0 +1,375 @@
+//! F3 (5.2.4.2.4), F5 (5.2.4.2.8) and F8 (5.2.4.2.9) end to end over real sockets: sipp
+//! is the CPM client's SIP side, the MSRP test client its chat side, aiosmtpd the e-mail
+//! user's server (the invitation arrives there) and swaks the e-mail user answering: the
+//! reply reaches the IWF's inbound SMTP listener, is correlated with the session, its
+//! sender checked, cleaned, interpreted by the policy and carried out before the SMTP reply.
+//!
+//! Needs `python3-aiosmtpd`, `sip-tester` and `swaks`. Without them a test prints why and
+//! passes, except under CI (env CI set), where it fails.
+
+mod common;
+
+use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
+use common::mail::{Server, peers_available, server};
+use common::msrp::MsrpClient;
+use iwf::cpim;
+use iwf::msrp::{ByteRange, Method};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// swaks sends `data` (a whole message, LF line ends) from `from` to `to` at the IWF's
+/// inbound listener; the reply to the end of DATA (or the refusal before it).
+fn swaks(smtp: SocketAddr, from: &str, to: &str, data: &str) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), data).unwrap();
+    let output = Command::new("swaks")
+        // Getopt::Long takes a leading `+` as an option prefix unless POSIXLY_CORRECT.
+        .env("POSIXLY_CORRECT", "1")
+        .args([
+            "--server",
+            &smtp.ip().to_string(),
+            "--port",
+            &smtp.port().to_string(),
+        ])
+        .args(["--timeout", "20", "--helo", "mail.example.net"])
+        // "" is the null reverse-path `<>`.
+        .args(["--from", if from == "<>" { "" } else { from }, "--to", to])
+        .arg("--data")
+        .arg(format!("@{}", file.path().display()))
+        .output()
+        .expect("swaks (Debian package swaks) must be installed: .ci/run installs it");
+    let transcript = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    // The reply after the data's final dot, else the first refusal.
+    let lines: Vec<&str> = transcript.lines().collect();
+    let after_dot = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("-> ."))
+        .and_then(|i| lines[i + 1..].iter().find(|l| l.starts_with("<")));
+    let refusal = lines.iter().find(|l| l.starts_with("<**"));
+    after_dot
+        .or(refusal)
+        .unwrap_or_else(|| panic!("no reply in the swaks transcript:\n{transcript}"))
+        .trim_start_matches(['<', '*', '-', ' '])
+        .to_owned()
+}
+
+/// A reply from bob to the invitation `invitation` (its raw bytes), with `body`.
+fn reply(invitation: &[u8], from: &str, extra_headers: &str, body: &str) -> String {
+    let msg = parse(invitation);
+    let id = msg.message_id().unwrap();
+    let subject = msg.subject().unwrap_or("");
+    format!(
+        "From: Bob <{from}>\nTo: {to}\nSubject: Re: {subject}\nDate: Thu, 26 Nov 2026 11:45:00 +0100\n\
+         Message-ID: <r{n}@example.net>\nIn-Reply-To: <{id}>\nReferences: <{id}>\n{extra_headers}\
+         MIME-Version: 1.0\n{body}",
+        to = address(&msg, "From").1,
+        n = std::process::id() ^ body.len() as u32,
+    )
+}
+
+fn plain(text: &str) -> String {
+    format!("Content-Type: text/plain; charset=utf-8\n\n{text}\n")
+}
+
+/// The e-mail user's invitation for the call whose client session is `session`: the
+/// gateway with `policy`, sipp running `scenario` towards `rcpt`, the MSRP client
+/// connected (the offer is active: the IWF waits for it).
+async fn invited(
+    policy: &str,
+    srv: &Server,
+    scenario: &str,
+    session: &str,
+    rcpt: &str,
+) -> (Gateway, Sipp, MsrpClient, Vec<u8>) {
+    let gw = gateway(policy, srv);
+    let port = common::free_port();
+    let sipp = Sipp::start(&gw, scenario, "active", port, session, rcpt);
+    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri]).await;
+    // RFC 4975 5.4: the active end binds the connection with a first SEND (empty here).
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    let invitation = tokio::task::block_in_place(|| mails(srv, 1)).remove(0).1;
+    (gw, sipp, client, invitation)
+}
+
+const QUOTED_ACCEPT: &str = "Accept\n\nOn Thu, 26 Nov 2026 at 10:00, Alice <alice@mail.iwf.test> wrote:\n\
+    > Alice invites you to a chat. Reply ACCEPT to join, REJECT to decline,\n\
+    > or LEAVE to leave it later.\n";
+
+macro_rules! peers {
+    ($name:literal) => {
+        if !peers_available($name) || !swaks_available($name) {
+            return;
+        }
+    };
+}
+
+fn swaks_available(test: &str) -> bool {
+    let found = Command::new("swaks").arg("--version").output().is_ok();
+    if !found {
+        let why = format!("SKIPPED {test}: swaks not found (apt-get install swaks)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why} (required under CI)"
+        );
+        eprintln!("{why}");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sends() {
+    peers!("f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sends");
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) =
+        invited("default", &srv, "f4-chat.xml", "cl13ntA", "bob@example.net").await;
+    let to = address(&parse(&invitation), "From").1;
+
+    // Accept, quoting the invitation (whose text says REJECT and LEAVE too).
+    let answer = reply(&invitation, "bob@example.net", "", &plain(QUOTED_ACCEPT));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
+    assert!(said.starts_with("250") && said.contains("live"), "{said}");
+
+    // F5: a chat mail becomes a message/cpim SEND per EE1.
+    let chat = reply(
+        &invitation,
+        "bob@example.net",
+        "",
+        &plain("See you at noon!\n\n-- \nBob\nSent from my phone"),
+    );
+    let smtp = gw.smtp;
+    let to2 = to.clone();
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to2, &chat));
+    let (message, last) = client.receive_message(WAIT).await;
+    assert_eq!(message.content_type.as_deref(), Some("message/cpim"));
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    // EE1 DateTime: the e-mail's Date.
+    assert_eq!(
+        cpim.date_time.unwrap().to_rfc3339(),
+        "2026-11-26T11:45:00+01:00"
+    );
+    assert_eq!(cpim.from.as_ref().unwrap().uri, "mailto:bob@example.net");
+    assert_eq!(
+        cpim.from.as_ref().unwrap().display_name.as_deref(),
+        Some("Bob")
+    );
+    assert_eq!(cpim.to[0].uri, "tel:+15551234567");
+    // The cleaned reply: no signature.
+    assert_eq!(String::from_utf8_lossy(&cpim.body), "See you at noon!");
+    assert!(cpim.content_type.starts_with("text/plain"));
+    assert!(last.message_id().is_some());
+    let said = sending.await.unwrap();
+    assert!(
+        said.starts_with("250"),
+        "the 250 comes once the chat took it: {said}"
+    );
+
+    // A chat mail over 2 KiB: several SENDs with Byte-Range (chunk_size 2048).
+    let long = "0123456789abcdef".repeat(200);
+    let chat = reply(&invitation, "bob@example.net", "", &plain(&long));
+    let to3 = to.clone();
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to3, &chat));
+    let first = client.expect_request(Method::Send, WAIT).await;
+    let range = first.byte_range().unwrap();
+    assert_eq!(
+        (range.start, range.end),
+        (1, Some(2048)),
+        "the first chunk: {range:?}"
+    );
+    let total = range.total.unwrap();
+    assert!(total > 3200, "{total}");
+    client.respond(&first, 200).await;
+    let mut got = first.body.unwrap().data;
+    while (got.len() as u64) < total {
+        let chunk = client.expect_request(Method::Send, WAIT).await;
+        let ByteRange { start, .. } = chunk.byte_range().unwrap();
+        assert_eq!(start, got.len() as u64 + 1);
+        client.respond(&chunk, 200).await;
+        got.extend(chunk.body.unwrap().data);
+    }
+    let cpim = cpim::Message::parse(&got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&cpim.body), long);
+    assert!(sending.await.unwrap().starts_with("250"));
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_chat() {
+    peers!("f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_chat");
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) =
+        invited("default", &srv, "f4-chat.xml", "cl13ntB", "bob@example.net").await;
+    let to = address(&parse(&invitation), "From").1;
+    let html = "Content-Type: text/html; charset=utf-8\n\n<html><body><div dir=\"ltr\">Accept</div>\
+        <br><div class=\"gmail_quote\"><div class=\"gmail_attr\">On Thu, 26 Nov 2026 at 10:00, Alice \
+        wrote:</div><blockquote class=\"gmail_quote\">Reply ACCEPT or REJECT.</blockquote></div>\
+        </body></html>\n";
+    let answer = reply(&invitation, "bob@example.net", "", html);
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
+    assert!(said.starts_with("250") && said.contains("live"), "{said}");
+
+    // Eve knows the thread (In-Reply-To) but is not the session's e-mail user.
+    let forged = reply(
+        &invitation,
+        "eve@example.org",
+        "",
+        &plain("Send me the code"),
+    );
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "eve@example.org", &to, &forged));
+    assert!(said.starts_with("550"), "{said}");
+    assert!(said.contains("not the e-mail user"), "{said}");
+
+    // An out-of-office (RFC 3834 Auto-Submitted) is taken but never becomes chat.
+    let auto = reply(
+        &invitation,
+        "bob@example.net",
+        "Auto-Submitted: auto-replied\n",
+        &plain("I am out of the office until Monday."),
+    );
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &auto));
+    assert!(
+        said.starts_with("250") && said.contains("not a chat"),
+        "{said}"
+    );
+    // Nothing reached the MSRP side for any of them.
+    client.expect_silence(Duration::from_secs(1)).await;
+
+    // An address no session mails from is refused at RCPT.
+    let stray = plain("hello?");
+    let said = tokio::task::block_in_place(|| {
+        swaks(gw.smtp, "bob@example.net", "nobody@mail.iwf.test", &stray)
+    });
+    assert!(said.starts_with("550"), "{said}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_reject_ends_the_session_with_bye_and_a_later_mail_is_refused() {
+    peers!("f3_reject_ends_the_session_with_bye_and_a_later_mail_is_refused");
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) = invited(
+        "default",
+        &srv,
+        "f3-iwf-ends.xml",
+        "cl13ntC",
+        "bob@example.net",
+    )
+    .await;
+    let to = address(&parse(&invitation), "From").1;
+    let answer = reply(&invitation, "bob@example.net", "", &plain("reject, sorry"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
+    assert!(said.starts_with("250"), "{said}");
+    let reason = tokio::task::block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=603"), "{reason}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp saw the IWF's BYE"
+    );
+    client.expect_closed(WAIT).await;
+    // The session is over: a clear refusal, not silence.
+    let late = reply(&invitation, "bob@example.net", "", &plain("wait, accept"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &late));
+    assert!(said.starts_with("550"), "{said}");
+    assert!(said.contains("no live chat session"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f8_leave_in_a_live_session_ends_it_with_bye() {
+    peers!("f8_leave_in_a_live_session_ends_it_with_bye");
+    let srv = server(&[]);
+    let (gw, sipp, _client, invitation) = invited(
+        "default",
+        &srv,
+        "f3-iwf-ends.xml",
+        "cl13ntD",
+        "bob@example.net",
+    )
+    .await;
+    let to = address(&parse(&invitation), "From").1;
+    let answer = reply(&invitation, "bob@example.net", "", &plain("ACCEPT"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
+    assert!(said.contains("live"), "{said}");
+    let leave = reply(&invitation, "bob@example.net", "", &plain("leave"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &leave));
+    assert!(said.starts_with("250") && said.contains("left"), "{said}");
+    let reason = tokio::task::block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=200"), "{reason}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp saw the IWF's BYE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_no_answer_within_the_policys_expiry_ends_the_session() {
+    peers!("f3_no_answer_within_the_policys_expiry_ends_the_session");
+    let srv = server(&[]);
+    // The test policy's `expire` mode gives the e-mail user 2 s.
+    let (_gw, sipp, _client, _invitation) = invited(
+        "misbehaving",
+        &srv,
+        "f3-iwf-ends.xml",
+        "cl13ntE",
+        "expire@example.net",
+    )
+    .await;
+    let reason = tokio::task::block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=408"), "{reason}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp saw the IWF's BYE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_bounce_of_the_invitation_ends_the_session() {
+    peers!("f3_a_bounce_of_the_invitation_ends_the_session");
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) = invited(
+        "default",
+        &srv,
+        "f3-iwf-ends.xml",
+        "cl13ntF",
+        "bob@example.net",
+    )
+    .await;
+    let msg = parse(&invitation);
+    let to = address(&msg, "From").1;
+    let id = msg.message_id().unwrap();
+    let dsn = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@example.net>\nTo: {to}\n\
+         Subject: Undelivered Mail Returned to Sender\nDate: Thu, 26 Nov 2026 11:50:00 +0100\n\
+         Message-ID: <dsn1@example.net>\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\n\n\
+         --b1\nContent-Type: text/plain\n\nThe mail could not be delivered.\n\n\
+         --b1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n\
+         Final-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1\n\n\
+         --b1\nContent-Type: text/rfc822-headers\n\nFrom: {to}\nTo: bob@example.net\n\
+         Message-ID: <{id}>\nSubject: invitation\n\n--b1--\n"
+    );
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "<>", &to, &dsn));
+    assert!(said.starts_with("250") && said.contains("bounce"), "{said}");
+    let reason = tokio::task::block_in_place(|| sipp.bye_reason());
+    assert!(
+        reason.contains("cause=480") && reason.contains("5.1.1"),
+        "{reason}"
+    );
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp saw the IWF's BYE"
+    );
+    // A bounce never becomes a chat message.
+    client.expect_closed(WAIT).await;
+}
