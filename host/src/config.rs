@@ -351,6 +351,27 @@ impl Config {
                 value,
                 fix,
             })?;
+        // The listeners' own checks, so that a bad value fails at load, naming the key.
+        crate::smtp::inbound::InboundSettings::from_config(&self.smtp.inbound).map_err(|e| {
+            ConfigError::Invalid {
+                path: path.into(),
+                section: "smtp.inbound",
+                key: e.key,
+                value: e.value,
+                fix: e.fix,
+            }
+        })?;
+        if let Err(crate::msrp::EndpointError::Config { key, value, fix }) =
+            crate::msrp::Settings::from_config(&self.msrp)
+        {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                section: "msrp",
+                key,
+                value,
+                fix,
+            });
+        }
         // T1 at most T2 (4 s, RFC 3261 17.1.2.2), and never 0: every timer is a multiple.
         if !(1..=4000).contains(&self.sip.t1_ms) {
             return Err(ConfigError::Invalid {
@@ -414,6 +435,21 @@ mod tests {
         assert_eq!(c.smtp.outbound.mx_port, 25);
         assert!(c.policy.path.is_none());
         assert_eq!(c.sip.t1_ms, 500);
+    }
+
+    #[test]
+    fn msrp_and_inbound_smtp_limits_are_checked_at_load() {
+        let e = Config::parse(
+            "[msrp]\ndisposition_timeout_ms = 40000\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[msrp] disposition_timeout_ms = 40000"), "{e}");
+        let e = Config::parse("[smtp.inbound]\nmax_recipients = 0\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[smtp.inbound] max_recipients = 0"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use wasmtime::component::{
 };
 
 /// Why a policy file was refused. The message names what is wrong and what to do.
+/// The deadline of the `info()` call that checks a policy at load, in epoch ticks (ms).
+const LOAD_DEADLINE_MS: u64 = 5_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {message}")]
@@ -128,6 +131,10 @@ impl Policy {
         };
         let (info, memory) = policy
             .call(|decisions, store| {
+                // Loading is off every decision's path, and an interpreter's first call on
+                // a busy machine can take longer than a decision may: the load check gets
+                // its own deadline, a hang is still refused.
+                store.set_epoch_deadline(LOAD_DEADLINE_MS.max(policy.engine.deadline_ticks()));
                 let info = decisions.call_info(&mut *store)?;
                 Ok((info, sandbox::largest_memory(store)))
             })
@@ -143,7 +150,8 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Runs `f` against a fresh instance in a fresh sandbox.
+    /// Runs `f` against a fresh instance in a fresh sandbox (its deadline is a decision's
+    /// unless `f` sets another).
     pub fn call<R>(
         &self,
         f: impl FnOnce(
