@@ -243,6 +243,16 @@ async fn f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_c
     // Nothing reached the MSRP side for any of them.
     client.expect_silence(Duration::from_secs(1)).await;
 
+    // The CPM side refuses the chat message: the e-mail's sender learns it in the SMTP
+    // reply (nothing vanishes).
+    let chat = reply(&invitation, "bob@example.net", "", &plain("one more thing"));
+    let (smtp, to2) = (gw.smtp, to.clone());
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to2, &chat));
+    let send = client.expect_request(Method::Send, WAIT).await;
+    client.respond(&send, 403).await;
+    let said = sending.await.unwrap();
+    assert!(said.starts_with("554") && said.contains("403"), "{said}");
+
     // An address no session mails from is refused at RCPT.
     let stray = plain("hello?");
     let said = tokio::task::block_in_place(|| {
