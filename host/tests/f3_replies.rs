@@ -10,7 +10,7 @@
 mod common;
 
 use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
-use common::mail::{Server, peers_available, server};
+use common::mail::{Server, peers_available, server, swaks_available};
 use common::msrp::MsrpClient;
 use iwf::cpim;
 use iwf::msrp::{ByteRange, Method};
@@ -108,19 +108,6 @@ macro_rules! peers {
             return;
         }
     };
-}
-
-fn swaks_available(test: &str) -> bool {
-    let found = Command::new("swaks").arg("--version").output().is_ok();
-    if !found {
-        let why = format!("SKIPPED {test}: swaks not found (apt-get install swaks)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{why} (required under CI)"
-        );
-        eprintln!("{why}");
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,12 @@
 //! Needs `swaks`. Without it a swaks test prints why and passes, except under CI (env CI
 //! set), where it fails.
 
+mod common;
+
+use common::mail::swaks_available;
 use iwf::smtp::inbound::{Delivery, EnvelopeSoFar, InboundSettings, ReceivedMail, Verdict, serve};
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,24 +93,6 @@ async fn start(settings: InboundSettings) -> Server {
         gateway,
         _stop: stop,
     }
-}
-
-fn swaks_available(test: &str) -> bool {
-    let found = Command::new("swaks")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let why = format!("SKIPPED {test}: swaks not found (apt-get install swaks)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{why} (required under CI)"
-        );
-        eprintln!("{why}");
-    }
-    found
 }
 
 /// Runs swaks against `server` (its own timeout 10 s, ours 30 s); its transcript.

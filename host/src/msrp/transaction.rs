@@ -113,7 +113,7 @@ pub fn on_disposition(disposition: &Disposition, asked: Requested, responded: bo
 }
 
 /// The media type of a Content-Type value: parameters dropped, lower-cased.
-fn media_type(content_type: &str) -> String {
+pub fn media_type(content_type: &str) -> String {
     content_type
         .split(';')
         .next()

@@ -5,6 +5,7 @@
 //! Pure: no I/O, no policy. The mail itself is built by `mailer` (Table BB2).
 
 use crate::cpim;
+use crate::msrp::transaction::media_type;
 use crate::smtp::{SmtpFailure, Stage};
 use chrono::{DateTime, FixedOffset};
 
@@ -69,16 +70,6 @@ impl ChatMessage {
             format!("{media} is not carried to e-mail"),
         ))
     }
-}
-
-/// The type/subtype of a Content-Type value, lowercased, without parameters.
-fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 /// The text of a text/* body. CPM text is UTF-8 (RFC 4975 8.6 leaves the charset to the

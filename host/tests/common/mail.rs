@@ -177,3 +177,22 @@ pub fn wait_for(ready: impl Fn() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// True when swaks is installed; otherwise says why (and fails under CI).
+pub fn swaks_available(test: &str) -> bool {
+    let found = Command::new("swaks")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        let why = format!("SKIPPED {test}: swaks not found (apt-get install swaks)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why} (required under CI)"
+        );
+        eprintln!("{why}");
+    }
+    found
+}
