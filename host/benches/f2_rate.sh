@@ -79,7 +79,7 @@ max_idle_channels = 1024
 [admin]
 listen = "127.0.0.1:$admin_port"
 TOML
-RUST_LOG=${RUST_LOG:-warn} "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
+RUST_LOG=${RUST_LOG:-warn} ${IWF_WRAP:-} "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
 iwf_pid=$!
 pids+=($iwf_pid)
 for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done

@@ -53,6 +53,10 @@ impl Default for SipConfig {
 pub struct MsrpConfig {
     /// The one TCP listener shared by every session (`a=path` carries this address).
     pub listen: SocketAddr,
+    /// The host peers reach the listener at, written in `a=path` and `c=` (an IP address
+    /// or a domain name). Needed when `listen` is a wildcard address (0.0.0.0, ::) or
+    /// behind NAT; by default the `listen` address.
+    pub advertise: Option<String>,
     /// The largest whole message taken from a peer, in bytes; beyond it 413 (RFC 4975
     /// section 7.1.1). Default 10 MiB: a chat message becomes one e-mail.
     pub max_message_size: u64,
@@ -79,6 +83,7 @@ impl Default for MsrpConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 2855).into(),
+            advertise: None,
             max_message_size: 10 * 1024 * 1024,
             chunk_size: 2048,
             transaction_timeout_ms: 30_000,
@@ -372,6 +377,27 @@ impl Config {
                 fix,
             });
         }
+        match &self.msrp.advertise {
+            Some(host) if crate::sdp::Host::parse(host).is_err() => {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    section: "msrp",
+                    key: "advertise",
+                    value: host.clone(),
+                    fix: "use an IP address or a domain name (no port, no scheme)",
+                });
+            }
+            None if self.msrp.listen.ip().is_unspecified() => {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    section: "msrp",
+                    key: "listen",
+                    value: self.msrp.listen.to_string(),
+                    fix: "a wildcard address cannot go in a=path: set [msrp] advertise to the host peers reach",
+                });
+            }
+            _ => {}
+        }
         // T1 at most T2 (4 s, RFC 3261 17.1.2.2), and never 0: every timer is a multiple.
         if !(1..=4000).contains(&self.sip.t1_ms) {
             return Err(ConfigError::Invalid {
@@ -450,6 +476,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[smtp.inbound] max_recipients = 0"), "{e}");
+    }
+
+    #[test]
+    fn a_wildcard_msrp_listener_needs_an_advertised_host() {
+        let e = Config::parse("[msrp]\nlisten = \"0.0.0.0:2855\"\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("[msrp] listen = 0.0.0.0:2855") && e.contains("advertise"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "[msrp]\nlisten = \"0.0.0.0:2855\"\nadvertise = \"iwf.example.com\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.msrp.advertise.as_deref(), Some("iwf.example.com"));
+        assert!(Config::parse("[msrp]\nadvertise = \"msrp://x\"\n", Path::new("x.toml")).is_err());
     }
 
     #[test]

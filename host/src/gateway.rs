@@ -132,7 +132,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         },
         contact: format!("<sip:iwf@{sip_addr}>"),
         sent_by: sip_addr.to_string(),
-        msrp_host: Host::Ip(msrp_addr.ip()),
+        // Checked at load: a wildcard listener has an advertised host.
+        msrp_host: match &config.msrp.advertise {
+            Some(host) => {
+                Host::parse(host).map_err(|e| anyhow::anyhow!("[msrp] advertise: {e}"))?
+            }
+            None => Host::Ip(msrp_addr.ip()),
+        },
         msrp_port: msrp_addr.port(),
         timers: Timers {
             t1: Duration::from_millis(config.sip.t1_ms),
