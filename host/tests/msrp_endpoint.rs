@@ -22,6 +22,7 @@ const TRANSACTION_MS: u64 = 300;
 fn config() -> MsrpConfig {
     MsrpConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
         max_message_size: 1000,
         chunk_size: 10,
         transaction_timeout_ms: TRANSACTION_MS,
