@@ -177,6 +177,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             ended: chat_ended,
         },
         expiries: user_events,
+        timers: HashMap::new(),
     };
     tokio::spawn(run_sessions(
         core,
@@ -204,6 +205,9 @@ struct Mail {
     chats: Chats,
     /// Where an invitation's expiry timer reports (F3).
     expiries: mpsc::UnboundedSender<UserEvent>,
+    /// The expiry timers running, stopped when their session ends (a day by default:
+    /// they must not outlive it).
+    timers: HashMap<SessionKey, tokio::task::AbortHandle>,
 }
 
 impl Mail {
@@ -211,11 +215,21 @@ impl Mail {
     fn invited(&mut self, key: &SessionKey, outcome: &InvitationOutcome, expiry: Duration) {
         self.mailer.settled(key, outcome);
         if outcome.is_ok() {
-            let (events, key) = (self.expiries.clone(), key.clone());
-            tokio::spawn(async move {
+            let (events, expired) = (self.expiries.clone(), key.clone());
+            let timer = tokio::spawn(async move {
                 tokio::time::sleep(expiry).await;
-                let _ = events.send(UserEvent::Expired { key });
+                let _ = events.send(UserEvent::Expired { key: expired });
             });
+            self.timers.insert(key.clone(), timer.abort_handle());
+        }
+    }
+
+    /// Session `key` is over: its chat closes, its mail side finishes, its timer stops.
+    fn closed(&mut self, key: &SessionKey, notify: bool) {
+        self.chats.close(key);
+        self.mailer.closed(key, notify);
+        if let Some(timer) = self.timers.remove(key) {
+            timer.abort();
         }
     }
 }
@@ -374,10 +388,7 @@ async fn run_sessions(
                     let mailer = mail.mailer.chat(&key);
                     mail.chats.open(key, &msrp, mailer);
                 }
-                Effect::SessionClosed { key, notify } => {
-                    mail.chats.close(&key);
-                    mail.mailer.closed(&key, notify);
-                }
+                Effect::SessionClosed { key, notify } => mail.closed(&key, notify),
             }
         }
         stats.set_mail(mail.mailer.sessions());
