@@ -159,6 +159,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         policy.clone(),
         chat_sessions.clone(),
         user_events.clone(),
+        stats.clone(),
     );
     tokio::spawn(crate::smtp::inbound::serve(
         smtp_listener,
@@ -175,6 +176,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             endpoint,
             open: chat_sessions,
             ended: chat_ended,
+            stats: stats.clone(),
         },
         expiries: user_events,
         timers: HashMap::new(),
@@ -241,6 +243,7 @@ struct Chats {
     open: ChatSessions,
     /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
     ended: mpsc::UnboundedSender<(SessionKey, String)>,
+    stats: Arc<SessionStats>,
 }
 
 impl Chats {
@@ -250,7 +253,8 @@ impl Chats {
         match self.endpoint.open(spec) {
             Ok((session, events)) => {
                 self.sessions().insert(key.clone(), session);
-                tokio::spawn(carry_chat(key, events, mailer, self.ended.clone()));
+                let stats = self.stats.clone();
+                tokio::spawn(carry_chat(key, events, mailer, self.ended.clone(), stats));
             }
             Err(e) => {
                 tracing::warn!(session = %key, error = %e, "MSRP session not opened");
@@ -281,6 +285,7 @@ async fn carry_chat(
     mut events: mpsc::Receiver<msrp::Event>,
     mailer: Option<ChatMailer>,
     ended: mpsc::UnboundedSender<(SessionKey, String)>,
+    stats: Arc<SessionStats>,
 ) {
     while let Some(event) = events.recv().await {
         match event {
@@ -303,6 +308,7 @@ async fn carry_chat(
                     )),
                     (Err(refused), _) => Err(refused),
                 };
+                stats.chat(crate::session::stats::Direction::ToEmail, outcome.is_ok());
                 let disposition = match outcome {
                     Ok(()) => Disposition::Delivered,
                     Err(refused) => {
@@ -392,6 +398,7 @@ async fn run_sessions(
             }
         }
         stats.set_mail(mail.mailer.sessions());
+        stats.set_chats(mail.chats.sessions().len());
     }
 }
 

@@ -183,6 +183,11 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
     let cpim = cpim::Message::parse(&got).unwrap();
     assert_eq!(String::from_utf8_lossy(&cpim.body), long);
     assert!(sending.await.unwrap().starts_with("250"));
+    assert_eq!(
+        gw.metric("iwf_chat_messages_total{direction=\"to_cpm\",outcome=\"delivered\"}"),
+        2
+    );
+    assert_eq!(gw.metric("iwf_inbound_mails_total{result=\"taken\"}"), 3);
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"

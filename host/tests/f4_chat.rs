@@ -213,6 +213,17 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
         .await;
     assert_eq!(client.expect_response(&sent[0], WAIT).await, 415);
 
+    assert_eq!(
+        gw.metric("iwf_chat_messages_total{direction=\"to_email\",outcome=\"delivered\"}"),
+        2
+    );
+    // The 413 and the first 415 are the endpoint's; the image in CPIM is refused after.
+    assert_eq!(
+        gw.metric("iwf_chat_messages_total{direction=\"to_email\",outcome=\"failed\"}"),
+        1
+    );
+    assert_eq!(gw.metric("iwf_msrp_sessions"), 1);
+
     // The BYE (sipp, after its pause) closes the MSRP side and mails CC2 after the chat.
     client.expect_closed(Duration::from_secs(20)).await;
     assert!(

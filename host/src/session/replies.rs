@@ -13,6 +13,7 @@
 
 use super::core::SessionKey;
 use super::directory::{Directory, Entry};
+use super::stats::{Direction, SessionStats};
 use crate::cpim;
 use crate::mail::inbound::{self, InboundMail, Kind};
 use crate::msrp::{FailureReport, MsrpSession, SendError};
@@ -58,6 +59,7 @@ pub struct Replies {
     policy: Arc<PolicyHost>,
     chats: ChatSessions,
     core: mpsc::UnboundedSender<UserEvent>,
+    stats: Arc<SessionStats>,
 }
 
 impl Replies {
@@ -66,12 +68,14 @@ impl Replies {
         policy: Arc<PolicyHost>,
         chats: ChatSessions,
         core: mpsc::UnboundedSender<UserEvent>,
+        stats: Arc<SessionStats>,
     ) -> Self {
         Self {
             directory,
             policy,
             chats,
             core,
+            stats,
         }
     }
 
@@ -130,7 +134,9 @@ impl Replies {
             .await
             .map(|r| (r.success_report, failure_report(r.failure_report)))
             .unwrap_or((false, FailureReport::Yes));
-        match msrp.send("message/cpim", &body, reports).await {
+        let sent = msrp.send("message/cpim", &body, reports).await;
+        self.stats.chat(Direction::ToCpm, sent.is_ok());
+        match sent {
             Ok(delivered) => {
                 tracing::info!(session = %entry.key, message_id = %delivered.message_id, "e-mail delivered to the chat");
                 Verdict::accepted("delivered to the chat")
@@ -168,6 +174,15 @@ impl Delivery for Replies {
     }
 
     async fn deliver(&self, received: ReceivedMail) -> Verdict {
+        let verdict = self.take(received).await;
+        self.stats.inbound(verdict.is_positive());
+        verdict
+    }
+}
+
+impl Replies {
+    /// The mail, parsed, classified, correlated, checked and acted upon: its verdict.
+    async fn take(&self, received: ReceivedMail) -> Verdict {
         let mail = match inbound::parse(&received.data) {
             Ok(mail) => mail,
             Err(e) => {

@@ -13,6 +13,22 @@ pub struct SessionStats {
     /// Invitations mailed (250) and refused (AA3 error answer).
     invitations_mailed: AtomicU64,
     invitations_refused: AtomicU64,
+    chat_sessions: AtomicU64,
+    /// F4 chat messages by outcome: mailed, or answered with an MSRP error.
+    to_email: [AtomicU64; 2],
+    /// F5 chat mails by outcome: delivered over MSRP, or refused to their sender.
+    to_cpm: [AtomicU64; 2],
+    /// Inbound mails by the SMTP answer to their data: taken (2yz) or refused.
+    inbound: [AtomicU64; 2],
+}
+
+/// Which way a chat message went (`iwf_chat_messages_total{direction}`).
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// F4: MSRP -> e-mail.
+    ToEmail,
+    /// F5: e-mail -> MSRP.
+    ToCpm,
 }
 
 impl SessionStats {
@@ -36,6 +52,25 @@ impl SessionStats {
             &self.invitations_refused
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sessions with an MSRP side open.
+    pub fn set_chats(&self, chats: usize) {
+        self.chat_sessions.store(chats as u64, Ordering::Relaxed);
+    }
+
+    /// One chat message carried (`ok`) or refused, either way.
+    pub fn chat(&self, direction: Direction, ok: bool) {
+        let counters = match direction {
+            Direction::ToEmail => &self.to_email,
+            Direction::ToCpm => &self.to_cpm,
+        };
+        counters[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One inbound mail's data answered: taken (2yz) or refused.
+    pub fn inbound(&self, taken: bool) {
+        self.inbound[usize::from(!taken)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render_metrics(&self, out: &mut String) {
@@ -86,6 +121,45 @@ impl SessionStats {
                 out,
                 "iwf_invitations_total{{outcome=\"{outcome}\"}} {}",
                 counter.load(Ordering::Relaxed)
+            );
+        }
+        metrics::family(
+            out,
+            "iwf_msrp_sessions",
+            "gauge",
+            "Sessions with an MSRP side open (connected or awaited).",
+        );
+        let _ = writeln!(
+            out,
+            "iwf_msrp_sessions {}",
+            self.chat_sessions.load(Ordering::Relaxed)
+        );
+        metrics::family(
+            out,
+            "iwf_chat_messages_total",
+            "counter",
+            "Chat messages by direction (to_email: F4, to_cpm: F5) and outcome.",
+        );
+        for (direction, counters) in [("to_email", &self.to_email), ("to_cpm", &self.to_cpm)] {
+            for (i, outcome) in ["delivered", "failed"].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "iwf_chat_messages_total{{direction=\"{direction}\",outcome=\"{outcome}\"}} {}",
+                    counters[i].load(Ordering::Relaxed)
+                );
+            }
+        }
+        metrics::family(
+            out,
+            "iwf_inbound_mails_total",
+            "counter",
+            "Mails received on [smtp.inbound] by the answer to their data: taken or refused.",
+        );
+        for (i, result) in ["taken", "refused"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "iwf_inbound_mails_total{{result=\"{result}\"}} {}",
+                self.inbound[i].load(Ordering::Relaxed)
             );
         }
     }

@@ -17,7 +17,19 @@ pub struct Gateway {
     pub msrp: SocketAddr,
     /// The inbound SMTP listener (replies from the e-mail user).
     pub smtp: SocketAddr,
+    pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// The value of the `GET /metrics` line that starts with `series` (0 if absent).
+    pub fn metric(&self, series: &str) -> u64 {
+        let (status, body) = super::http(self.admin, "GET", "/metrics").unwrap();
+        assert_eq!(status, 200);
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 /// The gateway with `policy` ("auto-accept": F1; "default": F2), mailing through `srv`,
@@ -57,6 +69,7 @@ pub fn gateway(policy: &str, srv: &Server) -> Gateway {
         sip,
         msrp,
         smtp,
+        admin,
         dir,
     }
 }
