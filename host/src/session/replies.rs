@@ -309,3 +309,51 @@ fn failure_report(f: world::FailureReport) -> FailureReport {
         world::FailureReport::Partial => FailureReport::Partial,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::inbound::Attachment;
+
+    #[test]
+    fn attachments_are_named_in_the_chat_text_and_inline_images_are_not() {
+        let mut mail = InboundMail::default();
+        mail.attachments = vec![
+            Attachment {
+                file_name: Some("menu.pdf".into()),
+                content_type: "application/pdf".into(),
+                size: 1234,
+                bytes: vec![],
+                inline: false,
+            },
+            Attachment {
+                file_name: Some("logo.png".into()),
+                content_type: "image/png".into(),
+                size: 99,
+                bytes: vec![],
+                inline: true,
+            },
+        ];
+        let text = with_attachments("See the menu".into(), &mail);
+        assert_eq!(
+            text,
+            "See the menu\n[attachment not carried: menu.pdf (application/pdf, 1234 bytes)]"
+        );
+    }
+
+    #[test]
+    fn the_policy_sees_whether_cleaning_fell_back() {
+        let mut mail = InboundMail {
+            message_id: Some("r1@example.net".into()),
+            in_reply_to: vec!["i1@mail.iwf.test".into()],
+            content_type: "text/plain".into(),
+            ..InboundMail::default()
+        };
+        let names = |m: &InboundMail| -> Vec<String> {
+            policy_headers(m).into_iter().map(|(n, _)| n).collect()
+        };
+        assert_eq!(names(&mail), ["Message-ID", "In-Reply-To", "Content-Type"]);
+        mail.reply.fell_back = true;
+        assert!(names(&mail).contains(&"X-IWF-Uncleaned".to_owned()));
+    }
+}
