@@ -317,8 +317,7 @@ mod tests {
 
     #[test]
     fn attachments_are_named_in_the_chat_text_and_inline_images_are_not() {
-        let mut mail = InboundMail::default();
-        mail.attachments = vec![
+        let attachments = vec![
             Attachment {
                 file_name: Some("menu.pdf".into()),
                 content_type: "application/pdf".into(),
@@ -334,6 +333,10 @@ mod tests {
                 inline: true,
             },
         ];
+        let mail = InboundMail {
+            attachments,
+            ..InboundMail::default()
+        };
         let text = with_attachments("See the menu".into(), &mail);
         assert_eq!(
             text,
