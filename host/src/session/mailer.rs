@@ -201,6 +201,27 @@ struct Thread {
 }
 
 impl Thread {
+    /// A session's mail state before its first mail: the channel goes to the first
+    /// recipient's domain (AA1/BB1 RCPT TO).
+    fn new(addresses: Addresses, envelope: Envelope, subject: Option<String>) -> Self {
+        let domain = envelope
+            .to
+            .first()
+            .map(|a| a.domain().to_owned())
+            .unwrap_or_default();
+        Self {
+            channel: None,
+            idle: None,
+            domain,
+            envelope,
+            addresses,
+            subject,
+            sent: Vec::new(),
+            last: None,
+            chats: 0,
+        }
+    }
+
     fn sent(&mut self, id: MsgId, references: Vec<MsgId>) {
         self.sent.push(id.clone());
         self.last = Some(Parent { id, references });
@@ -750,31 +771,17 @@ async fn invite(
     )
     .map_err(bad_header)?;
     let message = compose(&draft);
+    let mut thread = Thread::new(addresses, envelope, draft.subject.clone());
     // Steps 1-2: DNS (or the smart host) and the channel to the recipient's server.
-    let domain = envelope
-        .to
-        .first()
-        .map(|a| a.domain().to_owned())
-        .unwrap_or_default();
-    let mut channel = match smtp::connect(&shared.router, &shared.settings, &domain).await {
+    let mut channel = match smtp::connect(&shared.router, &shared.settings, &thread.domain).await {
         Ok(channel) => channel,
         Err(failure) => return Err(refusal(shared, session, failure).await),
     };
     // Step 4: the mail transaction; step 5: its outcome.
-    match channel.send(&envelope, &message).await {
+    match channel.send(&thread.envelope, &message).await {
         Ok(sent) => {
             tracing::info!(session = %session.session_id, host = %channel.host(), message_id = %message_id, reply = sent.reply.code, "invitation mailed");
-            let mut thread = Thread {
-                channel: Some(channel),
-                idle: None,
-                domain,
-                envelope,
-                addresses,
-                subject: draft.subject.clone(),
-                sent: Vec::new(),
-                last: None,
-                chats: 0,
-            };
+            thread.channel = Some(channel);
             thread.sent(message_id, draft.references);
             let expiry = std::time::Duration::from_secs(decisions.expiry.into());
             Ok((thread, expiry))
@@ -921,22 +928,7 @@ async fn chat_mail(
     if let Some(decisions) = &decided.addresses {
         let addresses = addresses(session, decisions).map_err(|why| chat::unmapped(&why))?;
         let envelope = envelope(&addresses, None);
-        let domain = envelope
-            .to
-            .first()
-            .map(|a| a.domain().to_owned())
-            .unwrap_or_default();
-        *thread = Some(Thread {
-            channel: None,
-            idle: None,
-            domain,
-            envelope,
-            addresses,
-            subject: session.subject.clone(),
-            sent: Vec::new(),
-            last: None,
-            chats: 0,
-        });
+        *thread = Some(Thread::new(addresses, envelope, session.subject.clone()));
     }
     let Some(thread) = thread.as_mut() else {
         return Err(chat::unmapped("no mail state for the session"));
