@@ -12,7 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p iwf
-cargo bench -q -p iwf --bench f4_load --no-run 2>/dev/null
+# The load generator's executable, run directly (not through cargo) so that cargo's own
+# start-up is outside the measured window.
+LOAD=$(cargo bench -p iwf --bench f4_load --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
+[ -x "$LOAD" ] || { echo "f4_load was not built" >&2; exit 1; }
 ROOT=$PWD
 IWF=$ROOT/target/release/iwf
 SESSIONS=${SESSIONS:-20}  # CPM sessions in parallel
@@ -76,9 +79,13 @@ pids+=($iwf_pid)
 for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
+# Per thread, by name: "name ticks" lines.
+threads() { for t in /proc/$iwf_pid/task/*; do echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done 2>/dev/null; }
+threads >"$work/threads0"
 cpu0=$(cpu); c0=$(now)
-load=$(cargo bench -q -p iwf --bench f4_load -- "127.0.0.1:$sip_port" "$SESSIONS" "$MESSAGES" 2>"$work/load.err")
+load=$("$LOAD" "127.0.0.1:$sip_port" "$SESSIONS" "$MESSAGES" 2>"$work/load.err")
 cpu1=$(cpu); c1=$(now)
+threads >"$work/threads1"
 sleep 1  # the sessions' QUITs reach smtp-sink
 eval "$(echo "$load" | tr ' ' '\n' | grep '=')"   # rate ok failed secs p50_ms p99_ms setup_failed
 sess1=$(count sess); mesg1=$(count mesg)
@@ -90,6 +97,20 @@ echo "baseline smtp-source -> smtp-sink : $base_rate msgs/s ($MSGS in ${base_sec
 echo "f4_load -> iwf -> smtp-sink       : $rate msgs/s ($ok ok, $failed failed, ${secs}s; SEND -> 200 p50 ${p50_ms} ms, p99 ${p99_ms} ms; $setup_failed sessions failed to set up)"
 python3 -c "print(f'ratio iwf/baseline               : {$rate/$base_rate:.2f}')"
 echo "iwf CPU during the load run       : ${iwf_cpu}% of one core (set-up and BYEs included)"
+# Threads by name (tokio workers share a name), CPU over the same window; short-lived
+# threads (the blocking pool) that ended within it are in the process total only.
+python3 - "$work/threads0" "$work/threads1" "$(python3 -c "print($c1-$c0)")" "$(getconf CLK_TCK)" <<'PY'
+import sys, collections
+def load(f):
+    d = collections.defaultdict(int)
+    for l in open(f):
+        n, t = l.rsplit(' ', 1); d[n] += int(t)
+    return d
+a, b = load(sys.argv[1]), load(sys.argv[2])
+secs, hz = float(sys.argv[3]), int(sys.argv[4])
+rows = sorted(((b[n] - a.get(n, 0)) / hz / secs * 100, n) for n in b)
+print("iwf threads (% of one core)      : " + ", ".join(f"{n} {p:.0f}%" for p, n in reversed(rows) if p >= 1))
+PY
 echo "smtp-sink, gateway run            : $smtp_sessions SMTP sessions, $smtp_mails mails (CC2 notifications included)"
 if [ "$smtp_sessions" -le "$SESSIONS" ]; then
   echo "SMTP connection reuse             : yes ($((ok / (smtp_sessions > 0 ? smtp_sessions : 1))) chat mails per SMTP session)"
