@@ -86,10 +86,16 @@ cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock tic
 # Per thread, by name: "name ticks" lines.
 threads() { for t in /proc/$iwf_pid/task/*; do echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done 2>/dev/null; }
 threads >"$work/threads0"
+if [ -n "${PERF:-}" ]; then  # PERF=1: perf stat of the gateway over the load run
+  perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p "$iwf_pid" -o "$work/perf.txt" &
+  perf_pid=$!
+  sleep 0.2
+fi
 cpu0=$(cpu); c0=$(now)
 load=$("$LOAD" "127.0.0.1:$sip_port" "$SESSIONS" "$MESSAGES" 2>"$work/load.err")
 cpu1=$(cpu); c1=$(now)
 threads >"$work/threads1"
+if [ -n "${PERF:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
 sleep 0.2
 sleep 1  # the sessions' QUITs reach smtp-sink
 eval "$(echo "$load" | tr ' ' '\n' | grep '=')"   # rate ok failed secs p50_ms p99_ms setup_failed
@@ -141,6 +147,9 @@ if [ "$smtp_sessions" -le "$SESSIONS" ]; then
   echo "SMTP connection reuse             : yes ($((ok / (smtp_sessions > 0 ? smtp_sessions : 1))) chat mails per SMTP session)"
 else
   echo "SMTP connection reuse             : NO ($smtp_sessions SMTP sessions for $SESSIONS CPM sessions)"
+fi
+if [ -n "${PERF:-}" ]; then
+  echo "--- perf stat -p iwf over the load run"; grep -E "task-clock|context-switches|cpu-migrations|page-faults|seconds time" "$work/perf.txt"
 fi
 if [ "$failed" != 0 ] || [ "$setup_failed" != 0 ]; then
   echo "--- load generator errors (first 20 lines)"; head -20 "$work/load.err"
