@@ -14,6 +14,11 @@
 //!    Kamailio carries the answer (and the IWF's REPORT) down the client's connection.
 //! 4. The BYE ends the session.
 //!
+//! The second test offers a=setup:actpass: the IWF is active, connects to the first URI
+//! of the offered path (the relay) and binds with an empty SEND, which Kamailio carries
+//! down the client's connection; the client's 200 and SENDs go back up the IWF's own
+//! connection.
+//!
 //! So Kamailio parses every frame the IWF writes (responses, REPORT) and the IWF parses
 //! every frame Kamailio rewrites. Needs `kamailio`, `sip-tester` and `python3-aiosmtpd`;
 //! without them the test says why and passes, except under CI (env CI set).
@@ -45,6 +50,8 @@ fn gateway(srv: &Server) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
     let msrp: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+    // Its own admin port: tests run in parallel.
+    let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
@@ -54,7 +61,7 @@ fn gateway(srv: &Server) -> Gateway {
              [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
-             [policy]\npath = \"{}\"\n",
+             [policy]\npath = \"{}\"\n[admin]\nlisten = \"{admin}\"\n",
             srv.port,
             common::policy_file("auto-accept").display()
         ),
@@ -189,13 +196,13 @@ struct Sipp {
 }
 
 impl Sipp {
-    fn start(gw: &Gateway, relay_port: u16, path: &str) -> Sipp {
+    fn start(gw: &Gateway, setup: &str, relay_port: u16, path: &str) -> Sipp {
         let answer_file = gw.dir.path().join("answer");
         let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sipp/f4-relay.xml");
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(scenario)
-            .args(["-key", "setup", "active"])
+            .args(["-key", "setup", setup])
             .args(["-key", "msrp_port", &relay_port.to_string()])
             .args(["-key", "path", path])
             .args(["-key", "rcpt", "bob@example.net"])
@@ -264,6 +271,28 @@ fn header<'a>(frame: &'a Frame, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The client's AUTH at the relay (RFC 4976, no digest asked: see the config); the 200's
+/// Use-Path, the relay's URI for this client.
+async fn auth(client: &mut MsrpClient, relay: &Kamailio) -> MsrpUri {
+    let auth = Frame {
+        transact_id: TransactId::random(),
+        start: StartLine::Request(Method::Other("AUTH".into())),
+        to_path: vec![relay.uri()],
+        from_path: vec![client.local.clone()],
+        headers: Vec::new(),
+        body: None,
+        flag: Flag::Complete,
+    };
+    client.send_frame(&auth).await;
+    let answer = client.expect_frame(WAIT).await;
+    assert_eq!(answer.transact_id, auth.transact_id, "{}", relay.log());
+    assert_eq!(code_of(&answer), Some(200), "{answer:?}\n{}", relay.log());
+    let use_path = MsrpUri::parse(header(&answer, "Use-Path").expect("Use-Path")).unwrap();
+    assert_eq!(use_path.port, Some(relay.addr.port()));
+    assert!(!use_path.session_id.is_empty(), "{use_path:?}");
+    use_path
+}
+
 const CPIM: &str = "From: Alice <sip:alice@ims.example.com>\r\n\
     To: <mailto:bob@example.net>\r\n\
     DateTime: 2026-11-26T10:00:00.000+01:00\r\n\
@@ -286,26 +315,11 @@ async fn f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_clie
     let mut client = MsrpClient::connect(relay.addr, local.clone(), vec![relay.uri()]).await;
 
     // 1. AUTH at the relay (RFC 4976); 200 with Use-Path, the URI to put in the path.
-    let auth = Frame {
-        transact_id: TransactId::random(),
-        start: StartLine::Request(Method::Other("AUTH".into())),
-        to_path: vec![relay.uri()],
-        from_path: vec![local.clone()],
-        headers: Vec::new(),
-        body: None,
-        flag: Flag::Complete,
-    };
-    client.send_frame(&auth).await;
-    let answer = client.expect_frame(WAIT).await;
-    assert_eq!(answer.transact_id, auth.transact_id, "{}", relay.log());
-    assert_eq!(code_of(&answer), Some(200), "{answer:?}\n{}", relay.log());
-    let use_path = MsrpUri::parse(header(&answer, "Use-Path").expect("Use-Path")).unwrap();
-    assert_eq!(use_path.port, Some(relay.addr.port()));
-    assert!(!use_path.session_id.is_empty(), "{use_path:?}");
+    let use_path = auth(&mut client, &relay).await;
 
     // 2. The offer's path: the relay, then the client (RFC 4976: Use-Path goes first).
     let path = format!("{use_path} {local}");
-    let sipp = Sipp::start(&gw, relay.addr.port(), &path);
+    let sipp = Sipp::start(&gw, "active", relay.addr.port(), &path);
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     // RFC 6135 4.2: the offer was active, so the IWF is passive; the relay connects.
     assert_eq!(setup, "passive");
@@ -410,4 +424,59 @@ async fn f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_clie
     assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp ladder");
     wait_for(|| srv.mails().len() >= 3, "the CC2 notification");
     assert_eq!(srv.mails().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_through_kamailio_msrp_relay_iwf_active_binds_via_the_relay_and_carries_chat() {
+    let test = "f4_through_kamailio_msrp_relay_iwf_active_binds_via_the_relay_and_carries_chat";
+    if !relay_peers_available(test) {
+        return;
+    }
+    let srv = server(&[]);
+    let gw = gateway(&srv);
+    let relay = tokio::task::block_in_place(Kamailio::start);
+    let local = MsrpUri::tcp(
+        Host::Ip([127, 0, 0, 1].into()),
+        common::free_port(),
+        "kamact1v",
+    );
+    let mut client = MsrpClient::connect(relay.addr, local.clone(), vec![relay.uri()]).await;
+    let use_path = auth(&mut client, &relay).await;
+
+    // RFC 6135 4.2: actpass offered, so the IWF is active: it connects to the first URI
+    // of the offered path, the relay (RFC 4975 section 6.2), which carries its frames on.
+    let path = format!("{use_path} {local}");
+    let sipp = Sipp::start(&gw, "actpass", relay.addr.port(), &path);
+    let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
+    assert_eq!(setup, "active");
+    // RFC 4975 section 5.4: the active side binds with a SEND (empty here), To-Path the
+    // offered path; the relay took its URI off the To-Path and put it on the From-Path.
+    let bind = client.expect_request(Method::Send, WAIT).await;
+    assert!(bind.body.is_none(), "{bind:?}");
+    assert_eq!(bind.to_path, vec![local.clone()]);
+    assert_eq!(bind.from_path, vec![use_path.clone(), iwf_uri.clone()]);
+    // The 200 goes back through the relay, down the IWF's own connection.
+    client.respond(&bind, 200).await;
+
+    client.to_path = vec![use_path.clone(), iwf_uri.clone()];
+    let sent = client
+        .send_message(
+            "kamact1",
+            "message/cpim",
+            CPIM.as_bytes(),
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(
+        client.expect_response(&sent[0], WAIT).await,
+        200,
+        "{}",
+        relay.log()
+    );
+    wait_for(|| !srv.mails().is_empty(), "the mail reaches the server");
+    let mail = &srv.mails()[0];
+    let msg = MessageParser::default().parse(&mail.1).unwrap();
+    assert!(msg.body_text(0).unwrap().starts_with("Relayed by Kamailio"));
+    assert!(tokio::task::block_in_place(|| sipp.passed()), "sipp ladder");
 }
