@@ -7,7 +7,8 @@
 # host/benches/f5_load.rs plays the CPM side: S sessions (INVITE with an a=setup:active
 # MSRP offer, ACK, MSRP bind, one ACCEPT mail each), then it answers every SEND 200 and
 # counts the messages. Per session, smtp-source -f userN@example.net -t <reply address>
-# -m M -s K -l LEN; the S smtp-sources run in parallel (S*K SMTP sessions in all), and so do
+# -m M -s K -l LEN -A (-A: a refused mail is a warning line and the run goes on; without
+# it smtp-source stops at the first refusal); the S smtp-sources run in parallel (S*K SMTP sessions in all), and so do
 # the S smtp-sources of the baseline.
 # Usage: bash host/benches/f5_rate.sh   (SESSIONS, PER_SESSION, PARALLEL, LEN override the
 # defaults; needs the Debian package postfix's tools, the daemon is not used)
@@ -56,7 +57,7 @@ blast() {
   t0=$(now)
   while read -r from to; do
     i=$((i + 1))
-    "$SMTP_SOURCE" -f "$from" -t "$to" -m "$PER_SESSION" -s "$PARALLEL" -l "$LEN" \
+    "$SMTP_SOURCE" -A -f "$from" -t "$to" -m "$PER_SESSION" -s "$PARALLEL" -l "$LEN" \
       "$target" >"$work/$tag.$i.out" 2>&1 &
     spids+=($!)
   done <"$pairs"
