@@ -103,9 +103,18 @@ if [ ! -e "$work/ready" ]; then echo "f5_load did not set the sessions up:"; cat
 
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }  # utime+stime, clock ticks
 tasks() { for t in /proc/$iwf_pid/task/*; do echo "$(cat "$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done; }
+metrics() { curl -s "127.0.0.1:$admin_port/metrics"; }
+metrics >"$work/metrics0"
+if [ -n "${PERF:-}" ]; then  # PERF=1: perf stat on the gateway during the run
+  perf stat -e task-clock,context-switches,cpu-migrations,page-faults -p $iwf_pid \
+    -o "$work/perf.out" &
+  perf_pid=$!
+fi
 cpu0=$(cpu $iwf_pid); load0=$(cpu $load_pid); tasks >"$work/tasks0"
 iwf_secs=$(blast "127.0.0.1:$in_port" "$work/addresses" iwf)
 cpu1=$(cpu $iwf_pid); load1=$(cpu $load_pid); tasks >"$work/tasks1"
+[ -n "${PERF:-}" ] && { kill -INT $perf_pid; wait $perf_pid || true; }
+metrics >"$work/metrics1"
 touch "$work/done"
 wait $load_pid || { echo "f5_load failed:"; cat "$work/load.err"; }
 iwf_fail=$(failures "$work"/iwf.*.out)
@@ -135,6 +144,23 @@ for name in sorted(b, key=lambda n: a.get(n, 0) - b[n]):
     d = b[name] - a.get(name, 0)
     if d: print(f"  {name:<20} {d/tck/secs*100:.0f}%")
 PY
+python3 - "$work/metrics0" "$work/metrics1" "$accepted" <<'PY'
+import sys, re
+def load(f):
+    s, c = {}, {}
+    for l in open(f):
+        m = re.match(r'iwf_policy_decision_seconds_(sum|count)\{decision="([^"]+)"\} (\S+)', l)
+        if m: (s if m[1] == "sum" else c)[m[2]] = float(m[3])
+    return s, c
+(s0, c0), (s1, c1) = load(sys.argv[1]), load(sys.argv[2])
+n = max(1, int(sys.argv[3]))
+used = [d for d in c1 if c1[d] - c0.get(d, 0)]
+dc = {d: c1[d] - c0.get(d, 0) for d in used}
+ds = {d: s1[d] - s0.get(d, 0) for d in used}
+print("policy decisions during the run: " + ", ".join(f"{d} {dc[d]:.0f} x {ds[d]/dc[d]*1e6:.0f} us" for d in used))
+print(f"policy time per mail: {sum(ds.values())/n*1e6:.0f} us")
+PY
+[ -n "${PERF:-}" ] && grep -E "task-clock|context|migrations|faults|elapsed" "$work/perf.out"
 if [ "$iwf_fail" != 0 ] || [ "$(got msrp_messages)" != "$accepted" ]; then
   echo "--- smtp-source errors (first 10)"; cat "$work"/iwf.*.out | head -10
   echo "--- iwf log (first 10 lines)"; head -10 "$work/iwf.log"
