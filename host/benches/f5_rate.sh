@@ -24,7 +24,7 @@ for l in sys.stdin:
 ROOT=$PWD
 IWF=$ROOT/target/release/iwf
 SESSIONS=${SESSIONS:-10}      # live CPM sessions (S)
-PER_SESSION=${PER_SESSION:-1000}  # mails per session (M)
+PER_SESSION=${PER_SESSION:-3000}  # mails per session (M)
 PARALLEL=${PARALLEL:-2}       # smtp-source sessions per CPM session (K)
 LEN=${LEN:-200}               # payload bytes per mail
 SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
