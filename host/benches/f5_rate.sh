@@ -102,7 +102,8 @@ for _ in $(seq 600); do [ -e "$work/ready" ] && break; kill -0 $load_pid 2>/dev/
 if [ ! -e "$work/ready" ]; then echo "f5_load did not set the sessions up:"; cat "$work/load.err"; exit 1; fi
 
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }  # utime+stime, clock ticks
-tasks() { for t in /proc/$iwf_pid/task/*; do echo "$(cat "$t/comm") $(awk '{print $14+$15}' "$t/stat")"; done; }
+# Per thread: name, CPU ns, ns runnable but waiting for a core (schedstat).
+tasks() { for t in /proc/$iwf_pid/task/*; do echo "$(cat "$t/comm" | tr ' ' _) $(cat "$t/schedstat" 2>/dev/null)"; done; }
 metrics() { curl -s "127.0.0.1:$admin_port/metrics"; }
 metrics >"$work/metrics0"
 if [ -n "${PERF:-}" ]; then  # PERF=1: perf stat on the gateway during the run
@@ -130,19 +131,22 @@ echo "smtp-source -> iwf -> MSRP (f5_load)   : $iwf_rate mails/s ($accepted of $
 python3 -c "print(f'ratio iwf/baseline                    : {$iwf_rate/$base_rate:.2f}')"
 echo "MSRP messages received (= accepted?)   : $(got msrp_messages) in $(got msrp_chunks) SENDs, $(got msrp_bytes) bytes; $(got byes_ok) BYEs answered 200; setup $(got setup_s)s"
 echo "iwf CPU during the run                 : $(pct "$cpu0" "$cpu1")% of one core (f5_load $(pct "$load0" "$load1")%)"
-echo "iwf threads (% of one core):"
-python3 - "$work/tasks0" "$work/tasks1" "$iwf_secs" "$tck" <<'PY'
+echo "iwf threads: CPU and run-queue wait (runnable, no core free), % of the run's wall time:"
+python3 - "$work/tasks0" "$work/tasks1" "$iwf_secs" <<'PY'
 import sys, collections
 def load(f):
-    d = collections.Counter()
+    cpu, wait = collections.Counter(), collections.Counter()
     for l in open(f):
-        name, t = l.rsplit(' ', 1); d[name] += int(t)
-    return d
-a, b = load(sys.argv[1]), load(sys.argv[2])
-secs, tck = float(sys.argv[3]), int(sys.argv[4])
-for name in sorted(b, key=lambda n: a.get(n, 0) - b[n]):
-    d = b[name] - a.get(name, 0)
-    if d: print(f"  {name:<20} {d/tck/secs*100:.0f}%")
+        w = l.split()
+        if len(w) < 3: continue  # a thread that ended between the listing and the read
+        cpu[w[0]] += int(w[1]); wait[w[0]] += int(w[2])
+    return cpu, wait
+(c0, w0), (c1, w1) = load(sys.argv[1]), load(sys.argv[2])
+secs = float(sys.argv[3]) * 1e9
+for name in sorted(c1, key=lambda n: c0.get(n, 0) - c1[n]):
+    c, w = c1[name] - c0.get(name, 0), w1[name] - w0.get(name, 0)
+    if c or w: print(f"  {name:<20} CPU {c/secs*100:4.0f}%  waiting for a core {w/secs*100:4.0f}%")
+print("  (threads that ended during the run, e.g. the blocking pool's, are not in these rows)")
 PY
 python3 - "$work/metrics0" "$work/metrics1" "$accepted" <<'PY'
 import sys, re
