@@ -165,6 +165,9 @@ print("policy decisions during the run: " + ", ".join(f"{d} {dc[d]:.0f} x {ds[d]
 print(f"policy time per mail: {sum(ds.values())/n*1e6:.0f} us")
 PY
 [ -n "${PERF:-}" ] && grep -E "task-clock|context|migrations|faults|elapsed" "$work/perf.out"
+if cat "$work"/iwf.*.out | grep -qi fatal; then
+  echo "NOTE: an smtp-source stopped early (fatal): its unsent mails count as failed above"
+fi
 if [ "$iwf_fail" != 0 ] || [ "$(got msrp_messages)" != "$accepted" ]; then
   echo "--- smtp-source errors (first 10)"; cat "$work"/iwf.*.out | head -10
   echo "--- iwf log (first 10 lines)"; head -10 "$work/iwf.log"
