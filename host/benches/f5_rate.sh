@@ -166,7 +166,7 @@ print(f"policy time per mail: {sum(ds.values())/n*1e6:.0f} us")
 PY
 [ -n "${PERF:-}" ] && grep -E "task-clock|context|migrations|faults|elapsed" "$work/perf.out"
 if cat "$work"/iwf.*.out | grep -qi fatal; then
-  echo "NOTE: an smtp-source stopped early (fatal): its unsent mails count as failed above"
+  echo "NOTE: an smtp-source stopped early (fatal): its unsent mails are not in the failed count, so the accepted count and rate above are too high"
 fi
 if [ "$iwf_fail" != 0 ] || [ "$(got msrp_messages)" != "$accepted" ]; then
   echo "--- smtp-source errors (first 10)"; cat "$work"/iwf.*.out | head -10
