@@ -25,7 +25,8 @@
 
 mod common;
 
-use common::mail::{Server, peers_available, server, wait_for};
+use common::chat::{Gateway, gateway};
+use common::mail::{peers_available, server, wait_for};
 use common::msrp::MsrpClient;
 use iwf::msrp::{FailureReport, Flag, Frame, Header, Method, StartLine, Status, TransactId};
 use iwf::sdp::{Host, MsrpUri};
@@ -37,46 +38,6 @@ use std::time::{Duration, Instant};
 
 const KAMAILIO: &str = "/usr/sbin/kamailio";
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The gateway under test (auto-accept: F1, then F4); killed when dropped.
-struct Gateway {
-    _process: common::Running,
-    sip: SocketAddr,
-    msrp: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-fn gateway(srv: &Server) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let msrp: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    // Its own admin port: tests run in parallel.
-    let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let config = dir.path().join("iwf.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
-             [msrp]\nlisten = \"{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
-             [smtp.inbound]\ndomain = \"mail.iwf.test\"\n\
-             [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
-             connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
-             [policy]\npath = \"{}\"\n[admin]\nlisten = \"{admin}\"\n",
-            srv.port,
-            common::policy_file("auto-accept").display()
-        ),
-    )
-    .unwrap();
-    let process = common::run_gateway(&config, || {
-        TcpStream::connect(sip).is_ok() && TcpStream::connect(msrp).is_ok()
-    });
-    Gateway {
-        _process: process,
-        sip,
-        msrp,
-        dir,
-    }
-}
 
 /// Kamailio running tests/kamailio/msrp-relay.cfg in the foreground on a free loopback
 /// port, with its own runtime dir; stopped (SIGTERM, which stops its workers) when dropped.
@@ -308,7 +269,7 @@ async fn f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_clie
         return;
     }
     let srv = server(&[]);
-    let gw = gateway(&srv);
+    let gw = gateway("auto-accept", &srv);
     let relay = tokio::task::block_in_place(Kamailio::start);
     let client_port = common::free_port();
     let local = MsrpUri::tcp(Host::Ip([127, 0, 0, 1].into()), client_port, "kamcl13nt");
@@ -433,7 +394,7 @@ async fn f4_through_kamailio_msrp_relay_iwf_active_binds_via_the_relay_and_carri
         return;
     }
     let srv = server(&[]);
-    let gw = gateway(&srv);
+    let gw = gateway("auto-accept", &srv);
     let relay = tokio::task::block_in_place(Kamailio::start);
     let local = MsrpUri::tcp(
         Host::Ip([127, 0, 0, 1].into()),
