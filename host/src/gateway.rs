@@ -5,7 +5,7 @@
 //! here as their issues land.
 
 use crate::config::Config;
-use crate::msrp::{self, Disposition, Endpoint, MsrpSession, SessionSpec};
+use crate::msrp::{self, Disposition, Endpoint, SessionSpec};
 use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
@@ -17,7 +17,7 @@ use crate::session::core::{
 };
 use crate::session::directory::Directory;
 use crate::session::mailer::{ChatMailer, Invited, Mailer};
-use crate::session::replies::{ChatSessions, Replies, UserEvent};
+use crate::session::replies::{Chat, ChatSessions, Replies, UserEvent};
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
@@ -252,7 +252,12 @@ impl Chats {
         let spec = SessionSpec::from_params(params);
         match self.endpoint.open(spec) {
             Ok((session, events)) => {
-                self.sessions().insert(key.clone(), session);
+                let chat = Chat {
+                    session,
+                    cpim: params.accept_types.iter().any(|t| t == "message/cpim"),
+                    wrapped_types: params.peer_accept_wrapped_types.clone(),
+                };
+                self.sessions().insert(key.clone(), chat);
                 let stats = self.stats.clone();
                 tokio::spawn(carry_chat(key, events, mailer, self.ended.clone(), stats));
             }
@@ -267,12 +272,12 @@ impl Chats {
 
     /// The SIP session is over: its MSRP side closes (F6).
     fn close(&mut self, key: &SessionKey) {
-        if let Some(session) = self.sessions().remove(key) {
-            session.close();
+        if let Some(chat) = self.sessions().remove(key) {
+            chat.session.close();
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, MsrpSession>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Chat>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -71,6 +71,17 @@ fn reply(invitation: &[u8], from: &str, extra_headers: &str, body: &str) -> Stri
     )
 }
 
+/// Base64 in lines of 76 (RFC 2045 6.8).
+fn base64_lines(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+    text.as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn plain(text: &str) -> String {
     format!("Content-Type: text/plain; charset=utf-8\n\n{text}\n")
 }
@@ -183,11 +194,39 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
     let cpim = cpim::Message::parse(&got).unwrap();
     assert_eq!(String::from_utf8_lossy(&cpim.body), long);
     assert!(sending.await.unwrap().starts_with("250"));
+
+    // Attachments: the offer takes image/jpeg inside CPIM, so the photo is carried as a
+    // message of its own; the PDF is named in the text.
+    let photo: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let mixed = format!(
+        "Content-Type: multipart/mixed; boundary=\"mix\"\n\n--mix\n\
+         Content-Type: text/plain; charset=utf-8\n\nHere is the photo\n--mix\n\
+         Content-Type: image/jpeg; name=\"photo.jpg\"\nContent-Disposition: attachment; \
+         filename=\"photo.jpg\"\nContent-Transfer-Encoding: base64\n\n{}\n--mix\n\
+         Content-Type: application/pdf; name=\"menu.pdf\"\nContent-Disposition: attachment; \
+         filename=\"menu.pdf\"\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--mix--\n",
+        base64_lines(&photo)
+    );
+    let chat = reply(&invitation, "bob@example.net", "", &mixed);
+    let to4 = to.clone();
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to4, &chat));
+    let (text, _) = client.receive_message(WAIT).await;
+    let text = cpim::Message::parse(&text.data).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&text.body),
+        "Here is the photo\n[attachment not carried: menu.pdf (application/pdf, 9 bytes)]"
+    );
+    let (image, _) = client.receive_message(WAIT).await;
+    assert_eq!(image.content_type.as_deref(), Some("message/cpim"));
+    let image = cpim::Message::parse(&image.data).unwrap();
+    assert_eq!(image.content_type, "image/jpeg");
+    assert_eq!(image.body, photo);
+    assert!(sending.await.unwrap().starts_with("250"));
     assert_eq!(
         gw.metric("iwf_chat_messages_total{direction=\"to_cpm\",outcome=\"delivered\"}"),
-        2
+        4
     );
-    assert_eq!(gw.metric("iwf_inbound_mails_total{result=\"taken\"}"), 3);
+    assert_eq!(gw.metric("iwf_inbound_mails_total{result=\"taken\"}"), 4);
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"

@@ -886,6 +886,7 @@ mod tests {
             role: Role::Passive,
             accept_types: vec!["message/cpim".into()],
             accept_wrapped_types: vec!["text/plain".into()],
+            peer_accept_wrapped_types: vec!["image/jpeg".into()],
             max_size: Some(4096),
         };
         let spec = SessionSpec::from_params(&params);

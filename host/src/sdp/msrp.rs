@@ -270,6 +270,9 @@ pub struct MsrpParams {
     pub accept_types: Vec<String>,
     /// The types the IWF takes inside CPIM, as answered (empty without CPIM).
     pub accept_wrapped_types: Vec<String>,
+    /// The types the peer takes inside CPIM, as offered (RFC 4975 8.6): what the IWF may
+    /// wrap for it (F5 attachments).
+    pub peer_accept_wrapped_types: Vec<String>,
     /// The peer's `a=max-size`: the largest message the IWF may send it.
     pub max_size: Option<u64>,
 }
@@ -425,6 +428,7 @@ pub fn answer_with_origin(
             role,
             accept_types,
             accept_wrapped_types,
+            peer_accept_wrapped_types: m.accept_wrapped_types.clone(),
             max_size: m.max_size,
         },
     })

@@ -15,7 +15,8 @@ use super::core::SessionKey;
 use super::directory::{Directory, Entry};
 use super::stats::{Direction, SessionStats};
 use crate::cpim;
-use crate::mail::inbound::{self, InboundMail, Kind};
+use crate::mail::inbound::{self, Attachment, InboundMail, Kind};
+use crate::msrp::transaction::accepts;
 use crate::msrp::{FailureReport, MsrpSession, SendError};
 use crate::policy::PolicyHost;
 use crate::policy::world::{self, Reply, ReplyAction, SessionPhase};
@@ -27,7 +28,18 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The sessions' MSRP sides, by session: the gateway opens and closes them, F5 sends on
 /// them.
-pub type ChatSessions = Arc<Mutex<HashMap<SessionKey, MsrpSession>>>;
+pub type ChatSessions = Arc<Mutex<HashMap<SessionKey, Chat>>>;
+
+/// One session's MSRP side and what its peer takes (from the SDP negotiation).
+#[derive(Clone)]
+pub struct Chat {
+    pub session: MsrpSession,
+    /// Both ends take message/cpim: the IWF wraps what it sends (CPM's form); else it
+    /// sends text/plain as is.
+    pub cpim: bool,
+    /// The peer's `a=accept-wrapped-types`: attachments of these types are carried.
+    pub wrapped_types: Vec<String>,
+}
 
 /// What the e-mail user's mail asks of the session core (the SIP side).
 #[derive(Debug)]
@@ -110,9 +122,11 @@ impl Replies {
         }
     }
 
-    /// F5 (EE1): the text as a CPIM message over the session's MSRP side.
+    /// F5 (EE1): the text as a CPIM message over the session's MSRP side, then each
+    /// attachment the peer takes inside CPIM as a message of its own; the others are named
+    /// in the text.
     async fn chat(&self, entry: &Entry, mail: &InboundMail, sender: &str, text: String) -> Verdict {
-        let Some(msrp) = self.chats_of(&entry.key) else {
+        let Some(chat) = self.chats_of(&entry.key) else {
             return Verdict::new(
                 550,
                 Some("5.7.0"),
@@ -120,42 +134,74 @@ impl Replies {
             );
         };
         let session = &entry.facts.session;
+        let (carried, described): (Vec<_>, Vec<_>) = mail
+            .attachments
+            .iter()
+            .filter(|a| !a.inline)
+            .partition(|a| chat.cpim && accepts(&chat.wrapped_types, &a.content_type));
+        let text = with_attachments(text, &described);
         // EE1 DateTime: the e-mail's Date, else now.
         let date = mail.date.unwrap_or_else(|| Utc::now().fixed_offset());
         let name = mail.from.as_ref().and_then(|f| f.name.as_deref());
         let from = cpim::Address::new(name, &format!("mailto:{sender}"));
         let user = session.asserted_identity.as_ref().unwrap_or(&session.from);
         let to = cpim::Address::new(user.display_name.as_deref(), &user.uri);
-        let mut message = cpim::Message::text(from, to, &with_attachments(text, mail));
-        message.date_time = Some(date);
-        let body = message.to_bytes();
+        let wrap = |content_type: &str, body: &[u8]| {
+            let mut message = cpim::Message::text(from.clone(), to.clone(), "");
+            message.date_time = Some(date);
+            message.content_type = content_type.to_owned();
+            message.body = body.to_vec();
+            message.to_bytes()
+        };
+        let mut parts = vec![match chat.cpim {
+            true => (
+                "message/cpim".to_owned(),
+                wrap("text/plain; charset=utf-8", text.as_bytes()),
+            ),
+            false => ("text/plain; charset=utf-8".to_owned(), text.into_bytes()),
+        }];
+        for a in carried {
+            parts.push(("message/cpim".to_owned(), wrap(&a.content_type, &a.bytes)));
+        }
         let (policy, facts) = (self.policy.clone(), session.clone());
         let reports = tokio::task::spawn_blocking(move || policy.msrp_reports(&facts).value)
             .await
             .map(|r| (r.success_report, failure_report(r.failure_report)))
             .unwrap_or((false, FailureReport::Yes));
-        let sent = msrp.send("message/cpim", &body, reports).await;
-        self.stats.chat(Direction::ToCpm, sent.is_ok());
-        match sent {
-            Ok(delivered) => {
-                tracing::info!(session = %entry.key, message_id = %delivered.message_id, "e-mail delivered to the chat");
-                Verdict::accepted("delivered to the chat")
-            }
-            Err(e) => {
-                tracing::info!(session = %entry.key, error = %e, "e-mail not delivered to the chat");
-                match e {
-                    SendError::Refused { .. } | SendError::Reported { .. } => Verdict::new(
-                        554,
-                        Some("5.6.0"),
-                        format!("the chat refused the message: {e}"),
-                    ),
-                    _ => Verdict::try_later(format!("the chat did not take the message: {e}")),
+        let total = parts.len();
+        for (n, (content_type, body)) in parts.iter().enumerate() {
+            let sent = chat.session.send(content_type, body, reports).await;
+            self.stats.chat(Direction::ToCpm, sent.is_ok());
+            match sent {
+                Ok(delivered) => {
+                    tracing::info!(session = %entry.key, message_id = %delivered.message_id, part = n + 1, parts = total, "e-mail delivered to the chat");
+                }
+                Err(e) => {
+                    tracing::info!(session = %entry.key, error = %e, part = n + 1, parts = total, "e-mail not delivered to the chat");
+                    // Say what did go through: the sender must not resend it blindly.
+                    let done = match n {
+                        0 => String::new(),
+                        n => format!(" (the text and {} attachment(s) were delivered)", n - 1),
+                    };
+                    return match e {
+                        SendError::Refused { .. }
+                        | SendError::Reported { .. }
+                        | SendError::TooLarge { .. } => Verdict::new(
+                            554,
+                            Some("5.6.0"),
+                            format!("the chat refused the message: {e}{done}"),
+                        ),
+                        _ => Verdict::try_later(format!(
+                            "the chat did not take the message: {e}{done}"
+                        )),
+                    };
                 }
             }
         }
+        Verdict::accepted("delivered to the chat")
     }
 
-    fn chats_of(&self, key: &SessionKey) -> Option<MsrpSession> {
+    fn chats_of(&self, key: &SessionKey) -> Option<Chat> {
         self.chats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -289,10 +335,10 @@ fn policy_headers(mail: &InboundMail) -> Vec<(String, String)> {
     headers
 }
 
-/// Attachments are not carried over MSRP yet: each is named in the text, so the CPM user
-/// knows something was sent.
-fn with_attachments(mut text: String, mail: &InboundMail) -> String {
-    for a in mail.attachments.iter().filter(|a| !a.inline) {
+/// Attachments the peer does not take are named in the text, so the CPM user knows
+/// something was sent.
+fn with_attachments(mut text: String, attachments: &[&Attachment]) -> String {
+    for a in attachments {
         let name = a.file_name.as_deref().unwrap_or("unnamed");
         text.push_str(&format!(
             "\n[attachment not carried: {name} ({}, {} bytes)]",
@@ -313,10 +359,9 @@ fn failure_report(f: world::FailureReport) -> FailureReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mail::inbound::Attachment;
 
     #[test]
-    fn attachments_are_named_in_the_chat_text_and_inline_images_are_not() {
+    fn attachments_not_carried_are_named_in_the_chat_text() {
         let attachments = vec![
             Attachment {
                 file_name: Some("menu.pdf".into()),
@@ -333,11 +378,8 @@ mod tests {
                 inline: true,
             },
         ];
-        let mail = InboundMail {
-            attachments,
-            ..InboundMail::default()
-        };
-        let text = with_attachments("See the menu".into(), &mail);
+        let described: Vec<&Attachment> = attachments.iter().filter(|a| !a.inline).collect();
+        let text = with_attachments("See the menu".into(), &described);
         assert_eq!(
             text,
             "See the menu\n[attachment not carried: menu.pdf (application/pdf, 1234 bytes)]"
