@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn attachments_not_carried_are_named_in_the_chat_text() {
-        let attachments = vec![
+        let attachments = [
             Attachment {
                 file_name: Some("menu.pdf".into()),
                 content_type: "application/pdf".into(),
