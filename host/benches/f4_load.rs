@@ -44,6 +44,11 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    // `cargo test --all-targets` runs every bench target without arguments.
+    if args.is_empty() {
+        println!("f4_load: nothing to do without arguments; host/benches/f4_rate.sh runs it");
+        return;
+    }
     let [sip, sessions, messages] = &args[..] else {
         eprintln!("usage: f4_load SIP_ADDR SESSIONS MESSAGES");
         std::process::exit(2);
