@@ -129,12 +129,12 @@ impl Policy {
             pool: None,
             memory_at_load: 0,
         };
+        // Loading is off every decision's path, and an interpreter's instantiation and first
+        // call on a busy machine can take longer than a decision may: the load check gets
+        // its own deadline; a hang is still refused.
+        let deadline = LOAD_DEADLINE_MS.max(policy.engine.deadline_ticks());
         let (info, memory) = policy
-            .call(|decisions, store| {
-                // Loading is off every decision's path, and an interpreter's first call on
-                // a busy machine can take longer than a decision may: the load check gets
-                // its own deadline, a hang is still refused.
-                store.set_epoch_deadline(LOAD_DEADLINE_MS.max(policy.engine.deadline_ticks()));
+            .call_within(deadline, |decisions, store| {
                 let info = decisions.call_info(&mut *store)?;
                 Ok((info, sandbox::largest_memory(store)))
             })
@@ -150,8 +150,7 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Runs `f` against a fresh instance in a fresh sandbox (its deadline is a decision's
-    /// unless `f` sets another).
+    /// Runs `f` against a fresh instance in a fresh sandbox, within a decision's deadline.
     pub fn call<R>(
         &self,
         f: impl FnOnce(
@@ -159,7 +158,20 @@ impl Policy {
             &mut Store<GuestState>,
         ) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.call_within(self.engine.deadline_ticks(), f)
+    }
+
+    /// [`Policy::call`] with `deadline` epoch ticks for the instantiation and `f` together.
+    fn call_within<R>(
+        &self,
+        deadline: u64,
+        f: impl FnOnce(
+            &world::exports::cpm::iwf_policy::decisions::Guest,
+            &mut Store<GuestState>,
+        ) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let mut store = self.new_store();
+        store.set_epoch_deadline(deadline);
         let instance = self.pre.instantiate(&mut store).map_err(|e| CallError {
             cause: match sandbox::classify(&store, &e) {
                 FailCause::Trap => FailCause::Instantiate,
