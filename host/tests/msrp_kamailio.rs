@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::chat::{Gateway, gateway};
+use common::chat::{Gateway, Sipp, gateway};
 use common::mail::{peers_available, server, wait_for};
 use common::msrp::MsrpClient;
 use iwf::msrp::{FailureReport, Flag, Frame, Header, Method, StartLine, Status, TransactId};
@@ -150,72 +150,16 @@ fn relay_peers_available(test: &str) -> bool {
     false
 }
 
-/// sipp running tests/sipp/f4-relay.xml once in the background; killed when dropped.
-struct Sipp {
-    child: Child,
-    answer_file: PathBuf,
-}
-
-impl Sipp {
-    fn start(gw: &Gateway, setup: &str, relay_port: u16, path: &str) -> Sipp {
-        let answer_file = gw.dir.path().join("answer");
-        let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/sipp/f4-relay.xml");
-        let child = Command::new("sipp")
-            .arg("-sf")
-            .arg(scenario)
-            .args(["-key", "setup", setup])
-            .args(["-key", "msrp_port", &relay_port.to_string()])
-            .args(["-key", "path", path])
-            .args(["-key", "rcpt", "bob@example.net"])
-            .arg("-key")
-            .arg("answer_file")
-            .arg(&answer_file)
-            .args(["-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0"])
-            .args([
-                "-timeout",
-                "30s",
-                "-timeout_error",
-                "-nostdin",
-                "-trace_err",
-            ])
-            .arg(gw.sip.to_string())
-            .current_dir(gw.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp (Debian package sip-tester)");
-        Sipp { child, answer_file }
-    }
-
-    /// The IWF's a=path URI and a=setup from the 200 OK's SDP answer.
-    fn answer(&self) -> (MsrpUri, String) {
-        let line = || std::fs::read_to_string(&self.answer_file).unwrap_or_default();
-        wait_for(|| line().ends_with('\n'), "sipp writes the SDP answer");
-        let line = line();
-        let mut words = line.split_whitespace();
-        let path = words.next().unwrap().strip_prefix("a=path:").unwrap();
-        let setup = words.next().unwrap().strip_prefix("a=setup:").unwrap();
-        (MsrpUri::parse(path).unwrap(), setup.to_owned())
-    }
-
-    /// Waits (bounded) for the scenario's end and says whether it passed.
-    fn passed(mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "sipp did not finish");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// sipp running tests/sipp/f4-relay.xml once (the offer's whole `a=path` is a key).
+fn relay_call(gw: &Gateway, setup: &str, relay_port: u16, path: &str) -> Sipp {
+    let port = relay_port.to_string();
+    let keys = [
+        ("setup", setup),
+        ("msrp_port", port.as_str()),
+        ("path", path),
+        ("rcpt", "bob@example.net"),
+    ];
+    Sipp::run(gw, "f4-relay.xml", "relay", &keys)
 }
 
 fn code_of(frame: &Frame) -> Option<u16> {
@@ -280,7 +224,7 @@ async fn f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_clie
 
     // 2. The offer's path: the relay, then the client (RFC 4976: Use-Path goes first).
     let path = format!("{use_path} {local}");
-    let sipp = Sipp::start(&gw, "active", relay.addr.port(), &path);
+    let sipp = relay_call(&gw, "active", relay.addr.port(), &path);
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     // RFC 6135 4.2: the offer was active, so the IWF is passive; the relay connects.
     assert_eq!(setup, "passive");
@@ -407,7 +351,7 @@ async fn f4_through_kamailio_msrp_relay_iwf_active_binds_via_the_relay_and_carri
     // RFC 6135 4.2: actpass offered, so the IWF is active: it connects to the first URI
     // of the offered path, the relay (RFC 4975 section 6.2), which carries its frames on.
     let path = format!("{use_path} {local}");
-    let sipp = Sipp::start(&gw, "actpass", relay.addr.port(), &path);
+    let sipp = relay_call(&gw, "actpass", relay.addr.port(), &path);
     let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
     assert_eq!(setup, "active");
     // RFC 4975 section 5.4: the active side binds with a SEND (empty here), To-Path the

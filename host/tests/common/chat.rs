@@ -92,17 +92,29 @@ impl Sipp {
         client_session: &str,
         rcpt: &str,
     ) -> Sipp {
-        let answer_file = gw.dir.path().join(format!("answer-{client_session}"));
+        let port = msrp_port.to_string();
+        let keys = [
+            ("setup", setup),
+            ("msrp_port", port.as_str()),
+            ("client_session", client_session),
+            ("rcpt", rcpt),
+        ];
+        Sipp::run(gw, scenario, client_session, &keys)
+    }
+
+    /// Runs `tests/sipp/<scenario>` once with `-key` values `keys`; the SDP answer goes to
+    /// the file `answer-<name>` (the scenario's `[answer_file]`).
+    pub fn run(gw: &Gateway, scenario: &str, name: &str, keys: &[(&str, &str)]) -> Sipp {
+        let answer_file = gw.dir.path().join(format!("answer-{name}"));
         let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/sipp")
             .join(scenario);
-        let child = Command::new("sipp")
-            .arg("-sf")
-            .arg(scenario)
-            .args(["-key", "setup", setup])
-            .args(["-key", "msrp_port", &msrp_port.to_string()])
-            .args(["-key", "client_session", client_session])
-            .args(["-key", "rcpt", rcpt])
+        let mut command = Command::new("sipp");
+        command.arg("-sf").arg(scenario);
+        for (key, value) in keys {
+            command.args(["-key", key, value]);
+        }
+        let child = command
             .arg("-key")
             .arg("answer_file")
             .arg(&answer_file)
