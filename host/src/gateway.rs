@@ -39,7 +39,9 @@ pub struct Gateway {
     pub smtp_addr: std::net::SocketAddr,
 }
 
-/// Binds every listener and starts serving in the background of the current runtime.
+/// Binds every listener and starts serving in the background of the current runtime;
+/// then prints `iwf ready sip=ADDR msrp=ADDR smtp=ADDR admin=ADDR` (the bound addresses)
+/// on stdout.
 pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let engine = PolicyEngine::with_cache_dir(
         Limits::from(&config.policy),
@@ -191,6 +193,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         users,
     ));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
+    // Every listener is bound: one line on stdout for supervisors and tests (port 0).
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let line = format!(
+            "iwf ready sip={sip_addr} msrp={msrp_addr} smtp={smtp_addr} admin={admin_addr}"
+        );
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "the ready line could not be written on stdout");
+        }
+    }
     Ok(Gateway {
         policy,
         admin_addr,

@@ -78,6 +78,9 @@ async fn resolve_for(socket: &UdpSocket, host: &str, port: u16) -> std::io::Resu
         })
 }
 
+/// How many ports [`SipListeners::bind`] tries for port 0 before it gives up.
+pub const PORT_ZERO_ATTEMPTS: usize = 8;
+
 /// The bound sockets; serving starts with [`SipListeners::serve`].
 pub struct SipListeners {
     udp: Arc<UdpSocket>,
@@ -88,6 +91,8 @@ pub struct SipListeners {
 impl SipListeners {
     /// Binds UDP and TCP on `addr` (port 0: the same free port for both). With a port
     /// given, UDP is bound first: whoever finds the TCP listener finds the UDP socket too.
+    /// With port 0, TCP picks the port; when another process holds it on UDP, another
+    /// port is tried ([`PORT_ZERO_ATTEMPTS`] in all).
     /// `receive_buffer` is the UDP socket's SO_RCVBUF (`[sip] udp_receive_buffer`).
     pub async fn bind(
         addr: SocketAddr,
@@ -98,8 +103,23 @@ impl SipListeners {
             let udp = bind_udp(addr, receive_buffer)?;
             (udp, TcpListener::bind(addr).await?)
         } else {
-            let tcp = TcpListener::bind(addr).await?;
-            (bind_udp(tcp.local_addr()?, receive_buffer)?, tcp)
+            // The refused ports stay held until the end, so TCP is not given one again.
+            let mut refused = Vec::new();
+            loop {
+                let tcp = TcpListener::bind(addr).await?;
+                let port = tcp.local_addr()?;
+                match bind_udp(port, receive_buffer) {
+                    Ok(udp) => break (udp, tcp),
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && refused.len() + 1 < PORT_ZERO_ATTEMPTS =>
+                    {
+                        tracing::debug!(%port, "SIP: UDP port taken, trying another");
+                        refused.push(tcp);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         };
         Ok(Self {
             udp: Arc::new(udp),
@@ -326,4 +346,20 @@ pub fn new_tag() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}", KEYS.get_or_init(Default::default).hash_one(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn port_zero_binds_udp_and_tcp_on_the_same_port() {
+        for _ in 0..20 {
+            let any = "127.0.0.1:0".parse().unwrap();
+            let sip = SipListeners::bind(any, Limits::default(), 1 << 16)
+                .await
+                .unwrap();
+            assert_eq!(sip.udp.local_addr().unwrap(), sip.local_addr());
+        }
+    }
 }
