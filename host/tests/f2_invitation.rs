@@ -12,7 +12,7 @@ mod common;
 
 use common::mail::{Server, dnsmasq, peers_available, server, wait_for};
 use mail_parser::{Message, MessageParser};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -49,28 +49,26 @@ fn gateway_with(sip_keys: &str, outbound: &str) -> Gateway {
 /// As [`gateway_with`], with `[policy]` keys (`path = ...`).
 fn gateway_with_policy(sip_keys: &str, outbound: &str, policy_keys: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let sip: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
-    let admin: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n{sip_keys}\
+            "[sip]\nlisten = \"127.0.0.1:0\"\ndomain = \"iwf.test\"\n{sip_keys}\
              [msrp]\nlisten = \"127.0.0.1:0\"\n\
              [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\n{outbound}helo = \"iwf.test\"\ndns_timeout_ms = 1000\n\
              dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
              data_timeout_ms = 5000\n\
              [policy]\n{policy_keys}\
-             [admin]\nlisten = \"{admin}\"\n"
+             [admin]\nlisten = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
-    let process = common::run_gateway(&config, || TcpStream::connect(sip).is_ok());
+    let (process, at) = common::run_gateway(&config);
     Gateway {
         _process: process,
-        sip,
-        admin,
+        sip: at.sip,
+        admin: at.admin,
         _dir: dir,
     }
 }

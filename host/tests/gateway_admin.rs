@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, http, policy_file};
+use common::{http, policy_file};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -16,18 +16,20 @@ struct Gateway {
 }
 
 fn start(dir: &Path, policy: &Path) -> Gateway {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.join("iwf.toml");
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\nwatch_interval_ms = 100\n[admin]\nlisten = \"{admin}\"\n",
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\nwatch_interval_ms = 100\n[admin]\nlisten = \"127.0.0.1:0\"\n",
             policy.display().to_string()
         ),
     )
     .unwrap();
-    let process = common::run_gateway(&config, || http(admin, "GET", "/healthz").is_ok());
-    Gateway { process, admin }
+    let (process, at) = common::run_gateway(&config);
+    Gateway {
+        process,
+        admin: at.admin,
+    }
 }
 
 fn served_sha(gw: &Gateway) -> String {

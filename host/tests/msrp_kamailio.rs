@@ -49,9 +49,15 @@ struct Kamailio {
 }
 
 impl Kamailio {
+    /// Kamailio cannot bind port 0 and say which port it got: it is started again on
+    /// another port when its port was taken.
     fn start() -> Kamailio {
+        common::on_a_free_port("kamailio", Kamailio::start_on)
+    }
+
+    fn start_on(port: u16) -> Result<Kamailio, String> {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = ([127, 0, 0, 1], common::free_port()).into();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let cfg =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/kamailio/msrp-relay.cfg");
         let log = dir.path().join("kamailio.log");
@@ -78,9 +84,15 @@ impl Kamailio {
             _dir: dir,
         };
         let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(addr).is_err() {
+        // Up once its workers started (`child_init`, after the listener is bound) and it
+        // accepts: a connect alone could reach whoever took the port.
+        while !(k.log().contains("child_init") && TcpStream::connect(addr).is_ok()) {
             if let Some(status) = k.child.try_wait().unwrap() {
-                panic!("kamailio exited ({status}):\n{}", k.log());
+                let log = k.log();
+                if log.contains("Address already in use") {
+                    return Err(log);
+                }
+                panic!("kamailio exited ({status}):\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -89,7 +101,7 @@ impl Kamailio {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        k
+        Ok(k)
     }
 
     fn log(&self) -> String {
@@ -104,6 +116,10 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
+        // Exited already (refused its port): its pid may be another process's by now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

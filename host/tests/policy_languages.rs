@@ -116,8 +116,6 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.wasm");
     std::fs::copy(&versions[0].1, &policy).unwrap();
-    let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     // The file is swapped by POST /policy/reload; no polling, so each swap is the test's.
     // Asking the user mails the invitation: to a smart host where nothing listens, so each
@@ -126,13 +124,14 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n[smtp.outbound]\nsmart_host = \"127.0.0.1:{closed}\"\n",
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n[smtp.outbound]\nsmart_host = \"127.0.0.1:{closed}\"\n",
             policy.display().to_string(),
             cache_dir().display().to_string()
         ),
     )
     .unwrap();
-    let _gw = common::run_gateway(&config, || http(admin, "GET", "/healthz").is_ok());
+    let (_gw, at) = common::run_gateway(&config);
+    let (sip, admin) = (at.sip, at.admin);
 
     // Invitations all along, 10 calls/s, until the swaps are done; then sipp is told to
     // stop (SIGUSR1: no new calls, the ones in progress finish).

@@ -58,21 +58,19 @@ fn start_with(extra_config: &str) -> Gateway {
 /// `sip_keys` go in `[sip]` after `listen`; `extra_config` after the other sections.
 fn start_with_sip(sip_keys: &str, extra_config: &str, turn: Turn) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.path().join("iwf.toml");
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\n{sip_keys}[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"{admin}\"\n{extra_config}"
+            "[sip]\nlisten = \"127.0.0.1:0\"\n{sip_keys}[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_config}"
         ),
     )
     .unwrap();
-    let process = common::run_gateway(&config, || TcpStream::connect(sip).is_ok());
+    let (process, at) = common::run_gateway(&config);
     Gateway {
         _process: process,
-        sip,
-        admin,
+        sip: at.sip,
+        admin: at.admin,
         _dir: dir,
         _turn: turn,
     }

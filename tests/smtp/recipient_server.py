@@ -3,7 +3,8 @@
 
 Stores every accepted mail as DIR/mail-N.eml plus DIR/mail-N.json (MAIL FROM and its
 parameters as sent, RCPT TO list, the client's address), and DIR/quit-N.json when a
-client says QUIT. Prints "READY" on stdout once it listens.
+client says QUIT. Prints "READY PORT" on stdout once it listens (PORT: the port bound, the
+one the system chose with --port 0).
 
 Run with Debian's /usr/bin/python3 (python3-aiosmtpd is importable by that one only).
 
@@ -128,7 +129,7 @@ def main():
         server = loop.run_until_complete(loop.create_server(
             lambda: RecipientSMTP(handler, args, hostname="mx.test", ident="test ESMTP"),
             args.host, args.port))
-    print("READY", flush=True)
+    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
     try:
         loop.run_forever()
     finally:

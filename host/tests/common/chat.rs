@@ -1,11 +1,12 @@
 //! The chat harness of the end-to-end tests (F3, F4, F5): the `iwf` binary with the
-//! recipient server as smart host and every listener on a free port, sipp running a chat
-//! scenario in the background, and helpers to read what reached the SMTP server.
+//! recipient server as smart host and every listener on a port it chose (port 0), sipp
+//! running a chat scenario in the background, and helpers to read what reached the SMTP
+//! server.
 
 use super::mail::{Server, wait_for};
 use iwf::sdp::MsrpUri;
 use mail_parser::{Message, MessageParser};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,10 +37,6 @@ impl Gateway {
 /// with `[msrp]` limits small enough to test.
 pub fn gateway(policy: &str, srv: &Server) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let sip: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
-    let msrp: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
-    let smtp: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
-    let admin: SocketAddr = ([127, 0, 0, 1], super::free_port()).into();
     let policy_keys = match policy {
         "default" => String::new(),
         name => format!("path = \"{}\"\n", super::policy_file(name).display()),
@@ -48,28 +45,24 @@ pub fn gateway(policy: &str, srv: &Server) -> Gateway {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"{sip}\"\ndomain = \"iwf.test\"\n\
-             [msrp]\nlisten = \"{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
-             [smtp.inbound]\nlisten = \"{smtp}\"\ndomain = \"mail.iwf.test\"\n\
+            "[sip]\nlisten = \"127.0.0.1:0\"\ndomain = \"iwf.test\"\n\
+             [msrp]\nlisten = \"127.0.0.1:0\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
+             [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
              [policy]\n{policy_keys}\
-             [admin]\nlisten = \"{admin}\"\n",
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
             srv.port
         ),
     )
     .unwrap();
-    let process = super::run_gateway(&config, || {
-        [sip, msrp, smtp]
-            .iter()
-            .all(|a| TcpStream::connect(a).is_ok())
-    });
+    let (process, at) = super::run_gateway(&config);
     Gateway {
         _process: process,
-        sip,
-        msrp,
-        smtp,
-        admin,
+        sip: at.sip,
+        msrp: at.msrp,
+        smtp: at.smtp,
+        admin: at.admin,
         dir,
     }
 }

@@ -56,9 +56,14 @@ impl Drop for Peer {
 /// - `noaddr.test`: no MX, no A (a TXT record only); `nothing.test`: NXDOMAIN;
 /// - `nullmx.test`: MX 0 `.` (RFC 7505).
 ///
-/// Names outside `.test` get REFUSED (no upstream).
+/// Names outside `.test` get REFUSED (no upstream). dnsmasq cannot bind port 0 and say
+/// which port it got: it is started again on another port when its port was taken.
 pub fn dnsmasq() -> (Peer, SocketAddr) {
-    let port = super::free_port();
+    super::on_a_free_port("dnsmasq", dnsmasq_on)
+}
+
+fn dnsmasq_on(port: u16) -> Result<(Peer, SocketAddr), String> {
+    let log = tempfile::NamedTempFile::new().unwrap();
     let child = Command::new(DNSMASQ)
         .args([
             "--keep-in-foreground",
@@ -82,13 +87,50 @@ pub fn dnsmasq() -> (Peer, SocketAddr) {
         ])
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .expect("start dnsmasq");
-    let peer = Peer(child);
+    let mut peer = Peer(child);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for(|| std::net::TcpStream::connect(addr).is_ok(), "dnsmasq");
-    (peer, addr)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Up once it answers a query: a TCP connect could reach whoever took the port.
+    while !answers_dns(addr) {
+        let stderr = || std::fs::read_to_string(log.path()).unwrap_or_default();
+        if let Some(status) = peer.0.try_wait().unwrap() {
+            let stderr = stderr();
+            if stderr.contains("Address already in use") {
+                return Err(stderr);
+            }
+            panic!("dnsmasq exited ({status}): {stderr}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq did not come up: {}",
+            stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((peer, addr))
+}
+
+/// True when the DNS server at `addr` answers a query for `implicit.test` over UDP.
+fn answers_dns(addr: SocketAddr) -> bool {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // ID 0x1d05, RD, one question: implicit.test A IN.
+    let mut query = vec![0x1d, 0x05, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["implicit", "test"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut answer = [0u8; 512];
+    socket.send_to(&query, addr).is_ok()
+        && socket.recv_from(&mut answer).is_ok_and(|(n, from)| {
+            from == addr && n >= 12 && answer[..2] == query[..2] && answer[2] & 0x80 != 0
+        })
 }
 
 /// The recipient's SMTP server on 127.0.0.1:`port`, storing into a temporary folder.
@@ -98,14 +140,14 @@ pub struct Server {
     pub port: u16,
 }
 
+/// The recipient's SMTP server with `options`, on the port it bound (port 0).
 pub fn server(options: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let port = super::free_port();
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/recipient_server.py");
     let mut child = Command::new(PYTHON)
         .arg(script)
-        .args(["--port", &port.to_string(), "--dir"])
+        .args(["--port", "0", "--dir"])
         .arg(dir.path())
         .args(options)
         .stdout(Stdio::piped())
@@ -116,7 +158,11 @@ pub fn server(options: &[&str]) -> Server {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line.trim(), "READY", "recipient_server.py did not start");
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("recipient_server.py did not start: {line:?}"));
     Server {
         _peer: Peer(child),
         dir,

@@ -7,8 +7,13 @@ pub mod msrp;
 
 use iwf::policy::world::{Gateway, Identity, Session};
 use iwf::policy::{Limits, PolicyEngine};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 /// A component built by `host/build.rs` into `target/policies/`.
 pub fn policy_file(name: &str) -> PathBuf {
@@ -71,28 +76,97 @@ impl Running {
     }
 }
 
-/// Starts `iwf run --config config` and waits (30 s at most) until `ready` says it serves.
-pub fn run_gateway(config: &std::path::Path, ready: impl Fn() -> bool) -> Running {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_iwf"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let running = Running(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !ready() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gateway did not come up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    running
+/// The addresses a gateway bound, from its ready line.
+#[derive(Clone, Copy, Debug)]
+pub struct Listening {
+    pub sip: SocketAddr,
+    pub msrp: SocketAddr,
+    /// The inbound SMTP listener.
+    pub smtp: SocketAddr,
+    pub admin: SocketAddr,
 }
 
-/// A loopback port free on both TCP and UDP.
+impl Listening {
+    /// `iwf ready sip=ADDR msrp=ADDR smtp=ADDR admin=ADDR`.
+    fn parse(line: &str) -> Listening {
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|addr| addr.parse().ok())
+                .unwrap_or_else(|| panic!("no {key}= address in the ready line {line:?}"))
+        };
+        Listening {
+            sip: addr("sip"),
+            msrp: addr("msrp"),
+            smtp: addr("smtp"),
+            admin: addr("admin"),
+        }
+    }
+}
+
+/// How long a gateway may take to print its ready line.
+const GATEWAY_START: Duration = Duration::from_secs(30);
+
+/// Starts `iwf run --config config` (listeners on port 0: the gateway chooses) and waits
+/// for its ready line, 30 s at most; its logs go to `config` with the extension `log`.
+pub fn run_gateway(config: &Path) -> (Running, Listening) {
+    let log = config.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iwf"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut running = Running(child);
+    let (ready, line) = std::sync::mpsc::channel();
+    // Reads stdout to its end, so the gateway never waits on a full pipe.
+    std::thread::spawn(move || {
+        for read in BufReader::new(stdout).lines() {
+            let Ok(read) = read else { break };
+            if read.starts_with("iwf ready ") {
+                let _ = ready.send(read);
+            }
+        }
+    });
+    let tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    let deadline = Instant::now() + GATEWAY_START;
+    loop {
+        match line.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => return (running, Listening::parse(&line)),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = running.0.wait().unwrap();
+                panic!(
+                    "gateway exited ({status}) before its ready line; its stderr ends:\n{}",
+                    tail()
+                );
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(status) = running.0.try_wait().unwrap() {
+                    panic!(
+                        "gateway exited ({status}) before its ready line; its stderr ends:\n{}",
+                        tail()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "gateway did not come up: no ready line within {GATEWAY_START:?}; \
+                     its stderr ends:\n{}",
+                    tail()
+                );
+            }
+        }
+    }
+}
+
+/// A loopback port free on both TCP and UDP when asked; for a port nothing binds (a closed
+/// port) and for peers that cannot bind port 0 and say what they got ([`on_a_free_port`]).
 pub fn free_port() -> u16 {
     loop {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -101,6 +175,21 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// A peer that cannot bind port 0 and say which port it got (dnsmasq, Kamailio), started
+/// on a free port: another process may take the port before the peer binds it, so `start`
+/// answers `Err` with the peer's log when it was refused the port, and the peer is started
+/// again on another one, 5 times at most.
+pub fn on_a_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut log = String::new();
+    for _ in 0..5 {
+        match start(free_port()) {
+            Ok(peer) => return peer,
+            Err(refused) => log = refused,
+        }
+    }
+    panic!("{what} was refused its port 5 times; the last time:\n{log}");
 }
 
 /// One HTTP/1.1 request (the admin listener); returns (status, body).
