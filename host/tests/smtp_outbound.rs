@@ -258,6 +258,80 @@ async fn f2_greeting_554_is_a_greeting_failure() {
 }
 
 #[tokio::test]
+async fn a_server_greeting_554_or_silent_is_passed_over_for_the_next_mx() {
+    if !peers_available("a_server_greeting_554_or_silent_is_passed_over_for_the_next_mx") {
+        return;
+    }
+    let refusing = server(&["--refuse-greeting"]);
+    let good = server(&[]);
+    // A listener that takes the connection and never speaks.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (socket, _) = silent.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(socket);
+    });
+    let config = SmtpOutboundConfig {
+        command_timeout_ms: 500,
+        ..outbound(None, good.port)
+    };
+    let target = |host: &str, addr: SocketAddr| smtp::Target {
+        host: host.into(),
+        addrs: vec![addr],
+    };
+    let targets = [
+        target("refusing.test", ([127, 0, 0, 1], refusing.port).into()),
+        target("silent.test", silent_addr),
+        target("good.test", ([127, 0, 0, 1], good.port).into()),
+    ];
+    let mut channel = Channel::open(&targets, &settings(&config)).await.unwrap();
+    assert_eq!(channel.host(), "good.test");
+    channel
+        .send(
+            &envelope(&["bob@good.test"], None),
+            &invitation("bob@good.test", "cid-next-mx"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(good.mails().len(), 1);
+    assert!(refusing.mails().is_empty());
+    hold.abort();
+}
+
+#[tokio::test]
+async fn when_every_mx_fails_the_last_server_that_answered_decides_and_all_are_named() {
+    if !peers_available(
+        "when_every_mx_fails_the_last_server_that_answered_decides_and_all_are_named",
+    ) {
+        return;
+    }
+    let refusing = server(&["--refuse-greeting"]);
+    let closed = common::free_port();
+    let targets = [
+        smtp::Target {
+            host: "refusing.test".into(),
+            addrs: vec![([127, 0, 0, 1], refusing.port).into()],
+        },
+        smtp::Target {
+            host: "down.test".into(),
+            addrs: vec![([127, 0, 0, 1], closed).into()],
+        },
+    ];
+    let f = Channel::open(&targets, &settings(&outbound(None, refusing.port)))
+        .await
+        .unwrap_err();
+    // The 554 greeting, not the refused connection after it (AA3: 554 greeting -> 4xx).
+    assert_eq!(
+        (f.stage, f.code, f.permanent),
+        (Stage::Greeting, 554, true),
+        "{f}"
+    );
+    assert!(f.text.contains("refusing.test"), "{f}");
+    assert!(f.text.contains("down.test"), "{f}");
+}
+
+#[tokio::test]
 async fn connect_refused_everywhere_is_a_connect_failure() {
     if !peers_available("connect_refused_everywhere_is_a_connect_failure") {
         return;

@@ -96,46 +96,77 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
-    /// Connects to the first address of `targets` (in order) that accepts a TCP
-    /// connection, reads the greeting and sends EHLO. A refused greeting (e.g. 554,
-    /// 5.2.4.2.4 step 3) is a `greeting` failure; no address answering is `connect`.
+    /// Connects to the addresses of `targets` in order (MX preference, RFC 5321 5.1) until
+    /// one greets and takes EHLO. A server that refuses the connection, does not answer,
+    /// greets with 4yz/5yz or refuses EHLO is passed over for the next one, as RFC 5321
+    /// 5.1 asks for temporary failures and as MTAs do for a 5yz greeting (Postfix
+    /// `smtp_skip_5xx_greeting`): one bad MX must not fail a mail the others would take.
+    /// When none works, the failure is that of the last server that took the connection
+    /// (what it said, or its silence, tells more than a refused connection: a 554 greeting
+    /// stays a `greeting` failure, 5.2.4.2.4 step 3), else `connect`; its text names every
+    /// server tried.
     pub async fn open(targets: &[Target], settings: &ClientSettings) -> Result<Self, SmtpFailure> {
         let mut tried = Vec::new();
+        let mut connected: Option<SmtpFailure> = None;
         for target in targets {
             for &addr in &target.addrs {
-                match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => {
-                        // Each command waits for its reply, and lettre writes a command and
-                        // the DATA terminator in separate writes: with Nagle on, the second
-                        // write waits for the server's delayed ACK (~40 ms on Linux).
-                        if let Err(e) = stream.set_nodelay(true) {
-                            tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
+                let failure =
+                    match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+                        Ok(Ok(stream)) => {
+                            // Each command waits for its reply, and lettre writes a command and
+                            // the DATA terminator in separate writes: with Nagle on, the second
+                            // write waits for the server's delayed ACK (~40 ms on Linux).
+                            if let Err(e) = stream.set_nodelay(true) {
+                                tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
+                            }
+                            match Self::start(stream, target, addr, settings).await {
+                                Ok(channel) => return Ok(channel),
+                                Err(failure) => failure,
+                            }
                         }
-                        return Self::start(stream, target, addr, settings).await;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(host = %target.host, %addr, error = %e, "SMTP connect failed");
-                        tried.push(format!("{} ({addr}): {e}", target.host));
-                    }
-                    Err(_) => tried.push(format!(
-                        "{} ({addr}): no connection within {} ms",
-                        target.host,
-                        settings.connect_timeout.as_millis()
-                    )),
+                        Ok(Err(e)) => SmtpFailure::local(
+                            Stage::Connect,
+                            Some(NO_ANSWER),
+                            format!("{} ({addr}): {e}", target.host),
+                            false,
+                        ),
+                        Err(_) => SmtpFailure::local(
+                            Stage::Connect,
+                            Some(NO_ANSWER),
+                            format!(
+                                "{} ({addr}): no connection within {} ms",
+                                target.host,
+                                settings.connect_timeout.as_millis()
+                            ),
+                            false,
+                        ),
+                    };
+                tracing::debug!(host = %target.host, %addr, %failure, "SMTP server passed over");
+                tried.push(failure.text.clone());
+                if failure.stage != Stage::Connect {
+                    connected = Some(failure);
                 }
             }
         }
-        let text = if tried.is_empty() {
-            "no address to connect to".to_owned()
-        } else {
-            format!("no server answered: {}", tried.join("; "))
-        };
-        Err(SmtpFailure::local(
-            Stage::Connect,
-            Some(NO_ANSWER),
-            text,
-            false,
-        ))
+        Err(match connected {
+            Some(mut failure) if tried.len() > 1 => {
+                failure.text = format!("no server took the session: {}", tried.join("; "));
+                failure
+            }
+            Some(failure) => failure,
+            None if tried.is_empty() => SmtpFailure::local(
+                Stage::Connect,
+                Some(NO_ANSWER),
+                "no address to connect to",
+                false,
+            ),
+            None => SmtpFailure::local(
+                Stage::Connect,
+                Some(NO_ANSWER),
+                format!("no server answered: {}", tried.join("; ")),
+                false,
+            ),
+        })
     }
 
     /// Greeting and EHLO on a connected stream (RFC 5321 3.1, 4.1.1.1).
