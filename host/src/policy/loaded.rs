@@ -83,6 +83,8 @@ pub struct Policy {
     info: world::PolicyInfo,
     /// Each decision's export, looked up once at load.
     exports: Vec<ComponentExportIndex>,
+    /// The `info` export (the warm-up call).
+    info_export: ComponentExportIndex,
     /// For log lines written by the guest: "name version".
     log_name: Arc<str>,
     /// Instances made ahead of decisions; `None` with `[policy] warm_instances = 0`.
@@ -113,6 +115,9 @@ impl Policy {
             .map(|d| component.get_export_index(interface.as_ref(), d.name()))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| LoadError::Exports("a decision is missing".into()))?;
+        let info_export = component
+            .get_export_index(interface.as_ref(), "info")
+            .ok_or_else(|| LoadError::Exports("`info` is missing".into()))?;
         let mut policy = Self {
             engine,
             pre,
@@ -126,6 +131,7 @@ impl Policy {
             },
             log_name: Arc::from(source),
             exports,
+            info_export,
             pool: None,
             memory_at_load: 0,
         };
@@ -239,6 +245,7 @@ impl Policy {
         let engine = self.engine.clone();
         let pre = self.pre.clone();
         let log_name = self.log_name.clone();
+        let info = self.info_export;
         Box::new(move || {
             let mut store = sandbox::new_store(
                 engine.engine(),
@@ -246,7 +253,7 @@ impl Policy {
                 engine.deadline_ticks(),
                 log_name.clone(),
             );
-            let instance = pool::warm_up(&mut store, &pre)?;
+            let instance = pool::warm_up(&mut store, &pre, info)?;
             Ok(Warm { store, instance })
         })
     }

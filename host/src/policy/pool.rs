@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::Store;
-use wasmtime::component::Instance;
+use wasmtime::component::{ComponentExportIndex, Instance};
 
 /// An instance no decision has used yet, and its store.
 pub struct Warm {
@@ -203,12 +203,18 @@ fn fill(shared: &Shared, make: &Maker) {
 
 /// The warm-up: `info()` runs the guest's call path once (bindings, allocator, for an
 /// interpreter its dispatch), so the decision does not pay those first-touch faults.
+/// `info` is the export's index, found at load: only that function is looked up and
+/// type-checked here (the generated `Policy::new` would check all of them, per instance).
 pub fn warm_up(
     store: &mut Store<GuestState>,
     pre: &world::PolicyPre<GuestState>,
+    info: ComponentExportIndex,
 ) -> wasmtime::Result<Instance> {
     let instance = pre.instance_pre().instantiate(&mut *store)?;
-    let policy = world::Policy::new(&mut *store, &instance)?;
-    policy.cpm_iwf_policy_decisions().call_info(&mut *store)?;
+    let func = instance
+        .get_func(&mut *store, info)
+        .ok_or_else(|| wasmtime::format_err!("no export info"))?;
+    func.typed::<(), (world::PolicyInfo,)>(&*store)?
+        .call(&mut *store, ())?;
     Ok(instance)
 }
