@@ -174,31 +174,14 @@ fn token_of(id: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::world::{Gateway, Identity, Session};
+    use crate::policy::testing;
+    use crate::policy::world::Session;
 
     fn facts(id: &str) -> MailFacts {
         MailFacts {
             session: Session {
                 session_id: id.into(),
-                gateway: Gateway {
-                    sip_domain: "iwf.test".into(),
-                    mail_domain: "mail.iwf.test".into(),
-                },
-                request_uri: "mailto:bob@example.net".into(),
-                asserted_identity: None,
-                from: Identity {
-                    uri: "sip:alice@ims.test".into(),
-                    display_name: None,
-                },
-                privacy_id: false,
-                referred_by: None,
-                reply_to: None,
-                subject: None,
-                priority: None,
-                conversation_id: None,
-                contribution_id: None,
-                in_reply_to_contribution_id: None,
-                group: None,
+                ..testing::session("mailto:bob@example.net")
             },
             sip_date: None,
         }

@@ -997,31 +997,19 @@ async fn quit(channel: Channel, id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::world::{Gateway, GroupInfo, Recipient};
+    use crate::policy::testing;
+    use crate::policy::world::{GroupInfo, Recipient};
     use mail_parser::{HeaderValue, MessageParser};
 
     fn session() -> PolicySession {
         PolicySession {
-            session_id: "s1a2b3".into(),
-            gateway: Gateway {
-                sip_domain: "iwf.example.com".into(),
-                mail_domain: "mail.example.com".into(),
-            },
-            request_uri: "mailto:bob@example.net".into(),
-            asserted_identity: None,
             from: Identity {
                 uri: "sip:alice@ims.example.com".into(),
                 display_name: Some("Alice".into()),
             },
-            privacy_id: false,
-            referred_by: None,
-            reply_to: None,
-            subject: None,
-            priority: None,
-            conversation_id: None,
             contribution_id: Some("c0ffee".into()),
             in_reply_to_contribution_id: Some("beef".into()),
-            group: None,
+            ..testing::session("mailto:bob@example.net")
         }
     }
 
