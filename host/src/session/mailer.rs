@@ -1332,7 +1332,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
-        use crate::policy::{Limits, PolicyEngine, PolicySource};
+        use crate::policy::PolicySource;
         // A server that accepts the connection and never greets.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = SmtpOutboundConfig {
@@ -1341,13 +1341,7 @@ mod tests {
             invitation_timeout_ms: 300,
             ..Default::default()
         };
-        let engine = PolicyEngine::new(Limits {
-            timeout_ms: 1000,
-            memory_bytes: 32 << 20,
-            max_instances: 4,
-            warm_instances: 0,
-        })
-        .unwrap();
+        let engine = testing::engine();
         let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
         let router = Router::new(&config).unwrap();
         let directory = Arc::new(Directory::default());
