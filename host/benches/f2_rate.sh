@@ -7,10 +7,7 @@
 # Usage: bash host/benches/f2_rate.sh   (builds iwf in release first; needs the Debian
 # packages sip-tester and postfix; the postfix daemon itself is not used)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-cargo build --release -q -p iwf
-ROOT=$PWD
-IWF=$ROOT/target/release/iwf
+source "$(dirname "$0")/lib.sh"
 CALLS=${CALLS:-10000}    # sipp calls (one invitation each)
 MSGS=${MSGS:-20000}      # smtp-source messages for the baseline
 SESSIONS=${SESSIONS:-20} # smtp-source parallel sessions
@@ -18,20 +15,6 @@ RATE=${RATE:-100000}     # no rate cap: closed loop, at most $LIMIT calls in fli
 LIMIT=${LIMIT:-200}
 PAUSE=${PAUSE:-200}      # ms between the ACK and the BYE (the session's life)
 MAIL_OPS=${MAIL_OPS:-1000}  # [smtp.outbound] max_mail_operations (default 256)
-SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
-SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-
 rate_of() { # stats.csv -> completed calls per second over the run
   python3 - "$1" <<'PY'
 import sys
@@ -47,11 +30,7 @@ print(f"{ok/secs:.0f} {ok} {failed} {secs:.2f} {rtt:.0f}")
 PY
 }
 
-# smtp-sink: accepts everything, stores nothing (backlog 1000; -u nobody when run as root).
-sink_port=$(free_port)
-"$SMTP_SINK" -u nobody "127.0.0.1:$sink_port" 1000 >"$work/sink.out" 2>&1 &
-pids+=($!)
-sleep 0.5
+start_sink
 
 # Baseline: smtp-source -> smtp-sink, one 512-byte message per connection.
 t0=$(now)
@@ -61,28 +40,8 @@ base_rate=$(python3 -c "print(f'{$MSGS/($t1-$t0):.0f}')")
 base_secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
 
 # The gateway, default policy, every mail to smtp-sink (no DNS).
-sip_port=$(free_port); admin_port=$(free_port); msrp_port=$(free_port); in_port=$(free_port)
-cat >"$work/iwf.toml" <<TOML
-[sip]
-listen = "127.0.0.1:$sip_port"
-domain = "iwf.test"
-[msrp]
-listen = "127.0.0.1:$msrp_port"
-[smtp.inbound]
-listen = "127.0.0.1:$in_port"
-domain = "mail.iwf.test"
-[smtp.outbound]
-smart_host = "127.0.0.1:$sink_port"
-helo = "iwf.test"
-max_mail_operations = $MAIL_OPS
-max_idle_channels = 1024
-[admin]
-listen = "127.0.0.1:$admin_port"
-TOML
-RUST_LOG=${RUST_LOG:-warn} ${IWF_WRAP:-} "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
-iwf_pid=$!
-pids+=($iwf_pid)
-for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
+start_gateway "max_mail_operations = $MAIL_OPS
+max_idle_channels = 1024" "" ${IWF_WRAP:-}
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
 cpu0=$(cpu)
@@ -106,15 +65,7 @@ python3 -c "print(f'ratio iwf/baseline               : {$iwf_rate/$base_rate:.2f
 echo "iwf CPU during the sipp run       : ${iwf_cpu}% of one core"
 echo "UDP drops at the iwf socket       : ${iwf_drops:-?}"
 echo "$metrics" | grep -E "^iwf_(invitations_total\{|mail_sessions )" || true
-echo "$metrics" | python3 -c '
-import sys, re
-s, c = {}, {}
-for l in sys.stdin:
-    m = re.match(r"iwf_policy_decision_seconds_(sum|count)\{decision=\"([^\"]+)\"\} (\S+)", l)
-    if m: (s if m[1] == "sum" else c)[m[2]] = float(m[3])
-used = [d for d in c if c[d]]
-print("policy decisions: " + ", ".join(f"{d} {c[d]:.0f} x {s[d]/c[d]*1e6:.0f} us" for d in used))
-print(f"policy time per call: {sum(s[d] for d in used)/max(1, '"$iwf_ok"')*1e6:.0f} us")'
+policy_summary "$metrics" "policy decisions: " "policy time per call: " "$iwf_ok"
 if [ "$iwf_failed" != 0 ]; then
   echo "--- sipp errors (first 20 lines)"; head -20 "$work"/*_errors.log 2>/dev/null || true
   echo "--- iwf log (first 20 lines)"; head -20 "$work/iwf.log"

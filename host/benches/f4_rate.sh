@@ -10,41 +10,22 @@
 # Usage: bash host/benches/f4_rate.sh   (builds iwf and the load generator in release;
 # needs Postfix's smtp-sink and smtp-source; the postfix daemon itself is not used)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-cargo build --release -q -p iwf
+source "$(dirname "$0")/lib.sh"
 # The load generator's executable, run directly (not through cargo) so that cargo's own
 # start-up is outside the measured window.
 LOAD=$(cargo bench -p iwf --bench f4_load --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -1)
 [ -x "$LOAD" ] || { echo "f4_load was not built" >&2; exit 1; }
-ROOT=$PWD
-IWF=$ROOT/target/release/iwf
 SESSIONS=${SESSIONS:-20}  # CPM sessions in parallel
 MESSAGES=${MESSAGES:-1000} # messages per session
 MSGS=${MSGS:-20000}       # smtp-source messages for the baseline
 SRC_SESSIONS=${SRC_SESSIONS:-20}
-SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
-SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
 POLICY=$ROOT/target/policies/auto-accept.wasm
 [ -f "$POLICY" ] || { echo "missing $POLICY (built by host/build.rs)" >&2; exit 1; }
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
 # smtp-sink -c: "sess=N quit=N mesg=N", rewritten with CR after each event; the last one.
 sink_counts() { tr '\r' '\n' <"$work/sink.out" | grep '^sess=' | tail -1; }
 count() { sink_counts | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-sink_port=$(free_port)
-"$SMTP_SINK" -c -u nobody "127.0.0.1:$sink_port" 1000 >"$work/sink.out" 2>&1 &
-pids+=($!)
-sleep 0.5
+start_sink -c
 
 # Baseline: smtp-source -> smtp-sink, one 512-byte message per connection; run before and
 # after the gateway (the machine is shared: the two show how much the load moved).
@@ -59,28 +40,8 @@ base_before=$(baseline)
 sleep 0.2
 sess0=$(count sess); mesg0=$(count mesg)
 
-sip_port=$(free_port); admin_port=$(free_port); msrp_port=$(free_port); in_port=$(free_port)
-cat >"$work/iwf.toml" <<TOML
-[sip]
-listen = "127.0.0.1:$sip_port"
-domain = "iwf.test"
-[msrp]
-listen = "127.0.0.1:$msrp_port"
-[smtp.inbound]
-listen = "127.0.0.1:$in_port"
-domain = "mail.iwf.test"
-[smtp.outbound]
-smart_host = "127.0.0.1:$sink_port"
-helo = "iwf.test"
-[policy]
-path = "$POLICY"
-[admin]
-listen = "127.0.0.1:$admin_port"
-TOML
-RUST_LOG=${RUST_LOG:-warn} "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
-iwf_pid=$!
-pids+=($iwf_pid)
-for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
+start_gateway "" "[policy]
+path = \"$POLICY\""
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
 # Per thread, by name: "name ticks" lines.
@@ -117,15 +78,8 @@ echo "baseline smtp-source -> smtp-sink : $base_rate msgs/s (mean of $base_befor
 echo "f4_load -> iwf -> smtp-sink       : $rate msgs/s ($ok ok, $failed failed, ${secs}s; SEND -> 200 p50 ${p50_ms} ms, p99 ${p99_ms} ms; $setup_failed sessions failed to set up)"
 python3 -c "print(f'ratio iwf/baseline               : {$rate/$base_rate:.2f}')"
 echo "smtp-source -d (connections kept) : $reuse_rate msgs/s (ratio iwf/that: $(python3 -c "print(f'{$rate/$reuse_rate:.2f}')"))"
-echo "$metrics" | python3 -c '
-import sys, re
-s, c = {}, {}
-for l in sys.stdin:
-    m = re.match(r"iwf_policy_decision_seconds_(sum|count)\{decision=\"([^\"]+)\"\} (\S+)", l)
-    if m: (s if m[1] == "sum" else c)[m[2]] = float(m[3])
-used = [d for d in c if c[d]]
-print("policy decisions                 : " + ", ".join(f"{d} {c[d]:.0f} x {s[d]/c[d]*1e6:.0f} us" for d in used))
-print(f"policy time per message          : {sum(s[d] for d in used)/max(1, '"$ok"')*1e6:.0f} us")'
+policy_summary "$metrics" "policy decisions                 : " \
+  "policy time per message          : " "$ok"
 
 echo "iwf CPU during the load run       : ${iwf_cpu}% of one core (set-up and BYEs included)"
 # Threads by name (tokio workers share a name), CPU over the same window; short-lived

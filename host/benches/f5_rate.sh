@@ -13,41 +13,21 @@
 # Usage: bash host/benches/f5_rate.sh   (SESSIONS, PER_SESSION, PARALLEL, LEN override the
 # defaults; needs the Debian package postfix's tools, the daemon is not used)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-cargo build --release -q -p iwf
+source "$(dirname "$0")/lib.sh"
 LOAD=$(cargo bench -q -p iwf --bench f5_load --no-run --message-format=json 2>/dev/null |
   python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "f5_load" and m.get("executable"):
         print(m["executable"])')
-ROOT=$PWD
-IWF=$ROOT/target/release/iwf
 SESSIONS=${SESSIONS:-10}      # live CPM sessions (S)
 PER_SESSION=${PER_SESSION:-3000}  # mails per session (M)
 PARALLEL=${PARALLEL:-2}       # smtp-source sessions per CPM session (K)
 LEN=${LEN:-200}               # payload bytes per mail
-SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
-SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
 TOTAL=$((SESSIONS * PER_SESSION))
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
 failures() { cat "$@" 2>/dev/null | grep -ciE 'warning|error|fatal' || true; }
 
-# smtp-sink: accepts everything, stores nothing (backlog 1000; -u nobody when run as root).
-sink_port=$(free_port)
-"$SMTP_SINK" -u nobody "127.0.0.1:$sink_port" 1000 >"$work/sink.out" 2>&1 &
-pids+=($!)
-sleep 0.5
+start_sink
 
 # Runs the S smtp-sources in parallel against $1 (host:port) with the sender/recipient
 # pairs of $2; the wall-clock seconds.
@@ -73,26 +53,7 @@ base_fail=$(failures "$work"/sink.*.out)
 base_rate=$(python3 -c "print(f'{($TOTAL-$base_fail)/$base_secs:.0f}')")
 
 # The gateway, default policy, its own mails (invitations, session-closed) to smtp-sink.
-sip_port=$(free_port); admin_port=$(free_port); msrp_port=$(free_port); in_port=$(free_port)
-cat >"$work/iwf.toml" <<TOML
-[sip]
-listen = "127.0.0.1:$sip_port"
-domain = "iwf.test"
-[msrp]
-listen = "127.0.0.1:$msrp_port"
-[smtp.inbound]
-listen = "127.0.0.1:$in_port"
-domain = "mail.iwf.test"
-[smtp.outbound]
-smart_host = "127.0.0.1:$sink_port"
-helo = "iwf.test"
-[admin]
-listen = "127.0.0.1:$admin_port"
-TOML
-RUST_LOG=${RUST_LOG:-warn} "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
-iwf_pid=$!
-pids+=($iwf_pid)
-for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
+start_gateway "" ""
 
 "$LOAD" --sip "127.0.0.1:$sip_port" --smtp "127.0.0.1:$in_port" --work "$work" \
   --sessions "$SESSIONS" >"$work/load.out" 2>"$work/load.err" &

@@ -10,7 +10,8 @@
 //! floor measured in the same run. `cargo bench -p iwf --bench policy_decision`.
 
 use iwf::config::PolicyConfig;
-use iwf::policy::world::{Gateway, Identity, InviteDecision, Priority, Session};
+use iwf::policy::testing;
+use iwf::policy::world::{Identity, InviteDecision, Priority, Session};
 use iwf::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, failsafe};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -24,11 +25,6 @@ fn bench_mode() -> bool {
 fn session() -> Session {
     Session {
         session_id: "k3j4h5g6f7d8s9a0".into(),
-        gateway: Gateway {
-            sip_domain: "iwf.example.com".into(),
-            mail_domain: "mail.example.com".into(),
-        },
-        request_uri: "mailto:bob@example.net".into(),
         asserted_identity: Some(Identity {
             uri: "tel:+15551234567".into(),
             display_name: Some("Alice".into()),
@@ -37,15 +33,11 @@ fn session() -> Session {
             uri: "sip:alice@ims.example.com".into(),
             display_name: Some("Alice".into()),
         },
-        privacy_id: false,
-        referred_by: None,
-        reply_to: None,
         subject: Some("Lunch?".into()),
         priority: Some(Priority::Normal),
         conversation_id: Some("c0nv3rs4t10n".into()),
         contribution_id: Some("c0ntr1b".into()),
-        in_reply_to_contribution_id: None,
-        group: None,
+        ..testing::session("mailto:bob@example.net")
     }
 }
 

@@ -10,10 +10,11 @@
 
 mod common;
 
-use common::chat::{Sipp, address, client_uri, gateway, mails, parse};
+use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
 use common::mail::{peers_available, server, wait_for};
 use common::msrp::{MsrpClient, MsrpListener};
 use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status};
+use iwf::sdp::MsrpUri;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -42,6 +43,50 @@ fn response_code(frame: &Frame) -> Option<u16> {
     }
 }
 
+/// sipp offers an F4 session to `rcpt`, `a=setup:active`, its path on a free port with
+/// session-id `session`; the MSRP test client connects to the path the IWF answered.
+/// sipp, the IWF's a=path and a=setup, and the client.
+async fn offered_active(
+    gw: &Gateway,
+    session: &str,
+    rcpt: &str,
+) -> (Sipp, MsrpUri, String, MsrpClient) {
+    let port = common::free_port();
+    let sipp = Sipp::start(gw, "f4-chat.xml", "active", port, session, rcpt);
+    let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
+    let local = client_uri(port, session);
+    let client = MsrpClient::connect(gw.msrp, local, vec![iwf_uri.clone()]).await;
+    (sipp, iwf_uri, setup, client)
+}
+
+/// Sends a whole message in chunks of `chunk_size`, no Success-Report; the response code
+/// to each chunk, in order.
+async fn send(
+    client: &mut MsrpClient,
+    message_id: &str,
+    content_type: &str,
+    body: &[u8],
+    chunk_size: usize,
+) -> Vec<u16> {
+    let reports = (false, FailureReport::Yes);
+    let sent = client
+        .send_message(message_id, content_type, body, chunk_size, reports)
+        .await;
+    let mut codes = Vec::new();
+    for chunk in &sent {
+        codes.push(client.expect_response(chunk, WAIT).await);
+    }
+    codes
+}
+
+/// sipp played the F4 ladder to its end (the BYE included).
+fn assert_ladder_passed(sipp: Sipp) {
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
 macro_rules! peers {
     ($name:literal) => {
         if !peers_available($name) {
@@ -55,21 +100,11 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
     peers!("f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_statuses");
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
-    let client_port = common::free_port();
-    let sipp = Sipp::start(
-        &gw,
-        "f4-chat.xml",
-        "active",
-        client_port,
-        "cl13nt1",
-        "bob@example.net",
-    );
-    let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
+    let (sipp, iwf_uri, setup, mut client) =
+        offered_active(&gw, "cl13nt1", "bob@example.net").await;
     // RFC 6135 4.2: the offer was active, so the IWF answers passive and waits.
     assert_eq!(setup, "passive");
     assert_eq!(iwf_uri.port, Some(gw.msrp.port()));
-    let local = client_uri(client_port, "cl13nt1");
-    let mut client = MsrpClient::connect(gw.msrp, local, vec![iwf_uri.clone()]).await;
 
     // 1. One SEND, message/cpim, Success-Report: 200 once the mail went out, then a REPORT.
     let sent = client
@@ -121,13 +156,10 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
 
     // 2. text/plain in three chunks: each chunk answered, one mail, threaded under the first.
     let text = b"first part, second part, third part";
-    let sent = client
-        .send_message("msg2", "text/plain", text, 12, (false, FailureReport::Yes))
-        .await;
-    assert_eq!(sent.len(), 3);
-    for chunk in &sent {
-        assert_eq!(client.expect_response(chunk, WAIT).await, 200);
-    }
+    assert_eq!(
+        send(&mut client, "msg2", "text/plain", text, 12).await,
+        [200; 3]
+    );
     let all = mails(&srv, 2);
     let second = parse(&all[1].1);
     assert_eq!(second.in_reply_to().as_text(), Some(first_id.as_str()));
@@ -172,46 +204,30 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
 
     // 4. Over `[msrp] max_message_size` (4096): 413 (RFC 4975 7.3.1).
     let big = vec![b'x'; 5000];
-    let sent = client
-        .send_message(
-            "msg4",
-            "text/plain",
-            &big,
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    let mut codes = Vec::new();
-    for chunk in &sent {
-        codes.push(client.expect_response(chunk, WAIT).await);
-    }
+    let codes = send(&mut client, "msg4", "text/plain", &big, 2048).await;
     assert!(codes.contains(&413), "{codes:?}");
 
     // 5. A type outside the negotiated accept-types: 415.
-    let sent = client
-        .send_message(
+    let octets = b"\x00\x01";
+    assert_eq!(
+        send(
+            &mut client,
             "msg5",
             "application/octet-stream",
-            b"\x00\x01",
-            2048,
-            (false, FailureReport::Yes),
+            octets,
+            2048
         )
-        .await;
-    assert_eq!(client.expect_response(&sent[0], WAIT).await, 415);
+        .await,
+        [415]
+    );
 
     // 6. message/cpim wrapping an image: the e-mail side carries text only: 415.
     let image = "From: <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
         Content-Type: image/png\r\n\r\nPNG";
-    let sent = client
-        .send_message(
-            "msg6",
-            "message/cpim",
-            image.as_bytes(),
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&sent[0], WAIT).await, 415);
+    assert_eq!(
+        send(&mut client, "msg6", "message/cpim", image.as_bytes(), 2048).await,
+        [415]
+    );
 
     assert_eq!(
         gw.metric("iwf_chat_messages_total{direction=\"to_email\",outcome=\"delivered\"}"),
@@ -226,10 +242,7 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
 
     // The BYE (sipp, after its pause) closes the MSRP side and mails CC2 after the chat.
     client.expect_closed(Duration::from_secs(20)).await;
-    assert!(
-        tokio::task::block_in_place(|| sipp.passed()),
-        "sipp F4 ladder"
-    );
+    assert_ladder_passed(sipp);
     let all = mails(&srv, 3);
     assert_eq!(
         all.len(),
@@ -281,23 +294,14 @@ async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and
     assert_eq!(bind.to_path, vec![listener.uri.clone()]);
     assert_eq!(bind.from_path, vec![iwf_uri.clone()]);
     client.respond(&bind, 200).await;
-    let sent = client
-        .send_message(
-            "actv1",
-            "message/cpim",
-            CPIM.as_bytes(),
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    assert_eq!(
+        send(&mut client, "actv1", "message/cpim", CPIM.as_bytes(), 2048).await,
+        [200]
+    );
     let all = mails(&srv, 1);
     let msg = parse(&all[0].1);
     assert!(msg.body_text(0).unwrap().starts_with("Lunch at noon?"));
-    assert!(
-        tokio::task::block_in_place(|| sipp.passed()),
-        "sipp F4 ladder"
-    );
+    assert_ladder_passed(sipp);
     client.expect_closed(WAIT).await;
 }
 
@@ -306,27 +310,12 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
     peers!("f4_in_an_f2_session_chat_mails_thread_under_the_invitation");
     let srv = server(&[]);
     let gw = gateway("default", &srv);
-    let port = common::free_port();
-    let sipp = Sipp::start(
-        &gw,
-        "f4-chat.xml",
-        "active",
-        port,
-        "cl13nt3",
-        "bob@example.net",
+    let (sipp, _, _, mut client) = offered_active(&gw, "cl13nt3", "bob@example.net").await;
+    let text = b"Are you there?";
+    assert_eq!(
+        send(&mut client, "f2msg1", "text/plain", text, 2048).await,
+        [200]
     );
-    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
-    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt3"), vec![iwf_uri]).await;
-    let sent = client
-        .send_message(
-            "f2msg1",
-            "text/plain",
-            b"Are you there?",
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
     let all = mails(&srv, 2);
     let invitation = parse(&all[0].1);
     let chat = parse(&all[1].1);
@@ -338,10 +327,7 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
         all[0].0["peer"], all[1].0["peer"],
         "the invitation's channel is reused"
     );
-    assert!(
-        tokio::task::block_in_place(|| sipp.passed()),
-        "sipp F4 ladder"
-    );
+    assert_ladder_passed(sipp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,17 +335,7 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     peers!("f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply");
     let srv = server(&["--refuse-rcpt", "carol@example.net"]);
     let gw = gateway("auto-accept", &srv);
-    let port = common::free_port();
-    let sipp = Sipp::start(
-        &gw,
-        "f4-chat.xml",
-        "active",
-        port,
-        "cl13nt4",
-        "carol@example.net",
-    );
-    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
-    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13nt4"), vec![iwf_uri]).await;
+    let (sipp, _, _, mut client) = offered_active(&gw, "cl13nt4", "carol@example.net").await;
     let sent = client
         .send_message(
             "carol1",
@@ -379,8 +355,5 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     };
     assert!(comment.contains("550"), "{comment}");
     assert!(srv.mails().is_empty());
-    assert!(
-        tokio::task::block_in_place(|| sipp.passed()),
-        "sipp F4 ladder"
-    );
+    assert_ladder_passed(sipp);
 }

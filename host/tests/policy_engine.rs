@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{engine, policy_file, session};
+use common::{engine, policy_file};
+use iwf::policy::testing::session;
 use iwf::policy::world::*;
 use iwf::policy::{
     DecidedBy, Decision, FailCause, LoadError, PolicyHost, PolicySource, Reloaded, failsafe,

@@ -11,7 +11,7 @@ mod common;
 use common::mail::swaks_available;
 use iwf::smtp::inbound::{Delivery, EnvelopeSoFar, InboundSettings, ReceivedMail, Verdict, serve};
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,8 +95,17 @@ async fn start(settings: InboundSettings) -> Server {
     }
 }
 
-/// Runs swaks against `server` (its own timeout 10 s, ours 30 s); its transcript.
-async fn swaks(server: &Server, args: &[&str]) -> (Output, String) {
+/// The server of a swaks test; none (the test passes) where swaks is missing.
+async fn swaks_server(test: &str) -> Option<Server> {
+    if !swaks_available(test) {
+        return None;
+    }
+    Some(start(settings()).await)
+}
+
+/// Runs swaks against `server` (its own timeout 10 s, ours 30 s) and asserts whether it
+/// `succeeds`; its transcript.
+async fn swaks(server: &Server, succeeds: bool, args: &[&str]) -> String {
     let mut command = Command::new("swaks");
     command
         .args(["--server", &server.addr.to_string()])
@@ -112,15 +121,46 @@ async fn swaks(server: &Server, args: &[&str]) -> (Output, String) {
     .expect("swaks runs");
     let transcript = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
-    (output, transcript)
+    assert_eq!(output.status.success(), succeeds, "{transcript}");
+    transcript
 }
 
-/// A message file for `swaks --data @FILE`, with LF line ends: swaks sends CRLF, stuffs
-/// leading dots and ends the data with `CRLF.CRLF` (so the last line needs no LF here).
-fn message_file(text: &str) -> tempfile::NamedTempFile {
+/// swaks sending the message `text` from bob@example.org to s1@iwf.test, as
+/// [`swaks`]. `text` has LF line ends: swaks sends CRLF, stuffs leading dots and ends the
+/// data with `CRLF.CRLF` (so the last line needs no LF).
+async fn swaks_message(server: &Server, succeeds: bool, text: &str) -> String {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), text).unwrap();
-    file
+    let data = format!("@{}", file.path().display());
+    let args = [
+        "--from",
+        "bob@example.org",
+        "--to",
+        "s1@iwf.test",
+        "--data",
+        &data,
+    ];
+    swaks(server, succeeds, &args).await
+}
+
+/// The server's 220 greeting on a new connection (within 5 s).
+async fn expect_greeting(stream: &mut TcpStream) {
+    let mut greeting = [0; 512];
+    let n = timeout(Duration::from_secs(5), stream.read(&mut greeting))
+        .await
+        .expect("greeting within 5 s")
+        .unwrap();
+    assert!(greeting[..n].starts_with(b"220 "));
+}
+
+/// All the server says until it closes the connection (within 5 s).
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut replies = Vec::new();
+    timeout(Duration::from_secs(5), stream.read_to_end(&mut replies))
+        .await
+        .expect("closed within 5 s")
+        .unwrap();
+    String::from_utf8(replies).unwrap()
 }
 
 /// The message of a mail without the server's Received header (its first 4 lines).
@@ -140,27 +180,15 @@ fn without_received(data: &[u8]) -> &[u8] {
 
 #[tokio::test]
 async fn f3_reply_mail_is_taken_with_its_bytes() {
-    if !swaks_available("f3_reply_mail_is_taken_with_its_bytes") {
+    let Some(server) = swaks_server("f3_reply_mail_is_taken_with_its_bytes").await else {
         return;
-    }
-    let server = start(settings()).await;
-    let file = message_file(
-        "From: bob@example.org\nTo: s1@iwf.test\nSubject: Re: Chat with Alice?\n\nACCEPT\n.a line with a dot",
-    );
-    let data = format!("@{}", file.path().display());
-    let (out, transcript) = swaks(
+    };
+    let transcript = swaks_message(
         &server,
-        &[
-            "--from",
-            "bob@example.org",
-            "--to",
-            "s1@iwf.test",
-            "--data",
-            &data,
-        ],
+        true,
+        "From: bob@example.org\nTo: s1@iwf.test\nSubject: Re: Chat with Alice?\n\nACCEPT\n.a line with a dot",
     )
     .await;
-    assert!(out.status.success(), "{transcript}");
     assert!(
         transcript.contains("<-  250 2.0.0 Queued for the chat"),
         "{transcript}"
@@ -185,16 +213,12 @@ async fn f3_reply_mail_is_taken_with_its_bytes() {
 
 #[tokio::test]
 async fn f3_rcpt_without_session_is_550_with_the_gateways_text() {
-    if !swaks_available("f3_rcpt_without_session_is_550_with_the_gateways_text") {
+    let Some(server) = swaks_server("f3_rcpt_without_session_is_550_with_the_gateways_text").await
+    else {
         return;
-    }
-    let server = start(settings()).await;
-    let (out, transcript) = swaks(
-        &server,
-        &["--from", "bob@example.org", "--to", "nobody@iwf.test"],
-    )
-    .await;
-    assert!(!out.status.success(), "{transcript}");
+    };
+    let args = ["--from", "bob@example.org", "--to", "nobody@iwf.test"];
+    let transcript = swaks(&server, false, &args).await;
     assert!(
         transcript.contains("550 5.1.1 <nobody@iwf.test>: no chat session for this address"),
         "{transcript}"
@@ -204,16 +228,12 @@ async fn f3_rcpt_without_session_is_550_with_the_gateways_text() {
 
 #[tokio::test]
 async fn f3_gateway_refusing_the_mail_is_the_reply_to_the_dot() {
-    if !swaks_available("f3_gateway_refusing_the_mail_is_the_reply_to_the_dot") {
+    let Some(server) = swaks_server("f3_gateway_refusing_the_mail_is_the_reply_to_the_dot").await
+    else {
         return;
-    }
-    let server = start(settings()).await;
-    let (out, transcript) = swaks(
-        &server,
-        &["--from", "eve@example.org", "--to", "refuse@iwf.test"],
-    )
-    .await;
-    assert!(!out.status.success(), "{transcript}");
+    };
+    let args = ["--from", "eve@example.org", "--to", "refuse@iwf.test"];
+    let transcript = swaks(&server, false, &args).await;
     assert!(transcript.contains("<-  354 "), "{transcript}");
     assert!(
         transcript.contains("550 5.7.1 sender is not the invited user"),
@@ -224,27 +244,12 @@ async fn f3_gateway_refusing_the_mail_is_the_reply_to_the_dot() {
 
 #[tokio::test]
 async fn f3_message_over_max_size_is_552() {
-    if !swaks_available("f3_message_over_max_size_is_552") {
+    let Some(server) = swaks_server("f3_message_over_max_size_is_552").await else {
         return;
-    }
-    let server = start(settings()).await;
+    };
     let big = "Subject: big\n\n".to_owned()
         + &"0123456789abcdef0123456789abcdef0123456789abcdef\n".repeat(2000);
-    let file = message_file(&big);
-    let data = format!("@{}", file.path().display());
-    let (out, transcript) = swaks(
-        &server,
-        &[
-            "--from",
-            "bob@example.org",
-            "--to",
-            "s1@iwf.test",
-            "--data",
-            &data,
-        ],
-    )
-    .await;
-    assert!(!out.status.success(), "{transcript}");
+    let transcript = swaks_message(&server, false, &big).await;
     assert!(
         transcript.contains("552 5.3.4 Message size exceeds fixed maximum message size"),
         "{transcript}"
@@ -256,22 +261,17 @@ async fn f3_message_over_max_size_is_552() {
 
 #[tokio::test]
 async fn f3_pipelined_transaction_with_two_recipients() {
-    if !swaks_available("f3_pipelined_transaction_with_two_recipients") {
+    let Some(server) = swaks_server("f3_pipelined_transaction_with_two_recipients").await else {
         return;
-    }
-    let server = start(settings()).await;
-    let (out, transcript) = swaks(
-        &server,
-        &[
-            "--pipeline",
-            "--from",
-            "bob@example.org",
-            "--to",
-            "s1@iwf.test,s2@iwf.test",
-        ],
-    )
-    .await;
-    assert!(out.status.success(), "{transcript}");
+    };
+    let args = [
+        "--pipeline",
+        "--from",
+        "bob@example.org",
+        "--to",
+        "s1@iwf.test,s2@iwf.test",
+    ];
+    let transcript = swaks(&server, true, &args).await;
     // RFC 2920: MAIL, both RCPT and DATA went out before the first of their replies.
     let data_sent = transcript.find(" -> DATA").expect("DATA sent");
     let mail_ok = transcript
@@ -287,12 +287,11 @@ async fn f3_pipelined_transaction_with_two_recipients() {
 
 #[tokio::test]
 async fn f3_bounce_with_null_sender_reaches_the_gateway_as_such() {
-    if !swaks_available("f3_bounce_with_null_sender_reaches_the_gateway_as_such") {
+    let Some(server) = swaks_server("f3_bounce_with_null_sender_reaches_the_gateway_as_such").await
+    else {
         return;
-    }
-    let server = start(settings()).await;
-    let (out, transcript) = swaks(&server, &["--from", "<>", "--to", "s1@iwf.test"]).await;
-    assert!(out.status.success(), "{transcript}");
+    };
+    let transcript = swaks(&server, true, &["--from", "<>", "--to", "s1@iwf.test"]).await;
     assert!(transcript.contains("-> MAIL FROM:<>"), "{transcript}");
     let mails = server.gateway.mails();
     assert_eq!(mails.len(), 1);
@@ -356,23 +355,13 @@ async fn connection_over_max_connections_gets_421_at_the_greeting() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        let mut greeting = [0; 64];
-        let n = timeout(Duration::from_secs(5), stream.read(&mut greeting))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(greeting[..n].starts_with(b"220 "));
+        expect_greeting(&mut stream).await;
         held.push(stream);
     }
     let mut third = TcpStream::connect(server.addr).await.unwrap();
-    let mut reply = Vec::new();
-    timeout(Duration::from_secs(5), third.read_to_end(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        reply,
-        b"421 4.3.2 iwf.test Too many connections, try again later\r\n"
+        until_closed(&mut third).await,
+        "421 4.3.2 iwf.test Too many connections, try again later\r\n"
     );
     // A slot freed is a slot served.
     held.pop();
@@ -403,13 +392,8 @@ async fn idle_connection_gets_421_after_the_command_timeout() {
         .write_all(b"EHLO idle.example.org\r\n")
         .await
         .unwrap();
-    let mut replies = Vec::new();
-    timeout(Duration::from_secs(5), stream.read_to_end(&mut replies))
-        .await
-        .expect("closed within 5 s")
-        .unwrap();
+    let replies = until_closed(&mut stream).await;
     let elapsed = started.elapsed();
-    let replies = String::from_utf8(replies).unwrap();
     assert!(
         replies.ends_with(
             "250 ENHANCEDSTATUSCODES\r\n421 4.4.2 iwf.test Timeout waiting for command, closing\r\n"
@@ -436,12 +420,7 @@ async fn stalled_message_data_gets_421_after_the_data_timeout() {
         )
         .await
         .unwrap();
-    let mut replies = Vec::new();
-    timeout(Duration::from_secs(5), stream.read_to_end(&mut replies))
-        .await
-        .expect("closed within 5 s")
-        .unwrap();
-    let replies = String::from_utf8(replies).unwrap();
+    let replies = until_closed(&mut stream).await;
     assert!(
         replies.ends_with("354 Start mail input; end with <CRLF>.<CRLF>\r\n421 4.4.2 iwf.test Timeout waiting for message data, closing\r\n"),
         "{replies}"
@@ -464,19 +443,9 @@ async fn shutdown_closes_idle_connections_with_421_then_serve_returns() {
     ));
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(b"EHLO c\r\n").await.unwrap();
-    let mut hello = [0; 512];
-    let n = timeout(Duration::from_secs(5), stream.read(&mut hello))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(hello[..n].starts_with(b"220 "));
+    expect_greeting(&mut stream).await;
     stop.send(()).unwrap();
-    let mut replies = Vec::new();
-    timeout(Duration::from_secs(5), stream.read_to_end(&mut replies))
-        .await
-        .expect("closed within 5 s")
-        .unwrap();
-    let replies = String::from_utf8(replies).unwrap();
+    let replies = until_closed(&mut stream).await;
     assert!(
         replies.ends_with("421 4.3.2 iwf.test Service shutting down, closing\r\n"),
         "{replies}"
@@ -550,9 +519,7 @@ async fn command_trickled_byte_by_byte_still_times_out() {
     })
     .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let mut greeting = [0; 128];
-    let n = stream.read(&mut greeting).await.unwrap();
-    assert!(greeting[..n].starts_with(b"220 "));
+    expect_greeting(&mut stream).await;
     let started = Instant::now();
     let mut replies = Vec::new();
     for byte in b"NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP NOOP" {

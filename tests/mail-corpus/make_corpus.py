@@ -39,6 +39,31 @@ References: <{INV}>
 {extra}MIME-Version: 1.0
 """
 
+def multipart(boundary, *parts, preamble=''):
+    """A multipart body: `preamble`, each part (headers, body), the close delimiter. The
+    headers are without the blank line that ends them."""
+    delimited = ''.join(f'--{boundary}\n{headers}\n\n{body}\n' for headers, body in parts)
+    return f'{preamble}{delimited}--{boundary}--\n'
+
+def alternative(boundary, plain, html, charset='UTF-8', encoding=None):
+    """The body of a multipart/alternative as Gmail, Outlook and Exchange write it: text/plain
+    then text/html, in `charset` (a Python codec name too), as they are or in `encoding`
+    ('quoted-printable' or 'base64')."""
+    encode = {
+        None: lambda text: text,
+        'quoted-printable': lambda text: qp(text, charset),
+        'base64': lambda text: b64(text.encode(charset)),
+    }[encoding]
+    cte = f'\nContent-Transfer-Encoding: {encoding}' if encoding else ''
+    return multipart(boundary, *(
+        (f'Content-Type: text/{subtype}; charset="{charset}"{cte}', encode(text))
+        for subtype, text in (('plain', plain), ('html', html))))
+
+def gmail_alternative(boundary, plain, html, encoding=None):
+    """Gmail's multipart/alternative, from its Content-Type line: UTF-8 plain and HTML."""
+    return (f'Content-Type: multipart/alternative; boundary="{boundary}"\n\n'
+            + alternative(boundary, plain, html, 'UTF-8', encoding))
+
 BOB = ('Bob Example', 'bob@example.net')
 INVITE_TEXT = "Alice invites you to a chat.\nReply with your message to join, or \"leave\" to end it.\n\nHi Bob, do you have a minute?"
 QUOTED = '\n'.join('> ' + l if l else '>' for l in INVITE_TEXT.split('\n'))
@@ -56,18 +81,7 @@ wrote:
 """
 html = f"""<div dir="ltr">Sounds good, I&#39;m in. Let&#39;s talk at 5pm.<div><br></div><div>Bob</div></div><br><div class="gmail_quote gmail_quote_container"><div dir="ltr" class="gmail_attr">On Thu, Nov 26, 2026 at 2:15 PM Alice via Chat &lt;<a href="mailto:alice.cpm@iwf.example.com">alice.cpm@iwf.example.com</a>&gt; wrote:<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204);padding-left:1ex">{INVITE_HTML}</blockquote></div>
 """
-write('gmail_alternative_quoted', hdr(BOB, 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 14:21:07 +0000', 'CAFx8ZrE2n_7qkD0Vb1wQ@mail.gmail.com') + f"""Content-Type: multipart/alternative; boundary="000000000000a1b2c3060d5e8f90"
-
---000000000000a1b2c3060d5e8f90
-Content-Type: text/plain; charset="UTF-8"
-
-{plain}
---000000000000a1b2c3060d5e8f90
-Content-Type: text/html; charset="UTF-8"
-
-{html}
---000000000000a1b2c3060d5e8f90--
-""", "Sounds good, I'm in. Let's talk at 5pm.\n\nBob")
+write('gmail_alternative_quoted', hdr(BOB, 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 14:21:07 +0000', 'CAFx8ZrE2n_7qkD0Vb1wQ@mail.gmail.com') + gmail_alternative('000000000000a1b2c3060d5e8f90', plain, html), "Sounds good, I'm in. Let's talk at 5pm.\n\nBob")
 
 # 2. Gmail HTML-only (sent through the Gmail API / a mail merge: no text/plain), QP.
 html = f"""<div dir="ltr"><div>Tom &amp; I will both join &ndash; caf&eacute; at 5?</div><ul><li>agenda first</li><li>then Q&amp;A</li></ul><div>Thanks&nbsp;&#x1F44D;</div><div><br></div><span class="gmail_signature_prefix">-- </span><br><div dir="ltr" class="gmail_signature"><div>Bob Example | ACME</div></div></div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Thu, Nov 26, 2026 at 2:15 PM Alice via Chat &lt;alice.cpm@iwf.example.com&gt; wrote:<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">{INVITE_HTML}</blockquote></div>
@@ -155,18 +169,7 @@ Content-Type: multipart/alternative;
 	boundary="_000_AM6PR05MB5926D1C0E7B3A8F9D3E2C1A4B4872AM6PR05MB5926eurp_"
 MIME-Version: 1.0
 
---_000_AM6PR05MB5926D1C0E7B3A8F9D3E2C1A4B4872AM6PR05MB5926eurp_
-Content-Type: text/plain; charset="Windows-1252"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(plain, 'cp1252')}
---_000_AM6PR05MB5926D1C0E7B3A8F9D3E2C1A4B4872AM6PR05MB5926eurp_
-Content-Type: text/html; charset="Windows-1252"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(html, 'cp1252')}
---_000_AM6PR05MB5926D1C0E7B3A8F9D3E2C1A4B4872AM6PR05MB5926eurp_--
-""", "I\u2019ll join \u2013 give me 10 minutes to finish a call.\n\nRegards,\nCarol", """
+{alternative('_000_AM6PR05MB5926D1C0E7B3A8F9D3E2C1A4B4872AM6PR05MB5926eurp_', plain, html, 'Windows-1252', 'quoted-printable')}""", "I\u2019ll join \u2013 give me 10 minutes to finish a call.\n\nRegards,\nCarol", """
 from = "carol.smith@contoso.com"
 from_name = "Carol Smith"
 subject = "RE: Chat invitation from Alice"
@@ -246,18 +249,7 @@ Content-Type: multipart/alternative;
 	boundary="_000_BN8PR12MB33616B2F4A1C9E0D8F7A6B5CB9A12BN8PR12MB3361namp_"
 MIME-Version: 1.0
 
---_000_BN8PR12MB33616B2F4A1C9E0D8F7A6B5CB9A12BN8PR12MB3361namp_
-Content-Type: text/plain; charset="us-ascii"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(plain, 'ascii')}
---_000_BN8PR12MB33616B2F4A1C9E0D8F7A6B5CB9A12BN8PR12MB3361namp_
-Content-Type: text/html; charset="us-ascii"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(html, 'ascii')}
---_000_BN8PR12MB33616B2F4A1C9E0D8F7A6B5CB9A12BN8PR12MB3361namp_--
-""", "Yes please, add Dave too.", None, crlf=True)
+{alternative('_000_BN8PR12MB33616B2F4A1C9E0D8F7A6B5CB9A12BN8PR12MB3361namp_', plain, html, 'us-ascii', 'quoted-printable')}""", "Yes please, add Dave too.", None, crlf=True)
 
 # 5. Apple Mail (macOS): plain format=flowed (soft breaks, space-stuffing) + HTML with
 # <blockquote type="cite">. Apple-Mail boundary.
@@ -388,20 +380,7 @@ Content-Transfer-Encoding: quoted-printable
 plain = "Yes, I'm free now.\n\nOn Thu, 26 Nov 2026, 15:15 Alice via Chat, <alice.cpm@iwf.example.com> wrote:\n\n" + QUOTED + "\n"
 html = """<div dir="auto">Yes, I&#39;m free now.</div><br><div class="gmail_quote gmail_quote_container"><div dir="ltr" class="gmail_attr">On Thu, 26 Nov 2026, 15:15 Alice via Chat, &lt;<a href="mailto:alice.cpm@iwf.example.com">alice.cpm@iwf.example.com</a>&gt; wrote:<br></div><blockquote class="gmail_quote" style="margin:0 0 0 .8ex;border-left:1px #ccc solid;padding-left:1ex">""" + INVITE_HTML + """</blockquote></div>
 """
-write('android_gmail', hdr(('Ivan Petrov', 'ivan.petrov@gmail.com'), 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 15:50:12 +0000', 'CAKr9e0Z3p+Qm7v1tN_8xWcA@mail.gmail.com') + f"""Content-Type: multipart/alternative; boundary="0000000000005f6e7d0627a8b9c1"
-
---0000000000005f6e7d0627a8b9c1
-Content-Type: text/plain; charset="UTF-8"
-Content-Transfer-Encoding: base64
-
-{b64(plain.encode())}
---0000000000005f6e7d0627a8b9c1
-Content-Type: text/html; charset="UTF-8"
-Content-Transfer-Encoding: base64
-
-{b64(html.encode())}
---0000000000005f6e7d0627a8b9c1--
-""", "Yes, I'm free now.")
+write('android_gmail', hdr(('Ivan Petrov', 'ivan.petrov@gmail.com'), 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 15:50:12 +0000', 'CAKr9e0Z3p+Qm7v1tN_8xWcA@mail.gmail.com') + gmail_alternative('0000000000005f6e7d0627a8b9c1', plain, html, 'base64'), "Yes, I'm free now.")
 
 # 9. German Thunderbird: ISO-8859-1, quoted-printable, "Am ... schrieb ...:".
 plain = "Ja, gerne. Bis sp\u00e4ter \u2013 ich melde mich gleich.".replace('\u2013', '-') + "\n\nGr\u00fc\u00dfe\nJ\u00fcrgen\n\nAm 26.11.26 um 15:15 schrieb Alice via Chat:\n" + QUOTED + "\n"
@@ -426,20 +405,7 @@ from_name = "J\u00fcrgen M\u00fcller"
 plain = "D'accord, j'arrive \u00e0 17h. \u00c0 tout \u00e0 l'heure !\n\nLe jeu. 26 nov. 2026 \u00e0 15:15, Alice via Chat <alice.cpm@iwf.example.com> a\n\u00e9crit :\n\n" + QUOTED + "\n"
 html = """<div dir="ltr">D&#39;accord, j&#39;arrive \u00e0 17h. \u00c0 tout \u00e0 l&#39;heure\u00a0!</div><br><div class="gmail_quote gmail_quote_container"><div dir="ltr" class="gmail_attr">Le\u00a0jeu. 26 nov. 2026 \u00e0\u00a015:15, Alice via Chat &lt;<a href="mailto:alice.cpm@iwf.example.com">alice.cpm@iwf.example.com</a>&gt; a \u00e9crit\u00a0:<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">""" + INVITE_HTML + """</blockquote></div>
 """
-write('french_gmail', hdr(('Chlo\u00e9 Martin', 'chloe.martin@gmail.com'), 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 16:05:00 +0100', 'CAHd7u2sR0fE1kQ9Yp3wZb5N@mail.gmail.com').replace('From: Chlo\u00e9 Martin', 'From: =?UTF-8?Q?Chlo=C3=A9_Martin?=') + f"""Content-Type: multipart/alternative; boundary="000000000000c3d4e5f60627a8b9d2"
-
---000000000000c3d4e5f60627a8b9d2
-Content-Type: text/plain; charset="UTF-8"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(plain)}
---000000000000c3d4e5f60627a8b9d2
-Content-Type: text/html; charset="UTF-8"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(html)}
---000000000000c3d4e5f60627a8b9d2--
-""", "D'accord, j'arrive \u00e0 17h. \u00c0 tout \u00e0 l'heure !", """
+write('french_gmail', hdr(('Chlo\u00e9 Martin', 'chloe.martin@gmail.com'), 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 16:05:00 +0100', 'CAHd7u2sR0fE1kQ9Yp3wZb5N@mail.gmail.com').replace('From: Chlo\u00e9 Martin', 'From: =?UTF-8?Q?Chlo=C3=A9_Martin?=') + gmail_alternative('000000000000c3d4e5f60627a8b9d2', plain, html, 'quoted-printable'), "D'accord, j'arrive \u00e0 17h. \u00c0 tout \u00e0 l'heure !", """
 from_name = "Chlo\u00e9 Martin"
 """)
 
@@ -493,18 +459,7 @@ date = "2026-11-27T00:20:05+09:00"
 plain = "On Thu, Nov 26, 2026 at 2:15 PM Alice via Chat <alice.cpm@iwf.example.com> wrote:\n\n" + QUOTED + "\n"
 html = """<br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Thu, Nov 26, 2026 at 2:15 PM Alice via Chat &lt;alice.cpm@iwf.example.com&gt; wrote:<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">""" + INVITE_HTML + """</blockquote></div>
 """
-write('only_quote_gmail', hdr(BOB, 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 14:30:00 +0000', 'CAFx8ZrH0aa1bb2cc3dd@mail.gmail.com') + f"""Content-Type: multipart/alternative; boundary="000000000000e1f2a3b40627a8b9e3"
-
---000000000000e1f2a3b40627a8b9e3
-Content-Type: text/plain; charset="UTF-8"
-
-{plain}
---000000000000e1f2a3b40627a8b9e3
-Content-Type: text/html; charset="UTF-8"
-
-{html}
---000000000000e1f2a3b40627a8b9e3--
-""", plain.strip(), """
+write('only_quote_gmail', hdr(BOB, 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 14:30:00 +0000', 'CAFx8ZrH0aa1bb2cc3dd@mail.gmail.com') + gmail_alternative('000000000000e1f2a3b40627a8b9e3', plain, html), plain.strip(), """
 fell_back = true
 """)
 
@@ -818,18 +773,7 @@ Content-Type: multipart/alternative;
 	boundary="_000_DB9PR03MB7340F0E1D2C3B4A5968778695A4B3DB9PR03MB7340eurp_"
 MIME-Version: 1.0
 
---_000_DB9PR03MB7340F0E1D2C3B4A5968778695A4B3DB9PR03MB7340eurp_
-Content-Type: text/plain; charset="iso-8859-1"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(plain, 'latin-1')}
---_000_DB9PR03MB7340F0E1D2C3B4A5968778695A4B3DB9PR03MB7340eurp_
-Content-Type: text/html; charset="iso-8859-1"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(html, 'latin-1')}
---_000_DB9PR03MB7340F0E1D2C3B4A5968778695A4B3DB9PR03MB7340eurp_--
-""", "Accept", None, crlf=True)
+{alternative('_000_DB9PR03MB7340F0E1D2C3B4A5968778695A4B3DB9PR03MB7340eurp_', plain, html, 'iso-8859-1', 'quoted-printable')}""", "Accept", None, crlf=True)
 
 # 20b. "Accept" from the same client, HTML only (exercises appendonsend / divRplyFwdMsg).
 write('one_word_accept_outlook_web_html', f"""From: Liam <liam@outlook.example.com>
@@ -873,20 +817,7 @@ Sent from my iPhone
 plain = "ok\n\nOn Thu, Nov 26, 2026 at 2:15\u202fPM Alice via Chat <alice.cpm@iwf.example.com> wrote:\n\n" + QUOTED + "\n"
 html = """<div dir="ltr">ok</div><br><div class="gmail_quote gmail_quote_container"><div dir="ltr" class="gmail_attr">On Thu, Nov 26, 2026 at 2:15\u202fPM Alice via Chat &lt;<a href="mailto:alice.cpm@iwf.example.com">alice.cpm@iwf.example.com</a>&gt; wrote:<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">""" + INVITE_HTML + """</blockquote></div>
 """
-write('one_word_ok_gmail', hdr(('Noah Kim', 'noah.kim@gmail.com'), 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 14:18:02 +0000', 'CAJ4t5u6v7w8x9y0z1a2b3c4@mail.gmail.com') + f"""Content-Type: multipart/alternative; boundary="000000000000f2a3b4c50627a8b9f4"
-
---000000000000f2a3b4c50627a8b9f4
-Content-Type: text/plain; charset="UTF-8"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(plain)}
---000000000000f2a3b4c50627a8b9f4
-Content-Type: text/html; charset="UTF-8"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(html)}
---000000000000f2a3b4c50627a8b9f4--
-""", "ok")
+write('one_word_ok_gmail', hdr(('Noah Kim', 'noah.kim@gmail.com'), 'Re: Chat invitation from Alice', 'Thu, 26 Nov 2026 14:18:02 +0000', 'CAJ4t5u6v7w8x9y0z1a2b3c4@mail.gmail.com') + gmail_alternative('000000000000f2a3b4c50627a8b9f4', plain, html, 'quoted-printable'), "ok")
 
 # 20e. "Accept" from Thunderbird, format=flowed with delsp and a signature.
 write('one_word_accept_thunderbird', f"""Message-ID: <0a1b2c3d-4e5f-4607-8899-aabbccddeeff@navy.example.org>
@@ -1004,18 +935,7 @@ MIME-Version: 1.0
 Content-Type: multipart/alternative; differences=Content-Type;
 	boundary="8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0"
 
---8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0
-Content-Type: text/plain; charset="us-ascii"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(ndr_text, 'ascii')}
---8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0
-Content-Type: text/html; charset="us-ascii"
-Content-Transfer-Encoding: quoted-printable
-
-{qp(ndr_html, 'ascii')}
---8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0--
-
+{alternative('8f9e0d1c-2b3a-4958-a7b6-c5d4e3f2a1b0', ndr_text, ndr_html, 'us-ascii', 'quoted-printable')}
 --5e7a1c2b-3d4f-4a5b-8c6d-7e8f9a0b1c2d
 Content-Type: message/delivery-status
 

@@ -10,7 +10,8 @@
 //! - `host`: [`PolicyHost`], the decisions the gateway calls, with hot swap and metrics;
 //! - `failsafe`, `validate`: the fail-safe answers and the range checks on answers;
 //! - `reload`: the triggers of a hot swap (file change, SIGHUP);
-//! - `harness`, `value`: `iwf policy check` and `iwf policy test`.
+//! - `harness`, `value`: `iwf policy check` and `iwf policy test`;
+//! - `testing`: fixtures for the tests and benches (hidden; no part of the gateway).
 //!
 //! This module holds no provider policy of its own, only the documented fail-safes.
 
@@ -23,6 +24,8 @@ pub mod loaded;
 pub mod pool;
 pub mod reload;
 pub mod sandbox;
+#[doc(hidden)]
+pub mod testing;
 pub mod validate;
 pub mod value;
 pub mod world;

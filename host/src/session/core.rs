@@ -1085,7 +1085,7 @@ fn to_tag(request: &Message) -> Option<String> {
 mod tests {
     use super::*;
     use crate::policy::world::SipStatus;
-    use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource};
+    use crate::policy::{PolicyHost, PolicySource};
     use crate::sip::message::{Limits as SipLimits, parse};
     use std::path::PathBuf;
 
@@ -1103,13 +1103,7 @@ mod tests {
     }
 
     fn policy(name: &str) -> PolicyHost {
-        let engine = PolicyEngine::new(Limits {
-            timeout_ms: 1000,
-            memory_bytes: 32 << 20,
-            max_instances: 4,
-            warm_instances: 0,
-        })
-        .unwrap();
+        let engine = crate::policy::testing::engine();
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join(format!("../target/policies/{name}.wasm"));
         PolicyHost::new(engine, PolicySource::File(path)).unwrap()

@@ -174,34 +174,22 @@ fn token_of(id: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::world::{Gateway, Identity, Session};
+    use crate::policy::testing;
+    use crate::policy::world::Session;
 
     fn facts(id: &str) -> MailFacts {
         MailFacts {
             session: Session {
                 session_id: id.into(),
-                gateway: Gateway {
-                    sip_domain: "iwf.test".into(),
-                    mail_domain: "mail.iwf.test".into(),
-                },
-                request_uri: "mailto:bob@example.net".into(),
-                asserted_identity: None,
-                from: Identity {
-                    uri: "sip:alice@ims.test".into(),
-                    display_name: None,
-                },
-                privacy_id: false,
-                referred_by: None,
-                reply_to: None,
-                subject: None,
-                priority: None,
-                conversation_id: None,
-                contribution_id: None,
-                in_reply_to_contribution_id: None,
-                group: None,
+                ..testing::session("mailto:bob@example.net")
             },
             sip_date: None,
         }
+    }
+
+    /// Registers session `id` under `key`, mailing from `ours` to `user`.
+    fn register(d: &Directory, key: &SessionKey, id: &str, ours: &str, user: &str) {
+        d.register(key, &facts(id), &[ours], &[user]);
     }
 
     fn key(n: &str) -> SessionKey {
@@ -215,18 +203,8 @@ mod tests {
     fn a_reply_is_found_by_token_then_message_id_then_address_pair() {
         let d = Directory::default();
         let (k1, k2) = (key("one"), key("two"));
-        d.register(
-            &k1,
-            &facts("s1"),
-            &["alice@mail.iwf.test"],
-            &["Bob@Example.net"],
-        );
-        d.register(
-            &k2,
-            &facts("s2"),
-            &["carol@mail.iwf.test"],
-            &["bob@example.net"],
-        );
+        register(&d, &k1, "s1", "alice@mail.iwf.test", "Bob@Example.net");
+        register(&d, &k2, "s2", "carol@mail.iwf.test", "bob@example.net");
         d.sent(&k1, "c0ntr1b@mail.iwf.test");
         let token = format!("iwf.s2.{}@mail.iwf.test", "ab".repeat(16));
         // The token wins over the address pair.
@@ -249,18 +227,8 @@ mod tests {
     fn a_removed_session_is_found_no_more_and_shared_addresses_stay_served() {
         let d = Directory::default();
         let (k1, k2) = (key("one"), key("two"));
-        d.register(
-            &k1,
-            &facts("s1"),
-            &["alice@mail.iwf.test"],
-            &["bob@example.net"],
-        );
-        d.register(
-            &k2,
-            &facts("s2"),
-            &["alice@mail.iwf.test"],
-            &["carol@example.net"],
-        );
+        register(&d, &k1, "s1", "alice@mail.iwf.test", "bob@example.net");
+        register(&d, &k2, "s2", "alice@mail.iwf.test", "carol@example.net");
         d.sent(&k1, "m1@mail.iwf.test");
         d.remove(&k1);
         assert!(

@@ -997,31 +997,19 @@ async fn quit(channel: Channel, id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::world::{Gateway, GroupInfo, Recipient};
+    use crate::policy::testing;
+    use crate::policy::world::{GroupInfo, Recipient};
     use mail_parser::{HeaderValue, MessageParser};
 
     fn session() -> PolicySession {
         PolicySession {
-            session_id: "s1a2b3".into(),
-            gateway: Gateway {
-                sip_domain: "iwf.example.com".into(),
-                mail_domain: "mail.example.com".into(),
-            },
-            request_uri: "mailto:bob@example.net".into(),
-            asserted_identity: None,
             from: Identity {
                 uri: "sip:alice@ims.example.com".into(),
                 display_name: Some("Alice".into()),
             },
-            privacy_id: false,
-            referred_by: None,
-            reply_to: None,
-            subject: None,
-            priority: None,
-            conversation_id: None,
             contribution_id: Some("c0ffee".into()),
             in_reply_to_contribution_id: Some("beef".into()),
-            group: None,
+            ..testing::session("mailto:bob@example.net")
         }
     }
 
@@ -1344,7 +1332,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
-        use crate::policy::{Limits, PolicyEngine, PolicySource};
+        use crate::policy::PolicySource;
         // A server that accepts the connection and never greets.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = SmtpOutboundConfig {
@@ -1353,13 +1341,7 @@ mod tests {
             invitation_timeout_ms: 300,
             ..Default::default()
         };
-        let engine = PolicyEngine::new(Limits {
-            timeout_ms: 1000,
-            memory_bytes: 32 << 20,
-            max_instances: 4,
-            warm_instances: 0,
-        })
-        .unwrap();
+        let engine = testing::engine();
         let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
         let router = Router::new(&config).unwrap();
         let directory = Arc::new(Directory::default());

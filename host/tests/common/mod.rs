@@ -1,11 +1,11 @@
-//! Shared by the integration tests: the built policies and a session to decide on.
+//! Shared by the integration tests: the built policies and the engine to load them in (the
+//! session to decide on is `iwf::policy::testing::session`).
 #![allow(dead_code)]
 
 pub mod chat;
 pub mod mail;
 pub mod msrp;
 
-use iwf::policy::world::{Gateway, Identity, Session};
 use iwf::policy::{Limits, PolicyEngine};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -32,32 +32,6 @@ pub fn engine(timeout_ms: u64) -> Arc<PolicyEngine> {
         warm_instances: 2,
     })
     .unwrap()
-}
-
-/// A 1-1 invitation from Alice to `request_uri`.
-pub fn session(request_uri: &str) -> Session {
-    Session {
-        session_id: "s1a2b3".into(),
-        gateway: Gateway {
-            sip_domain: "iwf.example.com".into(),
-            mail_domain: "mail.example.com".into(),
-        },
-        request_uri: request_uri.into(),
-        asserted_identity: None,
-        from: Identity {
-            uri: "sip:alice@iwf.example.com".into(),
-            display_name: Some("Alice".into()),
-        },
-        privacy_id: false,
-        referred_by: None,
-        reply_to: None,
-        subject: None,
-        priority: None,
-        conversation_id: None,
-        contribution_id: None,
-        in_reply_to_contribution_id: None,
-        group: None,
-    }
 }
 
 /// The `iwf` binary running `iwf run --config`; killed when dropped.

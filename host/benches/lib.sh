@@ -1,0 +1,80 @@
+# Shared by the rate benches (f2_rate.sh, f4_rate.sh, f5_rate.sh), sourced after
+# `set -euo pipefail`: from the repository root with a release `iwf` built, a work folder
+# removed on exit (KEEP=1 keeps it) with the processes in `pids` killed, Postfix's
+# smtp-sink as the mail server, and the gateway on free loopback ports.
+# Sets ROOT, IWF, SMTP_SINK, SMTP_SOURCE, work, pids; start_sink sets sink_port;
+# start_gateway sets sip_port, admin_port, msrp_port, in_port, iwf_pid.
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cargo build --release -q -p iwf
+ROOT=$PWD
+IWF=$ROOT/target/release/iwf
+SMTP_SINK=${SMTP_SINK:-$(command -v smtp-sink || echo /usr/sbin/smtp-sink)}
+SMTP_SOURCE=${SMTP_SOURCE:-$(command -v smtp-source || echo /usr/sbin/smtp-source)}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+
+# smtp-sink: accepts everything, stores nothing (backlog 1000; -u nobody when run as root).
+# Its options (e.g. -c) are the arguments; its output is $work/sink.out.
+start_sink() {
+  sink_port=$(free_port)
+  "$SMTP_SINK" "$@" -u nobody "127.0.0.1:$sink_port" 1000 >"$work/sink.out" 2>&1 &
+  pids+=($!)
+  sleep 0.5
+}
+
+# The gateway, every mail to smtp-sink (no DNS), its log in $work/iwf.log; returns once
+# /healthz answers (10 s at most). $1: lines added to [smtp.outbound]; $2: sections added
+# after it; the other arguments: a command the gateway runs under (none: run directly).
+start_gateway() {
+  local outbound=$1 sections=$2
+  shift 2
+  sip_port=$(free_port); admin_port=$(free_port); msrp_port=$(free_port); in_port=$(free_port)
+  {
+    cat <<TOML
+[sip]
+listen = "127.0.0.1:$sip_port"
+domain = "iwf.test"
+[msrp]
+listen = "127.0.0.1:$msrp_port"
+[smtp.inbound]
+listen = "127.0.0.1:$in_port"
+domain = "mail.iwf.test"
+[smtp.outbound]
+smart_host = "127.0.0.1:$sink_port"
+helo = "iwf.test"
+TOML
+    [ -z "$outbound" ] || printf '%s\n' "$outbound"
+    [ -z "$sections" ] || printf '%s\n' "$sections"
+    cat <<TOML
+[admin]
+listen = "127.0.0.1:$admin_port"
+TOML
+  } >"$work/iwf.toml"
+  RUST_LOG=${RUST_LOG:-warn} "$@" "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
+  iwf_pid=$!
+  pids+=($iwf_pid)
+  for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
+}
+
+# The policy decisions in the /metrics text $1: "$2<decision> <count> x <mean> us, ..." and
+# "$3<policy time per unit> us", the unit being one of $4 (the count of calls or messages).
+policy_summary() {
+  echo "$1" | python3 -c '
+import sys, re
+s, c = {}, {}
+for l in sys.stdin:
+    m = re.match(r"iwf_policy_decision_seconds_(sum|count)\{decision=\"([^\"]+)\"\} (\S+)", l)
+    if m: (s if m[1] == "sum" else c)[m[2]] = float(m[3])
+used = [d for d in c if c[d]]
+print(sys.argv[1] + ", ".join(f"{d} {c[d]:.0f} x {s[d]/c[d]*1e6:.0f} us" for d in used))
+print(f"{sys.argv[2]}{sum(s[d] for d in used)/max(1, int(sys.argv[3]))*1e6:.0f} us")' "$2" "$3" "$4"
+}
