@@ -3,7 +3,9 @@
 # policy, which asks the e-mail user: every INVITE is mailed to smtp-sink as an invitation
 # and answered 200 on its 250; the BYE then mails the CC2 notification), beside Postfix's
 # smtp-source -> smtp-sink in the same run (the baseline: one 512-byte message per
-# connection, 20 sessions).
+# connection, 20 sessions), and beside the SIP harness alone (the same sipp client against
+# tests/sipp/iwf-mirror-uas.xml, a sipp UAS answering as the IWF does, with nothing behind
+# it: the most this sipp client can drive on this machine).
 # Usage: bash host/benches/f2_rate.sh   (builds iwf in release first; needs the Debian
 # packages sip-tester and postfix; the postfix daemon itself is not used)
 set -euo pipefail
@@ -39,17 +41,33 @@ t1=$(now)
 base_rate=$(python3 -c "print(f'{$MSGS/($t1-$t0):.0f}')")
 base_secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
 
+sed "s|<pause milliseconds=\"200\"/>|<pause milliseconds=\"$PAUSE\"/>|" \
+  "$ROOT/tests/sipp/f2-uac.xml" >"$work/f2-uac.xml"
+# The sipp client, the same in both runs: $1 the stats file, $2 the target.
+uac() {
+  (cd "$work" && sipp -sf "$work/f2-uac.xml" -key rcpt bob@example.net \
+    -i 127.0.0.1 -p 0 -r "$RATE" -m "$CALLS" -l "$LIMIT" -buff_size 4194304 -nostdin \
+    -trace_err -trace_stat -fd 1 -stf "$1" "$2" >/dev/null 2>&1) || true
+}
+
+# Ceiling: the SIP harness alone, sipp against a sipp UAS that answers as the IWF does.
+mirror_port=$(free_port)
+(cd "$work" && exec sipp -sf "$ROOT/tests/sipp/iwf-mirror-uas.xml" -i 127.0.0.1 \
+  -p "$mirror_port" -buff_size 4194304 -nostdin >/dev/null 2>&1) &
+mirror_pid=$!
+pids+=($mirror_pid)
+sleep 0.5
+uac mirror.csv "127.0.0.1:$mirror_port"
+kill "$mirror_pid" 2>/dev/null || true
+read mirror_rate mirror_ok mirror_failed mirror_secs mirror_rtt < <(rate_of "$work/mirror.csv")
+
 # The gateway, default policy, every mail to smtp-sink (no DNS).
 start_gateway "max_mail_operations = $MAIL_OPS
 max_idle_channels = 1024" "" ${IWF_WRAP:-}
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
 cpu0=$(cpu)
-sed "s|<pause milliseconds=\"200\"/>|<pause milliseconds=\"$PAUSE\"/>|" \
-  "$ROOT/tests/sipp/f2-uac.xml" >"$work/f2-uac.xml"
-(cd "$work" && sipp -sf "$work/f2-uac.xml" -key rcpt bob@example.net \
-  -i 127.0.0.1 -p 0 -r "$RATE" -m "$CALLS" -l "$LIMIT" -nostdin -trace_err \
-  -trace_stat -fd 1 -stf iwf.csv "127.0.0.1:$sip_port" >/dev/null 2>&1) || true
+uac iwf.csv "127.0.0.1:$sip_port"
 cpu1=$(cpu)
 read iwf_rate iwf_ok iwf_failed iwf_secs iwf_rtt < <(rate_of "$work/iwf.csv")
 sleep 1  # the last CC2 notifications
@@ -61,7 +79,9 @@ iwf_cpu=$(python3 -c "print(f'{($cpu1-$cpu0)/$(getconf CLK_TCK)/$iwf_secs*100:.0
 echo "F2 invitations/s, $CALLS calls, baseline $MSGS messages (loopback, one run)"
 echo "baseline smtp-source -> smtp-sink : $base_rate msgs/s ($MSGS in ${base_secs}s, $SESSIONS sessions, 512 bytes)"
 echo "sipp f2-uac -> iwf -> smtp-sink   : $iwf_rate invitations/s ($iwf_ok ok, $iwf_failed failed, ${iwf_secs}s; INVITE -> 200 mean ${iwf_rtt} ms)"
+echo "sipp f2-uac -> sipp mirror uas   : $mirror_rate calls/s ($mirror_ok ok, $mirror_failed failed; INVITE -> 200 mean ${mirror_rtt} ms; the SIP harness alone)"
 python3 -c "print(f'ratio iwf/baseline               : {$iwf_rate/$base_rate:.2f}')"
+python3 -c "print(f'ratio iwf/SIP harness            : {$iwf_rate/$mirror_rate:.2f}')"
 echo "iwf CPU during the sipp run       : ${iwf_cpu}% of one core"
 echo "UDP drops at the iwf socket       : ${iwf_drops:-?}"
 echo "$metrics" | grep -E "^iwf_(invitations_total\{|mail_sessions )" || true

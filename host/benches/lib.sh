@@ -3,7 +3,8 @@
 # removed on exit (KEEP=1 keeps it) with the processes in `pids` killed, Postfix's
 # smtp-sink as the mail server, and the gateway on free loopback ports.
 # Sets ROOT, IWF, SMTP_SINK, SMTP_SOURCE, work, pids; start_sink sets sink_port;
-# start_gateway sets sip_port, admin_port, msrp_port, in_port, iwf_pid.
+# start_gateway sets sip_port, admin_port, msrp_port, in_port (bound on port 0, read from
+# the gateway's ready line), iwf_pid.
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 cargo build --release -q -p iwf
 ROOT=$PWD
@@ -31,22 +32,22 @@ start_sink() {
   sleep 0.5
 }
 
-# The gateway, every mail to smtp-sink (no DNS), its log in $work/iwf.log; returns once
-# /healthz answers (10 s at most). $1: lines added to [smtp.outbound]; $2: sections added
-# after it; the other arguments: a command the gateway runs under (none: run directly).
+# The gateway, every mail to smtp-sink (no DNS), its log in $work/iwf.log; every listener on
+# port 0, the bound ports read from its `iwf ready` line (10 s at most). $1: lines added to
+# [smtp.outbound]; $2: sections added after it; the other arguments: a command the gateway
+# runs under (none: run directly).
 start_gateway() {
   local outbound=$1 sections=$2
   shift 2
-  sip_port=$(free_port); admin_port=$(free_port); msrp_port=$(free_port); in_port=$(free_port)
   {
     cat <<TOML
 [sip]
-listen = "127.0.0.1:$sip_port"
+listen = "127.0.0.1:0"
 domain = "iwf.test"
 [msrp]
-listen = "127.0.0.1:$msrp_port"
+listen = "127.0.0.1:0"
 [smtp.inbound]
-listen = "127.0.0.1:$in_port"
+listen = "127.0.0.1:0"
 domain = "mail.iwf.test"
 [smtp.outbound]
 smart_host = "127.0.0.1:$sink_port"
@@ -56,13 +57,26 @@ TOML
     [ -z "$sections" ] || printf '%s\n' "$sections"
     cat <<TOML
 [admin]
-listen = "127.0.0.1:$admin_port"
+listen = "127.0.0.1:0"
 TOML
   } >"$work/iwf.toml"
-  RUST_LOG=${RUST_LOG:-warn} "$@" "$IWF" run --config "$work/iwf.toml" 2>"$work/iwf.log" &
+  RUST_LOG=${RUST_LOG:-warn} "$@" "$IWF" run --config "$work/iwf.toml" >"$work/iwf.out" 2>"$work/iwf.log" &
   iwf_pid=$!
   pids+=($iwf_pid)
-  for _ in $(seq 50); do curl -sf "127.0.0.1:$admin_port/healthz" >/dev/null && break; sleep 0.2; done
+  wait_ready "$work/iwf.out"
+}
+
+# Waits for the `iwf ready sip=.. msrp=.. smtp=.. admin=..` line in file $1 and sets
+# sip_port, msrp_port, in_port and admin_port from it.
+wait_ready() {
+  local line=
+  for _ in $(seq 100); do
+    line=$(grep -m1 '^iwf ready ' "$1" 2>/dev/null) && break
+    sleep 0.1
+  done
+  [ -n "$line" ] || { echo "the gateway did not come up:"; tail -20 "$work/iwf.log"; exit 1; }
+  port_of() { sed -E "s/.* $1=[^ ]*:([0-9]+).*/\1/" <<<"$line"; }
+  sip_port=$(port_of sip); msrp_port=$(port_of msrp); in_port=$(port_of smtp); admin_port=$(port_of admin)
 }
 
 # The policy decisions in the /metrics text $1: "$2<decision> <count> x <mean> us, ..." and
