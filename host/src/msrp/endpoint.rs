@@ -477,9 +477,9 @@ async fn run_session(
             } = accepted;
             conn.set_limits(settings.codec_limits());
             tracing::info!(peer = ?conn.peer_addr(), "MSRP connection bound");
-            driver
-                .run(conn, Some(first), None, commands, link, permit)
-                .await
+            // Boxed: the connected phase's state is most of a session's task, and a
+            // session waiting for its peer (or never joined) should not hold it.
+            Box::pin(driver.run(conn, Some(first), None, commands, link, permit)).await
         }
         Role::Active => {
             let permit = match shared.permits.clone().try_acquire_owned() {
@@ -510,9 +510,7 @@ async fn run_session(
                 None,
                 Flag::Complete,
             );
-            driver
-                .run(conn, None, Some(bind), commands, link, permit)
-                .await
+            Box::pin(driver.run(conn, None, Some(bind), commands, link, permit)).await
         }
     }
 }
@@ -789,7 +787,7 @@ impl MsrpSession {
             );
             if !transaction::expects_response(failure_report) {
                 self.command(Command::Transmit {
-                    frame,
+                    frame: Box::new(frame),
                     response: None,
                 })
                 .await?;
@@ -802,7 +800,7 @@ impl MsrpSession {
             }
             let (tx, rx) = oneshot::channel();
             self.command(Command::Transmit {
-                frame,
+                frame: Box::new(frame),
                 response: Some(tx),
             })
             .await?;

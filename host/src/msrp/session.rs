@@ -38,8 +38,10 @@ pub(super) enum Link {
 #[derive(Debug)]
 pub(super) enum Command {
     /// Write a request; its transaction response, when one is awaited, goes to `response`.
+    /// The frame is boxed: a channel allocates its first block of 32 slots when made, one
+    /// per session, and a slot is as large as the largest command.
     Transmit {
-        frame: Frame,
+        frame: Box<Frame>,
         response: Option<oneshot::Sender<Frame>>,
     },
     /// Route the REPORT on `message_id` to `report`.

@@ -53,9 +53,11 @@ pub type Invited = (SessionKey, InvitationOutcome, std::time::Duration);
 
 /// What a session's task is asked to do after its start.
 enum Command {
-    /// F4: mail this chat message (BB1, BB2) and answer with its MSRP outcome.
+    /// F4: mail this chat message (BB1, BB2) and answer with its MSRP outcome. Boxed:
+    /// the queue's first block of 32 slots is made with the session, slots as large as
+    /// the largest command.
     Chat {
-        message: ChatMessage,
+        message: Box<ChatMessage>,
         done: oneshot::Sender<Result<(), Refused>>,
     },
     /// The session is over: the CC2 notification when `notify`, then QUIT.
@@ -76,7 +78,10 @@ impl ChatMailer {
         let (done, outcome) = oneshot::channel();
         if self
             .commands
-            .send(Command::Chat { message, done })
+            .send(Command::Chat {
+                message: Box::new(message),
+                done,
+            })
             .await
             .is_err()
         {
@@ -229,7 +234,9 @@ impl Thread {
 }
 
 /// The task of one session: the invitation and its outcome (F2) or nothing (F1), then its
-/// chat mails in order, until the close.
+/// chat mails in order, until the close. Each mail's future is boxed: the task lives as
+/// long as the session, and between mails it should hold its queue and thread, not the
+/// state of its largest mail (7.6 KB unboxed, per live session).
 async fn run(
     shared: Arc<Shared>,
     key: SessionKey,
@@ -240,32 +247,9 @@ async fn run(
 ) {
     let mut thread: Option<Thread> = None;
     if invite_first {
-        let invited = match shared.slots.acquire().await {
-            Ok(_slot) => {
-                match tokio::time::timeout(shared.deadline, invite(&shared, &mail)).await {
-                    Ok(invited) => invited,
-                    Err(_) => {
-                        let ms = shared.deadline.as_millis();
-                        let text = format!("no SMTP outcome within {ms} ms");
-                        let failure =
-                            SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
-                        Err(refusal(&shared, &mail.session, failure).await)
-                    }
-                }
-            }
-            Err(_) => return,
-        };
-        match invited {
-            Ok((mut invited, expiry)) => {
-                register(&shared, &key, &mail, &invited);
-                let _ = outcomes.send((key.clone(), Ok(()), expiry));
-                keep_or_quit(&shared, &mut invited, &key).await;
-                thread = Some(invited);
-            }
-            Err(refusal) => {
-                let _ = outcomes.send((key, Err(refusal), std::time::Duration::ZERO));
-                return;
-            }
+        match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
+            Some(invited) => thread = Some(invited),
+            None => return,
         }
     }
     // The sender dropped without a word: the gateway is going away; QUIT only.
@@ -276,7 +260,14 @@ async fn run(
                 let new = thread.is_none();
                 let outcome = match shared.slots.acquire().await {
                     Ok(_slot) => {
-                        chat_mail(&shared, &key, &mail.session, &mut thread, message).await
+                        Box::pin(chat_mail(
+                            &shared,
+                            &key,
+                            &mail.session,
+                            &mut thread,
+                            *message,
+                        ))
+                        .await
                     }
                     Err(_) => return,
                 };
@@ -284,7 +275,7 @@ async fn run(
                     register(&shared, &key, &mail, thread);
                 }
                 if let Some(thread) = &mut thread {
-                    keep_or_quit(&shared, thread, &key).await;
+                    Box::pin(keep_or_quit(&shared, thread, &key)).await;
                 }
                 let _ = done.send(outcome);
             }
@@ -296,12 +287,44 @@ async fn run(
     }
     // Replies to this session are refused from here on (a clear 550, not silence).
     shared.directory.remove(&key);
-    if let Some(thread) = thread
-        && let Ok(_slot) = shared.slots.acquire().await
-    {
-        close(&shared, &mail.session, thread, notify).await;
+    if let Some(thread) = thread {
+        Box::pin(close(&shared, &mail.session, thread, notify)).await;
     }
     tracing::debug!(session = %key, "mail state freed");
+}
+
+/// F2 steps 1-5: mails the invitation within `invitation_timeout_ms` and sends its
+/// outcome; the session's thread when it went out, `None` when refused (the task ends).
+async fn invitation(
+    shared: &Arc<Shared>,
+    key: &SessionKey,
+    mail: &MailFacts,
+    outcomes: &mpsc::UnboundedSender<Invited>,
+) -> Option<Thread> {
+    let invited = {
+        let _slot = shared.slots.acquire().await.ok()?;
+        match tokio::time::timeout(shared.deadline, invite(shared, mail)).await {
+            Ok(invited) => invited,
+            Err(_) => {
+                let ms = shared.deadline.as_millis();
+                let text = format!("no SMTP outcome within {ms} ms");
+                let failure = SmtpFailure::local(Stage::Connect, Some("4.4.1"), text, false);
+                Err(refusal(shared, &mail.session, failure).await)
+            }
+        }
+    };
+    match invited {
+        Ok((mut invited, expiry)) => {
+            register(shared, key, mail, &invited);
+            let _ = outcomes.send((key.clone(), Ok(()), expiry));
+            keep_or_quit(shared, &mut invited, key).await;
+            Some(invited)
+        }
+        Err(refusal) => {
+            let _ = outcomes.send((key.clone(), Err(refusal), std::time::Duration::ZERO));
+            None
+        }
+    }
 }
 
 /// Makes the session findable by its replies (DESIGN "Correlating inbound e-mail"): the
@@ -796,6 +819,9 @@ async fn invite(
 /// 5.2.4.2.6: the CC2 notification when `notify` and the policy wants one (CC1: the same
 /// envelope, over the same channel, reopened if the server closed it), then QUIT.
 async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread, notify: bool) {
+    let Ok(_slot) = shared.slots.acquire().await else {
+        return;
+    };
     let id = &session.session_id;
     if notify {
         let (policy, facts) = (shared.policy.clone(), session.clone());
