@@ -9,6 +9,7 @@ pub mod failure;
 pub mod inbound;
 pub mod mx;
 pub mod reply;
+pub mod tls;
 mod transcript;
 
 pub use client::{Channel, ClientSettings, RcptOutcome, SendFailure, Sent};
@@ -16,6 +17,7 @@ pub use envelope::{ByMode, DeliverBy, Envelope};
 pub use failure::{SmtpFailure, Stage};
 pub use mx::{Router, RouterError, Target};
 pub use reply::{Extensions, Reply};
+pub use tls::{StartTls, TlsPolicy};
 
 /// 5.2.4.2.4 steps 1 and 2: find where mail for `domain` goes and open the channel to
 /// the first server that answers.
