@@ -62,7 +62,7 @@ fn envelope(to: &[&str], deliver_by: Option<DeliverBy>) -> Envelope {
 }
 
 fn settings(config: &SmtpOutboundConfig) -> ClientSettings {
-    ClientSettings::from_config(config)
+    ClientSettings::from_config(config).unwrap()
 }
 
 #[tokio::test]

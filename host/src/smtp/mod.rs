@@ -1,5 +1,5 @@
 //! Outgoing SMTP: where a mail for a domain goes (`mx`), the channel to that server
-//! (`client`), and what happened (`failure`, `reply`). The protocol text (`reply`,
+//! (`client`, encrypted per `tls` over `layer`), and what happened (`failure`, `reply`). The protocol text (`reply`,
 //! `envelope`) is free of I/O; `mx` and `client` are the tokio drivers.
 //! Does not build mails (that is `mail`) and holds no policy.
 
@@ -7,6 +7,7 @@ pub mod client;
 pub mod envelope;
 pub mod failure;
 pub mod inbound;
+mod layer;
 pub mod mx;
 pub mod reply;
 pub mod tls;
