@@ -154,7 +154,8 @@ pub struct SmtpOutboundConfig {
     pub dns_attempts: u32,
     /// Deadline of one TCP connect (each MX address is tried in turn).
     pub connect_timeout_ms: u64,
-    /// Deadline of the greeting and of each reply to EHLO, MAIL, RCPT, DATA, QUIT.
+    /// Deadline of the greeting and of each reply to EHLO, STARTTLS, MAIL, RCPT, DATA,
+    /// QUIT, and of the TLS handshake.
     pub command_timeout_ms: u64,
     /// Deadline of the reply to the end of the message data (RFC 5321 4.5.3.2.6).
     pub data_timeout_ms: u64,

@@ -148,4 +148,16 @@ mod tests {
             (550, Some("5.1.1"), "no such user", true)
         );
     }
+
+    #[test]
+    fn a_tls_failure_reaches_the_policy_as_a_connect_failure_and_keeps_its_code() {
+        let f = SmtpFailure::local(Stage::Tls, Some("4.7.4"), "STARTTLS not offered", false);
+        assert_eq!(
+            f.to_string(),
+            "SMTP tls failure (temporary) 4.7.4: STARTTLS not offered"
+        );
+        let w: world::SmtpFailure = f.into();
+        assert!(matches!(w.stage, world::SmtpStage::Connect));
+        assert_eq!(w.enhanced_code.as_deref(), Some("4.7.4"));
+    }
 }
