@@ -154,7 +154,8 @@ pub struct SmtpOutboundConfig {
     pub dns_attempts: u32,
     /// Deadline of one TCP connect (each MX address is tried in turn).
     pub connect_timeout_ms: u64,
-    /// Deadline of the greeting and of each reply to EHLO, MAIL, RCPT, DATA, QUIT.
+    /// Deadline of the greeting and of each reply to EHLO, STARTTLS, MAIL, RCPT, DATA,
+    /// QUIT, and of the TLS handshake.
     pub command_timeout_ms: u64,
     /// Deadline of the reply to the end of the message data (RFC 5321 4.5.3.2.6).
     pub data_timeout_ms: u64,
@@ -166,6 +167,12 @@ pub struct SmtpOutboundConfig {
     /// SMTP channels kept open between a session's mails; beyond it a channel is QUIT
     /// after the invitation and reopened for the session's next mail.
     pub max_idle_channels: usize,
+    /// STARTTLS (RFC 3207) to MX hosts and the smart host: "opportunistic" (when offered,
+    /// certificate not checked, RFC 7435), "required" (verified TLS or the server is
+    /// passed over) or "off".
+    pub starttls: String,
+    /// Extra trust roots (PEM) for `starttls = "required"`, besides the system's.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpOutboundConfig {
@@ -183,6 +190,8 @@ impl Default for SmtpOutboundConfig {
             invitation_timeout_ms: 150_000,
             max_mail_operations: 256,
             max_idle_channels: 1024,
+            starttls: "opportunistic".into(),
+            tls_ca_file: None,
         }
     }
 }
@@ -242,6 +251,27 @@ impl SmtpOutboundConfig {
         if self.max_idle_channels > 100_000 {
             let value = self.max_idle_channels.to_string();
             return Err(("max_idle_channels", value, "use 0 to 100000"));
+        }
+        let starttls = crate::smtp::StartTls::parse(&self.starttls).ok_or((
+            "starttls",
+            format!("{:?}", self.starttls),
+            crate::smtp::StartTls::CHOICES,
+        ))?;
+        if let Some(path) = &self.tls_ca_file {
+            if starttls != crate::smtp::StartTls::Required {
+                return Err((
+                    "tls_ca_file",
+                    path.display().to_string(),
+                    "only verified TLS uses it: set starttls = \"required\" or remove it",
+                ));
+            }
+            if crate::smtp::tls::load_ca_file(path).is_err() {
+                return Err((
+                    "tls_ca_file",
+                    path.display().to_string(),
+                    "name a readable PEM file with at least one CERTIFICATE",
+                ));
+            }
         }
         Ok(())
     }
@@ -325,24 +355,33 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        let mut config = Self::parse(&text, path)?;
-        if let Some(policy) = &config.policy.path
-            && policy.is_relative()
-        {
-            let base = path.parent().unwrap_or(Path::new("."));
-            config.policy.path = Some(base.join(policy));
+        // Relative file names are relative to the configuration file, checked as such.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = Self::parse_unchecked(&text, path)?;
+        for file in [
+            &mut config.policy.path,
+            &mut config.smtp.outbound.tls_ca_file,
+        ] {
+            if let Some(relative) = file.as_ref().filter(|f| f.is_relative()) {
+                *file = Some(base.join(relative));
+            }
         }
+        config.check(path)?;
         Ok(config)
     }
 
     /// Parses and checks `text`; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let config = Self::parse_unchecked(text, path)?;
         config.check(path)?;
         Ok(config)
+    }
+
+    fn parse_unchecked(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
@@ -571,6 +610,59 @@ mod tests {
                 .to_string();
             assert!(e.contains(&format!("[smtp.outbound] {key} =")), "{e}");
         }
+    }
+
+    /// A self-signed certificate (CN=test), for the PEM check only.
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBdTCCARugAwIBAgIUUpz1JXTUnOQ30F1oGv06L7MAkwYwCgYIKoZIzj0EAwIw\n\
+DzENMAsGA1UEAwwEdGVzdDAgFw0yNjExMjYxNzAyNTVaGA8yMTI2MTEwMjE3MDI1\n\
+NVowDzENMAsGA1UEAwwEdGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABE+k\n\
+VuZKVQl15Yk/IaAUISL9xqRFrn+log3CJWMrryKD/K1iRGowo0i+3lZqY5O734qn\n\
+D5LDFp6Kh/kDxDg5M6ijUzBRMB0GA1UdDgQWBBTaULy9GcwFtTrcGLhEjGIcbAbA\n\
+QTAfBgNVHSMEGDAWgBTaULy9GcwFtTrcGLhEjGIcbAbAQTAPBgNVHRMBAf8EBTAD\n\
+AQH/MAoGCCqGSM49BAMCA0gAMEUCIQD2zwboukVB4hT1rZXpdygyyv1bSZn/meDb\n\
+GKzqzjPc0QIgNR44x7Vt1iN9s26804NKS3Pmhipg7DKuztPZl+r00gk=\n\
+-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn starttls_is_opportunistic_by_default_and_checked() {
+        let c = Config::parse("", Path::new("gw.toml")).unwrap();
+        assert_eq!(c.smtp.outbound.starttls, "opportunistic");
+        for mode in ["off", "required", "opportunistic"] {
+            let text = format!("[smtp.outbound]\nstarttls = \"{mode}\"\n");
+            let c = Config::parse(&text, Path::new("gw.toml")).unwrap();
+            assert_eq!(c.smtp.outbound.starttls, mode);
+        }
+        let e = Config::parse(
+            "[smtp.outbound]\nstarttls = \"may\"\n",
+            Path::new("gw.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[smtp.outbound] starttls = \"may\"") && e.contains("\"required\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tls_ca_file_must_be_pem_and_is_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = dir.path().join("gw.toml");
+        // Only with required mode.
+        std::fs::write(&gw, "[smtp.outbound]\ntls_ca_file = \"ca.pem\"\n").unwrap();
+        let e = Config::load(&gw).unwrap_err().to_string();
+        assert!(e.contains("tls_ca_file") && e.contains("required"), "{e}");
+        // Not PEM.
+        let text = "[smtp.outbound]\nstarttls = \"required\"\ntls_ca_file = \"ca.pem\"\n";
+        std::fs::write(&gw, text).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "junk\n").unwrap();
+        let e = Config::load(&gw).unwrap_err().to_string();
+        assert!(e.contains("tls_ca_file") && e.contains("PEM"), "{e}");
+        // A certificate: the check reads the file, trust is the handshake's business.
+        std::fs::write(dir.path().join("ca.pem"), TEST_CERT).unwrap();
+        let c = Config::load(&gw).unwrap();
+        assert_eq!(c.smtp.outbound.tls_ca_file, Some(dir.path().join("ca.pem")));
     }
 
     #[test]

@@ -97,10 +97,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             "[smtp.outbound]: cannot set up outgoing mail: {e} (check smart_host and dns_servers)"
         )
     })?;
+    let settings = crate::smtp::ClientSettings::from_config(&config.smtp.outbound)
+        .map_err(|e| anyhow::anyhow!("[smtp.outbound] {e}"))?;
     let directory = Arc::new(Directory::default());
     let (mailer, invited) = Mailer::new(
         policy.clone(),
         router,
+        settings,
         &config.smtp.outbound,
         directory.clone(),
     );

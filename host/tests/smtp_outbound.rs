@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::mail::{dnsmasq, peers_available, server};
+use common::mail::{dnsmasq, peers_available, self_signed, server};
 
 use iwf::config::SmtpOutboundConfig;
 use iwf::mail::{AddrSpec, AutoSubmitted, Draft, Mailbox, MsgId, XPriority, compose};
@@ -62,7 +62,7 @@ fn envelope(to: &[&str], deliver_by: Option<DeliverBy>) -> Envelope {
 }
 
 fn settings(config: &SmtpOutboundConfig) -> ClientSettings {
-    ClientSettings::from_config(config)
+    ClientSettings::from_config(config).unwrap()
 }
 
 #[tokio::test]
@@ -553,4 +553,214 @@ async fn two_mails_share_one_connection_then_quit_is_seen() {
     let quits = srv.records("quit");
     assert_eq!(quits.len(), 1, "QUIT not seen");
     assert_eq!(quits[0]["peer"], mails[0].0["peer"]);
+}
+
+/// A server offering STARTTLS with a fresh self-signed certificate for `localhost`, and
+/// `options` more; the certificate's folder stays with it.
+fn tls_server(options: &[&str]) -> (common::mail::Server, tempfile::TempDir) {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(certs.path(), "localhost");
+    let mut args = vec!["--starttls", cert.to_str().unwrap(), key.to_str().unwrap()];
+    args.extend_from_slice(options);
+    (server(&args), certs)
+}
+
+fn with_starttls(mut config: SmtpOutboundConfig, mode: &str) -> SmtpOutboundConfig {
+    config.starttls = mode.into();
+    config
+}
+
+#[tokio::test]
+async fn opportunistic_starttls_encrypts_and_takes_the_extensions_of_the_second_ehlo() {
+    if !peers_available(
+        "opportunistic_starttls_encrypts_and_takes_the_extensions_of_the_second_ehlo",
+    ) {
+        return;
+    }
+    // DELIVERBY only after STARTTLS: seen only if the second EHLO's reply is the one read.
+    let (srv, _certs) = tls_server(&["--deliverby", "60", "--deliverby-tls-only"]);
+    let config = outbound(None, srv.port);
+    let mut channel = Channel::open(&[srv.target()], &settings(&config))
+        .await
+        .unwrap();
+    assert!(channel.encrypted());
+    assert_eq!(
+        channel.extensions().deliver_by().map(|o| o.min_by_time),
+        Some(Some(60))
+    );
+    // RFC 3207 4.2: not offered again once the session is TLS.
+    assert!(!channel.extensions().has("STARTTLS"));
+    let by = DeliverBy::new(120, ByMode::Return, false);
+    let sent = channel
+        .send(
+            &envelope(&["bob@mx.test"], by),
+            &invitation("bob@mx.test", "cid-tls-1"),
+        )
+        .await
+        .unwrap();
+    assert!(sent.deliver_by_sent);
+    channel.quit().await.unwrap();
+    let mails = srv.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].0["tls"], true, "{}", mails[0].0);
+}
+
+#[tokio::test]
+async fn opportunistic_without_starttls_offered_or_off_sends_in_clear() {
+    if !peers_available("opportunistic_without_starttls_offered_or_off_sends_in_clear") {
+        return;
+    }
+    let plain = server(&[]);
+    let (offering, _certs) = tls_server(&[]);
+    for (srv, mode) in [(&plain, "opportunistic"), (&offering, "off")] {
+        let config = with_starttls(outbound(None, srv.port), mode);
+        let mut channel = Channel::open(&[srv.target()], &settings(&config))
+            .await
+            .unwrap();
+        assert!(!channel.encrypted(), "{mode}");
+        channel
+            .send(
+                &envelope(&["bob@mx.test"], None),
+                &invitation("bob@mx.test", "cid-tls-2"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(srv.mails()[0].0["tls"], false, "{mode}");
+    }
+    // "off" did not even ask: the offering server still lists STARTTLS to it.
+    let config = with_starttls(outbound(None, offering.port), "off");
+    let channel = Channel::open(&[offering.target()], &settings(&config))
+        .await
+        .unwrap();
+    assert!(channel.extensions().has("STARTTLS"));
+}
+
+#[tokio::test]
+async fn opportunistic_goes_on_in_clear_when_starttls_is_refused_or_the_handshake_fails() {
+    if !peers_available(
+        "opportunistic_goes_on_in_clear_when_starttls_is_refused_or_the_handshake_fails",
+    ) {
+        return;
+    }
+    // 454: on the same connection; a broken handshake: a second connection, no STARTTLS.
+    for flag in ["--refuse-starttls", "--break-starttls"] {
+        let (srv, _certs) = tls_server(&[flag]);
+        let config = outbound(None, srv.port);
+        let mut channel = Channel::open(&[srv.target()], &settings(&config))
+            .await
+            .unwrap();
+        assert!(!channel.encrypted(), "{flag}");
+        let env = envelope(&["bob@mx.test"], None);
+        channel
+            .send(&env, &invitation("bob@mx.test", "cid-tls-3"))
+            .await
+            .unwrap();
+        channel.quit().await.unwrap();
+        let mails = srv.mails();
+        assert_eq!(mails[0].0["tls"], false, "{flag}");
+        let quits = srv.records("quit");
+        assert_eq!(quits.len(), 1, "{flag}");
+        // The session that sent the mail is the one that said QUIT; with a broken
+        // handshake it is not the first connection (its port is another one).
+        assert_eq!(quits[0]["peer"], mails[0].0["peer"], "{flag}");
+    }
+}
+
+#[tokio::test]
+async fn required_passes_over_a_server_without_tls_for_one_with_a_trusted_certificate() {
+    if !peers_available(
+        "required_passes_over_a_server_without_tls_for_one_with_a_trusted_certificate",
+    ) {
+        return;
+    }
+    let plain = server(&[]);
+    let refusing = tls_server(&["--refuse-starttls"]);
+    let (good, certs) = tls_server(&[]);
+    let mut config = with_starttls(outbound(None, good.port), "required");
+    config.tls_ca_file = Some(certs.path().join("localhost.crt"));
+    let s = settings(&config);
+
+    // Alone, each bad one is a temporary `tls` failure, X.7.4 (RFC 3463).
+    for (srv, says) in [(&plain, "not offered"), (&refusing.0, "refused")] {
+        let f = Channel::open(&[srv.target_named("localhost")], &s)
+            .await
+            .unwrap_err();
+        assert_eq!(f.stage, Stage::Tls, "{f}");
+        assert!(!f.permanent, "{f}");
+        assert!(f.text.contains(says), "{f}");
+        assert!(
+            f.enhanced_code.as_deref().unwrap().starts_with("4.7."),
+            "{f}"
+        );
+    }
+    assert!(plain.mails().is_empty());
+    // RFC 5321 4.1.1.10: given up on, but politely.
+    assert_eq!(plain.records("quit").len(), 1);
+
+    let targets = [
+        plain.target_named("localhost"),
+        refusing.0.target_named("localhost"),
+        good.target_named("localhost"),
+    ];
+    let mut channel = Channel::open(&targets, &s).await.unwrap();
+    assert!(channel.encrypted());
+    assert_eq!(channel.peer().port(), good.port);
+    channel
+        .send(
+            &envelope(&["bob@mx.test"], None),
+            &invitation("bob@mx.test", "cid-tls-4"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(good.mails()[0].0["tls"], true);
+}
+
+#[tokio::test]
+async fn required_refuses_a_certificate_not_trusted_or_for_another_name() {
+    if !peers_available("required_refuses_a_certificate_not_trusted_or_for_another_name") {
+        return;
+    }
+    let (srv, certs) = tls_server(&[]);
+    // Trusting another self-signed certificate only.
+    let other = tempfile::tempdir().unwrap();
+    let (other_cert, _) = self_signed(other.path(), "localhost");
+    let mut config = with_starttls(outbound(None, srv.port), "required");
+    config.tls_ca_file = Some(other_cert);
+    let f = Channel::open(&[srv.target_named("localhost")], &settings(&config))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (f.stage, f.enhanced_code.as_deref(), f.permanent),
+        (Stage::Tls, Some("4.7.5"), false),
+        "{f}"
+    );
+    // Trusted, but the target is named otherwise than the certificate.
+    config.tls_ca_file = Some(certs.path().join("localhost.crt"));
+    let f = Channel::open(&[srv.target()], &settings(&config))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (f.stage, f.enhanced_code.as_deref()),
+        (Stage::Tls, Some("4.7.5")),
+        "{f}"
+    );
+    assert!(srv.mails().is_empty());
+    // Trusted and named right, but a reply is smuggled in after the 220 to STARTTLS.
+    let (injecting, injecting_certs) = tls_server(&["--inject-after-starttls"]);
+    let mut injected = config.clone();
+    injected.tls_ca_file = Some(injecting_certs.path().join("localhost.crt"));
+    let f = Channel::open(&[injecting.target_named("localhost")], &settings(&injected))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (f.stage, f.enhanced_code.as_deref()),
+        (Stage::Tls, Some("4.7.5")),
+        "{f}"
+    );
+    assert!(f.text.contains("after its 220"), "{f}");
+    // Trusted and named right.
+    let channel = Channel::open(&[srv.target_named("localhost")], &settings(&config))
+        .await
+        .unwrap();
+    assert!(channel.encrypted());
 }

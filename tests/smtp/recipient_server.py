@@ -2,7 +2,7 @@
 """The e-mail user's SMTP server for tests: aiosmtpd on loopback.
 
 Stores every accepted mail as DIR/mail-N.eml plus DIR/mail-N.json (MAIL FROM and its
-parameters as sent, RCPT TO list, the client's address), and DIR/quit-N.json when a
+parameters as sent, RCPT TO list, the client's address, whether the session was TLS), and DIR/quit-N.json when a
 client says QUIT. Prints "READY PORT" on stdout once it listens (PORT: the port bound, the
 one the system chose with --port 0).
 
@@ -10,6 +10,11 @@ Run with Debian's /usr/bin/python3 (python3-aiosmtpd is importable by that one o
 
   recipient_server.py --port N --dir DIR [--host 127.0.0.1]
       [--deliverby [MIN]]        advertise DELIVERBY (RFC 2852) and accept BY=
+      [--deliverby-tls-only]     ... but only in the EHLO reply after STARTTLS
+      [--starttls CERT KEY]      offer STARTTLS (RFC 3207) with that certificate (PEM)
+      [--refuse-starttls]        ... but answer 454 4.7.0 to it
+      [--break-starttls]         ... but answer 220 and close instead of the handshake
+      [--inject-after-starttls]  ... but send a 250 right after the 220 (response injection)
       [--refuse-greeting]        greet with 554 (5.2.4.2.4 step 3) and take only QUIT
       [--refuse-rcpt ADDR]...    550 5.1.1 at RCPT TO for ADDR (repeatable)
       [--refuse-data]            451 4.3.0 after the message data
@@ -23,6 +28,7 @@ import asyncio
 import itertools
 import json
 import os
+import ssl
 
 from aiosmtpd.smtp import SMTP
 
@@ -42,7 +48,8 @@ class Handler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
-        if self.args.deliverby is not None:
+        tls_only = self.args.deliverby_tls_only and session.ssl is None
+        if self.args.deliverby is not None and not tls_only:
             line = "250-DELIVERBY" + (f" {self.args.deliverby}" if self.args.deliverby else "")
             responses.insert(len(responses) - 1, line)
         return responses
@@ -65,6 +72,7 @@ class Handler:
             "rcpt_tos": envelope.rcpt_tos,
             "peer": list(session.peer),
             "helo": session.host_name,
+            "tls": session.ssl is not None,
         })
         if self.args.close_after_data:
             asyncio.get_running_loop().call_later(0.2, server.transport.close)
@@ -90,6 +98,18 @@ class RecipientSMTP(SMTP):
         if arg and self.args.deliverby is not None:
             arg = " ".join(p for p in arg.split() if not p.upper().startswith("BY="))
         await super().smtp_MAIL(arg)
+
+    async def smtp_STARTTLS(self, arg):
+        if self.args.refuse_starttls:
+            await self.push("454 4.7.0 TLS not available due to temporary reason")
+        elif self.args.break_starttls:
+            await self.push("220 2.0.0 Ready to start TLS")
+            self.transport.close()
+        elif self.args.inject_after_starttls:
+            # One write, as a man in the middle appending to the reply would send it.
+            self.transport.write(b"220 2.0.0 Ready to start TLS\r\n250 injected\r\n")
+        else:
+            await super().smtp_STARTTLS(arg)
 
 
 async def refuse(reader, writer):
@@ -117,6 +137,11 @@ def main():
     p.add_argument("--refuse-data", action="store_true")
     p.add_argument("--delay-mail", type=float, default=0.0)
     p.add_argument("--close-after-data", action="store_true")
+    p.add_argument("--deliverby-tls-only", action="store_true")
+    p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--refuse-starttls", action="store_true")
+    p.add_argument("--break-starttls", action="store_true")
+    p.add_argument("--inject-after-starttls", action="store_true")
     args = p.parse_args()
     args.refuse_rcpt = [a.lower() for a in args.refuse_rcpt]
 
@@ -126,8 +151,13 @@ def main():
         server = loop.run_until_complete(asyncio.start_server(refuse, args.host, args.port))
     else:
         handler = Handler(args)
+        tls = None
+        if args.starttls:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(*args.starttls)
         server = loop.run_until_complete(loop.create_server(
-            lambda: RecipientSMTP(handler, args, hostname="mx.test", ident="test ESMTP"),
+            lambda: RecipientSMTP(handler, args, hostname="mx.test", ident="test ESMTP",
+                                  tls_context=tls),
             args.host, args.port))
     print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
     try:

@@ -109,6 +109,7 @@ impl Mailer {
     pub fn new(
         policy: Arc<PolicyHost>,
         router: Router,
+        settings: ClientSettings,
         config: &SmtpOutboundConfig,
         directory: Arc<Directory>,
     ) -> (Self, mpsc::UnboundedReceiver<Invited>) {
@@ -116,7 +117,7 @@ impl Mailer {
         let shared = Arc::new(Shared {
             policy,
             router,
-            settings: ClientSettings::from_config(config),
+            settings,
             slots: Semaphore::new(config.max_mail_operations),
             deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
             idle: Arc::new(Semaphore::new(config.max_idle_channels)),
@@ -1371,7 +1372,13 @@ mod tests {
         let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
         let router = Router::new(&config).unwrap();
         let directory = Arc::new(Directory::default());
-        let (mut mailer, mut outcomes) = Mailer::new(policy, router, &config, directory);
+        let (mut mailer, mut outcomes) = Mailer::new(
+            policy,
+            router,
+            ClientSettings::from_config(&config).unwrap(),
+            &config,
+            directory,
+        );
         let key = SessionKey {
             call_id: "c".into(),
             local_tag: "t".into(),

@@ -4,16 +4,22 @@
 //! Built on lettre's low-level `AsyncSmtpConnection`: lettre's high-level send cannot add
 //! `BY=` (RFC 2852), so MAIL, RCPT and DATA are issued here, and DELIVERBY is read from the
 //! EHLO reply recorded by `transcript`. Every wait is bounded (connect, command, data).
+//!
+//! STARTTLS (RFC 3207) per `[smtp.outbound] starttls` (`tls`): after the first EHLO the
+//! client sends STARTTLS itself, swaps the stream under lettre for TLS (`layer`) and sends
+//! EHLO again, taking its keywords from that reply only (RFC 3207 4.2).
 
 use super::envelope::Envelope;
 use super::failure::{SmtpFailure, Stage};
+use super::layer::{self, Switch};
 use super::mx::Target;
 use super::reply::{self, Extensions, Reply};
-use super::transcript;
+use super::tls::{StartTls, TlsPolicy};
+use super::transcript::{self, Recorded};
 use crate::config::SmtpOutboundConfig;
 use lettre::Address;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset, Starttls};
 use lettre::transport::smtp::extension::{ClientId, MailParameter};
 use lettre::transport::smtp::response::Response;
 use std::error::Error as _;
@@ -25,6 +31,11 @@ use tokio::time::timeout;
 /// RFC 3463 X.4.1: no answer from host; X.4.2: bad connection.
 const NO_ANSWER: &str = "4.4.1";
 const BAD_CONNECTION: &str = "4.4.2";
+/// RFC 3463 X.7.4: security features (TLS) not supported; X.7.5: cryptographic failure
+/// (the handshake or the certificate). Temporary, as Postfix defers: the server may be
+/// fixed, and another MX may do.
+const TLS_NOT_SUPPORTED: &str = "4.7.4";
+const TLS_FAILED: &str = "4.7.5";
 
 /// How the client greets and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,16 +47,25 @@ pub struct ClientSettings {
     pub command_timeout: Duration,
     /// The reply to the end of the data (RFC 5321 4.5.3.2.6).
     pub data_timeout: Duration,
+    /// STARTTLS (`[smtp.outbound] starttls`, `tls_ca_file`).
+    pub tls: TlsPolicy,
 }
 
 impl ClientSettings {
-    pub fn from_config(config: &SmtpOutboundConfig) -> Self {
-        Self {
+    /// Fails only on what the configuration check lets through at load: no trust root in
+    /// the system nor in `tls_ca_file` with `starttls = "required"`.
+    pub fn from_config(config: &SmtpOutboundConfig) -> Result<Self, String> {
+        let mode = StartTls::parse(&config.starttls)
+            .ok_or_else(|| format!("starttls = {:?}: {}", config.starttls, StartTls::CHOICES))?;
+        let tls = TlsPolicy::new(mode, config.tls_ca_file.as_deref())
+            .map_err(|e| format!("starttls = {:?}: {e}", config.starttls))?;
+        Ok(Self {
             helo: config.helo.clone(),
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             command_timeout: Duration::from_millis(config.command_timeout_ms),
             data_timeout: Duration::from_millis(config.data_timeout_ms),
-        }
+            tls,
+        })
     }
 }
 
@@ -81,6 +101,8 @@ pub struct Channel {
     greeting: Reply,
     extensions: Extensions,
     settings: ClientSettings,
+    /// TLS after STARTTLS (RFC 3207).
+    encrypted: bool,
     /// The connection is lost or in an unknown state (a timeout mid-command).
     broken: bool,
 }
@@ -90,6 +112,7 @@ impl std::fmt::Debug for Channel {
         f.debug_struct("Channel")
             .field("host", &self.host)
             .field("peer", &self.peer)
+            .field("encrypted", &self.encrypted)
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
@@ -105,42 +128,28 @@ impl Channel {
     /// (what it said, or its silence, tells more than a refused connection: a 554 greeting
     /// stays a `greeting` failure, 5.2.4.2.4 step 3), else `connect`; its text names every
     /// server tried.
+    ///
+    /// TLS (RFC 3207): where it is required, a server that does not offer STARTTLS,
+    /// refuses it or fails the handshake is passed over (stage `tls`). In opportunistic
+    /// mode a refused STARTTLS goes on in clear on the same connection; a failed handshake
+    /// leaves the connection unusable, so the same address is tried once more without
+    /// STARTTLS, as Postfix does.
     pub async fn open(targets: &[Target], settings: &ClientSettings) -> Result<Self, SmtpFailure> {
         let mut tried = Vec::new();
         let mut connected: Option<SmtpFailure> = None;
         for target in targets {
             for &addr in &target.addrs {
-                let failure =
-                    match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-                        Ok(Ok(stream)) => {
-                            // Each command waits for its reply, and lettre writes a command and
-                            // the DATA terminator in separate writes: with Nagle on, the second
-                            // write waits for the server's delayed ACK (~40 ms on Linux).
-                            if let Err(e) = stream.set_nodelay(true) {
-                                tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
-                            }
-                            match Self::start(stream, target, addr, settings).await {
-                                Ok(channel) => return Ok(channel),
-                                Err(failure) => failure,
-                            }
-                        }
-                        Ok(Err(e)) => SmtpFailure::local(
-                            Stage::Connect,
-                            Some(NO_ANSWER),
-                            format!("{} ({addr}): {e}", target.host),
-                            false,
-                        ),
-                        Err(_) => SmtpFailure::local(
-                            Stage::Connect,
-                            Some(NO_ANSWER),
-                            format!(
-                                "{} ({addr}): no connection within {} ms",
-                                target.host,
-                                settings.connect_timeout.as_millis()
-                            ),
-                            false,
-                        ),
+                let mut failure = match Self::connect(target, addr, settings, true).await {
+                    Ok(channel) => return Ok(channel),
+                    Err(failure) => failure,
+                };
+                if failure.stage == Stage::Tls && settings.tls.mode() == StartTls::Opportunistic {
+                    tracing::debug!(host = %target.host, %addr, %failure, "again in clear");
+                    failure = match Self::connect(target, addr, settings, false).await {
+                        Ok(channel) => return Ok(channel),
+                        Err(failure) => failure,
                     };
+                }
                 tracing::debug!(host = %target.host, %addr, %failure, "SMTP server passed over");
                 tried.push(failure.text.clone());
                 if failure.stage != Stage::Connect {
@@ -169,14 +178,53 @@ impl Channel {
         })
     }
 
-    /// Greeting and EHLO on a connected stream (RFC 5321 3.1, 4.1.1.1).
+    /// A TCP connection to `addr`, then `start`; `starttls` false: never STARTTLS.
+    async fn connect(
+        target: &Target,
+        addr: SocketAddr,
+        settings: &ClientSettings,
+        starttls: bool,
+    ) -> Result<Self, SmtpFailure> {
+        match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                // Each command waits for its reply, and lettre writes a command and the DATA
+                // terminator in separate writes: with Nagle on, the second write waits for
+                // the server's delayed ACK (~40 ms on Linux).
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(%addr, error = %e, "TCP_NODELAY not set");
+                }
+                Self::start(stream, target, addr, settings, starttls).await
+            }
+            Ok(Err(e)) => Err(SmtpFailure::local(
+                Stage::Connect,
+                Some(NO_ANSWER),
+                format!("{} ({addr}): {e}", target.host),
+                false,
+            )),
+            Err(_) => Err(SmtpFailure::local(
+                Stage::Connect,
+                Some(NO_ANSWER),
+                format!(
+                    "{} ({addr}): no connection within {} ms",
+                    target.host,
+                    settings.connect_timeout.as_millis()
+                ),
+                false,
+            )),
+        }
+    }
+
+    /// Greeting and EHLO on a connected stream (RFC 5321 3.1, 4.1.1.1), then STARTTLS
+    /// and EHLO again when `starttls` and the mode ask for it.
     async fn start(
         stream: TcpStream,
         target: &Target,
         peer: SocketAddr,
         settings: &ClientSettings,
+        starttls: bool,
     ) -> Result<Self, SmtpFailure> {
         let (stream, record) = transcript::record(stream);
+        let (stream, switch) = layer::layered(stream, peer);
         let hello = ClientId::Domain(settings.helo.clone());
         let opened = timeout(
             settings.command_timeout,
@@ -219,16 +267,110 @@ impl Channel {
                 return Err(SmtpFailure::local(stage, None, text, false));
             }
         };
-        tracing::debug!(host = %target.host, %peer, ehlo = ?ehlo.lines, "SMTP channel open");
-        Ok(Self {
+        let mut channel = Self {
             conn,
             host: target.host.clone(),
             peer,
             greeting,
             extensions: Extensions::from_ehlo(ehlo),
             settings: settings.clone(),
+            encrypted: false,
             broken: false,
-        })
+        };
+        let mode = if starttls {
+            settings.tls.mode()
+        } else {
+            StartTls::Off
+        };
+        if mode != StartTls::Off
+            && let Err(failure) = channel.starttls(mode, &switch, &hello).await
+        {
+            // RFC 5321 4.1.1.10: a session the client gives up on ends with QUIT.
+            if !channel.broken {
+                let _ = timeout(settings.command_timeout, channel.conn.quit()).await;
+            }
+            return Err(failure);
+        }
+        tracing::debug!(
+            host = %target.host,
+            %peer,
+            encrypted = channel.encrypted,
+            extensions = ?channel.extensions,
+            "SMTP channel open"
+        );
+        Ok(channel)
+    }
+
+    /// RFC 3207 4: STARTTLS when offered, the handshake, EHLO again. Required mode fails
+    /// (stage `tls`) where opportunistic mode goes on in clear: not offered, refused.
+    /// STARTTLS unanswered or a failed handshake fails in both modes (stage `tls`): the
+    /// connection is unusable.
+    async fn starttls(
+        &mut self,
+        mode: StartTls,
+        switch: &Switch<Recorded<TcpStream>>,
+        hello: &ClientId,
+    ) -> Result<(), SmtpFailure> {
+        let required = mode == StartTls::Required;
+        let t = self.settings.command_timeout;
+        let (host, peer) = (self.host.clone(), self.peer);
+        let at = |text: &str| format!("{host} ({peer}): {text}");
+        let tls_failure =
+            |enhanced, text: String| SmtpFailure::local(Stage::Tls, Some(enhanced), text, false);
+        if !self.extensions.has("STARTTLS") {
+            if required {
+                let text = at("TLS is required, but STARTTLS was not offered");
+                return Err(tls_failure(TLS_NOT_SUPPORTED, text));
+            }
+            return Ok(());
+        }
+        switch.by_line();
+        let r = timeout(t, self.conn.command(Starttls)).await;
+        match self.judge(Stage::Tls, r, t) {
+            Ok(_) => {}
+            // A reply other than 220 (454: "TLS not available due to temporary reason"):
+            // the session goes on in clear if allowed (RFC 3207 4). Always temporary: the
+            // next attempt may find TLS working.
+            Err(mut failure) if !self.broken => {
+                if !required {
+                    tracing::debug!(host = %self.host, peer = %self.peer, %failure,
+                        "STARTTLS refused, going on in clear");
+                    return Ok(());
+                }
+                let said = failure.text.strip_prefix(&at("")).unwrap_or(&failure.text);
+                failure.text = at(&format!(
+                    "TLS is required, but STARTTLS was refused: {said}"
+                ));
+                failure.permanent = false;
+                failure
+                    .enhanced_code
+                    .get_or_insert_with(|| TLS_NOT_SUPPORTED.into());
+                return Err(failure);
+            }
+            Err(failure) => return Err(failure),
+        }
+        // RFC 3207 4.2: the server now awaits the TLS handshake, nothing else; until it
+        // succeeds the connection is of no use.
+        self.broken = true;
+        let plain = switch
+            .take_plain()
+            .map_err(|e| tls_failure(TLS_FAILED, at(e)))?;
+        let tls = match timeout(t, self.settings.tls.handshake(&self.host, plain)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return Err(tls_failure(TLS_FAILED, at(&format!("TLS handshake: {e}")))),
+            Err(_) => {
+                let text = at(&format!("no TLS handshake within {} ms", t.as_millis()));
+                return Err(tls_failure(TLS_FAILED, text));
+            }
+        };
+        switch.put_tls(tls);
+        self.broken = false;
+        self.encrypted = switch.is_tls();
+        // RFC 3207 4.2: forget what the first EHLO said; this reply alone counts.
+        let r = timeout(t, self.conn.command(Ehlo::new(hello.clone()))).await;
+        let ehlo = self.judge(Stage::Ehlo, r, t)?;
+        self.extensions = Extensions::from_ehlo(&ehlo);
+        Ok(())
     }
 
     /// The host name this channel was opened to (MX exchange, domain or smart host).
@@ -244,7 +386,12 @@ impl Channel {
         &self.greeting
     }
 
-    /// The EHLO keywords of the server.
+    /// True when the session runs over TLS (STARTTLS succeeded).
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// The EHLO keywords of the server (after STARTTLS: those of the second EHLO).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
     }

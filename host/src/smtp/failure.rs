@@ -14,6 +14,9 @@ pub enum Stage {
     /// The server's greeting (a 554 here: 5.2.4.2.4 step 3).
     Greeting,
     Ehlo,
+    /// STARTTLS (RFC 3207): refused, not offered or a failed handshake where TLS is
+    /// required; a failed handshake in opportunistic mode.
+    Tls,
     MailFrom,
     RcptTo,
     Data,
@@ -26,6 +29,7 @@ impl Stage {
             Self::Connect => "connect",
             Self::Greeting => "greeting",
             Self::Ehlo => "ehlo",
+            Self::Tls => "tls",
             Self::MailFrom => "mail-from",
             Self::RcptTo => "rcpt-to",
             Self::Data => "data",
@@ -92,6 +96,10 @@ impl From<Stage> for world::SmtpStage {
             Stage::Connect => Self::Connect,
             Stage::Greeting => Self::Greeting,
             Stage::Ehlo => Self::Ehlo,
+            // The policy interface has no TLS stage (adding one would break every built
+            // policy): to a policy, a server that gives no secure session is one that
+            // cannot be reached now (AA3: 480), which is what a temporary 4.7.x means.
+            Stage::Tls => Self::Connect,
             Stage::MailFrom => Self::MailFrom,
             Stage::RcptTo => Self::RcptTo,
             Stage::Data => Self::Data,
@@ -139,5 +147,17 @@ mod tests {
             ),
             (550, Some("5.1.1"), "no such user", true)
         );
+    }
+
+    #[test]
+    fn a_tls_failure_reaches_the_policy_as_a_connect_failure_and_keeps_its_code() {
+        let f = SmtpFailure::local(Stage::Tls, Some("4.7.4"), "STARTTLS not offered", false);
+        assert_eq!(
+            f.to_string(),
+            "SMTP tls failure (temporary) 4.7.4: STARTTLS not offered"
+        );
+        let w: world::SmtpFailure = f.into();
+        assert!(matches!(w.stage, world::SmtpStage::Connect));
+        assert_eq!(w.enhanced_code.as_deref(), Some("4.7.4"));
     }
 }

@@ -1,5 +1,5 @@
 //! Outgoing SMTP: where a mail for a domain goes (`mx`), the channel to that server
-//! (`client`), and what happened (`failure`, `reply`). The protocol text (`reply`,
+//! (`client`, encrypted per `tls` over `layer`), and what happened (`failure`, `reply`). The protocol text (`reply`,
 //! `envelope`) is free of I/O; `mx` and `client` are the tokio drivers.
 //! Does not build mails (that is `mail`) and holds no policy.
 
@@ -7,8 +7,10 @@ pub mod client;
 pub mod envelope;
 pub mod failure;
 pub mod inbound;
+mod layer;
 pub mod mx;
 pub mod reply;
+pub mod tls;
 mod transcript;
 
 pub use client::{Channel, ClientSettings, RcptOutcome, SendFailure, Sent};
@@ -16,6 +18,7 @@ pub use envelope::{ByMode, DeliverBy, Envelope};
 pub use failure::{SmtpFailure, Stage};
 pub use mx::{Router, RouterError, Target};
 pub use reply::{Extensions, Reply};
+pub use tls::{StartTls, TlsPolicy};
 
 /// 5.2.4.2.4 steps 1 and 2: find where mail for `domain` goes and open the channel to
 /// the first server that answers.

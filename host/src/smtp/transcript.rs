@@ -94,9 +94,3 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
-
-impl lettre::transport::smtp::client::AsyncTokioStream for Recorded<tokio::net::TcpStream> {
-    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.inner.peer_addr()
-    }
-}

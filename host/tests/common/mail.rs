@@ -242,3 +242,49 @@ pub fn swaks_available(test: &str) -> bool {
     }
     found
 }
+
+/// A self-signed certificate for `name` (its CN and only subjectAltName) and its key,
+/// made by the openssl CLI into `dir`: (certificate, key), both PEM.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name}"))
+        // An end-entity certificate: webpki refuses a CA certificate as the server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+impl Server {
+    /// This server as the only target, named `host` (the name a certificate must carry).
+    pub fn target_named(&self, host: &str) -> smtp::Target {
+        smtp::Target {
+            host: host.into(),
+            ..self.target()
+        }
+    }
+}
