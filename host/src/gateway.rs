@@ -315,13 +315,14 @@ async fn carry_chat(
             msrp::Event::DeliveryFailed { message_id, status } => {
                 tracing::info!(session = %key, %message_id, status = status.code, "MSRP message not delivered")
             }
-            msrp::Event::Message {
-                content_type,
-                body,
-                message_id,
-                reply,
-                ..
-            } => {
+            msrp::Event::Message(message) => {
+                let msrp::Received {
+                    content_type,
+                    body,
+                    message_id,
+                    reply,
+                    ..
+                } = *message;
                 let outcome = match (ChatMessage::from_msrp(&content_type, &body), &mailer) {
                     (Ok(message), Some(mailer)) => mailer.send(message).await,
                     (Ok(_), None) => Err(crate::session::chat::unmapped(

@@ -9,7 +9,7 @@ use common::msrp::{MsrpClient, MsrpListener, NextError, client_uri};
 use iwf::config::MsrpConfig;
 use iwf::msrp::{
     ByteRange, CloseReason, Disposition, Endpoint, Event, FailureReport, Flag, Method, MsrpSession,
-    Progress, Reassembler, SendError, SessionSpec, StartLine,
+    Progress, Reassembler, Received, SendError, SessionSpec, StartLine,
 };
 use iwf::sdp::{Host, MsrpUri, Role, new_session_id};
 use tokio::sync::mpsc;
@@ -108,13 +108,16 @@ async fn next_message(
     tokio::sync::oneshot::Sender<Disposition>,
 ) {
     match next_event(events).await {
-        Event::Message {
-            content_type,
-            body,
-            message_id,
-            reply,
-            ..
-        } => (content_type, body, message_id, reply),
+        Event::Message(message) => {
+            let Received {
+                content_type,
+                body,
+                message_id,
+                reply,
+                ..
+            } = *message;
+            (content_type, body, message_id, reply)
+        }
         other => panic!("expected a message, got {other:?}"),
     }
 }
@@ -195,17 +198,17 @@ async fn single_send_answered_200_only_after_the_disposition_then_success_report
         )
         .await;
     let event = next_event(&mut p.events).await;
-    let Event::Message {
+    let Event::Message(message) = event else {
+        panic!("expected a message, got {event:?}")
+    };
+    let Received {
         content_type,
         body,
         message_id,
         success_report,
         failure_report,
         reply,
-    } = event
-    else {
-        panic!("expected a message, got {event:?}")
-    };
+    } = *message;
     assert_eq!(content_type, "text/plain");
     assert_eq!(body, b"hello mail");
     assert_eq!(message_id, "msg0002");

@@ -23,9 +23,9 @@
 //! while let Some(event) = events.recv().await {
 //!     match event {
 //!         Event::Connected => {}
-//!         Event::Message { body, reply, .. } => {
+//!         Event::Message(message) => {
 //!             // F4: mail it, then say how it went (200, or the code of the failure).
-//!             let _ = reply.send(match mail(body).await {
+//!             let _ = message.reply.send(match mail(message.body).await {
 //!                 Ok(()) => Disposition::Delivered,
 //!                 Err(e) => Disposition::failed(403, e.to_string()),
 //!             });
@@ -69,20 +69,26 @@ pub enum Event {
     /// (F4: 200 only once the e-mail went out, else the failure's code), at most
     /// `disposition_timeout_ms`; a later reply still goes out, as a REPORT (success
     /// when asked, failure unless Failure-Report `no`). A dropped `reply` is a 403.
-    Message {
-        content_type: String,
-        body: Vec<u8>,
-        message_id: String,
-        success_report: bool,
-        failure_report: FailureReport,
-        reply: oneshot::Sender<Disposition>,
-    },
+    /// Boxed: a session's event queue makes its first block of 32 slots when opened, and
+    /// a slot is as large as the largest event.
+    Message(Box<Received>),
     /// A message the IWF sent did not arrive, and its `send` no longer waits: a failure
     /// REPORT (RFC 4975 section 7.1.2) after the 200s, or an error response to a chunk
     /// sent with Failure-Report `partial` (whose `send` returned without waiting).
     DeliveryFailed { message_id: String, status: Status },
     /// The session is over on the MSRP side.
     Closed(CloseReason),
+}
+
+/// A whole message received, and the way to answer it (see [`Event::Message`]).
+#[derive(Debug)]
+pub struct Received {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub message_id: String,
+    pub success_report: bool,
+    pub failure_report: FailureReport,
+    pub reply: oneshot::Sender<Disposition>,
 }
 
 /// Why a session's MSRP side ended.
@@ -430,11 +436,10 @@ impl Endpoint {
         let shared = self.shared.clone();
         tokio::spawn(
             async move {
-                let driver = Driver::new(spec.clone(), shared.settings.clone(), events_tx.clone());
                 let reason = tokio::select! {
                     biased;
                     _ = close.notified() => None,
-                    r = run_session(&shared, spec, driver, accept_rx, commands_rx, &link_tx) => r,
+                    r = run_session(&shared, spec, events_tx.clone(), accept_rx, commands_rx, &link_tx) => r,
                 };
                 shared.sessions().remove(&session_id);
                 link_tx.send_replace(Link::Closed);
@@ -456,7 +461,7 @@ impl Endpoint {
 async fn run_session(
     shared: &Shared,
     spec: SessionSpec,
-    driver: Driver,
+    events: mpsc::Sender<Event>,
     accept: oneshot::Receiver<Accepted>,
     commands: mpsc::Receiver<Command>,
     link: &watch::Sender<Link>,
@@ -479,6 +484,7 @@ async fn run_session(
             tracing::info!(peer = ?conn.peer_addr(), "MSRP connection bound");
             // Boxed: the connected phase's state is most of a session's task, and a
             // session waiting for its peer (or never joined) should not hold it.
+            let driver = Driver::new(spec, settings.clone(), events);
             Box::pin(driver.run(conn, Some(first), None, commands, link, permit)).await
         }
         Role::Active => {
@@ -510,6 +516,7 @@ async fn run_session(
                 None,
                 Flag::Complete,
             );
+            let driver = Driver::new(spec, settings.clone(), events);
             Box::pin(driver.run(conn, None, Some(bind), commands, link, permit)).await
         }
     }

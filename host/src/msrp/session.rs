@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::chunks::{Assembled, Reassembler};
 use super::connection::{Connection, ReadError, WriteError};
-use super::endpoint::{CloseReason, Event, SessionSpec, Settings};
+use super::endpoint::{CloseReason, Event, Received, SessionSpec, Settings};
 use super::frame::{ByteRange, FailureReport, Frame, Method, StartLine, Status, TransactId};
 use super::inbound::{Inbound, Verdict};
 use super::transaction::{self, Disposition, Requested};
@@ -299,14 +299,14 @@ impl Driver {
     async fn deliver(&mut self, last_chunk: Frame, message: Assembled, asked: Requested) {
         let (reply, rx) = oneshot::channel();
         let len = message.data.len() as u64;
-        let event = Event::Message {
+        let event = Event::Message(Box::new(Received {
             content_type: message.content_type.unwrap_or_default(),
             body: message.data,
             message_id: message.message_id.clone(),
             success_report: asked.success_report,
             failure_report: asked.failure_report,
             reply,
-        };
+        }));
         tracing::debug!(message_id = %message.message_id, len, "MSRP: message complete");
         let key = self.next_key;
         self.next_key += 1;

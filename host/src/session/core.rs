@@ -215,7 +215,9 @@ struct Session<P> {
 pub struct Core<P> {
     config: CoreConfig,
     transactions: TransactionTable<P>,
-    sessions: HashMap<SessionKey, Session<P>>,
+    /// Boxed: the map's table holds a slot per capacity (up to twice the sessions), and a
+    /// session is ~1.5 KB.
+    sessions: HashMap<SessionKey, Box<Session<P>>>,
     /// The sessions retransmitting a 2xx, by the instant of their next retransmission or
     /// give-up (13.3.1.4), so that timers need no scan of every session. Pushed whenever
     /// that instant changes; an entry that no longer matches its session is dropped.
@@ -301,10 +303,10 @@ impl<P: Peer> Core<P> {
                 let mail = session.facts.clone();
                 self.sessions.insert(
                     key.clone(),
-                    Session {
+                    Box::new(Session {
                         mailed: true,
                         ..session
-                    },
+                    }),
                 );
                 vec![Effect::MailInvitation {
                     key: key.clone(),
@@ -401,7 +403,7 @@ impl<P: Peer> Core<P> {
             mailed: true,
             ..session
         };
-        self.sessions.insert(key.clone(), session);
+        self.sessions.insert(key.clone(), Box::new(session));
         self.watch_ack(key);
         sent
     }
@@ -443,7 +445,7 @@ impl<P: Peer> Core<P> {
             id,
             state: State::Dialog(_, phase),
             ..
-        }) = self.sessions.get_mut(key)
+        }) = self.sessions.get_mut(key).map(|s| &mut **s)
         else {
             return false;
         };
@@ -544,7 +546,7 @@ impl<P: Peer> Core<P> {
     /// Removes session `key` when its INVITE is pending on `awaiting`.
     fn take_pending(&mut self, key: &SessionKey, awaiting: Awaiting) -> Option<Session<P>> {
         match &self.sessions.get(key)?.state {
-            State::Pending(p) if p.awaiting == awaiting => self.sessions.remove(key),
+            State::Pending(p) if p.awaiting == awaiting => self.sessions.remove(key).map(|s| *s),
             _ => None,
         }
     }
@@ -592,7 +594,7 @@ impl<P: Peer> Core<P> {
             let Some(Session {
                 state: State::Dialog(_, Phase::AwaitingAck(a)),
                 ..
-            }) = self.sessions.get_mut(&key)
+            }) = self.sessions.get_mut(&key).map(|s| &mut **s)
             else {
                 continue;
             };
@@ -657,7 +659,7 @@ impl<P: Peer> Core<P> {
         let Some(key) = self.byes.remove(request) else {
             return Vec::new();
         };
-        match self.sessions.get(&key) {
+        match self.sessions.get(&key).map(|s| &**s) {
             Some(Session {
                 id,
                 state: State::Dialog(_, Phase::Ending { bye }),
@@ -734,7 +736,7 @@ impl<P: Peer> Core<P> {
             id,
             state: State::Dialog(dialog, phase),
             ..
-        }) = self.sessions.get_mut(&key)
+        }) = self.sessions.get_mut(&key).map(|s| &mut **s)
         else {
             return Vec::new();
         };
@@ -827,7 +829,7 @@ impl<P: Peer> Core<P> {
             id,
             state: State::Dialog(dialog, current),
             ..
-        }) = self.sessions.get_mut(key)
+        }) = self.sessions.get_mut(key).map(|s| &mut **s)
             && let Some(phase) = phase
         {
             if let Err(e) = dialog.refresh_target(request) {
@@ -906,7 +908,7 @@ impl<P: Peer> Core<P> {
         tracing::debug!(session = %session_id, %key, "INVITE pending on the policy's decision");
         self.sessions.insert(
             key.clone(),
-            Session {
+            Box::new(Session {
                 id: session_id,
                 peer,
                 transport,
@@ -925,7 +927,7 @@ impl<P: Peer> Core<P> {
                         .and_then(|d| crate::mail::aa2::parse_sip_date(&d.raw)),
                 }),
                 mailed: false,
-            },
+            }),
         );
         vec![Effect::Decide {
             key,
