@@ -32,12 +32,7 @@ uac() {
 }
 
 # Baseline: the SIP harness alone.
-mirror_port=$(free_port)
-(cd "$work" && exec sipp -sf "$ROOT/tests/sipp/iwf-mirror-uas.xml" -i 127.0.0.1 \
-  -p "$mirror_port" -buff_size 4194304 -nostdin >/dev/null 2>&1) &
-mirror_pid=$!
-pids+=($mirror_pid)
-sleep 0.5
+start_mirror
 uac base.csv "127.0.0.1:$mirror_port"
 kill "$mirror_pid" 2>/dev/null || true
 read base_rate base_ok base_failed < <(rate_of "$work/base.csv")

@@ -51,12 +51,7 @@ uac() {
 }
 
 # Ceiling: the SIP harness alone, sipp against a sipp UAS that answers as the IWF does.
-mirror_port=$(free_port)
-(cd "$work" && exec sipp -sf "$ROOT/tests/sipp/iwf-mirror-uas.xml" -i 127.0.0.1 \
-  -p "$mirror_port" -buff_size 4194304 -nostdin >/dev/null 2>&1) &
-mirror_pid=$!
-pids+=($mirror_pid)
-sleep 0.5
+start_mirror
 uac mirror.csv "127.0.0.1:$mirror_port"
 kill "$mirror_pid" 2>/dev/null || true
 read mirror_rate mirror_ok mirror_failed mirror_secs mirror_rtt < <(rate_of "$work/mirror.csv")

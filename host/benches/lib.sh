@@ -92,3 +92,14 @@ used = [d for d in c if c[d]]
 print(sys.argv[1] + ", ".join(f"{d} {c[d]:.0f} x {s[d]/c[d]*1e6:.0f} us" for d in used))
 print(f"{sys.argv[2]}{sum(s[d] for d in used)/max(1, int(sys.argv[3]))*1e6:.0f} us")' "$2" "$3" "$4"
 }
+
+# The SIP harness alone: a sipp UAS answering as the IWF does (tests/sipp/iwf-mirror-uas.xml),
+# with nothing behind it. Sets mirror_port and mirror_pid.
+start_mirror() {
+  mirror_port=$(free_port)
+  (cd "$work" && exec sipp -sf "$ROOT/tests/sipp/iwf-mirror-uas.xml" -i 127.0.0.1 \
+    -p "$mirror_port" -buff_size 4194304 -nostdin >/dev/null 2>&1) &
+  mirror_pid=$!
+  pids+=($mirror_pid)
+  sleep 0.5
+}

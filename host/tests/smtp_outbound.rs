@@ -65,6 +65,19 @@ fn settings(config: &SmtpOutboundConfig) -> ClientSettings {
     ClientSettings::from_config(config).unwrap()
 }
 
+/// A TCP listener that takes one connection and never speaks (for 5 s); abort the handle
+/// when done.
+async fn silent_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(socket);
+    });
+    (addr, hold)
+}
+
 #[tokio::test]
 async fn f2_mx_lookup_then_invitation_delivered_on_mx_port() {
     if !peers_available("f2_mx_lookup_then_invitation_delivered_on_mx_port") {
@@ -264,14 +277,7 @@ async fn a_server_greeting_554_or_silent_is_passed_over_for_the_next_mx() {
     }
     let refusing = server(&["--refuse-greeting"]);
     let good = server(&[]);
-    // A listener that takes the connection and never speaks.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let silent_addr = silent.local_addr().unwrap();
-    let hold = tokio::spawn(async move {
-        let (socket, _) = silent.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(socket);
-    });
+    let (silent_addr, hold) = silent_server().await;
     let config = SmtpOutboundConfig {
         command_timeout_ms: 500,
         ..outbound(None, good.port)
@@ -354,14 +360,8 @@ async fn connect_refused_everywhere_is_a_connect_failure() {
 
 #[tokio::test]
 async fn silent_server_times_out_at_greeting_and_is_temporary() {
-    // A TCP listener that never speaks: no external peer needed.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hold = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(socket);
-    });
+    // No external peer needed.
+    let (addr, hold) = silent_server().await;
     let config = SmtpOutboundConfig {
         command_timeout_ms: 300,
         ..outbound(None, addr.port())
