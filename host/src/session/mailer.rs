@@ -818,7 +818,8 @@ async fn invite(
 }
 
 /// 5.2.4.2.6: the CC2 notification when `notify` and the policy wants one (CC1: the same
-/// envelope, over the same channel, reopened if the server closed it), then QUIT.
+/// envelope, over the same channel, reopened if the server closed it), then QUIT; within
+/// a `max_mail_operations` slot (none left: the gateway is going away, the channel drops).
 async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread, notify: bool) {
     let Ok(_slot) = shared.slots.acquire().await else {
         return;
