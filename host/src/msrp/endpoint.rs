@@ -494,7 +494,8 @@ async fn run_session(
                     return Some(CloseReason::TooManyConnections(settings.max_connections));
                 }
             };
-            let stream = match connect(&spec.remote_path, settings.connect_timeout).await {
+            let stream = match Box::pin(connect(&spec.remote_path, settings.connect_timeout)).await
+            {
                 Ok(s) => s,
                 Err(reason) => return Some(reason),
             };
