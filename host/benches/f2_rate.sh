@@ -6,7 +6,8 @@
 # connection, 20 sessions), and beside the SIP harness alone (the same sipp client against
 # tests/sipp/iwf-mirror-uas.xml, a sipp UAS answering as the IWF does, with nothing behind
 # it: the most this sipp client can drive on this machine).
-# Usage: bash host/benches/f2_rate.sh   (builds iwf in release first; needs the Debian
+# Usage: bash host/benches/f2_rate.sh   (CALLS, MSGS, LIMIT, RATE, PAUSE, MAIL_OPS, DEST_CONNS,
+# DEST_IDLE override the defaults below; builds iwf in release first; needs the Debian
 # packages sip-tester and postfix; the postfix daemon itself is not used)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +18,10 @@ RATE=${RATE:-100000}     # no rate cap: closed loop, at most $LIMIT calls in fli
 LIMIT=${LIMIT:-200}
 PAUSE=${PAUSE:-200}      # ms between the ACK and the BYE (the session's life)
 MAIL_OPS=${MAIL_OPS:-1000}  # [smtp.outbound] max_mail_operations (default 256)
+# [smtp.outbound] connections to the smart host (smtp-sink takes 256 at once, its -m) and
+# channels kept between a session's mails (defaults 40 and 20, for MX hosts of others).
+DEST_CONNS=${DEST_CONNS:-250}
+DEST_IDLE=${DEST_IDLE:-200}
 rate_of() { # stats.csv -> completed calls per second over the run
   python3 - "$1" <<'PY'
 import sys
@@ -58,7 +63,9 @@ read mirror_rate mirror_ok mirror_failed mirror_secs mirror_rtt < <(rate_of "$wo
 
 # The gateway, default policy, every mail to smtp-sink (no DNS).
 start_gateway "max_mail_operations = $MAIL_OPS
-max_idle_channels = 1024" "" ${IWF_WRAP:-}
+max_idle_channels = 1024
+max_connections_per_destination = $DEST_CONNS
+max_idle_channels_per_destination = $DEST_IDLE" "" ${IWF_WRAP:-}
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
 cpu0=$(cpu)

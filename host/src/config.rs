@@ -167,6 +167,13 @@ pub struct SmtpOutboundConfig {
     /// SMTP channels kept open between a session's mails; beyond it a channel is QUIT
     /// after the invitation and reopened for the session's next mail.
     pub max_idle_channels: usize,
+    /// SMTP connections open at once to one destination (the smart host, else the
+    /// recipient's domain); more wait for one to close, up to `connect_timeout_ms`.
+    /// The default stays under Postfix smtpd's default per-client limit (50).
+    pub max_connections_per_destination: usize,
+    /// Of those, channels kept open between a session's mails; fewer than
+    /// `max_connections_per_destination`, so that kept channels leave room for mails.
+    pub max_idle_channels_per_destination: usize,
     /// STARTTLS (RFC 3207) to MX hosts and the smart host: "opportunistic" (when offered,
     /// certificate not checked, RFC 7435), "required" (verified TLS or the server is
     /// passed over) or "off".
@@ -190,6 +197,8 @@ impl Default for SmtpOutboundConfig {
             invitation_timeout_ms: 150_000,
             max_mail_operations: 256,
             max_idle_channels: 1024,
+            max_connections_per_destination: 40,
+            max_idle_channels_per_destination: 20,
             starttls: "opportunistic".into(),
             tls_ca_file: None,
         }
@@ -251,6 +260,19 @@ impl SmtpOutboundConfig {
         if self.max_idle_channels > 100_000 {
             let value = self.max_idle_channels.to_string();
             return Err(("max_idle_channels", value, "use 0 to 100000"));
+        }
+        if !(1..=100_000).contains(&self.max_connections_per_destination) {
+            let value = self.max_connections_per_destination.to_string();
+            return Err(("max_connections_per_destination", value, "use 1 to 100000"));
+        }
+        if self.max_idle_channels_per_destination >= self.max_connections_per_destination {
+            let value = self.max_idle_channels_per_destination.to_string();
+            return Err((
+                "max_idle_channels_per_destination",
+                value,
+                "use fewer than max_connections_per_destination: kept channels must leave \
+                 connections for the mails being sent",
+            ));
         }
         let starttls = crate::smtp::StartTls::parse(&self.starttls).ok_or((
             "starttls",
@@ -604,6 +626,14 @@ mod tests {
             ("invitation_timeout_ms = 0", "invitation_timeout_ms"),
             ("max_mail_operations = 0", "max_mail_operations"),
             ("max_idle_channels = 100001", "max_idle_channels"),
+            (
+                "max_connections_per_destination = 0",
+                "max_connections_per_destination",
+            ),
+            (
+                "max_idle_channels_per_destination = 40",
+                "max_idle_channels_per_destination",
+            ),
         ] {
             let e = Config::parse(&format!("[smtp.outbound]\n{text}\n"), Path::new("gw.toml"))
                 .unwrap_err()

@@ -635,3 +635,60 @@ fn by_is_sent_when_the_policy_asks_and_only_if_the_server_advertised_deliverby()
         }
     }
 }
+
+/// What `recipient_server.py --max-connections` saw: the most connections open at once,
+/// and how many it refused with 421.
+fn connections(srv: &Server) -> (u64, u64) {
+    let path = srv.dir.path().join("connections.json");
+    let seen: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    (
+        seen["peak"].as_u64().unwrap(),
+        seen["refused"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn f2_sessions_share_a_destination_within_its_connection_limit() {
+    peers!("f2_sessions_share_a_destination_within_its_connection_limit");
+    const CALLS: u32 = 12;
+    // A server that takes 3 connections from us at once and greets a 4th with 421, as
+    // Postfix does past smtpd_client_connection_count_limit.
+    let srv = server(&["--max-connections", "3"]);
+    let smart_host = format!("smart_host = \"127.0.0.1:{}\"\n", srv.port);
+    let rcpt = ["-key", "rcpt", "bob@mx.test"];
+
+    // Twelve sessions at once, each waiting 200 ms before its BYE: the gateway holds three
+    // connections at most, keeps one between mails, and every session gets its invitation
+    // and its CC2 through.
+    let limits = "max_connections_per_destination = 3\nmax_idle_channels_per_destination = 1\n";
+    let gw = gateway(&format!("{smart_host}{limits}"));
+    assert!(
+        common::sipp_calls(gw.sip, "f2-uac.xml", "u1", CALLS, &rcpt),
+        "every call answered 200"
+    );
+    mails(&srv, 2 * CALLS as usize);
+    let (peak, refused) = connections(&srv);
+    assert!(peak <= 3, "{peak} connections open at once");
+    assert_eq!(refused, 0);
+    assert_eq!(
+        gw.metric("iwf_invitations_total{"),
+        [
+            format!("iwf_invitations_total{{outcome=\"mailed\"}} {CALLS}"),
+            "iwf_invitations_total{outcome=\"refused\"} 0".into()
+        ]
+    );
+    drop(gw);
+
+    // The control: with room for twelve kept channels the server refuses some, and their
+    // invitations fail. So the limit above is what kept every call.
+    let roomy = "max_connections_per_destination = 40\nmax_idle_channels_per_destination = 20\n";
+    let gw = gateway(&format!("{smart_host}{roomy}"));
+    assert!(!common::sipp_calls(
+        gw.sip,
+        "f2-uac.xml",
+        "u1",
+        CALLS,
+        &rcpt
+    ));
+    assert!(connections(&srv).1 > 0, "the server refused connections");
+}

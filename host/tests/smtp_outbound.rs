@@ -12,7 +12,9 @@ use common::mail::{dnsmasq, peers_available, self_signed, server};
 
 use iwf::config::SmtpOutboundConfig;
 use iwf::mail::{AddrSpec, AutoSubmitted, Draft, Mailbox, MsgId, XPriority, compose};
-use iwf::smtp::{self, ByMode, Channel, ClientSettings, DeliverBy, Envelope, Router, Stage};
+use iwf::smtp::{
+    self, ByMode, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, Stage,
+};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -150,9 +152,14 @@ async fn mx_preference_order_first_refuses_connection_second_used() {
         [SocketAddr::from(([127, 0, 0, 2], srv.port))]
     );
 
-    let mut channel = smtp::connect(&router, &settings(&config), "pref.test")
-        .await
-        .unwrap();
+    let mut channel = smtp::connect(
+        &router,
+        &settings(&config),
+        &Destinations::new(&config),
+        "pref.test",
+    )
+    .await
+    .unwrap();
     assert_eq!(channel.host(), "up.pref.test");
     assert_eq!(channel.peer(), SocketAddr::from(([127, 0, 0, 1], srv.port)));
     channel
@@ -232,9 +239,14 @@ async fn smart_host_bypasses_mx() {
     };
     let router = Router::new(&config).unwrap();
     // No DNS server knows this domain: the smart host takes it all the same.
-    let mut channel = smtp::connect(&router, &settings(&config), "nowhere.invalid")
-        .await
-        .unwrap();
+    let mut channel = smtp::connect(
+        &router,
+        &settings(&config),
+        &Destinations::new(&config),
+        "nowhere.invalid",
+    )
+    .await
+    .unwrap();
     assert_eq!(channel.host(), "127.0.0.1");
     channel
         .send(

@@ -21,6 +21,10 @@ Run with Debian's /usr/bin/python3 (python3-aiosmtpd is importable by that one o
       [--delay-mail SECONDS]     wait that long before answering each MAIL FROM
       [--close-after-data]       close the connection (no reply) soon after each accepted mail,
                                  as a server dropping an idle client does
+      [--max-connections N]      greet connections beyond N open at once with 421 and close
+                                 them, as Postfix's smtpd_client_connection_count_limit does;
+                                 connections.json holds the most seen open at once and the
+                                 number refused
 """
 
 import argparse
@@ -33,6 +37,7 @@ import ssl
 from aiosmtpd.smtp import SMTP
 
 COUNTER = itertools.count(1)
+CONNECTIONS = {"open": 0, "peak": 0, "refused": 0}
 
 
 def write_json(directory, name, value):
@@ -90,6 +95,27 @@ class RecipientSMTP(SMTP):
         super().__init__(handler, **kw)
         self.args = args
         self.raw_mail_args = ""
+        self.counted = False
+
+    def connection_made(self, transport):
+        limit = self.args.max_connections
+        if limit is not None and CONNECTIONS["open"] >= limit:
+            CONNECTIONS["refused"] += 1
+            write_json(self.args.dir, "connections.json", CONNECTIONS)
+            transport.write(b"421 4.7.0 mx.test Error: too many connections\r\n")
+            transport.close()
+            return
+        self.counted = True
+        CONNECTIONS["open"] += 1
+        CONNECTIONS["peak"] = max(CONNECTIONS["peak"], CONNECTIONS["open"])
+        write_json(self.args.dir, "connections.json", CONNECTIONS)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc):
+        if self.counted:
+            self.counted = False
+            CONNECTIONS["open"] -= 1
+            super().connection_lost(exc)
 
     async def smtp_MAIL(self, arg):
         self.raw_mail_args = arg or ""
@@ -137,6 +163,7 @@ def main():
     p.add_argument("--refuse-data", action="store_true")
     p.add_argument("--delay-mail", type=float, default=0.0)
     p.add_argument("--close-after-data", action="store_true")
+    p.add_argument("--max-connections", type=int, default=None)
     p.add_argument("--deliverby-tls-only", action="store_true")
     p.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--refuse-starttls", action="store_true")

@@ -20,11 +20,13 @@ use crate::policy::world::{
     self, Additions, ChatContext, CopyControl, Identity, InvitationMail, MailKind, Notification,
     Session as PolicySession, SipStatus,
 };
-use crate::smtp::{self, Channel, ClientSettings, DeliverBy, Envelope, Router, SmtpFailure, Stage};
+use crate::smtp::{
+    self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
+};
 use chrono::{DateTime, FixedOffset, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// The longest SMTP reply text carried into a SIP Warning.
 const MAX_WARNING: usize = 200;
@@ -41,8 +43,8 @@ struct Shared {
     slots: Semaphore,
     /// `invitation_timeout_ms`: past it the invitation is a temporary connect failure (AA3).
     deadline: std::time::Duration,
-    /// `max_idle_channels`: one permit per channel held open between mails.
-    idle: Arc<Semaphore>,
+    /// Connections per destination, and channels kept between mails.
+    destinations: Destinations,
     /// Where replies find their session: addresses and every Message-ID sent.
     directory: Arc<Directory>,
 }
@@ -120,7 +122,7 @@ impl Mailer {
             settings,
             slots: Semaphore::new(config.max_mail_operations),
             deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
-            idle: Arc::new(Semaphore::new(config.max_idle_channels)),
+            destinations: Destinations::new(config),
             directory,
         });
         let mailer = Self {
@@ -190,8 +192,6 @@ impl Mailer {
 struct Thread {
     /// The SMTP channel, while open (BB1, CC1: later mails go over the same channel).
     channel: Option<Channel>,
-    /// Held while `channel` is kept open between mails (`max_idle_channels`).
-    idle: Option<OwnedSemaphorePermit>,
     /// Where the channel goes: the first recipient's domain.
     domain: String,
     envelope: Envelope,
@@ -217,7 +217,6 @@ impl Thread {
             .unwrap_or_default();
         Self {
             channel: None,
-            idle: None,
             domain,
             envelope,
             addresses,
@@ -276,7 +275,7 @@ async fn run(
                     register(&shared, &key, &mail, thread);
                 }
                 if let Some(thread) = &mut thread {
-                    Box::pin(keep_or_quit(&shared, thread, &key)).await;
+                    Box::pin(keep_or_quit(thread, &key)).await;
                 }
                 let _ = done.send(outcome);
             }
@@ -302,10 +301,14 @@ async fn invitation(
     mail: &MailFacts,
     outcomes: &mpsc::UnboundedSender<Invited>,
 ) -> Option<Thread> {
-    let invited = {
+    // The deadline covers the wait for a slot too: the INVITE is pending all along.
+    let slotted = async {
         let _slot = shared.slots.acquire().await.ok()?;
-        match tokio::time::timeout(shared.deadline, invite(shared, mail)).await {
-            Ok(invited) => invited,
+        Some(invite(shared, mail).await)
+    };
+    let invited = {
+        match tokio::time::timeout(shared.deadline, slotted).await {
+            Ok(invited) => invited?,
             Err(_) => {
                 let ms = shared.deadline.as_millis();
                 let text = format!("no SMTP outcome within {ms} ms");
@@ -318,7 +321,7 @@ async fn invitation(
         Ok((mut invited, expiry)) => {
             register(shared, key, mail, &invited);
             let _ = outcomes.send((key.clone(), Ok(()), expiry));
-            keep_or_quit(shared, &mut invited, key).await;
+            keep_or_quit(&mut invited, key).await;
             Some(invited)
         }
         Err(refusal) => {
@@ -356,20 +359,15 @@ fn bare(id: &MsgId) -> String {
         .to_owned()
 }
 
-/// Keeps the channel open until the session's next mail, within `max_idle_channels`;
-/// past that limit it is QUIT and reopened when needed.
-async fn keep_or_quit(shared: &Arc<Shared>, thread: &mut Thread, key: &SessionKey) {
-    if thread.channel.is_none() || thread.idle.is_some() {
+/// Keeps the channel open until the session's next mail, within `max_idle_channels` and
+/// `max_idle_channels_per_destination`; past them it is QUIT and reopened when needed.
+async fn keep_or_quit(thread: &mut Thread, key: &SessionKey) {
+    if thread.channel.as_mut().is_none_or(Channel::keep) {
         return;
     }
-    match shared.idle.clone().try_acquire_owned() {
-        Ok(permit) => thread.idle = Some(permit),
-        Err(_) => {
-            tracing::info!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
-            if let Some(channel) = thread.channel.take() {
-                quit(channel, &key.call_id).await;
-            }
-        }
+    tracing::debug!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
+    if let Some(channel) = thread.channel.take() {
+        quit(channel, &key.call_id).await;
     }
 }
 
@@ -797,7 +795,13 @@ async fn invite(
     let message = compose(&draft);
     let mut thread = Thread::new(addresses, envelope, draft.subject.clone());
     // Steps 1-2: DNS (or the smart host) and the channel to the recipient's server.
-    let mut channel = match smtp::connect(&shared.router, &shared.settings, &thread.domain).await {
+    let connecting = smtp::connect(
+        &shared.router,
+        &shared.settings,
+        &shared.destinations,
+        &thread.domain,
+    );
+    let mut channel = match connecting.await {
         Ok(channel) => channel,
         Err(failure) => return Err(refusal(shared, session, failure).await),
     };
@@ -890,9 +894,8 @@ async fn send_again(
         let mut channel = match thread.channel.take().filter(Channel::is_open) {
             Some(channel) => channel,
             None => {
-                // The idle permit belongs to an open channel.
-                thread.idle = None;
-                smtp::connect(&shared.router, &shared.settings, &thread.domain).await?
+                let (router, settings) = (&shared.router, &shared.settings);
+                smtp::connect(router, settings, &shared.destinations, &thread.domain).await?
             }
         };
         match channel.send(envelope, message).await {

@@ -9,6 +9,7 @@
 //! client sends STARTTLS itself, swaps the stream under lettre for TLS (`layer`) and sends
 //! EHLO again, taking its keywords from that reply only (RFC 3207 4.2).
 
+use super::destination::Lease;
 use super::envelope::Envelope;
 use super::failure::{SmtpFailure, Stage};
 use super::layer::{self, Switch};
@@ -105,6 +106,9 @@ pub struct Channel {
     encrypted: bool,
     /// The connection is lost or in an unknown state (a timeout mid-command).
     broken: bool,
+    /// Its destination's connection, given back when the channel closes (none: opened
+    /// without limits).
+    lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -276,6 +280,7 @@ impl Channel {
             settings: settings.clone(),
             encrypted: false,
             broken: false,
+            lease: None,
         };
         let mode = if starttls {
             settings.tls.mode()
@@ -394,6 +399,19 @@ impl Channel {
     /// The EHLO keywords of the server (after STARTTLS: those of the second EHLO).
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
+    }
+
+    /// The channel holding `lease`, its destination's connection.
+    pub fn leased(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Keeps the channel open for the session's next mail, within the limits of kept
+    /// channels (see [`Lease::keep`]); `false`: QUIT it. A channel opened without limits
+    /// is always kept.
+    pub fn keep(&mut self) -> bool {
+        self.lease.as_mut().is_none_or(Lease::keep)
     }
 
     /// False once the connection is lost or a reply timed out: open a new channel.

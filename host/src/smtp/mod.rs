@@ -4,6 +4,7 @@
 //! Does not build mails (that is `mail`) and holds no policy.
 
 pub mod client;
+pub mod destination;
 pub mod envelope;
 pub mod failure;
 pub mod inbound;
@@ -14,6 +15,7 @@ pub mod tls;
 mod transcript;
 
 pub use client::{Channel, ClientSettings, RcptOutcome, SendFailure, Sent};
+pub use destination::{Destinations, Lease};
 pub use envelope::{ByMode, DeliverBy, Envelope};
 pub use failure::{SmtpFailure, Stage};
 pub use mx::{Router, RouterError, Target};
@@ -21,14 +23,19 @@ pub use reply::{Extensions, Reply};
 pub use tls::{StartTls, TlsPolicy};
 
 /// 5.2.4.2.4 steps 1 and 2: find where mail for `domain` goes and open the channel to
-/// the first server that answers.
+/// the first server that answers, once the destination has a connection free (waiting up
+/// to `connect_timeout`); the channel holds that connection until it closes.
 pub async fn connect(
     router: &Router,
     settings: &ClientSettings,
+    destinations: &Destinations,
     domain: &str,
 ) -> Result<Channel, SmtpFailure> {
+    let lease = destinations
+        .lease(&router.destination(domain), settings.connect_timeout)
+        .await?;
     let targets = router.route(domain).await?;
-    Channel::open(&targets, settings).await
+    Ok(Channel::open(&targets, settings).await?.leased(lease))
 }
 
 #[cfg(test)]
@@ -41,8 +48,15 @@ mod tests {
         send::<super::Channel>();
         share::<super::Router>();
         fn send_future<F: std::future::Future + Send>(_: F) {}
-        let _ = |router: &'static super::Router, settings: &'static super::ClientSettings| {
-            send_future(super::connect(router, settings, "example.org"))
+        let _ = |router: &'static super::Router,
+                 settings: &'static super::ClientSettings,
+                 destinations: &'static super::Destinations| {
+            send_future(super::connect(
+                router,
+                settings,
+                destinations,
+                "example.org",
+            ))
         };
         let _ = |channel: &'static mut super::Channel, envelope: &'static super::Envelope| {
             send_future(channel.send(envelope, b""))

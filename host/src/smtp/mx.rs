@@ -91,6 +91,15 @@ impl Router {
         })
     }
 
+    /// Where mail to `domain` goes, as connection limits count it: the smart host when one
+    /// is set, else the domain (case-insensitive, RFC 5321 2.4).
+    pub fn destination(&self, domain: &str) -> String {
+        match &self.smart_host {
+            Some((host, port)) => format!("{host}:{port}"),
+            None => domain.to_ascii_lowercase(),
+        }
+    }
+
     /// The targets for mail to `domain` (the part after `@`), to be tried in order.
     pub async fn route(&self, domain: &str) -> Result<Vec<Target>, SmtpFailure> {
         if let Some((host, port)) = &self.smart_host {

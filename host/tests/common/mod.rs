@@ -196,6 +196,19 @@ pub fn http(
 /// Runs sipp scenario `tests/sipp/<name>` once against `target` over `transport` ("u1" UDP,
 /// "t1" TCP), with more arguments (`-key name value` for `[name]`); true when it passed.
 pub fn sipp(target: std::net::SocketAddr, name: &str, transport: &str, args: &[&str]) -> bool {
+    sipp_calls(target, name, transport, 1, args)
+}
+
+/// As [`sipp`], `calls` calls, all at once at up to 100 new calls per second; true when
+/// every one passed.
+pub fn sipp_calls(
+    target: std::net::SocketAddr,
+    name: &str,
+    transport: &str,
+    calls: u32,
+    args: &[&str],
+) -> bool {
+    let calls = calls.to_string();
     let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/sipp")
         .join(name);
@@ -203,7 +216,8 @@ pub fn sipp(target: std::net::SocketAddr, name: &str, transport: &str, args: &[&
         .arg("-sf")
         .arg(scenario)
         .args(args)
-        .args(["-m", "1", "-t", transport, "-i", "127.0.0.1", "-p", "0"])
+        .args(["-m", &calls, "-l", &calls, "-r", "100", "-t", transport])
+        .args(["-i", "127.0.0.1", "-p", "0"])
         .args([
             "-timeout",
             "10s",
