@@ -3,6 +3,7 @@
 
 use crate::policy::{PolicyHost, Reloaded, reload};
 use crate::session::stats::SessionStats;
+use crate::smtp::Destinations;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,34 +13,39 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+/// What `GET /metrics` shows besides the policy's: the sessions' figures and the outgoing
+/// SMTP connections'.
+pub type Metrics = (Arc<SessionStats>, Arc<Destinations>);
+
 #[derive(Clone)]
 struct Admin {
     policy: Arc<PolicyHost>,
-    sessions: Arc<SessionStats>,
+    metrics: Metrics,
 }
 
-pub fn router(policy: Arc<PolicyHost>, sessions: Arc<SessionStats>) -> Router {
+pub fn router(policy: Arc<PolicyHost>, metrics: Metrics) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(self::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/policy", get(policy_info))
         .route("/policy/reload", post(policy_reload))
-        .with_state(Admin { policy, sessions })
+        .with_state(Admin { policy, metrics })
 }
 
 /// Serves the admin API on `listener` until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     policy: Arc<PolicyHost>,
-    sessions: Arc<SessionStats>,
+    metrics: Metrics,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(policy, sessions)).await
+    axum::serve(listener, router(policy, metrics)).await
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     admin.policy.render_metrics(&mut out);
-    admin.sessions.render_metrics(&mut out);
+    admin.metrics.0.render_metrics(&mut out);
+    admin.metrics.1.render_metrics(&mut out);
     (
         [(
             header::CONTENT_TYPE,

@@ -22,7 +22,7 @@ use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
-use crate::smtp::Router;
+use crate::smtp::{Destinations, Router};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,9 +83,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let admin_addr = admin.local_addr()?;
     let admin_policy = policy.clone();
     let stats = Arc::new(SessionStats::default());
-    let admin_stats = stats.clone();
+    let destinations = Arc::new(Destinations::new(&config.smtp.outbound));
+    let admin_metrics = (stats.clone(), destinations.clone());
     tokio::spawn(async move {
-        if let Err(e) = crate::admin::serve(admin, admin_policy, admin_stats).await {
+        if let Err(e) = crate::admin::serve(admin, admin_policy, admin_metrics).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     });
@@ -105,6 +106,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         router,
         settings,
         &config.smtp.outbound,
+        destinations,
         directory.clone(),
     );
 

@@ -652,14 +652,15 @@ fn f2_sessions_share_a_destination_within_its_connection_limit() {
     peers!("f2_sessions_share_a_destination_within_its_connection_limit");
     const CALLS: u32 = 12;
     // A server that takes 3 connections from us at once and greets a 4th with 421, as
-    // Postfix does past smtpd_client_connection_count_limit.
-    let srv = server(&["--max-connections", "3"]);
+    // Postfix does past smtpd_client_connection_count_limit; each mail takes 200 ms, so
+    // the invitations overlap.
+    let srv = server(&["--max-connections", "3", "--delay-mail", "0.2"]);
     let smart_host = format!("smart_host = \"127.0.0.1:{}\"\n", srv.port);
     let rcpt = ["-key", "rcpt", "bob@mx.test"];
 
     // Twelve sessions at once, each waiting 200 ms before its BYE: the gateway holds three
-    // connections at most, keeps one between mails, and every session gets its invitation
-    // and its CC2 through.
+    // connections at most (the others wait for one), keeps one between mails, and every
+    // session gets its invitation and its CC2 through.
     let limits = "max_connections_per_destination = 3\nmax_idle_channels_per_destination = 1\n";
     let gw = gateway(&format!("{smart_host}{limits}"));
     assert!(
@@ -670,6 +671,24 @@ fn f2_sessions_share_a_destination_within_its_connection_limit() {
     let (peak, refused) = connections(&srv);
     assert!(peak <= 3, "{peak} connections open at once");
     assert_eq!(refused, 0);
+    // Sessions waited for connections, none in vain, and every one is closed at the end.
+    let waits = gw.metric("iwf_smtp_connection_waits_total{");
+    assert_eq!(
+        waits[1],
+        "iwf_smtp_connection_waits_total{outcome=\"timed_out\"} 0"
+    );
+    let waited: u64 = waits[0].rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(waited > 0, "{waits:?}");
+    wait_for(
+        || {
+            gw.metric("iwf_smtp_connections{")
+                == [
+                    "iwf_smtp_connections{state=\"open\"} 0",
+                    "iwf_smtp_connections{state=\"kept\"} 0",
+                ]
+        },
+        "every connection closed",
+    );
     assert_eq!(
         gw.metric("iwf_invitations_total{"),
         [

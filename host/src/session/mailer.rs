@@ -44,7 +44,7 @@ struct Shared {
     /// `invitation_timeout_ms`: past it the invitation is a temporary connect failure (AA3).
     deadline: std::time::Duration,
     /// Connections per destination, and channels kept between mails.
-    destinations: Destinations,
+    destinations: Arc<Destinations>,
     /// Where replies find their session: addresses and every Message-ID sent.
     directory: Arc<Directory>,
 }
@@ -107,12 +107,14 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    /// A mailer and the channel of its invitation outcomes, for `Core::on_invitation`.
+    /// A mailer and the channel of its invitation outcomes, for `Core::on_invitation`; its
+    /// channels take connections from `destinations`.
     pub fn new(
         policy: Arc<PolicyHost>,
         router: Router,
         settings: ClientSettings,
         config: &SmtpOutboundConfig,
+        destinations: Arc<Destinations>,
         directory: Arc<Directory>,
     ) -> (Self, mpsc::UnboundedReceiver<Invited>) {
         let (outcomes, receiver) = mpsc::unbounded_channel();
@@ -122,7 +124,7 @@ impl Mailer {
             settings,
             slots: Semaphore::new(config.max_mail_operations),
             deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
-            destinations: Destinations::new(config),
+            destinations,
             directory,
         });
         let mailer = Self {
@@ -1381,6 +1383,7 @@ mod tests {
             router,
             ClientSettings::from_config(&config).unwrap(),
             &config,
+            Arc::new(Destinations::new(&config)),
             directory,
         );
         let key = SessionKey {

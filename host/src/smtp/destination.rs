@@ -14,12 +14,15 @@
 //! one ends when a mail does.
 
 use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::SmtpOutboundConfig;
+use crate::metrics::{self, Counter};
 use crate::smtp::{SmtpFailure, Stage};
 
 /// RFC 3463 X.4.5: mail system congestion.
@@ -33,6 +36,18 @@ pub struct Destinations {
     /// `max_idle_channels`: channels kept between mails, all destinations together.
     idle: Arc<Semaphore>,
     table: Mutex<Table>,
+    stats: Arc<Stats>,
+}
+
+/// `GET /metrics`: what the limits are doing.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Connections leased (open or opening), and those kept between mails.
+    open: AtomicU64,
+    kept: AtomicU64,
+    /// Leases that had to wait for a connection, and those that waited in vain.
+    waited: Counter,
+    timed_out: Counter,
 }
 
 struct Table {
@@ -47,6 +62,7 @@ struct Limits {
     idle: Arc<Semaphore>,
     /// The gateway-wide `max_idle_channels`.
     all_idle: Arc<Semaphore>,
+    stats: Arc<Stats>,
 }
 
 /// The right to one open connection to a destination; its channel holds it, and closing
@@ -79,6 +95,7 @@ impl Destinations {
                 limits: HashMap::new(),
                 prune_at: 64,
             }),
+            stats: Arc::default(),
         }
     }
 
@@ -86,15 +103,29 @@ impl Destinations {
     /// `wait`, then fails as a temporary `connect` failure (the server was not asked).
     pub async fn lease(&self, destination: &str, wait: Duration) -> Result<Lease, SmtpFailure> {
         let limits = self.limits(destination);
-        let acquired = tokio::time::timeout(wait, limits.connections.clone().acquire_owned());
-        match acquired.await {
-            Ok(Ok(permit)) => Ok(Lease {
-                limits,
-                _connection: permit,
-                kept: None,
-            }),
-            // The semaphores are never closed; a timeout is the only way here in practice.
-            _ => {
+        let permit = match limits.connections.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => {
+                self.stats.waited.inc();
+                let acquired = limits.connections.clone().acquire_owned();
+                match tokio::time::timeout(wait, acquired).await {
+                    Ok(Ok(permit)) => Ok(permit),
+                    // The semaphores are never closed: a timeout is the only way here.
+                    _ => Err(()),
+                }
+            }
+        };
+        match permit {
+            Ok(permit) => {
+                self.stats.open.fetch_add(1, Ordering::Relaxed);
+                Ok(Lease {
+                    limits,
+                    _connection: permit,
+                    kept: None,
+                })
+            }
+            Err(()) => {
+                self.stats.timed_out.inc();
                 let text = format!(
                     "no connection to {destination} free within {} ms: {} are open \
                      (max_connections_per_destination)",
@@ -111,6 +142,36 @@ impl Destinations {
         }
     }
 
+    /// `iwf_smtp_connections{state}` and `iwf_smtp_connection_waits_total{outcome}`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let stats = &self.stats;
+        metrics::family(
+            out,
+            "iwf_smtp_connections",
+            "gauge",
+            "Outgoing SMTP connections: open (or opening), and of those kept between a \
+             session's mails.",
+        );
+        for (state, gauge) in [("open", &stats.open), ("kept", &stats.kept)] {
+            let value = gauge.load(Ordering::Relaxed);
+            let _ = writeln!(out, "iwf_smtp_connections{{state=\"{state}\"}} {value}");
+        }
+        metrics::family(
+            out,
+            "iwf_smtp_connection_waits_total",
+            "counter",
+            "Connections that waited for max_connections_per_destination: all, and those \
+             that gave up after connect_timeout_ms.",
+        );
+        for (outcome, counter) in [("waited", &stats.waited), ("timed_out", &stats.timed_out)] {
+            let value = counter.get();
+            let _ = writeln!(
+                out,
+                "iwf_smtp_connection_waits_total{{outcome=\"{outcome}\"}} {value}"
+            );
+        }
+    }
+
     fn limits(&self, destination: &str) -> Arc<Limits> {
         let mut table = self.table.lock().expect("destination table poisoned");
         if let Some(limits) = table.limits.get(destination).and_then(Weak::upgrade) {
@@ -124,6 +185,7 @@ impl Destinations {
             connections: Arc::new(Semaphore::new(self.connections)),
             idle: Arc::new(Semaphore::new(self.idle_per_destination)),
             all_idle: self.idle.clone(),
+            stats: self.stats.clone(),
         });
         table
             .limits
@@ -147,7 +209,18 @@ impl Lease {
             return false;
         };
         self.kept = Some((here, everywhere));
+        self.limits.stats.kept.fetch_add(1, Ordering::Relaxed);
         true
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let stats = &self.limits.stats;
+        stats.open.fetch_sub(1, Ordering::Relaxed);
+        if self.kept.is_some() {
+            stats.kept.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -179,6 +252,15 @@ mod tests {
         assert!(refused.text.contains("max_connections_per_destination"));
         // Another destination has limits of its own.
         d.lease("example.org", SHORT).await.unwrap();
+        let mut text = String::new();
+        d.render_metrics(&mut text);
+        // example.org's lease is gone already.
+        assert!(
+            text.contains("iwf_smtp_connections{state=\"open\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("iwf_smtp_connection_waits_total{outcome=\"waited\"} 1\n"));
+        assert!(text.contains("iwf_smtp_connection_waits_total{outcome=\"timed_out\"} 1\n"));
         // A closed channel gives its connection back.
         drop(first);
         d.lease("example.net", SHORT).await.unwrap();
@@ -213,6 +295,12 @@ mod tests {
         assert!(org.keep());
         let mut com = d.lease("example.com", SHORT).await.unwrap();
         assert!(!com.keep(), "the gateway-wide limit");
+        let mut text = String::new();
+        d.render_metrics(&mut text);
+        assert!(
+            text.contains("iwf_smtp_connections{state=\"kept\"} 3\n"),
+            "{text}"
+        );
         // A kept channel that closes makes room.
         net.remove(0);
         assert!(net[1].keep());
