@@ -549,7 +549,17 @@ fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
             gw.sip,
             "f2-group-uac.xml",
             "u1",
-            &["-key", "rcpt", "bob@mx.test"]
+            &[
+                "-key",
+                "rcpt",
+                "bob@mx.test",
+                "-key",
+                "cc",
+                "dora@mx.test",
+                "-key",
+                "bcc",
+                "eve@mx.test"
+            ]
         ),
         "F2 ladder for a group session"
     );
@@ -710,4 +720,62 @@ fn f2_sessions_share_a_destination_within_its_connection_limit() {
         &rcpt
     ));
     assert!(connections(&srv).1 > 0, "the server refused connections");
+}
+
+/// A group across two domains: each domain's MX gets the mail for its own recipients only
+/// (RFC 5321 5.1), the same message, and the session's later mails and QUIT go to both.
+#[test]
+fn f2_group_mail_goes_to_each_recipient_domains_servers() {
+    peers!("f2_group_mail_goes_to_each_recipient_domains_servers");
+    let (_dns, dns) = dnsmasq();
+    // mx.test's MX is 127.0.0.1, other.test's 127.0.0.2; both on the same mx_port.
+    let here = server(&[]);
+    let port = here.port.to_string();
+    let there = server(&["--host", "127.0.0.2", "--port", &port]);
+    let gw = gateway(&via_mx(dns, &here));
+    let keys = ["bob@mx.test", "dora@other.test", "eve@mx.test"];
+    let args = [
+        "-key", "rcpt", keys[0], "-key", "cc", keys[1], "-key", "bcc", keys[2],
+    ];
+    assert!(
+        common::sipp(gw.sip, "f2-group-uac.xml", "u1", &args),
+        "F2 ladder, then BYE"
+    );
+    let rcpt = |meta: &serde_json::Value| {
+        let mut to: Vec<String> = meta["rcpt_tos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect();
+        to.sort();
+        to
+    };
+    // The invitation and the CC2 notification, at each domain's server.
+    let (at_here, at_there) = (mails(&here, 2), mails(&there, 2));
+    for (meta, _) in &at_here {
+        assert_eq!(rcpt(meta), ["bob@mx.test", "eve@mx.test"]);
+    }
+    for (meta, _) in &at_there {
+        assert_eq!(rcpt(meta), ["dora@other.test"]);
+    }
+    // One message: the same headers for all (To bob, Cc dora), the same Message-ID.
+    for i in 0..2 {
+        let (a, b) = (parse(&at_here[i].1), parse(&at_there[i].1));
+        assert_eq!(a.message_id(), b.message_id());
+        assert_eq!(address(&a, "To").1, "bob@mx.test");
+        assert_eq!(address(&b, "Cc").1, "dora@other.test");
+    }
+    assert_eq!(
+        parse(&at_here[1].1).in_reply_to().as_text(),
+        parse(&at_here[0].1).message_id()
+    );
+    wait_for(
+        || !here.records("quit").is_empty(),
+        "QUIT at mx.test's server",
+    );
+    wait_for(
+        || !there.records("quit").is_empty(),
+        "QUIT at other.test's server",
+    );
 }

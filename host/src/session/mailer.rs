@@ -14,7 +14,7 @@ use super::core::{InvitationOutcome, MailFacts, SessionKey};
 use super::directory::Directory;
 use crate::config::SmtpOutboundConfig;
 use crate::mail::header::HeaderError;
-use crate::mail::{AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
+use crate::mail::{AddrSpec, AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
 use crate::policy::PolicyHost;
 use crate::policy::world::{
     self, Additions, ChatContext, CopyControl, Identity, InvitationMail, MailKind, Notification,
@@ -192,10 +192,10 @@ impl Mailer {
 
 /// What a session's task keeps between its mails.
 struct Thread {
-    /// The SMTP channel, while open (BB1, CC1: later mails go over the same channel).
-    channel: Option<Channel>,
-    /// Where the channel goes: the first recipient's domain.
-    domain: String,
+    /// Where the session's mails go, one route per destination (BB1, CC1: later mails
+    /// go over the same channels).
+    routes: Vec<Route>,
+    /// MAIL FROM and every recipient; each route takes its own recipients.
     envelope: Envelope,
     addresses: Addresses,
     /// The session's subject: the invitation's, else the INVITE's.
@@ -208,18 +208,44 @@ struct Thread {
     chats: u32,
 }
 
+/// One destination of a session's mails (the smart host, or the servers of a recipient
+/// domain, RFC 5321 5.1) with the recipients it takes and the channel kept to it. A
+/// group's recipients may be at several domains, and each domain's servers take mail for
+/// their own users only.
+struct Route {
+    /// A recipient domain of this destination, to look its servers up by.
+    domain: String,
+    to: Vec<AddrSpec>,
+    /// While open.
+    channel: Option<Channel>,
+}
+
 impl Thread {
-    /// A session's mail state before its first mail: the channel goes to the first
-    /// recipient's domain (AA1/BB1 RCPT TO).
-    fn new(addresses: Addresses, envelope: Envelope, subject: Option<String>) -> Self {
-        let domain = envelope
-            .to
-            .first()
-            .map(|a| a.domain().to_owned())
-            .unwrap_or_default();
+    /// A session's mail state before its first mail: the envelope's recipients (AA1/BB1
+    /// RCPT TO) grouped by destination, in the order they come.
+    fn new(
+        router: &Router,
+        addresses: Addresses,
+        envelope: Envelope,
+        subject: Option<String>,
+    ) -> Self {
+        let mut routes: Vec<(String, Route)> = Vec::new();
+        for rcpt in &envelope.to {
+            let destination = router.destination(rcpt.domain());
+            match routes.iter_mut().find(|(d, _)| *d == destination) {
+                Some((_, route)) => route.to.push(rcpt.clone()),
+                None => routes.push((
+                    destination,
+                    Route {
+                        domain: rcpt.domain().to_owned(),
+                        to: vec![rcpt.clone()],
+                        channel: None,
+                    },
+                )),
+            }
+        }
         Self {
-            channel: None,
-            domain,
+            routes: routes.into_iter().map(|(_, route)| route).collect(),
             envelope,
             addresses,
             subject,
@@ -364,12 +390,14 @@ fn bare(id: &MsgId) -> String {
 /// Keeps the channel open until the session's next mail, within `max_idle_channels` and
 /// `max_idle_channels_per_destination`; past them it is QUIT and reopened when needed.
 async fn keep_or_quit(thread: &mut Thread, key: &SessionKey) {
-    if thread.channel.as_mut().is_none_or(Channel::keep) {
-        return;
-    }
-    tracing::debug!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
-    if let Some(channel) = thread.channel.take() {
-        quit(channel, &key.call_id).await;
+    for route in &mut thread.routes {
+        if route.channel.as_mut().is_none_or(Channel::keep) {
+            continue;
+        }
+        tracing::debug!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
+        if let Some(channel) = route.channel.take() {
+            quit(channel, &key.call_id).await;
+        }
     }
 }
 
@@ -795,30 +823,21 @@ async fn invite(
     )
     .map_err(bad_header)?;
     let message = compose(&draft);
-    let mut thread = Thread::new(addresses, envelope, draft.subject.clone());
-    // Steps 1-2: DNS (or the smart host) and the channel to the recipient's server.
-    let connecting = smtp::connect(
-        &shared.router,
-        &shared.settings,
-        &shared.destinations,
-        &thread.domain,
-    );
-    let mut channel = match connecting.await {
-        Ok(channel) => channel,
-        Err(failure) => return Err(refusal(shared, session, failure).await),
-    };
-    // Step 4: the mail transaction; step 5: its outcome.
-    match channel.send(&thread.envelope, &message).await {
-        Ok(sent) => {
-            tracing::info!(session = %session.session_id, host = %channel.host(), message_id = %message_id, reply = sent.reply.code, "invitation mailed");
-            thread.channel = Some(channel);
+    let mut thread = Thread::new(&shared.router, addresses, envelope, draft.subject.clone());
+    // Steps 1-2: DNS (or the smart host) and the channel to the recipients' servers; step
+    // 4: the mail transaction; step 5: its outcome.
+    let envelope = thread.envelope.clone();
+    let id = &session.session_id;
+    match send(shared, &mut thread, &envelope, &message, id).await {
+        Ok(()) => {
+            tracing::info!(session = %id, message_id = %message_id, "invitation mailed");
             thread.sent(message_id, draft.references);
             let expiry = std::time::Duration::from_secs(decisions.expiry.into());
             Ok((thread, expiry))
         }
-        Err(failed) => {
-            quit(channel, &session.session_id).await;
-            Err(refusal(shared, session, failed.failure).await)
+        Err(failure) => {
+            quit_all(&mut thread, id).await;
+            Err(refusal(shared, session, failure).await)
         }
     }
 }
@@ -863,7 +882,7 @@ async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread
                         deliver_by: deliver_by.as_ref().and_then(DeliverBy::from_policy),
                         ..thread.envelope.clone()
                     };
-                    match send_again(shared, &mut thread, &envelope, &compose(&draft), id).await {
+                    match send(shared, &mut thread, &envelope, &compose(&draft), id).await {
                         Ok(()) => tracing::info!(session = %id, "session-closed mail sent"),
                         Err(failure) => {
                             tracing::warn!(session = %id, %failure, "session-closed mail not sent")
@@ -876,41 +895,91 @@ async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread
             }
         }
     }
-    if let Some(channel) = thread.channel.take() {
-        quit(channel, id).await;
+    quit_all(&mut thread, id).await;
+}
+
+/// QUIT on every channel of the session.
+async fn quit_all(thread: &mut Thread, id: &str) {
+    for route in &mut thread.routes {
+        if let Some(channel) = route.channel.take() {
+            quit(channel, id).await;
+        }
     }
 }
 
-/// A later mail of the session over its channel; reopened once when the channel is gone
-/// (the server closes idle connections, RFC 5321 4.5.3.2.7).
-async fn send_again(
+/// One mail of the session (`envelope` names all its recipients) to each destination with
+/// that destination's recipients. Taken when any destination took it, as a server taking
+/// some recipients of a transaction is (RFC 5321 3.3); a destination that refused it is
+/// logged. When none did, the first destination's failure says why.
+async fn send(
     shared: &Arc<Shared>,
     thread: &mut Thread,
     envelope: &Envelope,
     message: &[u8],
     id: &str,
 ) -> Result<(), SmtpFailure> {
-    let mut attempt = 0;
+    let several = thread.routes.len() > 1;
+    let mut taken = false;
+    let mut first_failure = None;
+    for route in &mut thread.routes {
+        let envelope = Envelope {
+            to: route.to.clone(),
+            ..envelope.clone()
+        };
+        match send_on(shared, route, &envelope, message, id).await {
+            Ok(()) => taken = true,
+            Err(failure) => {
+                if several {
+                    tracing::warn!(session = %id, domain = %route.domain, %failure, "mail not taken for this domain's recipients");
+                }
+                first_failure.get_or_insert(failure);
+            }
+        }
+    }
+    match (taken, first_failure) {
+        (false, Some(failure)) => Err(failure),
+        (false, None) => Err(SmtpFailure::local(
+            Stage::RcptTo,
+            Some("5.1.3"),
+            "no recipient to send to",
+            true,
+        )),
+        (true, _) => Ok(()),
+    }
+}
+
+/// A mail over the route's channel, opened when there is none; a kept channel found gone
+/// is reopened once (the server closes idle connections, RFC 5321 4.5.3.2.7).
+async fn send_on(
+    shared: &Arc<Shared>,
+    route: &mut Route,
+    envelope: &Envelope,
+    message: &[u8],
+    id: &str,
+) -> Result<(), SmtpFailure> {
+    let mut kept = route.channel.is_some();
     loop {
-        attempt += 1;
-        let mut channel = match thread.channel.take().filter(Channel::is_open) {
+        let mut channel = match route.channel.take().filter(Channel::is_open) {
             Some(channel) => channel,
             None => {
                 let (router, settings) = (&shared.router, &shared.settings);
-                smtp::connect(router, settings, &shared.destinations, &thread.domain).await?
+                smtp::connect(router, settings, &shared.destinations, &route.domain).await?
             }
         };
         match channel.send(envelope, message).await {
-            Ok(_) => {
-                thread.channel = Some(channel);
+            Ok(sent) => {
+                tracing::debug!(session = %id, host = %channel.host(), reply = sent.reply.code, "mail taken");
+                route.channel = Some(channel);
                 return Ok(());
             }
-            // No reply at all: the connection was lost; a fresh one may take it.
-            Err(failed) if failed.failure.code == 0 && attempt == 1 => {
+            // No reply at all on a kept channel: the server dropped it; a fresh one may
+            // take the mail.
+            Err(failed) if failed.failure.code == 0 && kept => {
                 tracing::debug!(session = %id, failure = %failed.failure, "channel lost: reopening");
+                kept = false;
             }
             Err(failed) => {
-                thread.channel = Some(channel).filter(Channel::is_open);
+                route.channel = Some(channel).filter(Channel::is_open);
                 return Err(failed.failure);
             }
         }
@@ -961,7 +1030,8 @@ async fn chat_mail(
     if let Some(decisions) = &decided.addresses {
         let addresses = addresses(session, decisions).map_err(|why| chat::unmapped(&why))?;
         let envelope = envelope(&addresses, None);
-        *thread = Some(Thread::new(addresses, envelope, session.subject.clone()));
+        let subject = session.subject.clone();
+        *thread = Some(Thread::new(&shared.router, addresses, envelope, subject));
     }
     let Some(thread) = thread.as_mut() else {
         return Err(chat::unmapped("no mail state for the session"));
@@ -994,7 +1064,7 @@ async fn chat_mail(
         deliver_by: decided.deliver_by.as_ref().and_then(DeliverBy::from_policy),
         ..thread.envelope.clone()
     };
-    match send_again(shared, thread, &envelope, &compose(&draft), &id).await {
+    match send(shared, thread, &envelope, &compose(&draft), &id).await {
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "chat message mailed");
             shared.directory.sent(key, &bare(&message_id));

@@ -77,6 +77,8 @@ fn dnsmasq_on(port: u16) -> Result<(Peer, SocketAddr), String> {
             "--local=/test/",
             "--mx-host=mx.test,mx1.mx.test,10",
             "--host-record=mx1.mx.test,127.0.0.1",
+            "--mx-host=other.test,mx2.other.test,10",
+            "--host-record=mx2.other.test,127.0.0.2",
             "--mx-host=pref.test,up.pref.test,20",
             "--mx-host=pref.test,down.pref.test,10",
             "--host-record=down.pref.test,127.0.0.2",
