@@ -7,7 +7,7 @@
 # tests/sipp/iwf-mirror-uas.xml, a sipp UAS answering as the IWF does, with nothing behind
 # it: the most this sipp client can drive on this machine).
 # Usage: bash host/benches/f2_rate.sh   (CALLS, MSGS, LIMIT, RATE, PAUSE, MAIL_OPS, DEST_CONNS,
-# DEST_IDLE override the defaults below; builds iwf in release first; needs the Debian
+# DEST_IDLE, WARM ([policy] warm_instances) override the defaults below; builds iwf in release first; needs the Debian
 # packages sip-tester and postfix; the postfix daemon itself is not used)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -65,7 +65,8 @@ read mirror_rate mirror_ok mirror_failed mirror_secs mirror_rtt < <(rate_of "$wo
 start_gateway "max_mail_operations = $MAIL_OPS
 max_idle_channels = 1024
 max_connections_per_destination = $DEST_CONNS
-max_idle_channels_per_destination = $DEST_IDLE" "" ${IWF_WRAP:-}
+max_idle_channels_per_destination = $DEST_IDLE" "${WARM:+[policy]
+warm_instances = $WARM}" ${IWF_WRAP:-}
 
 cpu() { awk '{print $14+$15}' "/proc/$iwf_pid/stat"; }  # utime+stime, clock ticks
 cpu0=$(cpu)
@@ -86,7 +87,7 @@ python3 -c "print(f'ratio iwf/baseline               : {$iwf_rate/$base_rate:.2f
 python3 -c "print(f'ratio iwf/SIP harness            : {$iwf_rate/$mirror_rate:.2f}')"
 echo "iwf CPU during the sipp run       : ${iwf_cpu}% of one core"
 echo "UDP drops at the iwf socket       : ${iwf_drops:-?}"
-echo "$metrics" | grep -E "^iwf_(invitations_total\{|mail_sessions )" || true
+echo "$metrics" | grep -E "^iwf_(invitations_total\{|mail_sessions |policy_instances_total)" || true
 policy_summary "$metrics" "policy decisions: " "policy time per call: " "$iwf_ok"
 if [ "$iwf_failed" != 0 ]; then
   echo "--- sipp errors (first 20 lines)"; head -20 "$work"/*_errors.log 2>/dev/null || true
