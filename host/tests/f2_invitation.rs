@@ -174,6 +174,18 @@ fn mails(srv: &Server, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
     srv.mails()
 }
 
+/// The RCPT TO addresses of a stored mail's record, sorted.
+fn rcpt_tos(meta: &serde_json::Value) -> Vec<String> {
+    let mut to: Vec<String> = meta["rcpt_tos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    to.sort();
+    to
+}
+
 /// The SIP Warning of `response`.
 fn warning(response: &str) -> &str {
     response
@@ -587,14 +599,10 @@ fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
         (Some("Dora".into()), "dora@mx.test".into())
     );
     assert!(msg.header_raw("Bcc").is_none());
-    let mut rcpt: Vec<String> = meta["rcpt_tos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap().to_string())
-        .collect();
-    rcpt.sort();
-    assert_eq!(rcpt, ["bob@mx.test", "dora@mx.test", "eve@mx.test"]);
+    assert_eq!(
+        rcpt_tos(meta),
+        ["bob@mx.test", "dora@mx.test", "eve@mx.test"]
+    );
     // The policy's group invitation text names the group's topic.
     let body = msg.body_text(0).unwrap().to_string();
     assert!(
@@ -741,23 +749,13 @@ fn f2_group_mail_goes_to_each_recipient_domains_servers() {
         common::sipp(gw.sip, "f2-group-uac.xml", "u1", &args),
         "F2 ladder, then BYE"
     );
-    let rcpt = |meta: &serde_json::Value| {
-        let mut to: Vec<String> = meta["rcpt_tos"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_owned())
-            .collect();
-        to.sort();
-        to
-    };
     // The invitation and the CC2 notification, at each domain's server.
     let (at_here, at_there) = (mails(&here, 2), mails(&there, 2));
     for (meta, _) in &at_here {
-        assert_eq!(rcpt(meta), ["bob@mx.test", "eve@mx.test"]);
+        assert_eq!(rcpt_tos(meta), ["bob@mx.test", "eve@mx.test"]);
     }
     for (meta, _) in &at_there {
-        assert_eq!(rcpt(meta), ["dora@other.test"]);
+        assert_eq!(rcpt_tos(meta), ["dora@other.test"]);
     }
     // One message: the same headers for all (To bob, Cc dora), the same Message-ID.
     for i in 0..2 {
