@@ -195,8 +195,8 @@ struct Thread {
     /// Where the session's mails go, one route per destination (BB1, CC1: later mails
     /// go over the same channels).
     routes: Vec<Route>,
-    /// MAIL FROM and every recipient; each route takes its own recipients.
-    envelope: Envelope,
+    /// AA1 MAIL FROM (a 1-1 chat mail goes from its author instead, BB1).
+    from: Option<AddrSpec>,
     addresses: Addresses,
     /// The session's subject: the invitation's, else the INVITE's.
     subject: Option<String>,
@@ -221,8 +221,8 @@ struct Route {
 }
 
 impl Thread {
-    /// A session's mail state before its first mail: the envelope's recipients (AA1/BB1
-    /// RCPT TO) grouped by destination, in the order they come.
+    /// A session's mail state before its first mail: the envelope's sender, and its
+    /// recipients (AA1/BB1 RCPT TO) grouped by destination, in the order they come.
     fn new(
         router: &Router,
         addresses: Addresses,
@@ -230,15 +230,15 @@ impl Thread {
         subject: Option<String>,
     ) -> Self {
         let mut routes: Vec<(String, Route)> = Vec::new();
-        for rcpt in &envelope.to {
+        for rcpt in envelope.to {
             let destination = router.destination(rcpt.domain());
             match routes.iter_mut().find(|(d, _)| *d == destination) {
-                Some((_, route)) => route.to.push(rcpt.clone()),
+                Some((_, route)) => route.to.push(rcpt),
                 None => routes.push((
                     destination,
                     Route {
                         domain: rcpt.domain().to_owned(),
-                        to: vec![rcpt.clone()],
+                        to: vec![rcpt],
                         channel: None,
                     },
                 )),
@@ -246,7 +246,7 @@ impl Thread {
         }
         Self {
             routes: routes.into_iter().map(|(_, route)| route).collect(),
-            envelope,
+            from: envelope.from,
             addresses,
             subject,
             sent: Vec::new(),
@@ -823,12 +823,12 @@ async fn invite(
     )
     .map_err(bad_header)?;
     let message = compose(&draft);
+    let deliver_by = envelope.deliver_by;
     let mut thread = Thread::new(&shared.router, addresses, envelope, draft.subject.clone());
     // Steps 1-2: DNS (or the smart host) and the channel to the recipients' servers; step
     // 4: the mail transaction; step 5: its outcome.
-    let envelope = thread.envelope.clone();
-    let id = &session.session_id;
-    match send(shared, &mut thread, &envelope, &message, id).await {
+    let (from, id) = (thread.from.clone(), &session.session_id);
+    match send(shared, &mut thread, from, deliver_by, &message, id).await {
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "invitation mailed");
             thread.sent(message_id, draft.references);
@@ -878,11 +878,9 @@ async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread
             });
             match drafted {
                 Ok(draft) => {
-                    let envelope = Envelope {
-                        deliver_by: deliver_by.as_ref().and_then(DeliverBy::from_policy),
-                        ..thread.envelope.clone()
-                    };
-                    match send(shared, &mut thread, &envelope, &compose(&draft), id).await {
+                    let by = deliver_by.as_ref().and_then(DeliverBy::from_policy);
+                    let from = thread.from.clone();
+                    match send(shared, &mut thread, from, by, &compose(&draft), id).await {
                         Ok(()) => tracing::info!(session = %id, "session-closed mail sent"),
                         Err(failure) => {
                             tracing::warn!(session = %id, %failure, "session-closed mail not sent")
@@ -907,14 +905,15 @@ async fn quit_all(thread: &mut Thread, id: &str) {
     }
 }
 
-/// One mail of the session (`envelope` names all its recipients) to each destination with
+/// One mail of the session, MAIL FROM `from` with `deliver_by`, to each destination with
 /// that destination's recipients. Taken when any destination took it, as a server taking
 /// some recipients of a transaction is (RFC 5321 3.3); a destination that refused it is
 /// logged. When none did, the first destination's failure says why.
 async fn send(
     shared: &Arc<Shared>,
     thread: &mut Thread,
-    envelope: &Envelope,
+    from: Option<AddrSpec>,
+    deliver_by: Option<DeliverBy>,
     message: &[u8],
     id: &str,
 ) -> Result<(), SmtpFailure> {
@@ -923,8 +922,9 @@ async fn send(
     let mut first_failure = None;
     for route in &mut thread.routes {
         let envelope = Envelope {
+            from: from.clone(),
             to: route.to.clone(),
-            ..envelope.clone()
+            deliver_by,
         };
         match send_on(shared, route, &envelope, message, id).await {
             Ok(()) => taken = true,
@@ -1058,13 +1058,10 @@ async fn chat_mail(
         Utc::now(),
     )
     .map_err(bad_header)?;
-    // BB1: the session's envelope, MAIL FROM the author's address in a 1-1 chat.
-    let envelope = Envelope {
-        from: Some(draft.from.addr.clone()),
-        deliver_by: decided.deliver_by.as_ref().and_then(DeliverBy::from_policy),
-        ..thread.envelope.clone()
-    };
-    match send(shared, thread, &envelope, &compose(&draft), &id).await {
+    // BB1: the session's recipients, MAIL FROM the author's address in a 1-1 chat.
+    let from = Some(draft.from.addr.clone());
+    let by = decided.deliver_by.as_ref().and_then(DeliverBy::from_policy);
+    match send(shared, thread, from, by, &compose(&draft), &id).await {
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "chat message mailed");
             shared.directory.sent(key, &bare(&message_id));
