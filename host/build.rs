@@ -45,6 +45,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 
+    ensure_wasm_target();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for (package, name) in POLICIES {
         build_policy(&cargo, &workspace, &inner_target, package);
@@ -59,6 +60,58 @@ fn main() {
     }
 }
 
+/// The target the policies are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the toolchain building us has the wasm32-wasip2 standard library.
+///
+/// `rust-toolchain.toml` lists the target, but rustup (1.28, 1.29) adds a toolchain file's
+/// `targets` only when it installs the toolchain, not to one already installed: on such a
+/// machine `cargo run` would fail here with "can't find crate for `core`". So the build
+/// adds it itself when rustup manages the toolchain (saying so), and otherwise stops with
+/// the one command to run. Adding a target is what the toolchain file asks for anyway, and
+/// keeps the embedded policy built from source instead of a committed binary.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let installed = |sysroot: &Option<PathBuf>| {
+        sysroot
+            .as_ref()
+            .is_some_and(|root| root.join("lib/rustlib").join(WASM_TARGET).join("lib").is_dir())
+    };
+    if installed(&sysroot) {
+        return;
+    }
+    // The toolchain cargo runs us with (rustup's proxies set RUSTUP_TOOLCHAIN).
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", WASM_TARGET]);
+    if let Some(toolchain) = &toolchain {
+        rustup.args(["--toolchain", toolchain]);
+    }
+    let hint = match &toolchain {
+        Some(t) => format!("rustup target add {WASM_TARGET} --toolchain {t}"),
+        None => format!("rustup target add {WASM_TARGET}"),
+    };
+    println!(
+        "cargo:warning=the {WASM_TARGET} target (for the shipped policies) is missing: running `{hint}`"
+    );
+    match rustup.status() {
+        Ok(status) if status.success() && installed(&sysroot) => {}
+        Ok(status) => panic!(
+            "`{hint}` did not install the {WASM_TARGET} target ({status}); install it and build again"
+        ),
+        Err(e) => panic!(
+            "the {WASM_TARGET} target is not installed and rustup cannot be run ({e}): install it with `{hint}`, or use a toolchain that has it"
+        ),
+    }
+}
+
 fn build_policy(cargo: &str, workspace: &Path, inner_target: &Path, package: &str) {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
@@ -66,7 +119,7 @@ fn build_policy(cargo: &str, workspace: &Path, inner_target: &Path, package: &st
             "build",
             "--quiet",
             "--target",
-            "wasm32-wasip2",
+            WASM_TARGET,
             "--profile",
             "policy",
             "-p",
@@ -87,7 +140,7 @@ fn build_policy(cargo: &str, workspace: &Path, inner_target: &Path, package: &st
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
     assert!(
         status.success(),
-        "building policy `{package}` for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
+        "building policy `{package}` for {WASM_TARGET} failed (see the errors above)"
     );
 }
 
