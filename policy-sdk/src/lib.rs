@@ -14,6 +14,9 @@
 //! use policy_sdk::{decisions::*, types::*, Guest};
 //! struct MyPolicy;
 //! impl Guest for MyPolicy { /* one function per decision */ }
+//! // Only in the component: a native build (for `cargo test`) cannot link the world's
+//! // export names, which are not C symbols.
+//! #[cfg(target_arch = "wasm32")]
 //! policy_sdk::export_policy!(MyPolicy with_types_in policy_sdk::bindings);
 //! ```
 //!

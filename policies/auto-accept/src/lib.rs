@@ -71,4 +71,6 @@ impl Guest for AutoAccept {
     }
 }
 
+// Exported only when built as the component (see policies/default).
+#[cfg(target_arch = "wasm32")]
 policy_sdk::export_policy!(AutoAccept with_types_in policy_sdk::bindings);

@@ -272,7 +272,9 @@ fn sip_host(uri: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-#[cfg(not(feature = "library"))]
+// Exported only when built as the component: the world's export names (`cpm:iwf-policy/...`)
+// are not symbols a native linker takes, and the native build is for the unit tests.
+#[cfg(all(target_arch = "wasm32", not(feature = "library")))]
 policy_sdk::export_policy!(DefaultPolicy with_types_in policy_sdk::bindings);
 
 #[cfg(test)]

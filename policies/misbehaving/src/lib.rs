@@ -199,4 +199,6 @@ impl Guest for Misbehaving {
     }
 }
 
+// Exported only when built as the component (see policies/default).
+#[cfg(target_arch = "wasm32")]
 policy_sdk::export_policy!(Misbehaving with_types_in policy_sdk::bindings);
