@@ -9,8 +9,18 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "iwf", version, about = "OMA CPM e-mail interworking function")]
 struct Cli {
+    /// Log lines on stderr: `text` for people (colour only on a terminal), `json` (one
+    /// object per line) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,15 +46,31 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     match cli.command {
         Command::Run { config } => run(config),
         Command::Policy(cmd) => policy(cmd),
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Escape codes only when stderr
+/// is a terminal: a log file or a journal gets plain text.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Fields at the top level, the span list kept: what Vector, Fluent Bit and Loki take.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
     }
 }
 
