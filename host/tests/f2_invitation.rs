@@ -5,12 +5,13 @@
 //! invitation (AA2) -> the SIP answer from the SMTP outcome (AA3); BYE -> 200 -> the CC2
 //! notification -> QUIT.
 //!
-//! Needs `dnsmasq`, `python3-aiosmtpd` and `sip-tester`. Without the mail peers a test
-//! prints why and passes, except under CI (env CI set), where it fails.
+//! Needs `dnsmasq`, `python3-aiosmtpd` and `sip-tester`: without them a test fails, naming
+//! what to install (`tests/run.sh` installs them).
 
 mod common;
 
-use common::mail::{Server, dnsmasq, peers_available, server, wait_for};
+use common::mail::{Server, dnsmasq, server, wait_for};
+use common::peers::{self, Peer};
 use mail_parser::{Message, MessageParser};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -194,17 +195,14 @@ fn warning(response: &str) -> &str {
         .unwrap_or_else(|| panic!("no Warning: {response}"))
 }
 
-macro_rules! peers {
-    ($name:literal) => {
-        if !peers_available($name) {
-            return;
-        }
-    };
+/// dnsmasq, aiosmtpd and sipp, or the test fails.
+fn require_peers() {
+    peers::require(&[Peer::Dnsmasq, Peer::Aiosmtpd, Peer::Sipp]);
 }
 
 #[test]
 fn f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row() {
-    peers!("f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -260,7 +258,7 @@ fn f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row() {
 
 #[test]
 fn f2_and_f6_over_tcp() {
-    peers!("f2_and_f6_over_tcp");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -274,7 +272,7 @@ fn f2_and_f6_over_tcp() {
 
 #[test]
 fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
-    peers!("f6_bye_is_200_then_the_cc2_notification_and_quit");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -318,7 +316,7 @@ fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
 
 #[test]
 fn f2_privacy_id_mails_from_the_anonymous_identity() {
-    peers!("f2_privacy_id_mails_from_the_anonymous_identity");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -344,7 +342,7 @@ fn f2_privacy_id_mails_from_the_anonymous_identity() {
 
 #[test]
 fn f2_greeting_554_answers_4xx_with_the_reply_as_warning() {
-    peers!("f2_greeting_554_answers_4xx_with_the_reply_as_warning");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&["--refuse-greeting"]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -357,7 +355,7 @@ fn f2_greeting_554_answers_4xx_with_the_reply_as_warning() {
 
 #[test]
 fn f2_rcpt_550_answers_488() {
-    peers!("f2_rcpt_550_answers_488");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&["--refuse-rcpt", "bob@mx.test"]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -381,7 +379,7 @@ fn f2_rcpt_550_answers_488() {
 
 #[test]
 fn f2_data_451_answers_488() {
-    peers!("f2_data_451_answers_488");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&["--refuse-data"]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -392,7 +390,7 @@ fn f2_data_451_answers_488() {
 
 #[test]
 fn f2_no_mx_and_no_address_is_an_error_answer_with_a_warning() {
-    peers!("f2_no_mx_and_no_address_is_an_error_answer_with_a_warning");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -405,7 +403,7 @@ fn f2_no_mx_and_no_address_is_an_error_answer_with_a_warning() {
 
 #[test]
 fn f2_smart_host_takes_the_invitation_for_any_domain() {
-    peers!("f2_smart_host_takes_the_invitation_for_any_domain");
+    require_peers();
     let srv = server(&[]);
     // No DNS server at all: the smart host is used without a look-up.
     let gw = gateway(&format!("smart_host = \"127.0.0.1:{}\"\n", srv.port));
@@ -420,7 +418,7 @@ fn f2_smart_host_takes_the_invitation_for_any_domain() {
 
 #[test]
 fn f2_crlf_and_non_ascii_from_sip_make_a_clean_mail() {
-    peers!("f2_crlf_and_non_ascii_from_sip_make_a_clean_mail");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -455,7 +453,7 @@ fn f2_crlf_and_non_ascii_from_sip_make_a_clean_mail() {
 
 #[test]
 fn f2_cancel_while_mailing_is_487_then_the_mail_side_notifies_and_quits() {
-    peers!("f2_cancel_while_mailing_is_487_then_the_mail_side_notifies_and_quits");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     // The server holds MAIL FROM for a second: the invitation is in flight at the CANCEL.
     let srv = server(&["--delay-mail", "1"]);
@@ -498,7 +496,7 @@ fn f2_cancel_while_mailing_is_487_then_the_mail_side_notifies_and_quits() {
 
 #[test]
 fn f6_the_notification_reopens_a_channel_the_server_dropped() {
-    peers!("f6_the_notification_reopens_a_channel_the_server_dropped");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&["--close-after-data"]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -514,7 +512,7 @@ fn f6_the_notification_reopens_a_channel_the_server_dropped() {
 
 #[test]
 fn f2_the_iwf_ending_an_invited_session_quits_without_a_notification() {
-    peers!("f2_the_iwf_ending_an_invited_session_quits_without_a_notification");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     // T1 = 50 ms: no ACK within 64*T1 (3.2 s) and the IWF ends the session (13.3.1.4).
@@ -552,7 +550,7 @@ fn f2_the_iwf_ending_an_invited_session_quits_without_a_notification() {
 
 #[test]
 fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
-    peers!("f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let gw = gateway(&via_mx(dns, &srv));
@@ -616,7 +614,7 @@ fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
 /// DELIVERBY (AA1 BY row).
 #[test]
 fn by_is_sent_when_the_policy_asks_and_only_if_the_server_advertised_deliverby() {
-    peers!("by_is_sent_when_the_policy_asks_and_only_if_the_server_advertised_deliverby");
+    require_peers();
     let policy = format!(
         "path = {:?}\n",
         common::policy_file("misbehaving").display().to_string()
@@ -667,7 +665,7 @@ fn connections(srv: &Server) -> (u64, u64) {
 
 #[test]
 fn f2_sessions_share_a_destination_within_its_connection_limit() {
-    peers!("f2_sessions_share_a_destination_within_its_connection_limit");
+    require_peers();
     const CALLS: u32 = 12;
     // A server that takes 3 connections from us at once and greets a 4th with 421, as
     // Postfix does past smtpd_client_connection_count_limit; each mail takes 200 ms, so
@@ -734,7 +732,7 @@ fn f2_sessions_share_a_destination_within_its_connection_limit() {
 /// (RFC 5321 5.1), the same message, and the session's later mails and QUIT go to both.
 #[test]
 fn f2_group_mail_goes_to_each_recipient_domains_servers() {
-    peers!("f2_group_mail_goes_to_each_recipient_domains_servers");
+    require_peers();
     let (_dns, dns) = dnsmasq();
     // mx.test's MX is 127.0.0.1, other.test's 127.0.0.2; both on the same mx_port.
     let here = server(&[]);

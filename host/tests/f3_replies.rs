@@ -4,13 +4,14 @@
 //! reply reaches the IWF's inbound SMTP listener, is correlated with the session, its
 //! sender checked, cleaned, interpreted by the policy and carried out before the SMTP reply.
 //!
-//! Needs `python3-aiosmtpd`, `sip-tester` and `swaks`. Without them a test prints why and
-//! passes, except under CI (env CI set), where it fails.
+//! Needs `python3-aiosmtpd`, `sip-tester` and `swaks`: without them a test fails, naming
+//! what to install (`tests/run.sh` installs them).
 
 mod common;
 
 use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
-use common::mail::{Server, peers_available, server, swaks_available};
+use common::mail::{Server, server};
+use common::peers::{self, Peer};
 use common::msrp::MsrpClient;
 use iwf::cpim;
 use iwf::msrp::{ByteRange, Method};
@@ -113,17 +114,14 @@ const QUOTED_ACCEPT: &str = "Accept\n\nOn Thu, 26 Nov 2026 at 10:00, Alice <alic
     > Alice invites you to a chat. Reply ACCEPT to join, REJECT to decline,\n\
     > or LEAVE to leave it later.\n";
 
-macro_rules! peers {
-    ($name:literal) => {
-        if !peers_available($name) || !swaks_available($name) {
-            return;
-        }
-    };
+/// aiosmtpd, sipp and swaks, or the test fails.
+fn require_peers() {
+    peers::require(&[Peer::Aiosmtpd, Peer::Sipp, Peer::Swaks]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sends() {
-    peers!("f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sends");
+    require_peers();
     let srv = server(&[]);
     let (gw, sipp, mut client, invitation) =
         invited("default", &srv, "f4-chat.xml", "cl13ntA", "bob@example.net").await;
@@ -235,7 +233,7 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_chat() {
-    peers!("f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_chat");
+    require_peers();
     let srv = server(&[]);
     let (gw, sipp, mut client, invitation) =
         invited("default", &srv, "f4-chat.xml", "cl13ntB", "bob@example.net").await;
@@ -298,7 +296,7 @@ async fn f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_reject_ends_the_session_with_bye_and_a_later_mail_is_refused() {
-    peers!("f3_reject_ends_the_session_with_bye_and_a_later_mail_is_refused");
+    require_peers();
     let srv = server(&[]);
     let (gw, sipp, mut client, invitation) = invited(
         "default",
@@ -328,7 +326,7 @@ async fn f3_reject_ends_the_session_with_bye_and_a_later_mail_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f8_leave_in_a_live_session_ends_it_with_bye() {
-    peers!("f8_leave_in_a_live_session_ends_it_with_bye");
+    require_peers();
     let srv = server(&[]);
     let (gw, sipp, _client, invitation) = invited(
         "default",
@@ -355,7 +353,7 @@ async fn f8_leave_in_a_live_session_ends_it_with_bye() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_no_answer_within_the_policys_expiry_ends_the_session() {
-    peers!("f3_no_answer_within_the_policys_expiry_ends_the_session");
+    require_peers();
     let srv = server(&[]);
     // The test policy's `expire` mode gives the e-mail user 2 s.
     let (_gw, sipp, _client, _invitation) = invited(
@@ -376,7 +374,7 @@ async fn f3_no_answer_within_the_policys_expiry_ends_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_a_bounce_of_the_invitation_ends_the_session() {
-    peers!("f3_a_bounce_of_the_invitation_ends_the_session");
+    require_peers();
     let srv = server(&[]);
     let (gw, sipp, mut client, invitation) = invited(
         "default",

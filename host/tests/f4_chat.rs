@@ -5,13 +5,14 @@
 //! Table BB2 over the session's SMTP channel; the response to its last chunk says how the
 //! mail went; the BYE closes the MSRP side and mails the CC2 notification.
 //!
-//! Needs `python3-aiosmtpd` and `sip-tester`. Without them a test prints why and passes,
-//! except under CI (env CI set), where it fails.
+//! Needs `python3-aiosmtpd` and `sip-tester`: without them a test fails, naming what to
+//! install (`tests/run.sh` installs them).
 
 mod common;
 
 use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
-use common::mail::{peers_available, server, wait_for};
+use common::mail::{server, wait_for};
+use common::peers::{self, Peer};
 use common::msrp::{MsrpClient, MsrpListener};
 use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status};
 use iwf::sdp::MsrpUri;
@@ -87,17 +88,14 @@ fn assert_ladder_passed(sipp: Sipp) {
     );
 }
 
-macro_rules! peers {
-    ($name:literal) => {
-        if !peers_available($name) {
-            return;
-        }
-    };
+/// aiosmtpd and sipp, or the test fails.
+fn require_peers() {
+    peers::require(&[Peer::Aiosmtpd, Peer::Sipp]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_statuses() {
-    peers!("f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_statuses");
+    require_peers();
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
     let (sipp, iwf_uri, setup, mut client) =
@@ -271,7 +269,7 @@ async fn f4_iwf_passive_each_whole_message_is_one_bb2_mail_and_errors_are_msrp_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and_carries_chat() {
-    peers!("f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and_carries_chat");
+    require_peers();
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
     let listener = MsrpListener::bind("cl13nt2").await;
@@ -307,7 +305,7 @@ async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
-    peers!("f4_in_an_f2_session_chat_mails_thread_under_the_invitation");
+    require_peers();
     let srv = server(&[]);
     let gw = gateway("default", &srv);
     let (sipp, _, _, mut client) = offered_active(&gw, "cl13nt3", "bob@example.net").await;
@@ -332,7 +330,7 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
-    peers!("f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply");
+    require_peers();
     let srv = server(&["--refuse-rcpt", "carol@example.net"]);
     let gw = gateway("auto-accept", &srv);
     let (sipp, _, _, mut client) = offered_active(&gw, "cl13nt4", "carol@example.net").await;

@@ -21,22 +21,22 @@
 //!
 //! So Kamailio parses every frame the IWF writes (responses, REPORT) and the IWF parses
 //! every frame Kamailio rewrites. Needs `kamailio`, `sip-tester` and `python3-aiosmtpd`;
-//! without them the test says why and passes, except under CI (env CI set).
+//! without them the test fails, naming what to install.
 
 mod common;
 
 use common::chat::{Gateway, Sipp, gateway};
-use common::mail::{peers_available, server, wait_for};
+use common::mail::{server, wait_for};
+use common::peers::{self, KAMAILIO, Peer};
 use common::msrp::MsrpClient;
 use iwf::msrp::{FailureReport, Flag, Frame, Header, Method, StartLine, Status, TransactId};
 use iwf::sdp::{Host, MsrpUri};
 use mail_parser::MessageParser;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KAMAILIO: &str = "/usr/sbin/kamailio";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Kamailio running tests/kamailio/msrp-relay.cfg in the foreground on a free loopback
@@ -135,35 +135,9 @@ impl Drop for Kamailio {
     }
 }
 
-/// True when kamailio and sipp are there besides the mail peers; otherwise says why
-/// (and fails under CI).
-fn relay_peers_available(test: &str) -> bool {
-    if !peers_available(test) {
-        return false;
-    }
-    let mut missing = Vec::new();
-    if !Path::new(KAMAILIO).exists() {
-        missing.push("kamailio (apt-get install kamailio)");
-    }
-    let sipp = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !sipp {
-        missing.push("sipp (apt-get install sip-tester)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("SKIPPED {test}: missing {}", missing.join(", "));
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{why} (required under CI)"
-    );
-    eprintln!("{why}");
-    false
+/// The relay, the CPM client and the mail peers, or the test fails.
+fn require_relay_peers() {
+    peers::require(&[Peer::Kamailio, Peer::Sipp, Peer::Aiosmtpd]);
 }
 
 /// sipp running tests/sipp/f4-relay.xml once (the offer's whole `a=path` is a key).
@@ -224,10 +198,7 @@ const CPIM: &str = "From: Alice <sip:alice@ims.example.com>\r\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_client() {
-    let test = "f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_client";
-    if !relay_peers_available(test) {
-        return;
-    }
+    require_relay_peers();
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
     let relay = tokio::task::block_in_place(Kamailio::start);
@@ -349,10 +320,7 @@ async fn f4_through_kamailio_msrp_relay_iwf_responses_and_reports_reach_the_clie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_through_kamailio_msrp_relay_iwf_active_binds_via_the_relay_and_carries_chat() {
-    let test = "f4_through_kamailio_msrp_relay_iwf_active_binds_via_the_relay_and_carries_chat";
-    if !relay_peers_available(test) {
-        return;
-    }
+    require_relay_peers();
     let srv = server(&[]);
     let gw = gateway("auto-accept", &srv);
     let relay = tokio::task::block_in_place(Kamailio::start);

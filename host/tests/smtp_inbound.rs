@@ -3,12 +3,11 @@
 //! timeouts. The ladder of each test: client -> greeting, EHLO, MAIL, RCPT (the gateway
 //! is asked), DATA -> what the gateway got and what the client saw.
 //!
-//! Needs `swaks`. Without it a swaks test prints why and passes, except under CI (env CI
-//! set), where it fails.
+//! Needs `swaks`: without it a swaks test fails, naming what to install.
 
 mod common;
 
-use common::mail::swaks_available;
+use common::peers::{self, Peer};
 use iwf::smtp::inbound::{Delivery, EnvelopeSoFar, InboundSettings, ReceivedMail, Verdict, serve};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -95,12 +94,10 @@ async fn start(settings: InboundSettings) -> Server {
     }
 }
 
-/// The server of a swaks test; none (the test passes) where swaks is missing.
-async fn swaks_server(test: &str) -> Option<Server> {
-    if !swaks_available(test) {
-        return None;
-    }
-    Some(start(settings()).await)
+/// The server of a swaks test; the test fails where swaks is missing.
+async fn swaks_server() -> Server {
+    peers::require(&[Peer::Swaks]);
+    start(settings()).await
 }
 
 /// Runs swaks against `server` (its own timeout 10 s, ours 30 s) and asserts whether it
@@ -180,9 +177,7 @@ fn without_received(data: &[u8]) -> &[u8] {
 
 #[tokio::test]
 async fn f3_reply_mail_is_taken_with_its_bytes() {
-    let Some(server) = swaks_server("f3_reply_mail_is_taken_with_its_bytes").await else {
-        return;
-    };
+    let server = swaks_server().await;
     let transcript = swaks_message(
         &server,
         true,
@@ -213,10 +208,7 @@ async fn f3_reply_mail_is_taken_with_its_bytes() {
 
 #[tokio::test]
 async fn f3_rcpt_without_session_is_550_with_the_gateways_text() {
-    let Some(server) = swaks_server("f3_rcpt_without_session_is_550_with_the_gateways_text").await
-    else {
-        return;
-    };
+    let server = swaks_server().await;
     let args = ["--from", "bob@example.org", "--to", "nobody@iwf.test"];
     let transcript = swaks(&server, false, &args).await;
     assert!(
@@ -228,10 +220,7 @@ async fn f3_rcpt_without_session_is_550_with_the_gateways_text() {
 
 #[tokio::test]
 async fn f3_gateway_refusing_the_mail_is_the_reply_to_the_dot() {
-    let Some(server) = swaks_server("f3_gateway_refusing_the_mail_is_the_reply_to_the_dot").await
-    else {
-        return;
-    };
+    let server = swaks_server().await;
     let args = ["--from", "eve@example.org", "--to", "refuse@iwf.test"];
     let transcript = swaks(&server, false, &args).await;
     assert!(transcript.contains("<-  354 "), "{transcript}");
@@ -244,9 +233,7 @@ async fn f3_gateway_refusing_the_mail_is_the_reply_to_the_dot() {
 
 #[tokio::test]
 async fn f3_message_over_max_size_is_552() {
-    let Some(server) = swaks_server("f3_message_over_max_size_is_552").await else {
-        return;
-    };
+    let server = swaks_server().await;
     let big = "Subject: big\n\n".to_owned()
         + &"0123456789abcdef0123456789abcdef0123456789abcdef\n".repeat(2000);
     let transcript = swaks_message(&server, false, &big).await;
@@ -261,9 +248,7 @@ async fn f3_message_over_max_size_is_552() {
 
 #[tokio::test]
 async fn f3_pipelined_transaction_with_two_recipients() {
-    let Some(server) = swaks_server("f3_pipelined_transaction_with_two_recipients").await else {
-        return;
-    };
+    let server = swaks_server().await;
     let args = [
         "--pipeline",
         "--from",
@@ -287,10 +272,7 @@ async fn f3_pipelined_transaction_with_two_recipients() {
 
 #[tokio::test]
 async fn f3_bounce_with_null_sender_reaches_the_gateway_as_such() {
-    let Some(server) = swaks_server("f3_bounce_with_null_sender_reaches_the_gateway_as_such").await
-    else {
-        return;
-    };
+    let server = swaks_server().await;
     let transcript = swaks(&server, true, &["--from", "<>", "--to", "s1@iwf.test"]).await;
     assert!(transcript.contains("-> MAIL FROM:<>"), "{transcript}");
     let mails = server.gateway.mails();

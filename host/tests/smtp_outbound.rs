@@ -3,12 +3,13 @@
 //! server. The ladder of each test: route (MX) -> channel (greeting, EHLO) -> MAIL, RCPT,
 //! DATA -> what the server stored.
 //!
-//! Needs `dnsmasq` and `python3-aiosmtpd` (Debian). Without them a test prints why and
-//! passes, except under CI (env CI set), where it fails.
+//! Needs `dnsmasq` and `python3-aiosmtpd` (Debian): without them a test fails, naming what
+//! to install (`tests/run.sh` installs them).
 
 mod common;
 
-use common::mail::{dnsmasq, peers_available, self_signed, server};
+use common::mail::{dnsmasq, self_signed, server};
+use common::peers;
 
 use iwf::config::SmtpOutboundConfig;
 use iwf::mail::{AddrSpec, AutoSubmitted, Draft, Mailbox, MsgId, XPriority, compose};
@@ -82,9 +83,7 @@ async fn silent_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 #[tokio::test]
 async fn f2_mx_lookup_then_invitation_delivered_on_mx_port() {
-    if !peers_available("f2_mx_lookup_then_invitation_delivered_on_mx_port") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let config = outbound(Some(dns), srv.port);
@@ -137,9 +136,7 @@ async fn f2_mx_lookup_then_invitation_delivered_on_mx_port() {
 
 #[tokio::test]
 async fn mx_preference_order_first_refuses_connection_second_used() {
-    if !peers_available("mx_preference_order_first_refuses_connection_second_used") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let config = outbound(Some(dns), srv.port);
@@ -174,9 +171,7 @@ async fn mx_preference_order_first_refuses_connection_second_used() {
 
 #[tokio::test]
 async fn implicit_mx_when_the_domain_has_only_an_address() {
-    if !peers_available("implicit_mx_when_the_domain_has_only_an_address") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let (_dns, dns) = dnsmasq();
     let srv = server(&[]);
     let config = outbound(Some(dns), srv.port);
@@ -200,9 +195,7 @@ async fn implicit_mx_when_the_domain_has_only_an_address() {
 
 #[tokio::test]
 async fn dns_failures_are_typed_permanent_or_temporary() {
-    if !peers_available("dns_failures_are_typed_permanent_or_temporary") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let (_dns, dns) = dnsmasq();
     let router = Router::new(&outbound(Some(dns), 25)).unwrap();
     for (domain, enhanced) in [
@@ -229,9 +222,7 @@ async fn dns_failures_are_typed_permanent_or_temporary() {
 
 #[tokio::test]
 async fn smart_host_bypasses_mx() {
-    if !peers_available("smart_host_bypasses_mx") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let srv = server(&[]);
     let config = SmtpOutboundConfig {
         smart_host: Some(format!("127.0.0.1:{}", srv.port)),
@@ -263,9 +254,7 @@ async fn smart_host_bypasses_mx() {
 
 #[tokio::test]
 async fn f2_greeting_554_is_a_greeting_failure() {
-    if !peers_available("f2_greeting_554_is_a_greeting_failure") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let srv = server(&["--refuse-greeting"]);
     let config = outbound(None, srv.port);
     let target = smtp::Target {
@@ -284,9 +273,7 @@ async fn f2_greeting_554_is_a_greeting_failure() {
 
 #[tokio::test]
 async fn a_server_greeting_554_or_silent_is_passed_over_for_the_next_mx() {
-    if !peers_available("a_server_greeting_554_or_silent_is_passed_over_for_the_next_mx") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let refusing = server(&["--refuse-greeting"]);
     let good = server(&[]);
     let (silent_addr, hold) = silent_server().await;
@@ -319,11 +306,7 @@ async fn a_server_greeting_554_or_silent_is_passed_over_for_the_next_mx() {
 
 #[tokio::test]
 async fn when_every_mx_fails_the_last_server_that_answered_decides_and_all_are_named() {
-    if !peers_available(
-        "when_every_mx_fails_the_last_server_that_answered_decides_and_all_are_named",
-    ) {
-        return;
-    }
+    peers::require(peers::MAIL);
     let refusing = server(&["--refuse-greeting"]);
     let closed = common::free_port();
     let targets = [
@@ -351,9 +334,7 @@ async fn when_every_mx_fails_the_last_server_that_answered_decides_and_all_are_n
 
 #[tokio::test]
 async fn connect_refused_everywhere_is_a_connect_failure() {
-    if !peers_available("connect_refused_everywhere_is_a_connect_failure") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let port = common::free_port();
     let target = smtp::Target {
         host: "down.test".into(),
@@ -398,9 +379,7 @@ async fn silent_server_times_out_at_greeting_and_is_temporary() {
 
 #[tokio::test]
 async fn f2_rcpt_550_is_permanent_with_enhanced_code_per_recipient() {
-    if !peers_available("f2_rcpt_550_is_permanent_with_enhanced_code_per_recipient") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let srv = server(&["--refuse-rcpt", "nobody@mx.test"]);
     let config = outbound(None, srv.port);
     let mut channel = Channel::open(&[srv.target()], &settings(&config))
@@ -438,9 +417,7 @@ async fn f2_rcpt_550_is_permanent_with_enhanced_code_per_recipient() {
 
 #[tokio::test]
 async fn data_451_is_a_temporary_data_failure() {
-    if !peers_available("data_451_is_a_temporary_data_failure") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let srv = server(&["--refuse-data"]);
     let config = outbound(None, srv.port);
     let mut channel = Channel::open(&[srv.target()], &settings(&config))
@@ -465,9 +442,7 @@ async fn data_451_is_a_temporary_data_failure() {
 
 #[tokio::test]
 async fn by_sent_only_when_requested_and_advertised() {
-    if !peers_available("by_sent_only_when_requested_and_advertised") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let by = DeliverBy::new(120, ByMode::Return, false);
     for (options, request, expect_by) in [
         (&["--deliverby", "60"][..], by, true),
@@ -499,9 +474,7 @@ async fn by_sent_only_when_requested_and_advertised() {
 
 #[tokio::test]
 async fn two_mails_share_one_connection_then_quit_is_seen() {
-    if !peers_available("two_mails_share_one_connection_then_quit_is_seen") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let srv = server(&[]);
     let config = outbound(None, srv.port);
     let mut channel = Channel::open(&[srv.target()], &settings(&config))
@@ -584,11 +557,7 @@ fn with_starttls(mut config: SmtpOutboundConfig, mode: &str) -> SmtpOutboundConf
 
 #[tokio::test]
 async fn opportunistic_starttls_encrypts_and_takes_the_extensions_of_the_second_ehlo() {
-    if !peers_available(
-        "opportunistic_starttls_encrypts_and_takes_the_extensions_of_the_second_ehlo",
-    ) {
-        return;
-    }
+    peers::require(peers::MAIL);
     // DELIVERBY only after STARTTLS: seen only if the second EHLO's reply is the one read.
     let (srv, _certs) = tls_server(&["--deliverby", "60", "--deliverby-tls-only"]);
     let config = outbound(None, srv.port);
@@ -619,9 +588,7 @@ async fn opportunistic_starttls_encrypts_and_takes_the_extensions_of_the_second_
 
 #[tokio::test]
 async fn opportunistic_without_starttls_offered_or_off_sends_in_clear() {
-    if !peers_available("opportunistic_without_starttls_offered_or_off_sends_in_clear") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let plain = server(&[]);
     let (offering, _certs) = tls_server(&[]);
     for (srv, mode) in [(&plain, "opportunistic"), (&offering, "off")] {
@@ -649,11 +616,7 @@ async fn opportunistic_without_starttls_offered_or_off_sends_in_clear() {
 
 #[tokio::test]
 async fn opportunistic_goes_on_in_clear_when_starttls_is_refused_or_the_handshake_fails() {
-    if !peers_available(
-        "opportunistic_goes_on_in_clear_when_starttls_is_refused_or_the_handshake_fails",
-    ) {
-        return;
-    }
+    peers::require(peers::MAIL);
     // 454: on the same connection; a broken handshake: a second connection, no STARTTLS.
     for flag in ["--refuse-starttls", "--break-starttls"] {
         let (srv, _certs) = tls_server(&[flag]);
@@ -680,11 +643,7 @@ async fn opportunistic_goes_on_in_clear_when_starttls_is_refused_or_the_handshak
 
 #[tokio::test]
 async fn required_passes_over_a_server_without_tls_for_one_with_a_trusted_certificate() {
-    if !peers_available(
-        "required_passes_over_a_server_without_tls_for_one_with_a_trusted_certificate",
-    ) {
-        return;
-    }
+    peers::require(peers::MAIL);
     let plain = server(&[]);
     let refusing = tls_server(&["--refuse-starttls"]);
     let (good, certs) = tls_server(&[]);
@@ -729,9 +688,7 @@ async fn required_passes_over_a_server_without_tls_for_one_with_a_trusted_certif
 
 #[tokio::test]
 async fn required_refuses_a_certificate_not_trusted_or_for_another_name() {
-    if !peers_available("required_refuses_a_certificate_not_trusted_or_for_another_name") {
-        return;
-    }
+    peers::require(peers::MAIL);
     let (srv, certs) = tls_server(&[]);
     // Trusting another self-signed certificate only.
     let other = tempfile::tempdir().unwrap();

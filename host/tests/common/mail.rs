@@ -8,35 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-pub const PYTHON: &str = "/usr/bin/python3";
-
-/// True when the real peers are there; otherwise says why (and fails under CI).
-pub fn peers_available(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !Path::new(DNSMASQ).exists() {
-        missing.push("dnsmasq (apt-get install dnsmasq)");
-    }
-    let aiosmtpd = Command::new(PYTHON)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !aiosmtpd {
-        missing.push("/usr/bin/python3 with aiosmtpd (apt-get install python3-aiosmtpd)");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("SKIPPED {test}: missing {}", missing.join(", "));
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{why} (required under CI)"
-    );
-    eprintln!("{why}");
-    false
-}
+pub use super::peers::{DNSMASQ, PYTHON};
 
 /// A child process killed when dropped.
 pub struct Peer(pub Child);
@@ -224,25 +196,6 @@ pub fn wait_for(ready: impl Fn() -> bool, what: &str) {
         assert!(Instant::now() < deadline, "{what} did not come up");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// True when swaks is installed; otherwise says why (and fails under CI).
-pub fn swaks_available(test: &str) -> bool {
-    let found = Command::new("swaks")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let why = format!("SKIPPED {test}: swaks not found (apt-get install swaks)");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{why} (required under CI)"
-        );
-        eprintln!("{why}");
-    }
-    found
 }
 
 /// A self-signed certificate for `name` (its CN and only subjectAltName) and its key,

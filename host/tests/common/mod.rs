@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod mail;
 pub mod msrp;
+pub mod peers;
 
 use iwf::policy::{Limits, PolicyEngine};
 use std::io::{BufRead, BufReader};
