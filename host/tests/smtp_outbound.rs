@@ -465,11 +465,56 @@ async fn by_sent_only_when_requested_and_advertised() {
             )
             .await
             .unwrap();
-        assert_eq!(sent.deliver_by_sent, expect_by, "{options:?} {request:?}");
+        assert_eq!(
+            sent.deliver_by.is_some(),
+            expect_by,
+            "{options:?} {request:?}"
+        );
         let args = srv.mails()[0].0["mail_args"].as_str().unwrap().to_owned();
         assert_eq!(args.contains("BY=120;R"), expect_by, "{args}");
         assert_eq!(args.contains("BY="), expect_by, "{args}");
     }
+}
+
+/// RFC 2852 4.1: a server advertising `DELIVERBY 120` refuses `BY=60;R` (the test server
+/// does, with 501), so the channel raises the by-time to 120 and the mail goes through.
+#[tokio::test]
+async fn a_by_time_below_the_servers_minimum_is_raised_to_it() {
+    peers::require(peers::MAIL);
+    let srv = server(&["--deliverby", "120"]);
+    let config = outbound(None, srv.port);
+    let mut channel = Channel::open(&[srv.target()], &settings(&config))
+        .await
+        .unwrap();
+    let asked = DeliverBy::new(60, ByMode::Return, true);
+    let sent = channel
+        .send(
+            &envelope(&["bob@mx.test"], asked),
+            &invitation("bob@mx.test", "cid-by-min"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.deliver_by, DeliverBy::new(120, ByMode::Return, true));
+    let mails = srv.mails();
+    assert_eq!(mails.len(), 1);
+    let args = mails[0].0["mail_args"].as_str().unwrap();
+    assert!(args.contains("BY=120;RT"), "{args}");
+    // A notify-mode by-time below the minimum is not refused, and goes as asked.
+    let asked = DeliverBy::new(60, ByMode::Notify, false);
+    let sent = channel
+        .send(
+            &envelope(&["bob@mx.test"], asked),
+            &invitation("bob@mx.test", "cid-by-min-n"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.deliver_by, asked);
+    assert!(
+        srv.mails()[1].0["mail_args"]
+            .as_str()
+            .unwrap()
+            .contains("BY=60;N")
+    );
 }
 
 #[tokio::test]
@@ -579,7 +624,7 @@ async fn opportunistic_starttls_encrypts_and_takes_the_extensions_of_the_second_
         )
         .await
         .unwrap();
-    assert!(sent.deliver_by_sent);
+    assert_eq!(sent.deliver_by, by);
     channel.quit().await.unwrap();
     let mails = srv.mails();
     assert_eq!(mails.len(), 1);

@@ -122,6 +122,14 @@ class RecipientSMTP(SMTP):
         if self.args.delay_mail:
             await asyncio.sleep(self.args.delay_mail)
         if arg and self.args.deliverby is not None:
+            by = [p for p in arg.split() if p.upper().startswith("BY=")]
+            minimum = int(self.args.deliverby) if self.args.deliverby else 0
+            # RFC 2852 4.1: a return-mode by-time below min-by-time is refused.
+            for p in by:
+                time, _, mode = p[3:].partition(";")
+                if mode[:1].upper() == "R" and int(time) < minimum:
+                    await self.push(f"501 5.5.4 BY time {time} is below the minimum {minimum}")
+                    return
             arg = " ".join(p for p in arg.split() if not p.upper().startswith("BY="))
         await super().smtp_MAIL(arg)
 

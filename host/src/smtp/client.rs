@@ -10,7 +10,7 @@
 //! EHLO again, taking its keywords from that reply only (RFC 3207 4.2).
 
 use super::destination::Lease;
-use super::envelope::Envelope;
+use super::envelope::{DeliverBy, Envelope};
 use super::failure::{SmtpFailure, Stage};
 use super::layer::{self, Switch};
 use super::mx::Target;
@@ -83,8 +83,9 @@ pub struct Sent {
     /// The reply to the end of the data (250).
     pub reply: Reply,
     pub recipients: Vec<RcptOutcome>,
-    /// `BY=` went out with MAIL FROM (asked for and advertised).
-    pub deliver_by_sent: bool,
+    /// The `BY=` that went out with MAIL FROM (asked for and advertised), raised to the
+    /// server's min-by-time where it was below it.
+    pub deliver_by: Option<DeliverBy>,
 }
 
 /// A mail that was not accepted: the failure that ended it and the recipients seen so far.
@@ -443,15 +444,24 @@ impl Channel {
             return fail(failure, Vec::new());
         }
         let mut params = Vec::new();
-        let deliver_by_sent = match envelope.deliver_by {
-            Some(by) if self.extensions.deliver_by().is_some() => {
+        let deliver_by = match (envelope.deliver_by, self.extensions.deliver_by()) {
+            (Some(asked), Some(offer)) => {
+                let by = asked.for_server(offer.min_by_time);
+                if by != asked {
+                    tracing::info!(
+                        server = %self.host,
+                        asked = asked.seconds(),
+                        sent = by.seconds(),
+                        "BY= raised to the server's DELIVERBY minimum (RFC 2852 4.1)"
+                    );
+                }
                 params.push(MailParameter::Other {
                     keyword: "BY".into(),
                     value: Some(by.value()),
                 });
-                true
+                Some(by)
             }
-            _ => false,
+            _ => None,
         };
         let from = envelope.from.as_ref().map(address);
         let t = self.settings.command_timeout;
@@ -492,7 +502,7 @@ impl Channel {
             Ok(reply) => Ok(Sent {
                 reply,
                 recipients,
-                deliver_by_sent,
+                deliver_by,
             }),
             Err(failure) => fail(failure, recipients),
         }

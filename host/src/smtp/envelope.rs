@@ -50,6 +50,22 @@ impl DeliverBy {
         format!("{};{mode}{trace}", self.seconds)
     }
 
+    /// This request as sent to a server that advertised `DELIVERBY <min_by_time>`.
+    ///
+    /// RFC 2852 4.1: such a server refuses a `BY=` of mode `R` whose by-time is below its
+    /// min-by-time, so sending it as asked would only fail the mail: the by-time is raised
+    /// to the minimum instead. Mode `N` takes any by-time (the server notifies, the mail
+    /// goes on), so it is sent as asked.
+    pub fn for_server(self, min_by_time: Option<u32>) -> Self {
+        match (self.mode, min_by_time) {
+            (ByMode::Return, Some(min)) if self.seconds < min => Self {
+                seconds: min.min(MAX_BY_TIME),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// From the policy's `deliver-by` answer; `None` when its by-time is out of range.
     pub fn from_policy(request: &world::ByRequest) -> Option<Self> {
         let mode = match request.mode {
@@ -99,5 +115,17 @@ mod tests {
             trace: false,
         });
         assert_eq!(from_policy.unwrap().value(), "60;N");
+    }
+
+    #[test]
+    fn a_return_by_time_below_the_servers_minimum_is_raised_to_it() {
+        let r = |s| DeliverBy::new(s, ByMode::Return, true).unwrap();
+        assert_eq!(r(60).for_server(Some(120)).value(), "120;RT");
+        assert_eq!(r(120).for_server(Some(120)), r(120));
+        assert_eq!(r(600).for_server(Some(120)), r(600));
+        assert_eq!(r(60).for_server(None), r(60));
+        // Mode N is not refused below the minimum (RFC 2852 4.1): as asked.
+        let n = DeliverBy::new(60, ByMode::Notify, false).unwrap();
+        assert_eq!(n.for_server(Some(120)), n);
     }
 }
