@@ -227,7 +227,7 @@ fn f2_250_answers_200_with_sdp_and_the_invitation_maps_aa2_row_by_row() {
     assert_eq!(address(&msg, "Reply-To").1, "alice.reply@mail.iwf.test");
     // AA2 Sender: only for groups.
     assert!(msg.header("Sender").is_none());
-    // AA2 Date: no CPIM DateTime in an INVITE, so the SIP Date.
+    // AA2 Date: no message/cpim part in this INVITE, so the SIP Date.
     assert_eq!(
         msg.date().unwrap().to_rfc3339(),
         "2026-11-26T08:30:00Z",
@@ -600,6 +600,11 @@ fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
     assert_eq!(
         rcpt_tos(meta),
         ["bob@mx.test", "dora@mx.test", "eve@mx.test"]
+    );
+    // AA2 Date: the DateTime of the INVITE's message/cpim part, before its SIP Date.
+    assert_eq!(
+        msg.date().map(|d| d.to_rfc3339()).as_deref(),
+        Some("2026-11-26T09:45:00+01:00")
     );
     // The policy's group invitation text names the group's topic.
     let body = msg.body_text(0).unwrap().to_string();

@@ -328,6 +328,78 @@ async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
     assert_ladder_passed(sipp);
 }
 
+/// A chat message in CPIM with the OMA CPM Contribution-ID fields (BB2 msg-id row).
+fn cpim_with_ids(text: &str, contribution_id: Option<&str>, in_reply_to: Option<&str>) -> String {
+    let mut fields = String::new();
+    if contribution_id.is_some() || in_reply_to.is_some() {
+        fields.push_str("NS: cpm <http://www.openmobilealliance.org/cpm/>\r\n");
+    }
+    if let Some(id) = contribution_id {
+        fields.push_str(&format!("cpm.Contribution-ID: {id}\r\n"));
+    }
+    if let Some(id) = in_reply_to {
+        fields.push_str(&format!("cpm.InReplyTo-Contribution-ID: {id}\r\n"));
+    }
+    format!(
+        "From: Alice <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\
+         {fields}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}"
+    )
+}
+
+/// BB2 msg-id and In-Reply-To rows on a three-message exchange: a message's Contribution-ID
+/// is its mail's Message-ID, its InReplyTo-Contribution-ID the In-Reply-To; a message
+/// without them is threaded under the previous mail; References grows in every case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_three_messages_thread_by_their_contribution_ids_with_a_references_chain() {
+    require_peers();
+    let srv = server(&[]);
+    let gw = gateway("auto-accept", &srv);
+    let (sipp, _, _, mut client) = offered_active(&gw, "cl13nt9", "bob@example.net").await;
+    let messages = [
+        cpim_with_ids("first", Some("cm1"), None),
+        cpim_with_ids("second", Some("cm2"), Some("cm1")),
+        cpim_with_ids("third", None, None),
+    ];
+    for (i, body) in messages.iter().enumerate() {
+        let id = format!("thr{i}");
+        assert_eq!(
+            send(&mut client, &id, "message/cpim", body.as_bytes(), 2048).await,
+            [200]
+        );
+    }
+    let all = mails(&srv, 3);
+    let parsed: Vec<_> = all.iter().map(|(_, eml)| parse(eml)).collect();
+    let id = |i: usize| parsed[i].message_id().unwrap().to_owned();
+    let domain = id(0).split_once('@').unwrap().1.to_owned();
+    let references = |i: usize| -> Vec<String> {
+        match parsed[i].references() {
+            mail_parser::HeaderValue::TextList(list) => {
+                list.iter().map(|s| s.to_string()).collect()
+            }
+            mail_parser::HeaderValue::Text(one) => vec![one.to_string()],
+            _ => Vec::new(),
+        }
+    };
+    assert_eq!(id(0), format!("cm1@{domain}"));
+    assert!(
+        parsed[0].in_reply_to().is_empty(),
+        "the first mail of an F1 session"
+    );
+    assert!(references(0).is_empty());
+    assert_eq!(id(1), format!("cm2@{domain}"));
+    assert_eq!(parsed[1].in_reply_to().as_text(), Some(id(0).as_str()));
+    assert_eq!(references(1), [id(0)]);
+    assert!(
+        id(2).starts_with("iwf."),
+        "no Contribution-ID: a generated id, {}",
+        id(2)
+    );
+    assert_eq!(parsed[2].in_reply_to().as_text(), Some(id(1).as_str()));
+    assert_eq!(references(2), [id(0), id(1)]);
+    assert!(parsed[2].body_text(0).unwrap().starts_with("third"));
+    assert_ladder_passed(sipp);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
     require_peers();

@@ -12,6 +12,9 @@ use thiserror::Error;
 
 /// IMDN's name space URI (RFC 5438 section 6.2).
 pub const IMDN_NS: &str = "urn:ietf:params:imdn";
+/// The OMA CPM name space of a chat message's `Contribution-ID` and
+/// `InReplyTo-Contribution-ID` fields (5.2.4.2.5 BB2 msg-id row).
+pub const CPM_NS: &str = "http://www.openmobilealliance.org/cpm/";
 
 /// What is wrong with a message/cpim body.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -18,6 +18,10 @@ pub struct ChatMessage {
     pub date_time: Option<DateTime<FixedOffset>>,
     /// BB2 message body: the text.
     pub text: String,
+    /// BB2 msg-id row: the message's Contribution-ID, when its CPIM wrapper has one.
+    pub contribution_id: Option<String>,
+    /// BB2 In-Reply-To row: the message's InReplyTo-Contribution-ID.
+    pub in_reply_to_contribution_id: Option<String>,
 }
 
 /// Why an MSRP message cannot become a chat mail: an MSRP status and its comment.
@@ -52,10 +56,13 @@ impl ChatMessage {
                     format!("{inner} inside message/cpim is not carried to e-mail"),
                 ));
             }
+            let field = |name| cpim.ns_field(cpim::CPM_NS, name).map(str::to_owned);
             return Ok(Self {
+                contribution_id: field("Contribution-ID"),
+                in_reply_to_contribution_id: field("InReplyTo-Contribution-ID"),
+                text: text_of(&cpim.body, &cpim.content_type)?,
                 author: cpim.from,
                 date_time: cpim.date_time,
-                text: text_of(&cpim.body, &cpim.content_type)?,
             });
         }
         if media.starts_with("text/") {
@@ -63,6 +70,8 @@ impl ChatMessage {
                 author: None,
                 date_time: None,
                 text: text_of(body, content_type)?,
+                contribution_id: None,
+                in_reply_to_contribution_id: None,
             });
         }
         Err(Refused::new(
@@ -143,11 +152,16 @@ mod tests {
             To: <mailto:bob@example.net>\r\n\
             DateTime: 2026-11-26T10:00:00.000+01:00\r\n\
             NS: imdn <urn:ietf:params:imdn>\r\n\
-            imdn.Message-ID: 34jk324j\r\n\r\n\
+            imdn.Message-ID: 34jk324j\r\n\
+            NS: oma <http://www.openmobilealliance.org/cpm/>\r\n\
+            oma.Contribution-ID: m2\r\n\
+            oma.InReplyTo-Contribution-ID: m1\r\n\r\n\
             Content-Type: text/plain; charset=utf-8\r\n\r\n\
             Hello from CPM";
         let m = ChatMessage::from_msrp("message/cpim", body.as_bytes()).unwrap();
         assert_eq!(m.text, "Hello from CPM");
+        assert_eq!(m.contribution_id.as_deref(), Some("m2"));
+        assert_eq!(m.in_reply_to_contribution_id.as_deref(), Some("m1"));
         let author = m.author.unwrap();
         assert_eq!(author.uri, "sip:alice@ims.example.com");
         assert_eq!(author.display_name.as_deref(), Some("Alice"));

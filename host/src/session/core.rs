@@ -107,11 +107,13 @@ pub enum Effect<P> {
     SessionClosed { key: SessionKey, notify: bool },
 }
 
-/// What the mail side needs of a session: the policy's facts and the SIP Date of the INVITE
+/// What the mail side needs of a session: the policy's facts and the dates of the INVITE
 /// (AA2 Date row; the policy's record has no date).
 #[derive(Debug, Clone)]
 pub struct MailFacts {
     pub session: PolicySession,
+    /// The DateTime of the INVITE's message/cpim part.
+    pub cpim_date_time: Option<DateTime<FixedOffset>>,
     pub sip_date: Option<DateTime<FixedOffset>>,
 }
 
@@ -921,6 +923,7 @@ impl<P: Peer> Core<P> {
                 }),
                 facts: Box::new(MailFacts {
                     session: facts.clone(),
+                    cpim_date_time: body.cpim_date_time,
                     sip_date: cpm
                         .date
                         .as_ref()

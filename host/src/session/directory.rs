@@ -86,18 +86,31 @@ impl Directory {
         inner.entries.insert(key.clone(), entry);
     }
 
-    /// Session `key` sent a mail with Message-ID `id` (without `<>`).
+    /// Session `key` sent a mail with Message-ID `id` (without `<>`). An id another
+    /// session holds stays that session's: ids taken from Contribution-IDs are the CPM
+    /// side's choice, and must not move a thread to another session.
     pub fn sent(&self, key: &SessionKey, id: &str) {
         let mut inner = self.lock();
         if !inner.entries.contains_key(key) {
             return;
         }
-        inner.by_message_id.insert(id.to_owned(), key.clone());
+        match inner.by_message_id.get(id) {
+            Some(holder) if holder != key => return,
+            Some(_) => {}
+            None => {
+                inner.by_message_id.insert(id.to_owned(), key.clone());
+            }
+        }
         inner
             .ids
             .entry(key.clone())
             .or_default()
             .push(id.to_owned());
+    }
+
+    /// Whether some live session sent a mail with Message-ID `id` (without `<>`).
+    pub fn knows(&self, id: &str) -> bool {
+        self.lock().by_message_id.contains_key(id)
     }
 
     /// Forgets session `key`: a reply to it is then refused as for no live session.
@@ -183,6 +196,7 @@ mod tests {
                 session_id: id.into(),
                 ..testing::session("mailto:bob@example.net")
             },
+            cpim_date_time: None,
             sip_date: None,
         }
     }

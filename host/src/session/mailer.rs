@@ -571,6 +571,7 @@ fn mailto(uri: &str) -> Option<&str> {
 enum Kind<'a> {
     /// AA2: the invitation.
     Invitation {
+        cpim_date_time: Option<DateTime<FixedOffset>>,
         sip_date: Option<DateTime<FixedOffset>>,
         body: &'a InvitationMail,
     },
@@ -609,15 +610,21 @@ fn draft(
     now: DateTime<Utc>,
 ) -> Result<Draft, HeaderError> {
     let mail_domain = &session.gateway.mail_domain;
-    // AA2 Date: CPIM DateTime (none in an INVITE), else SIP Date, else now; BB2: CPIM
-    // DateTime, else now; CC2: now.
+    // AA2 Date: CPIM DateTime (of the INVITE's message/cpim part), else SIP Date, else
+    // now; BB2: CPIM DateTime, else now; CC2: now.
     let date = match kind {
-        Kind::Invitation { sip_date, .. } => aa2::date(None, *sip_date, now),
+        Kind::Invitation {
+            cpim_date_time,
+            sip_date,
+            ..
+        } => aa2::date(*cpim_date_time, *sip_date, now),
         Kind::Chat { message, .. } => aa2::date(message.date_time, None, now),
         Kind::Closed { .. } => aa2::date(None, None, now),
     };
-    // AA2 msg-id row: In-Reply-To from InReplyTo-Contribution-ID; BB2/CC2: the previous
-    // mail of the session (the chain the e-mail user's client threads, and F3 correlates).
+    // AA2 msg-id row: In-Reply-To from InReplyTo-Contribution-ID (none on the first mail
+    // otherwise); BB2: the message's InReplyTo-Contribution-ID, else the previous mail of
+    // the session; CC2: the previous mail (the chain the e-mail user's client threads, and
+    // F3 correlates).
     let (in_reply_to, references) = match kind {
         Kind::Invitation { .. } => {
             let parent =
@@ -625,10 +632,14 @@ fn draft(
             let references = parent.iter().cloned().collect();
             (parent, references)
         }
-        Kind::Chat { parent, .. } | Kind::Closed { parent, .. } => match parent {
-            Some(p) => (Some(p.id.clone()), aa2::references(&p.references, &p.id)),
-            None => (None, Vec::new()),
-        },
+        Kind::Chat {
+            message, parent, ..
+        } => {
+            let answered =
+                aa2::in_reply_to(message.in_reply_to_contribution_id.as_deref(), mail_domain)?;
+            thread_under(answered, *parent)
+        }
+        Kind::Closed { parent, .. } => thread_under(None, *parent),
     };
     // AA2 Subject: the SIP Subject, else the policy's; BB2: the session's; CC2: the policy's.
     let (subject, body) = match kind {
@@ -688,6 +699,43 @@ fn draft(
         // AA2/CC2 message body: the policy's text; BB2: the message and the additions.
         body,
     })
+}
+
+/// In-Reply-To and References of a mail under `parent`, the session's last mail. The
+/// References chain always continues the session's thread, so mail clients keep one
+/// conversation; a message that names what it answers (`answered`, BB2) is In-Reply-To
+/// that one, which joins the chain if the thread does not hold it yet.
+fn thread_under(answered: Option<MsgId>, parent: Option<&Parent>) -> (Option<MsgId>, Vec<MsgId>) {
+    let mut references = parent
+        .map(|p| aa2::references(&p.references, &p.id))
+        .unwrap_or_default();
+    let in_reply_to = answered.or_else(|| parent.map(|p| p.id.clone()));
+    if let Some(id) = &in_reply_to
+        && !references.contains(id)
+    {
+        references = aa2::references(&references, id);
+    }
+    (in_reply_to, references)
+}
+
+/// BB2 msg-id row: from the message's Contribution-ID, unless a mail already went out with
+/// that id (`taken`: a client reusing the session's Contribution-ID for its messages, or
+/// another session's): then a new one, as a Message-ID is unique (RFC 5322 3.6.4).
+fn chat_message_id(
+    session: &PolicySession,
+    message: &ChatMessage,
+    taken: impl Fn(&MsgId) -> bool,
+) -> Result<MsgId, HeaderError> {
+    let domain = &session.gateway.mail_domain;
+    let from_contribution = message
+        .contribution_id
+        .as_deref()
+        .and_then(|cid| MsgId::from_contribution_id(cid, domain).ok())
+        .filter(|id| !taken(id));
+    match from_contribution {
+        Some(id) => Ok(id),
+        None => generated_id(session),
+    }
 }
 
 /// BB2 message body: the policy's text before, the message, the policy's text after
@@ -810,6 +858,7 @@ async fn invite(
     let bad_header = |e: HeaderError| local_refusal(400, "Bad Request", e.to_string());
     let message_id = invitation_id(session).map_err(bad_header)?;
     let kind = Kind::Invitation {
+        cpim_date_time: mail.cpim_date_time,
         sip_date: mail.sip_date,
         body: &decisions.body,
     };
@@ -1048,7 +1097,8 @@ async fn chat_mail(
         subject: thread.subject.as_deref(),
     };
     let bad_header = |e: HeaderError| chat::unmapped(&e.to_string());
-    let message_id = generated_id(session).map_err(bad_header)?;
+    let taken = |id: &MsgId| shared.directory.knows(&bare(id));
+    let message_id = chat_message_id(session, &message, taken).map_err(bad_header)?;
     let draft = draft(
         session,
         &thread.addresses,
@@ -1168,6 +1218,7 @@ mod tests {
         let a = addresses(&s, &decisions()).unwrap();
         let d = decisions();
         let kind = Kind::Invitation {
+            cpim_date_time: None,
             sip_date: aa2::parse_sip_date("Thu, 26 Nov 2026 08:30:00 GMT"),
             body: &d.body,
         };
@@ -1196,6 +1247,17 @@ mod tests {
         let e = envelope(&a, None);
         assert_eq!(e.from.unwrap().as_str(), "alice@mail.example.com");
         assert_eq!(e.to.len(), 1);
+        // AA2 Date row: the INVITE's CPIM DateTime comes before its SIP Date.
+        let kind = Kind::Invitation {
+            cpim_date_time: DateTime::parse_from_rfc3339("2026-11-26T09:15:00+01:00").ok(),
+            sip_date: aa2::parse_sip_date("Thu, 26 Nov 2026 08:30:00 GMT"),
+            body: &d.body,
+        };
+        let id = invitation_id(&s).unwrap();
+        let raw = compose(&draft(&s, &a, &kind, id, None, now()).unwrap());
+        assert!(
+            String::from_utf8_lossy(&raw).contains("Date: Thu, 26 Nov 2026 09:15:00 +0100\r\n")
+        );
     }
 
     #[test]
@@ -1269,6 +1331,7 @@ mod tests {
         assert_eq!(e.to.len(), 3, "Bcc in the envelope");
         let body = d.body.clone();
         let kind = Kind::Invitation {
+            cpim_date_time: None,
             sip_date: None,
             body: &body,
         };
@@ -1310,6 +1373,8 @@ mod tests {
             author: author.map(|uri| crate::cpim::Address::new(Some("Alice A."), uri)),
             date_time: Some(DateTime::parse_from_rfc3339("2026-11-26T09:15:00+01:00").unwrap()),
             text: "See you at 10?\r\nBcc: eve@evil.example".into(),
+            contribution_id: None,
+            in_reply_to_contribution_id: None,
         }
     }
 
@@ -1366,6 +1431,59 @@ mod tests {
         assert!(m.header("Bcc").is_none());
         assert!(m.header("Auto-Submitted").is_none());
         assert!(m.header("Reply-To").is_none());
+    }
+
+    /// BB2 msg-id and In-Reply-To rows from the message's Contribution-IDs; the References
+    /// chain continues the session's thread in every case.
+    #[test]
+    fn bb2_ids_from_the_messages_contribution_ids_and_the_chain_kept() {
+        let s = session();
+        let a = addresses(&s, &decisions()).unwrap();
+        let invitation = invitation_id(&s).unwrap();
+        let parent = Parent {
+            id: MsgId::new("chat1", "mail.example.com").unwrap(),
+            references: vec![invitation.clone()],
+        };
+        let additions = Additions {
+            before: None,
+            after: None,
+        };
+        let message = ChatMessage {
+            contribution_id: Some("m3".into()),
+            in_reply_to_contribution_id: Some("m2".into()),
+            ..chat(None)
+        };
+        let sent = [invitation.clone(), parent.id.clone()];
+        let taken = |id: &MsgId| sent.contains(id);
+        let id = chat_message_id(&s, &message, taken).unwrap();
+        assert_eq!(id.to_string(), "<m3@mail.example.com>");
+        let kind = Kind::Chat {
+            message: &message,
+            author: None,
+            additions: &additions,
+            parent: Some(&parent),
+            subject: None,
+        };
+        let raw = compose(&draft(&s, &a, &kind, id, None, now()).unwrap());
+        let m = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(m.message_id(), Some("m3@mail.example.com"));
+        assert_eq!(text(&raw, "In-Reply-To").unwrap(), "m2@mail.example.com");
+        let references = match m.header("References").unwrap() {
+            HeaderValue::TextList(list) => list.join(" "),
+            other => other.as_text().unwrap_or_default().to_owned(),
+        };
+        assert_eq!(
+            references,
+            "c0ffee@mail.example.com chat1@mail.example.com m2@mail.example.com"
+        );
+        // A Contribution-ID the thread already used (the session's own) gets a new id.
+        let reused = ChatMessage {
+            contribution_id: Some("c0ffee".into()),
+            ..chat(None)
+        };
+        let id = chat_message_id(&s, &reused, taken).unwrap();
+        assert_ne!(id, invitation);
+        assert!(id.to_string().starts_with("<iwf."), "{id}");
     }
 
     #[test]
@@ -1459,6 +1577,7 @@ mod tests {
         };
         let facts = MailFacts {
             session: session(),
+            cpim_date_time: None,
             sip_date: None,
         };
         mailer.invite(key.clone(), Box::new(facts));

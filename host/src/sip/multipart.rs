@@ -4,7 +4,9 @@
 //! elements by local name, attributes, entities; no DTDs, no external anything.
 
 use super::message::{ParseError, sanitize};
+use crate::cpim;
 use crate::policy::world::{CopyControl, Recipient};
+use chrono::{DateTime, FixedOffset};
 
 /// One body part: its header fields (full names as sent, values trimmed), its media type
 /// (`type/subtype`, lower-cased, without parameters) and its content.
@@ -133,11 +135,14 @@ pub struct InviteBody {
     pub sdp: Option<Vec<u8>>,
     /// The URI-list of a group invitation, in body order.
     pub recipients: Option<Vec<Recipient>>,
+    /// The DateTime of a `message/cpim` part (the CPM user's first message, when the
+    /// client sends one with the INVITE): AA2's first choice for the mail's Date.
+    pub cpim_date_time: Option<DateTime<FixedOffset>>,
 }
 
 /// Reads the body of an INVITE by its Content-Type: `application/sdp`, or multipart/mixed
-/// with an `application/sdp` part and an optional `application/resource-lists+xml` part.
-/// An empty body is an INVITE without offer. Other types: 415.
+/// with an `application/sdp` part, an optional `application/resource-lists+xml` part and an
+/// optional `message/cpim` part. An empty body is an INVITE without offer. Other types: 415.
 pub fn invite_body(content_type: Option<&str>, body: &[u8]) -> Result<InviteBody, ParseError> {
     if body.is_empty() {
         return Ok(InviteBody::default());
@@ -150,7 +155,7 @@ pub fn invite_body(content_type: Option<&str>, body: &[u8]) -> Result<InviteBody
         "application/sdp" => {
             return Ok(InviteBody {
                 sdp: Some(body.to_vec()),
-                recipients: None,
+                ..InviteBody::default()
             });
         }
         "multipart/mixed" => split(content_type, body)?,
@@ -162,6 +167,7 @@ pub fn invite_body(content_type: Option<&str>, body: &[u8]) -> Result<InviteBody
         }
     };
     let mut out = InviteBody::default();
+    let mut cpim_seen = false;
     for part in parts {
         match part.media_type.as_str() {
             "application/sdp" if out.sdp.is_none() => out.sdp = Some(part.body),
@@ -169,7 +175,15 @@ pub fn invite_body(content_type: Option<&str>, body: &[u8]) -> Result<InviteBody
                 out.recipients =
                     Some(resource_list(&part.body).map_err(|e| bad(format!("bad URI-list: {e}")))?);
             }
-            "application/sdp" | "application/resource-lists+xml" => {
+            // AA2 Date row: the CPIM DateTime (RFC 3862 5.4) of the message sent with the
+            // INVITE. Only its date is the gateway's: the invitation body is the policy's.
+            "message/cpim" if !cpim_seen => {
+                cpim_seen = true;
+                let message = cpim::Message::parse(&part.body)
+                    .map_err(|e| bad(format!("bad message/cpim part: {e}")))?;
+                out.cpim_date_time = message.date_time;
+            }
+            "application/sdp" | "application/resource-lists+xml" | "message/cpim" => {
                 return Err(bad(format!("two {} parts", part.media_type)));
             }
             _ => {} // Other parts are not for the gateway.
@@ -435,6 +449,30 @@ mod tests {
                 ("mailto:dave@example.org", Some("Dave"), CopyControl::To),
             ]
         );
+    }
+
+    #[test]
+    fn a_cpim_part_gives_its_date_time_and_a_bad_one_is_400() {
+        let body = |cpim: &str| {
+            format!(
+                "--b\r\nContent-Type: application/sdp\r\n\r\n{MSRP_SDP}\r\n\
+                 --b\r\nContent-Type: message/cpim\r\n\r\n{cpim}\r\n--b--\r\n"
+            )
+        };
+        let cpim = "From: <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.org>\r\n\
+                    DateTime: 2026-12-01T09:30:00+01:00\r\n\r\n\
+                    Content-Type: text/plain\r\n\r\nhello";
+        let read = invite_body(Some("multipart/mixed; boundary=b"), body(cpim).as_bytes()).unwrap();
+        assert_eq!(read.sdp.as_deref(), Some(MSRP_SDP.as_bytes()));
+        assert_eq!(
+            read.cpim_date_time,
+            Some(DateTime::parse_from_rfc3339("2026-12-01T09:30:00+01:00").unwrap())
+        );
+        let bad = cpim.replace("2026-12-01T09:30:00+01:00", "yesterday");
+        let e =
+            invite_body(Some("multipart/mixed; boundary=b"), body(&bad).as_bytes()).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.to_string().contains("message/cpim"), "{e}");
     }
 
     #[test]
