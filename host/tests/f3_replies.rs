@@ -231,6 +231,35 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
     );
 }
 
+/// EE1 From: the CPM identity the policy's `email-to-cpm` maps the sender to (the test
+/// policy maps `mapped@...`); the sender's mailto URI only where the policy has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f5_the_cpim_from_is_the_policys_email_to_cpm_mapping() {
+    require_peers();
+    let srv = server(&[]);
+    let user = "mapped@example.net";
+    let (gw, sipp, mut client, invitation) =
+        invited("misbehaving", &srv, "f4-chat.xml", "cl13ntM", user).await;
+    let to = address(&parse(&invitation), "From").1;
+    let accept = reply(&invitation, user, "", &plain("accept"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &accept));
+    assert!(said.starts_with("250"), "{said}");
+    let chat = reply(&invitation, user, "", &plain("Mapped, I hope"));
+    let smtp = gw.smtp;
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, user, &to, &chat));
+    let (message, _) = client.receive_message(WAIT).await;
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    let from = cpim.from.as_ref().unwrap();
+    assert_eq!(from.uri, "sip:mapped@ims.example.com");
+    assert_eq!(from.display_name.as_deref(), Some("Bob"));
+    let said = sending.await.unwrap();
+    assert!(said.starts_with("250"), "{said}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_chat() {
     require_peers();

@@ -143,7 +143,27 @@ impl Replies {
         // EE1 DateTime: the e-mail's Date, else now.
         let date = mail.date.unwrap_or_else(|| Utc::now().fixed_offset());
         let name = mail.from.as_ref().and_then(|f| f.name.as_deref());
-        let from = cpim::Address::new(name, &format!("mailto:{sender}"));
+        // One trip to the blocking pool for the policy's two answers: EE1 From (the
+        // e-mail user's CPM identity, `email-to-cpm`) and the MSRP reports to ask for.
+        let email = world::Mailbox {
+            address: sender.to_owned(),
+            display_name: name.map(str::to_owned),
+        };
+        let (policy, facts) = (self.policy.clone(), session.clone());
+        let (identity, reports) = tokio::task::spawn_blocking(move || {
+            let identity = policy.email_to_cpm(&facts.gateway, &email).value;
+            let r = policy.msrp_reports(&facts).value;
+            (
+                identity,
+                (r.success_report, failure_report(r.failure_report)),
+            )
+        })
+        .await
+        .unwrap_or((None, (false, FailureReport::Yes)));
+        // EE1 From: the URI the policy maps the sender to (validated: sip, sips or tel),
+        // else the sender's mailto URI.
+        let uri = identity.unwrap_or_else(|| format!("mailto:{sender}"));
+        let from = cpim::Address::new(name, &uri);
         let user = session.asserted_identity.as_ref().unwrap_or(&session.from);
         let to = cpim::Address::new(user.display_name.as_deref(), &user.uri);
         let wrap = |content_type: &str, body: &[u8]| {
@@ -163,11 +183,6 @@ impl Replies {
         for a in carried {
             parts.push(("message/cpim".to_owned(), wrap(&a.content_type, &a.bytes)));
         }
-        let (policy, facts) = (self.policy.clone(), session.clone());
-        let reports = tokio::task::spawn_blocking(move || policy.msrp_reports(&facts).value)
-            .await
-            .map(|r| (r.success_report, failure_report(r.failure_report)))
-            .unwrap_or((false, FailureReport::Yes));
         let total = parts.len();
         for (n, (content_type, body)) in parts.iter().enumerate() {
             let sent = chat.session.send(content_type, body, reports).await;

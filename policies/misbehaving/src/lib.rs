@@ -17,6 +17,9 @@
 //!   mail (the default never asks), for the tests of RFC 2852 end to end;
 //! - `expire`: well behaved, but gives the e-mail user 2 seconds to answer an invitation
 //!   (the tests of F3's expiry);
+//! - `mapped`: well behaved, asks the e-mail user; and as `email-to-cpm` has no session,
+//!   it keys on the e-mail address: `mapped@...` maps to `sip:mapped@ims.example.com` (the
+//!   default maps only addresses of the gateway's own domain), for the tests of EE1 From;
 //! - anything else: the `default` policy.
 //!
 //! Never shipped: the build puts it beside the real policies for the tests.
@@ -52,6 +55,7 @@ fn misbehave(session: &Session) -> Option<&'static str> {
         "snoop" => Some("snoop"),
         "deliverby" => Some("deliverby"),
         "expire" => Some("expire"),
+        "mapped" => Some("mapped"),
         _ => None,
     }
 }
@@ -91,7 +95,7 @@ impl Guest for Misbehaving {
                 reason: "bad\r\ncode".into(),
             }),
             // Asks the e-mail user, so that the invitation is mailed (with BY=).
-            Some("deliverby" | "expire") => InviteDecision::AskUser,
+            Some("deliverby" | "expire" | "mapped") => InviteDecision::AskUser,
             _ => InviteDecision::AcceptOnBehalf,
         }
     }
@@ -109,6 +113,9 @@ impl Guest for Misbehaving {
         Base::cpm_to_email(gateway, cpm)
     }
     fn email_to_cpm(gateway: Gateway, email: Mailbox) -> Option<String> {
+        if email.address.starts_with("mapped@") {
+            return Some("sip:mapped@ims.example.com".into());
+        }
         Base::email_to_cpm(gateway, email)
     }
     fn group_address(session: Session) -> Mailbox {
