@@ -14,7 +14,7 @@ use common::mail::{Server, server};
 use common::msrp::MsrpClient;
 use common::peers::{self, Peer};
 use iwf::cpim;
-use iwf::msrp::{ByteRange, Method};
+use iwf::msrp::{ByteRange, FailureReport, Method};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -97,9 +97,21 @@ async fn invited(
     session: &str,
     rcpt: &str,
 ) -> (Gateway, Sipp, MsrpClient, Vec<u8>) {
+    invited_private(policy, srv, scenario, session, rcpt, "none").await
+}
+
+/// As [`invited`], the INVITE with `Privacy: <privacy>`.
+async fn invited_private(
+    policy: &str,
+    srv: &Server,
+    scenario: &str,
+    session: &str,
+    rcpt: &str,
+    privacy: &str,
+) -> (Gateway, Sipp, MsrpClient, Vec<u8>) {
     let gw = gateway(policy, srv);
     let port = common::free_port();
-    let sipp = Sipp::start(&gw, scenario, "active", port, session, rcpt);
+    let sipp = Sipp::start_private(&gw, scenario, "active", port, session, rcpt, privacy);
     let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
     let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri]).await;
     // RFC 4975 5.4: the active end binds the connection with a first SEND (empty here).
@@ -228,6 +240,78 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"
+    );
+}
+
+/// Privacy: id (RFC 3323) on a whole session: the invitation comes from a per-session
+/// anonymous address of the gateway's mail domain, the e-mail user answers it, the chat
+/// runs both ways, and no header or envelope of any mail names the CPM user (From
+/// sip:alice@ims.example.com, P-Asserted-Identity tel:+15551234567).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_privacy_id_session_is_answered_and_chats_and_no_mail_names_the_cpm_user() {
+    require_peers();
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) = invited_private(
+        "default",
+        &srv,
+        "f4-chat.xml",
+        "cl13ntP",
+        "bob@example.net",
+        "id",
+    )
+    .await;
+    let (name, anonymous) = address(&parse(&invitation), "From");
+    assert_eq!(name.as_deref(), Some("Anonymous"));
+    assert!(
+        anonymous.starts_with("anon-") && anonymous.ends_with("@mail.iwf.test"),
+        "{anonymous}"
+    );
+    let accept = reply(&invitation, "bob@example.net", "", &plain("accept"));
+    let said =
+        tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &anonymous, &accept));
+    assert!(said.starts_with("250") && said.contains("live"), "{said}");
+    // CPM -> e-mail: a CPIM message whose From names Alice; the mail must not.
+    let cpim = "From: Alice <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
+                Content-Type: text/plain; charset=utf-8\r\n\r\nHi, guess who";
+    let chunks = client
+        .send_message(
+            "prv1",
+            "message/cpim",
+            cpim.as_bytes(),
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    // E-mail -> CPM: the e-mail user answers the anonymous address.
+    let chat = reply(&invitation, "bob@example.net", "", &plain("No idea!"));
+    let smtp = gw.smtp;
+    let to = anonymous.clone();
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to, &chat));
+    let (message, _) = client.receive_message(WAIT).await;
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    assert_eq!(String::from_utf8_lossy(&cpim.body), "No idea!");
+    assert!(sending.await.unwrap().starts_with("250"));
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+    let all = tokio::task::block_in_place(|| mails(&srv, 2));
+    for (meta, eml) in &all {
+        assert_eq!(meta["mail_from"], anonymous.as_str(), "MAIL FROM");
+        let msg = parse(eml);
+        let headers = String::from_utf8_lossy(&eml[..msg.root_part().raw_body_offset() as usize])
+            .to_ascii_lowercase();
+        for leak in ["alice", "15551234567", "ims.example.com"] {
+            assert!(!headers.contains(leak), "{leak} in the headers:\n{headers}");
+        }
+        assert_eq!(address(&msg, "From").1, anonymous);
+    }
+    assert!(
+        parse(&all[1].1)
+            .body_text(0)
+            .unwrap()
+            .starts_with("Hi, guess who")
     );
 }
 

@@ -222,9 +222,10 @@ export const decisions = {
   // EE1, RFC 4975 defaults: no Success-Report, Failure-Report yes.
   msrpReports: (_session) => ({ successReport: false, failureReport: 'yes' }),
 
-  // RFC 3323 4.1.1.3: the anonymous URI, "Anonymous" as display name.
-  anonymousIdentity: (_session) => ({
-    address: 'anonymous@anonymous.invalid',
+  // RFC 3323 4.1.1.3 hides the caller, "Anonymous" as display name; the address stays
+  // answerable: one per session at the gateway's mail domain, from the random session id.
+  anonymousIdentity: (session) => ({
+    address: `anon-${toLocalPart(session.sessionId)}@${session.gateway.mailDomain}`,
     displayName: 'Anonymous',
   }),
 };

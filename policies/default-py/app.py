@@ -243,8 +243,13 @@ class Decisions(exports.Decisions):
         return ReportFlags(success_report=False, failure_report=FailureReport.YES)
 
     def anonymous_identity(self, session: Session) -> Mailbox:
-        """RFC 3323 4.1.1.3: the anonymous URI, "Anonymous" as display name."""
-        return Mailbox(address="anonymous@anonymous.invalid", display_name="Anonymous")
+        """RFC 3323 4.1.1.3 hides the caller, "Anonymous" as display name; the address
+        stays answerable: one per session at the gateway's mail domain, from the random
+        session id, so it names nobody."""
+        return Mailbox(
+            address=f"anon-{to_local_part(session.session_id)}@{session.gateway.mail_domain}",
+            display_name="Anonymous",
+        )
 
 
 def inviter_name(session: Session) -> str:

@@ -130,10 +130,17 @@ pub fn msrp_reports() -> ReportFlags {
     }
 }
 
-/// RFC 3323 anonymous URI with "Anonymous" as display name.
-pub fn anonymous_identity() -> Mailbox {
+/// Privacy: id (RFC 3323, DESIGN.md): `anon-<session-id>@<mail-domain>`, "Anonymous" as
+/// display name. Not RFC 3323's `anonymous.invalid`: the e-mail user must be able to
+/// answer, and servers refuse a `.invalid` envelope sender. The session id is random, so
+/// the address names nothing of the CPM user.
+pub fn anonymous_identity(session: &Session) -> Mailbox {
     Mailbox {
-        address: "anonymous@anonymous.invalid".into(),
+        address: format!(
+            "anon-{}@{}",
+            to_local_part(&session.session_id),
+            session.gateway.mail_domain
+        ),
         display_name: Some("Anonymous".into()),
     }
 }

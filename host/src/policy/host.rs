@@ -344,8 +344,8 @@ impl PolicyHost {
         self.decide(
             Decision::AnonymousIdentity,
             (session,),
-            validate::mailbox,
-            failsafe::anonymous_identity,
+            |answer| validate::anonymous_mailbox(answer, session),
+            || failsafe::anonymous_identity(session),
         )
     }
 

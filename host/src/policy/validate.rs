@@ -68,6 +68,62 @@ pub fn mailbox(mailbox: &Mailbox) -> Check {
     }
 }
 
+/// Privacy: id: the anonymous address must be answerable (at the gateway's mail domain,
+/// where the inbound SMTP listener takes the replies) and must not name the CPM user (no
+/// user part of their From or P-Asserted-Identity in it, RFC 3323 4.1.1.3).
+pub fn anonymous_mailbox(answer: &Mailbox, session: &Session) -> Check {
+    mailbox(answer)?;
+    let (local, domain) = answer.address.rsplit_once('@').unwrap_or_default();
+    if !domain.eq_ignore_ascii_case(&session.gateway.mail_domain) {
+        return Err(format!(
+            "{:?} is not at the gateway's mail domain {}: the e-mail user could not answer",
+            answer.address, session.gateway.mail_domain
+        ));
+    }
+    let local = local.to_ascii_lowercase();
+    let identities = std::iter::once(&session.from).chain(&session.asserted_identity);
+    for identity in identities {
+        let user = identifying_part(&identity.uri);
+        // Short ones ("bob", "42") turn up in a random session id by chance.
+        if user.len() >= 4 && local.contains(&user) {
+            return Err(format!(
+                "{:?} names the CPM user, whose identity Privacy: id hides",
+                answer.address
+            ));
+        }
+        let name = identity.display_name.as_deref().unwrap_or_default();
+        if let Some(display) = &answer.display_name
+            && name.len() >= 4
+            && display
+                .to_ascii_lowercase()
+                .contains(&name.to_ascii_lowercase())
+        {
+            return Err(format!(
+                "display name {display:?} names the CPM user, whose identity Privacy: id hides"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What names a CPM user in their URI, lower-cased: a sip/sips user part, or the digits
+/// of a tel: number (RFC 3966, visual separators and `+` dropped).
+fn identifying_part(uri: &str) -> String {
+    match uri.get(..4) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("tel:") => uri[4..]
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase(),
+        _ => policy_sdk::address::user_part(uri)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+    }
+}
+
 pub fn optional_mailbox(answer: &Option<Mailbox>) -> Check {
     answer.as_ref().map_or(Ok(()), mailbox)
 }
@@ -190,6 +246,39 @@ mod tests {
         assert!(mailbox(&m("a@b.example", Some("Alice"))).is_ok());
         assert!(mailbox(&m("a@b.example\r\nBcc: c@d", None)).is_err());
         assert!(mailbox(&m("a@b.example", Some("A\nBcc: c@d"))).is_err());
+    }
+
+    #[test]
+    fn an_anonymous_address_is_answerable_and_names_nobody() {
+        let mut s = crate::policy::testing::session("mailto:bob@example.net");
+        s.privacy_id = true;
+        s.asserted_identity = Some(Identity {
+            uri: "tel:+15551234567".into(),
+            display_name: None,
+        });
+        let m = |address: &str, name: &str| Mailbox {
+            address: address.into(),
+            display_name: Some(name.into()),
+        };
+        let ok = m("anon-s1a2b3@mail.example.com", "Anonymous");
+        assert!(anonymous_mailbox(&ok, &s).is_ok());
+        assert!(anonymous_mailbox(&m("anon-s1a2b3@MAIL.example.com", "Anon"), &s).is_ok());
+        // Not answerable: RFC 3323's .invalid, or another domain than the gateway's.
+        let invalid = m("anonymous@anonymous.invalid", "Anonymous");
+        assert!(
+            anonymous_mailbox(&invalid, &s)
+                .unwrap_err()
+                .contains("answer")
+        );
+        assert!(anonymous_mailbox(&m("anon-1@example.org", "Anonymous"), &s).is_err());
+        // Naming the CPM user: From's user part, P-Asserted-Identity's, the display name.
+        for named in [
+            m("alice-s1@mail.example.com", "Anonymous"),
+            m("x15551234567@mail.example.com", "Anonymous"),
+            m("anon-s1@mail.example.com", "Alice's alias"),
+        ] {
+            assert!(anonymous_mailbox(&named, &s).is_err(), "{named:?}");
+        }
     }
 
     #[test]

@@ -1266,17 +1266,16 @@ mod tests {
         s.privacy_id = true;
         s.reply_to = Some(s.from.clone());
         let mut d = decisions();
-        d.anonymous = Some(wmailbox(Some("Anonymous"), "anonymous@anonymous.invalid"));
+        let anonymous = "anon-s1a2b3@mail.example.com";
+        d.anonymous = Some(wmailbox(Some("Anonymous"), anonymous));
         d.reply_to = d.user.clone();
         let a = addresses(&s, &d).unwrap();
-        assert_eq!(a.from.addr.as_str(), "anonymous@anonymous.invalid");
-        assert_eq!(
-            a.reply_to.unwrap().addr.as_str(),
-            "anonymous@anonymous.invalid"
-        );
+        assert_eq!(a.from.addr.as_str(), anonymous);
+        assert_eq!(a.reply_to.unwrap().addr.as_str(), anonymous);
+        // AA1: the envelope keeps the privacy, and stays routable.
         assert_eq!(
             envelope(&a_again(&s, &d), None).from.unwrap().as_str(),
-            "anonymous@anonymous.invalid"
+            anonymous
         );
     }
 

@@ -85,12 +85,26 @@ impl Sipp {
         client_session: &str,
         rcpt: &str,
     ) -> Sipp {
+        Sipp::start_private(gw, scenario, setup, msrp_port, client_session, rcpt, "none")
+    }
+
+    /// As [`Sipp::start`], with the INVITE's `Privacy` (RFC 3323: `none`, `id`).
+    pub fn start_private(
+        gw: &Gateway,
+        scenario: &str,
+        setup: &str,
+        msrp_port: u16,
+        client_session: &str,
+        rcpt: &str,
+        privacy: &str,
+    ) -> Sipp {
         let port = msrp_port.to_string();
         let keys = [
             ("setup", setup),
             ("msrp_port", port.as_str()),
             ("client_session", client_session),
             ("rcpt", rcpt),
+            ("privacy", privacy),
         ];
         Sipp::run(gw, scenario, client_session, &keys)
     }

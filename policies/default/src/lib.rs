@@ -241,10 +241,16 @@ impl Guest for DefaultPolicy {
         }
     }
 
-    fn anonymous_identity(_session: Session) -> Mailbox {
-        // RFC 3323 4.1.1.3: the anonymous URI, "Anonymous" as display name.
+    fn anonymous_identity(session: Session) -> Mailbox {
+        // RFC 3323 4.1.1.3 hides who is calling, "Anonymous" as display name; but the
+        // address must stay answerable (not `anonymous.invalid`): one per session at the
+        // gateway's mail domain, from the random session id, so it names nobody.
         Mailbox {
-            address: "anonymous@anonymous.invalid".into(),
+            address: format!(
+                "anon-{}@{}",
+                to_local_part(&session.session_id),
+                session.gateway.mail_domain
+            ),
             display_name: Some("Anonymous".into()),
         }
     }
