@@ -66,6 +66,11 @@ impl RecipientServer {
         })
     }
 
+    /// What reached the server already, without waiting.
+    pub fn ready(&mut self) -> Option<ServerEvent> {
+        self.events.try_recv().ok()
+    }
+
     /// The next thing that reached the server, or `None` when `deadline` passed first.
     pub async fn next(&mut self, deadline: tokio::time::Instant) -> Option<ServerEvent> {
         tokio::time::timeout_at(deadline, self.events.recv())
