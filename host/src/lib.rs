@@ -16,11 +16,14 @@
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
 //! - `gateway`: `iwf run`, the listeners started from a config;
 //! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
-//! - `metrics`: counters and histograms in the Prometheus text format.
+//! - `metrics`: counters and histograms in the Prometheus text format;
+//! - `demo`: `iwf demo`, a whole session through the gateway with built-in actors (CPM
+//!   client, the e-mail user and their SMTP server); the gateway does not use it.
 
 pub mod admin;
 pub mod config;
 pub mod cpim;
+pub mod demo;
 pub mod gateway;
 pub mod hostname;
 pub mod mail;

@@ -34,6 +34,9 @@ enum Command {
     /// Check and test policy components.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Play a whole session (INVITE, invitation, accept, chat both ways, leave) through the
+    /// gateway on loopback with built-in peers, printing its ladder.
+    Demo(iwf::demo::Options),
 }
 
 #[derive(Subcommand)]
@@ -46,19 +49,22 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // The demo's ladder is the output; the gateway's logs only when something is wrong.
+    let quiet = matches!(cli.command, Command::Demo(_));
+    init_logs(cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Run { config } => run(config),
         Command::Policy(cmd) => policy(cmd),
+        Command::Demo(options) => iwf::demo::main(options),
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Escape codes only when stderr
-/// is a terminal: a log file or a journal gets plain text.
-fn init_logs(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`). Escape codes only
+/// when stderr is a terminal: a log file or a journal gets plain text.
+fn init_logs(format: LogFormat, default_filter: &str) {
     use std::io::IsTerminal;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
