@@ -15,7 +15,7 @@
 //! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
 //! - `gateway`: `iwf run`, the listeners started from a config;
-//! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
+//! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`, `/sessions`);
 //! - `metrics`: counters and histograms in the Prometheus text format.
 
 pub mod admin;
