@@ -80,9 +80,12 @@ fn ensure_wasm_target() {
         .filter(|out| out.status.success())
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
     let installed = |sysroot: &Option<PathBuf>| {
-        sysroot
-            .as_ref()
-            .is_some_and(|root| root.join("lib/rustlib").join(WASM_TARGET).join("lib").is_dir())
+        sysroot.as_ref().is_some_and(|root| {
+            root.join("lib/rustlib")
+                .join(WASM_TARGET)
+                .join("lib")
+                .is_dir()
+        })
     };
     if installed(&sysroot) {
         return;

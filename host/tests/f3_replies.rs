@@ -11,8 +11,8 @@ mod common;
 
 use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
 use common::mail::{Server, server};
-use common::peers::{self, Peer};
 use common::msrp::MsrpClient;
+use common::peers::{self, Peer};
 use iwf::cpim;
 use iwf::msrp::{ByteRange, Method};
 use std::net::SocketAddr;

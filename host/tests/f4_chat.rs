@@ -12,8 +12,8 @@ mod common;
 
 use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
 use common::mail::{server, wait_for};
-use common::peers::{self, Peer};
 use common::msrp::{MsrpClient, MsrpListener};
+use common::peers::{self, Peer};
 use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status};
 use iwf::sdp::MsrpUri;
 use std::time::Duration;

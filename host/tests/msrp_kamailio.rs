@@ -27,8 +27,8 @@ mod common;
 
 use common::chat::{Gateway, Sipp, gateway};
 use common::mail::{server, wait_for};
-use common::peers::{self, KAMAILIO, Peer};
 use common::msrp::MsrpClient;
+use common::peers::{self, KAMAILIO, Peer};
 use iwf::msrp::{FailureReport, Flag, Frame, Header, Method, StartLine, Status, TransactId};
 use iwf::sdp::{Host, MsrpUri};
 use mail_parser::MessageParser;
