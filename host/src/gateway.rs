@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::msrp::{self, Disposition, Endpoint, SessionSpec};
 use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
-use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
+use crate::policy::{Decision, Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::msrp::MsrpParams;
 use crate::sdp::uri::Host;
 use crate::session::chat::ChatMessage;
@@ -17,6 +17,7 @@ use crate::session::core::{
 };
 use crate::session::directory::Directory;
 use crate::session::mailer::{ChatMailer, Invited, Mailer};
+use crate::session::registry::{Protocol, Registry};
 use crate::session::replies::{Chat, ChatSessions, Replies, UserEvent};
 use crate::session::stats::SessionStats;
 use crate::sip;
@@ -85,8 +86,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let stats = Arc::new(SessionStats::default());
     let destinations = Arc::new(Destinations::new(&config.smtp.outbound));
     let admin_metrics = (stats.clone(), destinations.clone());
+    // What operators see of the sessions: the session layer writes, the admin API reads.
+    let registry = Arc::new(Registry::default());
+    let admin_sessions = registry.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::admin::serve(admin, admin_policy, admin_metrics).await {
+        let served = crate::admin::serve(admin, admin_policy, admin_metrics, admin_sessions);
+        if let Err(e) = served.await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     });
@@ -108,6 +113,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         &config.smtp.outbound,
         destinations,
         directory.clone(),
+        registry.clone(),
     );
 
     // F4: the one MSRP listener of every session.
@@ -167,6 +173,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         chat_sessions.clone(),
         user_events.clone(),
         stats.clone(),
+        registry.clone(),
     );
     tokio::spawn(crate::smtp::inbound::serve(
         smtp_listener,
@@ -184,6 +191,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             open: chat_sessions,
             ended: chat_ended,
             stats: stats.clone(),
+            registry: registry.clone(),
         },
         expiries: user_events,
         timers: HashMap::new(),
@@ -192,7 +200,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         core,
         policy.clone(),
         mail,
-        stats,
+        Seen { stats, registry },
         requests,
         ended,
         users,
@@ -262,6 +270,7 @@ struct Chats {
     /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
     ended: mpsc::UnboundedSender<(SessionKey, String)>,
     stats: Arc<SessionStats>,
+    registry: Arc<Registry>,
 }
 
 impl Chats {
@@ -276,8 +285,13 @@ impl Chats {
                     wrapped_types: params.peer_accept_wrapped_types.clone(),
                 };
                 self.sessions().insert(key.clone(), chat);
+                let ladder = Ladder {
+                    registry: self.registry.clone(),
+                    id: params.local_path.session_id.as_str().into(),
+                };
                 let stats = self.stats.clone();
-                tokio::spawn(carry_chat(key, events, mailer, self.ended.clone(), stats));
+                let ended = self.ended.clone();
+                tokio::spawn(carry_chat(key, events, mailer, ended, stats, ladder));
             }
             Err(e) => {
                 tracing::warn!(session = %key, error = %e, "MSRP session not opened");
@@ -300,6 +314,18 @@ impl Chats {
     }
 }
 
+/// Where one session's MSRP events go in its ladder (`GET /sessions/{id}`).
+struct Ladder {
+    registry: Arc<Registry>,
+    id: Arc<str>,
+}
+
+impl Ladder {
+    fn msrp(&self, what: std::fmt::Arguments<'_>) {
+        self.registry.record(&self.id, Protocol::Msrp, what);
+    }
+}
+
 /// F4 for one session: each whole MSRP message, in order, mailed by the session's mail
 /// task (BB1, BB2); the response to its last chunk says how that went (step 4). Ends
 /// when the MSRP side ends; a close the IWF did not ask for ends the SIP session too.
@@ -309,13 +335,20 @@ async fn carry_chat(
     mailer: Option<ChatMailer>,
     ended: mpsc::UnboundedSender<(SessionKey, String)>,
     stats: Arc<SessionStats>,
+    ladder: Ladder,
 ) {
     while let Some(event) = events.recv().await {
         match event {
-            msrp::Event::Connected => tracing::debug!(session = %key, "MSRP connected"),
-            // F5 (issue 7) sends towards the CPM side; until then nothing waits for these.
+            msrp::Event::Connected => {
+                tracing::debug!(session = %key, "MSRP connected");
+                ladder.msrp(format_args!("connected"));
+            }
             msrp::Event::DeliveryFailed { message_id, status } => {
-                tracing::info!(session = %key, %message_id, status = status.code, "MSRP message not delivered")
+                tracing::info!(session = %key, %message_id, status = status.code, "MSRP message not delivered");
+                ladder.msrp(format_args!(
+                    "message {message_id} not delivered: {}",
+                    status.code
+                ));
             }
             msrp::Event::Message(message) => {
                 let msrp::Received {
@@ -325,6 +358,7 @@ async fn carry_chat(
                     reply,
                     ..
                 } = *message;
+                ladder.msrp(format_args!("SEND received ({} bytes)", body.len()));
                 let outcome = match (ChatMessage::from_msrp(&content_type, &body), &mailer) {
                     (Ok(message), Some(mailer)) => mailer.send(message).await,
                     (Ok(_), None) => Err(crate::session::chat::unmapped(
@@ -334,9 +368,13 @@ async fn carry_chat(
                 };
                 stats.chat(crate::session::stats::Direction::ToEmail, outcome.is_ok());
                 let disposition = match outcome {
-                    Ok(()) => Disposition::Delivered,
+                    Ok(()) => {
+                        ladder.msrp(format_args!("200 sent: mailed"));
+                        Disposition::Delivered
+                    }
                     Err(refused) => {
                         tracing::info!(session = %key, %message_id, status = refused.status, comment = %refused.comment, "chat message not delivered");
+                        ladder.msrp(format_args!("{} sent: {}", refused.status, refused.comment));
                         Disposition::failed(refused.status, refused.comment)
                     }
                 };
@@ -344,11 +382,19 @@ async fn carry_chat(
             }
             msrp::Event::Closed(reason) => {
                 tracing::info!(session = %key, %reason, "MSRP side ended");
+                ladder.msrp(format_args!("closed: {reason}"));
                 let _ = ended.send((key, reason.to_string()));
                 return;
             }
         }
     }
+}
+
+/// What operators see of the sessions: the gauges of `GET /metrics` and the registry of
+/// `GET /sessions`.
+struct Seen {
+    stats: Arc<SessionStats>,
+    registry: Arc<Registry>,
 }
 
 /// Drives the session core: requests from the transports, decisions, invitation outcomes,
@@ -359,7 +405,7 @@ async fn run_sessions(
     mut core: Core<Replier>,
     policy: Arc<PolicyHost>,
     mut mail: Mail,
-    stats: Arc<SessionStats>,
+    seen: Seen,
     mut requests: mpsc::Receiver<Inbound>,
     mut chats_ended: mpsc::UnboundedReceiver<(SessionKey, String)>,
     mut users: mpsc::UnboundedReceiver<UserEvent>,
@@ -374,7 +420,7 @@ async fn run_sessions(
             }
             Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
             Some((key, outcome, expiry)) = mail.invited.recv() => {
-                stats.invitation(outcome.is_ok());
+                seen.stats.invitation(outcome.is_ok());
                 mail.invited(&key, &outcome, expiry);
                 core.on_invitation(&key, outcome, Instant::now())
             }
@@ -393,21 +439,29 @@ async fn run_sessions(
             } else if let Ok((key, decision)) = decisions.try_recv() {
                 effects.extend(core.on_decision(&key, decision, Instant::now()));
             } else if let Ok((key, outcome, expiry)) = mail.invited.try_recv() {
-                stats.invitation(outcome.is_ok());
+                seen.stats.invitation(outcome.is_ok());
                 mail.invited(&key, &outcome, expiry);
                 effects.extend(core.on_invitation(&key, outcome, Instant::now()));
             } else {
                 break;
             }
         }
-        stats.set(core.sessions(), core.transactions());
+        seen.stats.set(core.sessions(), core.transactions());
+        // Before the effects: a decision or mail they start may record into the entries
+        // this turn opened.
+        seen.registry.apply(core.journal());
         for effect in effects {
             match effect {
                 Effect::Send { peer, bytes } => peer.send(bytes).await,
                 Effect::Decide { key, session } => {
                     let (policy, decided) = (policy.clone(), decided.clone());
+                    let registry = seen.registry.clone();
                     tokio::task::spawn_blocking(move || {
-                        let decision = policy.on_invite(&session).value;
+                        let decision = policy.on_invite(&session);
+                        let answer = invite_answer(&decision.value);
+                        let id = &session.session_id;
+                        registry.decided(id, Decision::OnInvite, &answer, &decision.by);
+                        let decision = decision.value;
                         // The receiver lives as long as this loop; gone means shutting down.
                         let _ = decided.send((key, decision));
                     });
@@ -421,8 +475,17 @@ async fn run_sessions(
                 Effect::SessionClosed { key, notify } => mail.closed(&key, notify),
             }
         }
-        stats.set_mail(mail.mailer.sessions());
-        stats.set_chats(mail.chats.sessions().len());
+        seen.stats.set_mail(mail.mailer.sessions());
+        seen.stats.set_chats(mail.chats.sessions().len());
+    }
+}
+
+/// The on-invite answer as the ladder shows it.
+fn invite_answer(decision: &InviteDecision) -> String {
+    match decision {
+        InviteDecision::AcceptOnBehalf => "accept-on-behalf".into(),
+        InviteDecision::AskUser => "ask-user".into(),
+        InviteDecision::Refuse(status) => format!("refuse {}", status.code),
     }
 }
 

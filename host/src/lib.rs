@@ -8,14 +8,14 @@
 //! - `mail`: the composer of every outgoing mail, with its header and body codecs;
 //! - `smtp`: outgoing SMTP: where to send (MX), the channel to the server, outcomes;
 //! - `msrp`: the MSRP codec without I/O (RFC 4975 frames, streaming decoder, chunk
-//!   reassembly); the endpoint comes with F4/F5;
+//!   reassembly) and the endpoint of F4/F5;
 //! - `cpim`: message/cpim (RFC 3862) with the IMDN fields (RFC 5438);
 //! - `hostname`: the DNS host-name check every URI and mail domain shares;
 //! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
 //! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
 //! - `gateway`: `iwf run`, the listeners started from a config;
-//! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`);
+//! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`, `/sessions`);
 //! - `metrics`: counters and histograms in the Prometheus text format;
 //! - `demo`: `iwf demo`, a whole session through the gateway with built-in actors (CPM
 //!   client, the e-mail user and their SMTP server); the gateway does not use it.

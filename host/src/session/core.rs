@@ -34,6 +34,7 @@ use crate::policy::world::{
 };
 use crate::sdp::msrp::{self, Answer, LocalMsrp, MsrpParams, Offer};
 use crate::sdp::uri::Host;
+use crate::session::registry::{Journal, Phase as Shown};
 use crate::sip::cpm::CpmInvite;
 use crate::sip::dialog::{Dialog, Target};
 use crate::sip::message::{
@@ -47,6 +48,7 @@ use chrono::{DateTime, FixedOffset};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the core needs to know of the gateway.
@@ -196,8 +198,8 @@ enum State<P> {
 
 /// One CPM session for an e-mail user.
 struct Session<P> {
-    /// The MSRP session id (in logs; the MSRP endpoint, issue 6).
-    id: String,
+    /// The MSRP session id: the session's id in logs, mail tokens and `GET /sessions`.
+    id: Arc<str>,
     /// Where the INVITE came from, and over what: the IWF's requests in the dialog go out
     /// through it ([`Peer::toward`]).
     peer: P,
@@ -226,6 +228,8 @@ pub struct Core<P> {
     acks: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     /// The sessions Ending, by their BYE's client transaction.
     byes: HashMap<TransactionKey, SessionKey>,
+    /// What operators see of the sessions, changed this turn (`session::registry`).
+    journal: Journal,
 }
 
 impl<P: Peer> Core<P> {
@@ -237,7 +241,13 @@ impl<P: Peer> Core<P> {
             sessions: HashMap::new(),
             acks: BinaryHeap::new(),
             byes: HashMap::new(),
+            journal: Journal::default(),
         }
+    }
+
+    /// The sessions' changes since the driver last applied them to the registry.
+    pub fn journal(&mut self) -> &mut Journal {
+        &mut self.journal
     }
 
     /// Sessions held (pending, or with a dialog).
@@ -302,6 +312,8 @@ impl<P: Peer> Core<P> {
             InviteDecision::AskUser => {
                 // 5.2.4.2.4: ask the e-mail user; the INVITE stays pending on the mail.
                 tracing::info!(session = %session.id, %key, "policy asks the e-mail user: mailing the invitation");
+                self.journal
+                    .phase(&session.id, now, Shown::PendingInvitation);
                 let mail = session.facts.clone();
                 self.sessions.insert(
                     key.clone(),
@@ -319,6 +331,9 @@ impl<P: Peer> Core<P> {
                 let State::Pending(pending) = &session.state else {
                     return Vec::new();
                 };
+                self.journal
+                    .sip(&session.id, now, format_args!("{} sent", status.code));
+                self.journal.closed(&session.id, now);
                 self.respond(&pending.invite, status.code, &key.local_tag, &[], None, now)
             }
         }
@@ -349,6 +364,9 @@ impl<P: Peer> Core<P> {
                 let State::Pending(pending) = &session.state else {
                     return Vec::new();
                 };
+                let sent = format_args!("{} {} sent (AA3)", status.code, status.reason);
+                self.journal.sip(&session.id, now, sent);
+                self.journal.closed(&session.id, now);
                 // AA3: the status and its reason phrase as the policy chose them.
                 let warning = warning_value(AGENT, &warning);
                 let extra = [("Warning", warning.as_str())];
@@ -376,6 +394,7 @@ impl<P: Peer> Core<P> {
         let mut sent = self.answer_2xx(&pending.invite, tag, record_route, &body, now);
         let Some(phase) = self.awaiting_ack(&sent, cseq, invited, now) else {
             // No 2xx went out (the transaction is gone): the mail side lets go too.
+            self.journal.closed(&session.id, now);
             if session.mailed {
                 sent.push(Effect::SessionClosed {
                     key: key.clone(),
@@ -399,6 +418,9 @@ impl<P: Peer> Core<P> {
             msrp: Box::new(session.answer.params.clone()),
         });
         sent.splice(0..0, first);
+        self.journal
+            .sip(&session.id, now, "200 OK sent (SDP answer)");
+        self.journal.phase(&session.id, now, Shown::AwaitingAck);
         let state = State::Dialog(pending.dialog, phase);
         let session = Session {
             state,
@@ -419,12 +441,22 @@ impl<P: Peer> Core<P> {
     }
 
     /// Frees session `key`; the mail side is told when it holds state for it.
-    fn free(&mut self, key: &SessionKey, notify: bool) -> Vec<Effect<P>> {
-        self.sessions
-            .remove(key)
+    fn free(&mut self, key: &SessionKey, notify: bool, now: Instant) -> Vec<Effect<P>> {
+        let session = self.sessions.remove(key);
+        if let Some(session) = &session {
+            self.journal.closed(&session.id, now);
+        }
+        session
             .and_then(|session| Self::closed_effect(key, &session, notify))
             .into_iter()
             .collect()
+    }
+
+    /// Records a SIP event of session `key`, when held (for calls that know only the key).
+    fn note(&mut self, key: &SessionKey, now: Instant, what: fmt::Arguments<'_>) {
+        if let Some(session) = self.sessions.get(key) {
+            self.journal.sip(&session.id, now, what);
+        }
     }
 
     /// Where the e-mail user stands in session `key` (the policy's `session-phase`):
@@ -452,7 +484,10 @@ impl<P: Peer> Core<P> {
             return false;
         };
         match phase {
-            Phase::Invited => *phase = Phase::Live,
+            Phase::Invited => {
+                *phase = Phase::Live;
+                self.journal.phase(id, Instant::now(), Shown::Live);
+            }
             // Accepted before the ACK came: the ACK then makes it live.
             Phase::AwaitingAck(a) if a.invited => a.invited = false,
             _ => return false,
@@ -491,8 +526,9 @@ impl<P: Peer> Core<P> {
             }
             Some(State::Pending(pending)) => {
                 let invite = pending.invite.clone();
+                self.note(key, now, format_args!("480 sent: {}", reason.text));
                 let mut out = self.refuse(&invite, 480, &key.local_tag, &reason.text, now);
-                out.extend(self.free(key, false));
+                out.extend(self.free(key, false, now));
                 out
             }
             Some(State::Dialog(_, Phase::Ending { .. })) => Vec::new(),
@@ -533,6 +569,9 @@ impl<P: Peer> Core<P> {
         match started {
             Ok((bye, outputs)) => {
                 tracing::info!(session = %session.id, %key, cause = reason.cause, text = %reason.text, "BYE sent");
+                let sent = format_args!("BYE sent ({}: {})", reason.cause, reason.text);
+                self.journal.sip(&session.id, now, sent);
+                self.journal.phase(&session.id, now, Shown::Ending);
                 *phase = Phase::Ending { bye: bye.clone() };
                 self.byes.insert(bye, key.clone());
                 let transport = session.transport;
@@ -540,7 +579,7 @@ impl<P: Peer> Core<P> {
             }
             Err(e) => {
                 tracing::warn!(session = %session.id, %key, error = %e, "BYE not sent; session freed");
-                self.free(key, false)
+                self.free(key, false, now)
             }
         }
     }
@@ -644,11 +683,19 @@ impl<P: Peer> Core<P> {
                 }
                 Action::Cancelled => out.extend(self.on_cancelled(&key, now)),
                 Action::Response(response) => {
-                    if response.status().is_some_and(|s| s >= 200) {
-                        out.extend(self.on_request_done(&key));
+                    if let Some(status) = response.status().filter(|s| *s >= 200) {
+                        let how = format_args!("{status} received for the BYE");
+                        out.extend(self.on_request_done(&key, how, now));
                     }
                 }
-                Action::Timeout | Action::TransportError => out.extend(self.on_request_done(&key)),
+                Action::Timeout => {
+                    let how = format_args!("no response to the BYE");
+                    out.extend(self.on_request_done(&key, how, now))
+                }
+                Action::TransportError => {
+                    let how = format_args!("BYE not delivered (transport error)");
+                    out.extend(self.on_request_done(&key, how, now))
+                }
                 Action::Terminated => {}
             }
         }
@@ -657,7 +704,12 @@ impl<P: Peer> Core<P> {
 
     /// The IWF's request `request` ended (a final response, Timer F or a transport error):
     /// a session Ending on it is freed (15.1.1; 481 and 408 end the dialog too, 12.2.1.2).
-    fn on_request_done(&mut self, request: &TransactionKey) -> Vec<Effect<P>> {
+    fn on_request_done(
+        &mut self,
+        request: &TransactionKey,
+        how: fmt::Arguments<'_>,
+        now: Instant,
+    ) -> Vec<Effect<P>> {
         let Some(key) = self.byes.remove(request) else {
             return Vec::new();
         };
@@ -668,11 +720,12 @@ impl<P: Peer> Core<P> {
                 ..
             }) if bye == request => {
                 tracing::info!(session = %id, "BYE done: session closed");
+                self.journal.sip(id, now, how);
             }
             _ => return Vec::new(),
         }
         // The IWF ended it: the mail side only QUITs.
-        self.free(&key, false)
+        self.free(&key, false, now)
     }
 
     /// 9.2: a CANCEL reached the INVITE `invite` before its final response. The INVITE is
@@ -686,6 +739,9 @@ impl<P: Peer> Core<P> {
         let tag = match key.and_then(|key| self.sessions.remove_entry(&key)) {
             Some((key, session)) => {
                 tracing::info!(session = %session.id, %key, "INVITE cancelled while pending");
+                self.journal
+                    .sip(&session.id, now, "CANCEL received: 487 sent");
+                self.journal.closed(&session.id, now);
                 // An invitation in flight: the mail side closes its channel once it is done.
                 closed.extend(Self::closed_effect(&key, &session, true));
                 key.local_tag
@@ -747,12 +803,15 @@ impl<P: Peer> Core<P> {
             if let Phase::AwaitingAck(a) = phase
                 && request.cseq().is_some_and(|(n, _)| n == a.cseq)
             {
+                self.journal.sip(id, now, "ACK received");
                 if a.invited {
                     *phase = Phase::Invited;
                     tracing::info!(session = %id, "session invited: awaiting the e-mail user");
+                    self.journal.phase(id, now, Shown::AwaitingAnswer);
                 } else {
                     *phase = Phase::Live;
                     tracing::info!(session = %id, "session live");
+                    self.journal.phase(id, now, Shown::Live);
                 }
             }
             return Vec::new();
@@ -772,8 +831,9 @@ impl<P: Peer> Core<P> {
             "BYE" => {
                 // F6 (5.2.4.2.6): 200 OK at once, then the mail side's CC2 and QUIT.
                 tracing::info!(session = %id, "BYE: session closed");
+                self.journal.sip(id, now, "BYE received: 200 sent");
                 let mut out = self.respond(tx, 200, "", &[], None, now);
-                out.extend(self.free(&key, true));
+                out.extend(self.free(&key, true, now));
                 out
             }
             "INVITE" => self.on_reinvite(&key, tx, request, now),
@@ -794,6 +854,7 @@ impl<P: Peer> Core<P> {
         let Some(session) = self.sessions.get(key) else {
             return Vec::new();
         };
+        self.journal.sip(&session.id, now, "re-INVITE received");
         if let State::Dialog(_, Phase::AwaitingAck(_)) = session.state {
             // 14.2: the last offer/answer is not complete before its ACK.
             let retry = [("Retry-After", "1")];
@@ -814,6 +875,8 @@ impl<P: Peer> Core<P> {
             },
         };
         if !same_media {
+            self.journal
+                .sip(&session.id, now, "488 sent: the media may not change");
             return self.refuse(
                 tx,
                 488,
@@ -839,6 +902,8 @@ impl<P: Peer> Core<P> {
             }
             *current = phase;
             tracing::info!(session = %id, "re-INVITE: session refreshed");
+            self.journal.sip(id, now, "200 OK sent (the same answer)");
+            self.journal.phase(id, now, Shown::AwaitingAck);
             self.watch_ack(key);
         }
         sent
@@ -908,10 +973,16 @@ impl<P: Peer> Core<P> {
         });
         let facts = cpm.session(&session_id, self.config.gateway.clone(), group);
         tracing::debug!(session = %session_id, %key, "INVITE pending on the policy's decision");
+        let id: Arc<str> = session_id.into();
+        let email_user = facts.request_uri.trim_start_matches("mailto:");
+        let cpm_user = &facts.asserted_identity.as_ref().unwrap_or(&facts.from).uri;
+        self.journal.opened(&id, now, email_user, cpm_user);
+        self.journal
+            .sip(&id, now, "INVITE received: 100 Trying sent");
         self.sessions.insert(
             key.clone(),
             Box::new(Session {
-                id: session_id,
+                id,
                 peer,
                 transport,
                 offer,
@@ -1091,6 +1162,7 @@ mod tests {
     use super::*;
     use crate::policy::world::SipStatus;
     use crate::policy::{PolicyHost, PolicySource};
+    use crate::session::registry::{Entry, Registry};
     use crate::sip::message::{Limits as SipLimits, parse};
     use std::path::PathBuf;
 
@@ -1796,5 +1868,99 @@ mod tests {
         let effects = core.on_decision(&key, decision, now);
         assert!(mail_invitation(&effects).is_some());
         assert_eq!(core.sessions(), 1);
+    }
+
+    /// The registry after the core's journal of this turn is applied.
+    fn shown(core: &mut Core<To>, registry: &Registry) -> Vec<Entry> {
+        registry.apply(core.journal());
+        let page = registry.page(None, 10);
+        page.sessions.into_iter().map(|(_, entry)| entry).collect()
+    }
+
+    fn ladder(entry: &Entry) -> Vec<&str> {
+        entry.ladder.events().map(|e| e.what.as_str()).collect()
+    }
+
+    #[test]
+    fn the_registry_shows_an_f1_session_s_ladder_and_phase_and_forgets_it_at_the_bye() {
+        let (mut core, registry, now) = (core(), Registry::default(), Instant::now());
+        let (key, _) = live(&mut core, now);
+        let live = shown(&mut core, &registry);
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].phase, Shown::Live);
+        assert_eq!(&*live[0].email_user, "bob@example.net");
+        assert_eq!(&*live[0].cpm_user, "sip:alice@ims.example.com");
+        assert_eq!(
+            ladder(&live[0]),
+            [
+                "INVITE received: 100 Trying sent",
+                "200 OK sent (SDP answer)",
+                "ACK received"
+            ]
+        );
+        in_dialog(&mut core, &key, "BYE", 2, "", "", now);
+        assert!(shown(&mut core, &registry).is_empty());
+    }
+
+    #[test]
+    fn the_registry_forgets_a_session_whichever_way_it_ends() {
+        let (registry, now) = (Registry::default(), Instant::now());
+        let decline = SipStatus {
+            code: 603,
+            reason: "Decline".into(),
+        };
+        let reason = EndReason {
+            cause: 200,
+            text: "the e-mail user left".into(),
+        };
+
+        let mut core = self::core();
+        let key = invite(&mut core, now);
+        assert_eq!(shown(&mut core, &registry)[0].phase, Shown::PendingDecision);
+        core.on_decision(&key, InviteDecision::Refuse(decline.clone()), now);
+        assert!(shown(&mut core, &registry).is_empty(), "refused");
+
+        let mut core = self::core();
+        invite(&mut core, now);
+        core.on_request(cancel_of_the_invite(), Transport::Datagram, To::Source, now);
+        assert!(shown(&mut core, &registry).is_empty(), "cancelled");
+
+        let mut core = self::core();
+        let key = invite_asking_the_user(&mut core, now);
+        assert_eq!(
+            shown(&mut core, &registry)[0].phase,
+            Shown::PendingInvitation
+        );
+        let warning = "SMTP rcpt-to failure (permanent): 550".to_string();
+        core.on_invitation(&key, Err((decline, warning)), now);
+        assert!(shown(&mut core, &registry).is_empty(), "invitation refused");
+
+        let mut core = self::core();
+        let key = invite_asking_the_user(&mut core, now);
+        core.end_session(&key, &reason, now);
+        assert!(
+            shown(&mut core, &registry).is_empty(),
+            "ended while pending"
+        );
+
+        let mut core = self::core();
+        let key = invite_asking_the_user(&mut core, now);
+        core.on_invitation(&key, Ok(()), now);
+        in_dialog(&mut core, &key, "ACK", 1, "", "", now);
+        assert_eq!(shown(&mut core, &registry)[0].phase, Shown::AwaitingAnswer);
+        let bye = sent(&core.end_session(&key, &reason, now)).remove(0);
+        let ending = shown(&mut core, &registry);
+        assert_eq!(ending[0].phase, Shown::Ending);
+        assert_eq!(
+            ladder(&ending[0]),
+            [
+                "INVITE received: 100 Trying sent",
+                "200 OK sent (SDP answer)",
+                "ACK received",
+                "BYE sent (200: the e-mail user left)"
+            ]
+        );
+        core.on_response(response_to(&bye, 200), now);
+        assert!(shown(&mut core, &registry).is_empty(), "ended by the IWF");
     }
 }

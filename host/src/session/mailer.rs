@@ -12,14 +12,15 @@
 use super::chat::{self, ChatMessage, Refused};
 use super::core::{InvitationOutcome, MailFacts, SessionKey};
 use super::directory::Directory;
+use super::registry::{Protocol, Registry};
 use crate::config::SmtpOutboundConfig;
 use crate::mail::header::HeaderError;
 use crate::mail::{AddrSpec, AutoSubmitted, Draft, Mailbox, MsgId, XPriority, aa2, compose};
-use crate::policy::PolicyHost;
 use crate::policy::world::{
     self, Additions, ChatContext, CopyControl, Identity, InvitationMail, MailKind, Notification,
     Session as PolicySession, SipStatus,
 };
+use crate::policy::{Decision, PolicyHost};
 use crate::smtp::{
     self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
 };
@@ -47,6 +48,8 @@ struct Shared {
     destinations: Arc<Destinations>,
     /// Where replies find their session: addresses and every Message-ID sent.
     directory: Arc<Directory>,
+    /// The sessions' ladders: each mail's SMTP outcome goes there.
+    registry: Arc<Registry>,
 }
 
 /// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
@@ -116,6 +119,7 @@ impl Mailer {
         config: &SmtpOutboundConfig,
         destinations: Arc<Destinations>,
         directory: Arc<Directory>,
+        registry: Arc<Registry>,
     ) -> (Self, mpsc::UnboundedReceiver<Invited>) {
         let (outcomes, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -126,6 +130,7 @@ impl Mailer {
             deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
             destinations,
             directory,
+            registry,
         });
         let mailer = Self {
             shared,
@@ -814,8 +819,14 @@ async fn refusal(
     failure: SmtpFailure,
 ) -> (SipStatus, String) {
     let warning = warning_text(&failure);
-    let (policy, session, failure) = (shared.policy.clone(), session.clone(), failure.into());
-    let status = blocking(move || policy.smtp_failure_status(&session, &failure).value).await;
+    let (policy, facts, failure) = (shared.policy.clone(), session.clone(), failure.into());
+    let decided = blocking(move || policy.smtp_failure_status(&facts, &failure)).await;
+    let status = decided.map(|decided| {
+        let answer = decided.value.code.to_string();
+        let (id, which) = (&session.session_id, Decision::SmtpFailureStatus);
+        shared.registry.decided(id, which, &answer, &decided.by);
+        decided.value
+    });
     let status = status.unwrap_or(SipStatus {
         code: 500,
         reason: "Server Internal Error".into(),
@@ -877,7 +888,17 @@ async fn invite(
     // Steps 1-2: DNS (or the smart host) and the channel to the recipients' servers; step
     // 4: the mail transaction; step 5: its outcome.
     let (from, id) = (thread.from.clone(), &session.session_id);
-    match send(shared, &mut thread, from, deliver_by, &message, id).await {
+    match send(
+        shared,
+        &mut thread,
+        from,
+        deliver_by,
+        &message,
+        id,
+        "invitation",
+    )
+    .await
+    {
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "invitation mailed");
             thread.sent(message_id, draft.references);
@@ -929,7 +950,9 @@ async fn close(shared: &Arc<Shared>, session: &PolicySession, mut thread: Thread
                 Ok(draft) => {
                     let by = deliver_by.as_ref().and_then(DeliverBy::from_policy);
                     let from = thread.from.clone();
-                    match send(shared, &mut thread, from, by, &compose(&draft), id).await {
+                    let mail = compose(&draft);
+                    let closing = "session-closed mail";
+                    match send(shared, &mut thread, from, by, &mail, id, closing).await {
                         Ok(()) => tracing::info!(session = %id, "session-closed mail sent"),
                         Err(failure) => {
                             tracing::warn!(session = %id, %failure, "session-closed mail not sent")
@@ -957,7 +980,8 @@ async fn quit_all(thread: &mut Thread, id: &str) {
 /// One mail of the session, MAIL FROM `from` with `deliver_by`, to each destination with
 /// that destination's recipients. Taken when any destination took it, as a server taking
 /// some recipients of a transaction is (RFC 5321 3.3); a destination that refused it is
-/// logged. When none did, the first destination's failure says why.
+/// logged. When none did, the first destination's failure says why. `what` names the
+/// mail in the session's ladder.
 async fn send(
     shared: &Arc<Shared>,
     thread: &mut Thread,
@@ -965,6 +989,7 @@ async fn send(
     deliver_by: Option<DeliverBy>,
     message: &[u8],
     id: &str,
+    what: &str,
 ) -> Result<(), SmtpFailure> {
     let several = thread.routes.len() > 1;
     let mut taken = false;
@@ -975,7 +1000,7 @@ async fn send(
             to: route.to.clone(),
             deliver_by,
         };
-        match send_on(shared, route, &envelope, message, id).await {
+        match send_on(shared, route, &envelope, message, id, what).await {
             Ok(()) => taken = true,
             Err(failure) => {
                 if several {
@@ -1005,19 +1030,33 @@ async fn send_on(
     envelope: &Envelope,
     message: &[u8],
     id: &str,
+    what: &str,
 ) -> Result<(), SmtpFailure> {
     let mut kept = route.channel.is_some();
+    let ladder = |text: std::fmt::Arguments<'_>| shared.registry.record(id, Protocol::Smtp, text);
     loop {
         let mut channel = match route.channel.take().filter(Channel::is_open) {
             Some(channel) => channel,
             None => {
                 let (router, settings) = (&shared.router, &shared.settings);
-                smtp::connect(router, settings, &shared.destinations, &route.domain).await?
+                let domain = &route.domain;
+                match smtp::connect(router, settings, &shared.destinations, domain).await {
+                    Ok(channel) => channel,
+                    Err(failure) => {
+                        ladder(format_args!("{what}: no channel: {failure}"));
+                        return Err(failure);
+                    }
+                }
             }
         };
         match channel.send(envelope, message).await {
             Ok(sent) => {
                 tracing::debug!(session = %id, host = %channel.host(), reply = sent.reply.code, "mail taken");
+                ladder(format_args!(
+                    "{what} {} from {}",
+                    sent.reply.code,
+                    channel.host()
+                ));
                 route.channel = Some(channel);
                 return Ok(());
             }
@@ -1028,6 +1067,11 @@ async fn send_on(
                 kept = false;
             }
             Err(failed) => {
+                ladder(format_args!(
+                    "{what} refused by {}: {}",
+                    channel.host(),
+                    failed.failure
+                ));
                 route.channel = Some(channel).filter(Channel::is_open);
                 return Err(failed.failure);
             }
@@ -1111,7 +1155,7 @@ async fn chat_mail(
     // BB1: the session's recipients, MAIL FROM the author's address in a 1-1 chat.
     let from = Some(draft.from.addr.clone());
     let by = decided.deliver_by.as_ref().and_then(DeliverBy::from_policy);
-    match send(shared, thread, from, by, &compose(&draft), &id).await {
+    match send(shared, thread, from, by, &compose(&draft), &id, "chat mail").await {
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "chat message mailed");
             shared.directory.sent(key, &bare(&message_id));
@@ -1569,6 +1613,7 @@ mod tests {
             &config,
             Arc::new(Destinations::new(&config)),
             directory,
+            Arc::new(Registry::default()),
         );
         let key = SessionKey {
             call_id: "c".into(),

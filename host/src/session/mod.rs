@@ -10,7 +10,8 @@
 //! - `chat`: F4 between MSRP and the mailer: a complete MSRP message as a chat message
 //!   (CPIM unwrapped) and the MSRP status of its mail's outcome.
 //!
-//! - `stats`: the session gauges for `GET /metrics`.
+//! - `stats`: the session gauges for `GET /metrics`;
+//! - `registry`: the sessions and their ladders as operators see them (`GET /sessions`).
 //!
 //! Must not touch sockets or clocks: the driver in `gateway` feeds it and sends its bytes.
 
@@ -18,5 +19,6 @@ pub mod chat;
 pub mod core;
 pub mod directory;
 pub mod mailer;
+pub mod registry;
 pub mod replies;
 pub mod stats;

@@ -13,13 +13,14 @@
 
 use super::core::SessionKey;
 use super::directory::{Directory, Entry};
+use super::registry::{Protocol, Registry};
 use super::stats::{Direction, SessionStats};
 use crate::cpim;
 use crate::mail::inbound::{self, Attachment, InboundMail, Kind};
 use crate::msrp::transaction::accepts;
 use crate::msrp::{FailureReport, MsrpSession, SendError};
-use crate::policy::PolicyHost;
 use crate::policy::world::{self, Reply, ReplyAction, SessionPhase};
+use crate::policy::{Decision, PolicyHost};
 use crate::smtp::inbound::{Delivery, EnvelopeSoFar, ReceivedMail, Verdict};
 use chrono::Utc;
 use std::collections::HashMap;
@@ -72,6 +73,8 @@ pub struct Replies {
     chats: ChatSessions,
     core: mpsc::UnboundedSender<UserEvent>,
     stats: Arc<SessionStats>,
+    /// The sessions' ladders: each reply, its interpretation and its MSRP SENDs.
+    registry: Arc<Registry>,
 }
 
 impl Replies {
@@ -81,6 +84,7 @@ impl Replies {
         chats: ChatSessions,
         core: mpsc::UnboundedSender<UserEvent>,
         stats: Arc<SessionStats>,
+        registry: Arc<Registry>,
     ) -> Self {
         Self {
             directory,
@@ -88,6 +92,7 @@ impl Replies {
             chats,
             core,
             stats,
+            registry,
         }
     }
 
@@ -187,6 +192,19 @@ impl Replies {
         for (n, (content_type, body)) in parts.iter().enumerate() {
             let sent = chat.session.send(content_type, body, reports).await;
             self.stats.chat(Direction::ToCpm, sent.is_ok());
+            let id = &session.session_id;
+            match &sent {
+                Ok(_) => self.registry.record(
+                    id,
+                    Protocol::Msrp,
+                    format_args!("SEND {}/{total} delivered", n + 1),
+                ),
+                Err(e) => self.registry.record(
+                    id,
+                    Protocol::Msrp,
+                    format_args!("SEND {}/{total} failed: {e}", n + 1),
+                ),
+            }
             match sent {
                 Ok(delivered) => {
                     tracing::info!(session = %entry.key, message_id = %delivered.message_id, part = n + 1, parts = total, "e-mail delivered to the chat");
@@ -282,6 +300,9 @@ impl Replies {
         let Some(phase) = self.phase(&entry.key).await else {
             return Verdict::no_such_recipient("the chat session has ended");
         };
+        let id = &entry.facts.session.session_id;
+        self.registry
+            .record(id, Protocol::Smtp, "mail from the e-mail user received");
         let reply = Reply {
             phase,
             sender: world::Mailbox {
@@ -293,11 +314,15 @@ impl Replies {
             headers: policy_headers(&mail),
         };
         let (policy, facts) = (self.policy.clone(), entry.facts.session.clone());
-        let Ok(action) =
-            tokio::task::spawn_blocking(move || policy.interpret_reply(&facts, &reply).value).await
+        let Ok(decided) =
+            tokio::task::spawn_blocking(move || policy.interpret_reply(&facts, &reply)).await
         else {
             return Verdict::try_later("the reply could not be interpreted");
         };
+        let answer = reply_answer(&decided.value);
+        self.registry
+            .decided(id, Decision::InterpretReply, answer, &decided.by);
+        let action = decided.value;
         let key = &entry.key;
         match action {
             ReplyAction::Accept => {
@@ -326,6 +351,17 @@ impl Replies {
                 Verdict::accepted(format!("taken, nothing to do: {why}"))
             }
         }
+    }
+}
+
+/// The interpret-reply answer as the ladder shows it (the chat text stays out of it).
+fn reply_answer(action: &ReplyAction) -> &'static str {
+    match action {
+        ReplyAction::Accept => "accept",
+        ReplyAction::Reject => "reject",
+        ReplyAction::Leave => "leave",
+        ReplyAction::Chat(_) => "chat",
+        ReplyAction::Ignore(_) => "ignore",
     }
 }
 

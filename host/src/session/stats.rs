@@ -78,7 +78,7 @@ impl SessionStats {
             out,
             "iwf_sip_sessions",
             "gauge",
-            "CPM sessions held (awaiting ACK or live).",
+            "CPM sessions held: pending (on the policy or the invitation), awaiting ACK, awaiting the e-mail user, live or ending.",
         );
         let _ = writeln!(
             out,

@@ -1,7 +1,14 @@
 //! The admin listener (`[admin] listen`): `GET /metrics` (Prometheus text), `GET /healthz`,
-//! `GET /policy` (what policy is served), `POST /policy/reload` (hot swap now).
+//! `GET /policy` (what policy is served), `POST /policy/reload` (hot swap now), and the
+//! sessions (`sessions`: `GET /sessions`, `GET /sessions/{id}`).
+//!
+//! Reads what the layers publish (policy host, stats, session registry); changes nothing
+//! but the served policy.
+
+mod sessions;
 
 use crate::policy::{PolicyHost, Reloaded, reload};
+use crate::session::registry::Registry;
 use crate::session::stats::SessionStats;
 use crate::smtp::Destinations;
 use axum::extract::State;
@@ -21,15 +28,22 @@ pub type Metrics = (Arc<SessionStats>, Arc<Destinations>);
 struct Admin {
     policy: Arc<PolicyHost>,
     metrics: Metrics,
+    sessions: Arc<Registry>,
 }
 
-pub fn router(policy: Arc<PolicyHost>, metrics: Metrics) -> Router {
+pub fn router(policy: Arc<PolicyHost>, metrics: Metrics, sessions: Arc<Registry>) -> Router {
     Router::new()
         .route("/metrics", get(self::metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/policy", get(policy_info))
         .route("/policy/reload", post(policy_reload))
-        .with_state(Admin { policy, metrics })
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", get(sessions::one))
+        .with_state(Admin {
+            policy,
+            metrics,
+            sessions,
+        })
 }
 
 /// Serves the admin API on `listener` until the process ends.
@@ -37,8 +51,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     policy: Arc<PolicyHost>,
     metrics: Metrics,
+    sessions: Arc<Registry>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(policy, metrics)).await
+    axum::serve(listener, router(policy, metrics, sessions)).await
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {
@@ -92,6 +107,12 @@ async fn policy_reload(State(admin): State<Admin>) -> Response {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix time in milliseconds.
+fn rfc3339_ms(ms: u64) -> String {
+    let seconds = humantime_rfc3339(ms / 1000);
+    format!("{}.{:03}Z", seconds.trim_end_matches('Z'), ms % 1000)
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (civil-from-days, H. Hinnant's algorithm).
 fn humantime_rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
@@ -125,6 +146,10 @@ mod tests {
         assert_eq!(
             super::humantime_rfc3339(951_782_400),
             "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            super::rfc3339_ms(1_795_650_000_042),
+            "2026-11-25T23:40:00.042Z"
         );
     }
 }
