@@ -315,6 +315,49 @@ async fn f3_a_privacy_id_session_is_answered_and_chats_and_no_mail_names_the_cpm
     );
 }
 
+/// BB2 From of a 1-1 chat mail is its CPIM author's address, which can differ from the
+/// invitation's (here sip:alice@ims.example.com against P-Asserted-Identity tel:...): a
+/// reply to that address reaches the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f5_a_reply_to_a_chat_mail_from_its_authors_address_reaches_the_session() {
+    require_peers();
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) =
+        invited("default", &srv, "f4-chat.xml", "cl13ntR", "bob@example.net").await;
+    let invited_from = address(&parse(&invitation), "From").1;
+    let accept = reply(&invitation, "bob@example.net", "", &plain("accept"));
+    let said =
+        tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &invited_from, &accept));
+    assert!(said.starts_with("250"), "{said}");
+    let cpim = "From: Alice <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
+                Content-Type: text/plain; charset=utf-8\r\n\r\nFrom my other identity";
+    let chunks = client
+        .send_message(
+            "auth1",
+            "message/cpim",
+            cpim.as_bytes(),
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    let chat_mail = tokio::task::block_in_place(|| mails(&srv, 2)).remove(1).1;
+    let author = address(&parse(&chat_mail), "From").1;
+    assert_ne!(author, invited_from, "the test needs an author of its own");
+    let answer = reply(&chat_mail, "bob@example.net", "", &plain("Got it"));
+    let smtp = gw.smtp;
+    let sending =
+        tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &author, &answer));
+    let (message, _) = client.receive_message(WAIT).await;
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    assert_eq!(String::from_utf8_lossy(&cpim.body), "Got it");
+    assert!(sending.await.unwrap().starts_with("250"));
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
 /// EE1 From: the CPM identity the policy's `email-to-cpm` maps the sender to (the test
 /// policy maps `mapped@...`); the sender's mailto URI only where the policy has none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,25 @@ impl Directory {
         self.lock().by_message_id.contains_key(id)
     }
 
+    /// Session `key` also mails from `address` (a 1-1 chat mail is from its author, BB2
+    /// From, which may differ from the invitation's From): replies to it are taken too.
+    pub fn mails_from(&self, key: &SessionKey, address: &str) {
+        let address = address.to_ascii_lowercase();
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get_mut(key) else {
+            return;
+        };
+        if entry.ours.contains(&address) {
+            return;
+        }
+        entry.ours.push(address.clone());
+        let users = entry.users.clone();
+        *inner.addresses.entry(address.clone()).or_default() += 1;
+        for user in users {
+            inner.by_pair.insert((address.clone(), user), key.clone());
+        }
+    }
+
     /// Forgets session `key`: a reply to it is then refused as for no live session.
     pub fn remove(&self, key: &SessionKey) {
         let mut inner = self.lock();
@@ -211,6 +230,25 @@ mod tests {
             call_id: n.into(),
             local_tag: "t".into(),
         }
+    }
+
+    #[test]
+    fn a_chat_mails_author_address_takes_replies_until_the_session_ends() {
+        let d = Directory::default();
+        let k = key("one");
+        register(&d, &k, "s1", "alice@mail.iwf.test", "bob@example.net");
+        assert!(!d.serves("alice.a@mail.iwf.test"));
+        d.mails_from(&k, "Alice.A@mail.iwf.test");
+        d.mails_from(&k, "alice.a@mail.iwf.test");
+        assert!(d.serves("alice.a@mail.iwf.test"));
+        let rcpt = vec!["alice.a@mail.iwf.test".to_owned()];
+        assert_eq!(d.find(&[], &rcpt, "bob@example.net").unwrap().key, k);
+        d.remove(&k);
+        assert!(!d.serves("alice.a@mail.iwf.test") && !d.serves("alice@mail.iwf.test"));
+        assert!(d.find(&[], &rcpt, "bob@example.net").is_none());
+        // Unknown sessions get nothing registered.
+        d.mails_from(&k, "alice.a@mail.iwf.test");
+        assert!(!d.serves("alice.a@mail.iwf.test"));
     }
 
     #[test]

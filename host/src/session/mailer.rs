@@ -1159,6 +1159,8 @@ async fn chat_mail(
         Ok(()) => {
             tracing::info!(session = %id, message_id = %message_id, "chat message mailed");
             shared.directory.sent(key, &bare(&message_id));
+            // BB2 From may be the author's address: the e-mail user answers that one.
+            shared.directory.mails_from(key, draft.from.addr.as_str());
             thread.sent(message_id, draft.references);
             thread.chats += 1;
             Ok(())
