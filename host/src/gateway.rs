@@ -13,7 +13,7 @@ use crate::sdp::msrp::MsrpParams;
 use crate::sdp::uri::Host;
 use crate::session::chat::ChatMessage;
 use crate::session::core::{
-    Core, CoreConfig, Effect, EndReason, InvitationOutcome, Peer, SessionKey,
+    Core, CoreConfig, Effect, EndReason, InvitationOutcome, Notify, Peer, SessionKey,
 };
 use crate::session::directory::Directory;
 use crate::session::mailer::{ChatMailer, Invited, Mailer};
@@ -253,7 +253,7 @@ impl Mail {
     }
 
     /// Session `key` is over: its chat closes, its mail side finishes, its timer stops.
-    fn closed(&mut self, key: &SessionKey, notify: bool) {
+    fn closed(&mut self, key: &SessionKey, notify: Notify) {
         self.chats.close(key);
         self.mailer.closed(key, notify);
         if let Some(timer) = self.timers.remove(key) {

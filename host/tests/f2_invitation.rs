@@ -314,6 +314,55 @@ fn f6_bye_is_200_then_the_cc2_notification_and_quit() {
     );
 }
 
+/// F6 (5.2.4.2.6): CC2 takes From, Privacy and P-Asserted-Identity from the BYE, not the
+/// INVITE (whose P-Asserted-Identity is "Alice A." <sip:alice@iwf.test>): the BYE's own
+/// identity is mapped, and under the BYE's Privacy: id the notification is anonymous,
+/// its envelope too.
+#[test]
+fn f6_the_cc2_notification_is_from_the_byes_identity() {
+    require_peers();
+    let (_dns, dns) = dnsmasq();
+    for privacy in ["none", "id"] {
+        let srv = server(&[]);
+        let gw = gateway(&via_mx(dns, &srv));
+        let keys = [
+            "-key",
+            "rcpt",
+            "bob@mx.test",
+            "-key",
+            "bye_privacy",
+            privacy,
+        ];
+        assert!(
+            common::sipp(gw.sip, "f6-bye-identity.xml", "u1", &keys),
+            "F2 then a BYE with its own identity ({privacy})"
+        );
+        let all = mails(&srv, 2);
+        assert_eq!(address(&parse(&all[0].1), "From").1, "alice@mail.iwf.test");
+        let (meta, eml) = &all[1];
+        let msg = parse(eml);
+        assert_eq!(msg.subject(), Some("Chat ended"));
+        let (name, from) = address(&msg, "From");
+        if privacy == "none" {
+            assert_eq!(
+                (name.as_deref(), from.as_str()),
+                (Some("Alice B."), "alice.b@mail.iwf.test")
+            );
+        } else {
+            assert_eq!(name.as_deref(), Some("Anonymous"));
+            assert!(
+                from.starts_with("anon-") && from.ends_with("@mail.iwf.test"),
+                "{from}"
+            );
+            let text = String::from_utf8_lossy(eml).to_lowercase();
+            assert!(!text.contains("alice"), "the identity leaked: {text}");
+        }
+        // AA1/CC1: MAIL FROM follows the From row; the recipients are the invitation's.
+        assert_eq!(meta["mail_from"], from.as_str());
+        assert_eq!(rcpt_tos(meta), ["bob@mx.test"]);
+    }
+}
+
 #[test]
 fn f2_privacy_id_mails_from_the_anonymous_identity() {
     require_peers();

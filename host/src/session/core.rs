@@ -35,7 +35,7 @@ use crate::policy::world::{
 use crate::sdp::msrp::{self, Answer, LocalMsrp, MsrpParams, Offer};
 use crate::sdp::uri::Host;
 use crate::session::registry::{Journal, Phase as Shown};
-use crate::sip::cpm::CpmInvite;
+use crate::sip::cpm::{CpmInvite, Identities, Originator};
 use crate::sip::dialog::{Dialog, Target};
 use crate::sip::message::{
     Message, ResponseSpec, Transport, reason_value, tag_param, warning_value,
@@ -104,9 +104,20 @@ pub enum Effect<P> {
     },
     /// Session `key`, which has a mail side (an invitation mailed, or a 200 OK sent), is
     /// over: its MSRP session is closed, and the mail side sends the CC2 notification when
-    /// `notify` (the CPM side closed it: BYE, CANCEL; 5.2.4.2.6), then QUITs the channel
-    /// (CC2) and frees its state.
-    SessionClosed { key: SessionKey, notify: bool },
+    /// `notify` says so (the CPM side closed it: BYE, CANCEL; 5.2.4.2.6), then QUITs the
+    /// channel (CC2) and frees its state.
+    SessionClosed { key: SessionKey, notify: Notify },
+}
+
+/// Whether the mail side mails the CC2 notification (5.2.4.2.6) before its QUIT.
+#[derive(Debug, Clone)]
+pub enum Notify {
+    /// The IWF ended the session, or it never was set up: QUIT only.
+    No,
+    /// The CPM side closed it. `by`: the identities of the BYE that did (CC2 From, Privacy,
+    /// P-Asserted-Identity come from the request that caused the mail); `None` (a CANCEL,
+    /// or a BYE whose identity headers are malformed): the INVITE's.
+    Yes { by: Option<Box<Identities>> },
 }
 
 /// What the mail side needs of a session: the policy's facts and the dates of the INVITE
@@ -398,7 +409,7 @@ impl<P: Peer> Core<P> {
             if session.mailed {
                 sent.push(Effect::SessionClosed {
                     key: key.clone(),
-                    notify: false,
+                    notify: Notify::No,
                 });
             }
             return sent;
@@ -433,7 +444,7 @@ impl<P: Peer> Core<P> {
     }
 
     /// [`Effect::SessionClosed`] for a session freed, when its invitation was mailed.
-    fn closed_effect(key: &SessionKey, session: &Session<P>, notify: bool) -> Option<Effect<P>> {
+    fn closed_effect(key: &SessionKey, session: &Session<P>, notify: Notify) -> Option<Effect<P>> {
         session.mailed.then(|| Effect::SessionClosed {
             key: key.clone(),
             notify,
@@ -441,7 +452,7 @@ impl<P: Peer> Core<P> {
     }
 
     /// Frees session `key`; the mail side is told when it holds state for it.
-    fn free(&mut self, key: &SessionKey, notify: bool, now: Instant) -> Vec<Effect<P>> {
+    fn free(&mut self, key: &SessionKey, notify: Notify, now: Instant) -> Vec<Effect<P>> {
         let session = self.sessions.remove(key);
         if let Some(session) = &session {
             self.journal.closed(&session.id, now);
@@ -528,7 +539,7 @@ impl<P: Peer> Core<P> {
                 let invite = pending.invite.clone();
                 self.note(key, now, format_args!("480 sent: {}", reason.text));
                 let mut out = self.refuse(&invite, 480, &key.local_tag, &reason.text, now);
-                out.extend(self.free(key, false, now));
+                out.extend(self.free(key, Notify::No, now));
                 out
             }
             Some(State::Dialog(_, Phase::Ending { .. })) => Vec::new(),
@@ -579,7 +590,7 @@ impl<P: Peer> Core<P> {
             }
             Err(e) => {
                 tracing::warn!(session = %session.id, %key, error = %e, "BYE not sent; session freed");
-                self.free(key, false, now)
+                self.free(key, Notify::No, now)
             }
         }
     }
@@ -725,7 +736,7 @@ impl<P: Peer> Core<P> {
             _ => return Vec::new(),
         }
         // The IWF ended it: the mail side only QUITs.
-        self.free(&key, false, now)
+        self.free(&key, Notify::No, now)
     }
 
     /// 9.2: a CANCEL reached the INVITE `invite` before its final response. The INVITE is
@@ -743,7 +754,8 @@ impl<P: Peer> Core<P> {
                     .sip(&session.id, now, "CANCEL received: 487 sent");
                 self.journal.closed(&session.id, now);
                 // An invitation in flight: the mail side closes its channel once it is done.
-                closed.extend(Self::closed_effect(&key, &session, true));
+                let notify = Notify::Yes { by: None };
+                closed.extend(Self::closed_effect(&key, &session, notify));
                 key.local_tag
             }
             None => new_tag(),
@@ -829,11 +841,20 @@ impl<P: Peer> Core<P> {
         }
         match method {
             "BYE" => {
-                // F6 (5.2.4.2.6): 200 OK at once, then the mail side's CC2 and QUIT.
+                // F6 (5.2.4.2.6): 200 OK at once, then the mail side's CC2, from the BYE's
+                // identities, and QUIT. Malformed ones do not keep the session alive: CC2
+                // then takes the INVITE's.
                 tracing::info!(session = %id, "BYE: session closed");
                 self.journal.sip(id, now, "BYE received: 200 sent");
+                let by = match Originator::from_message(request) {
+                    Ok(originator) => Some(Box::new(originator.identities())),
+                    Err(e) => {
+                        tracing::info!(session = %id, reason = %e.reason, "BYE identity not read: CC2 from the INVITE's");
+                        None
+                    }
+                };
                 let mut out = self.respond(tx, 200, "", &[], None, now);
-                out.extend(self.free(&key, true, now));
+                out.extend(self.free(&key, Notify::Yes { by }, now));
                 out
             }
             "INVITE" => self.on_reinvite(&key, tx, request, now),
@@ -1644,12 +1665,14 @@ mod tests {
         })
     }
 
-    /// The mail side told the session is over: (key, notify).
+    /// The mail side told the session is over: (key, whether to notify).
     fn session_closed(effects: &[Effect<To>]) -> Vec<(SessionKey, bool)> {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::SessionClosed { key, notify } => Some((key.clone(), *notify)),
+                Effect::SessionClosed { key, notify } => {
+                    Some((key.clone(), matches!(notify, Notify::Yes { .. })))
+                }
                 _ => None,
             })
             .collect()

@@ -200,6 +200,102 @@ pub fn parse_priority(value: &str) -> Option<Priority> {
     }
 }
 
+/// Who sent a request, as its identity headers say: From, the first sip/sips/tel identity
+/// of P-Asserted-Identity (RFC 3325) and Privacy (RFC 3323). An INVITE's make AA2's From;
+/// a BYE's, CC2's (5.2.4.2.6).
+#[derive(Debug, Clone)]
+pub struct Originator {
+    pub from: NameAddr,
+    pub asserted_identity: Option<NameAddr>,
+    /// Privacy values, lower-cased, in order.
+    pub privacy: Vec<String>,
+}
+
+impl Originator {
+    /// Reads the identity headers of a parsed request; a malformed one is 400, named.
+    pub fn from_message(msg: &Message) -> Result<Originator, ParseError> {
+        let from = msg
+            .header("From")
+            .map(|v| parse_name_addr(v).map_err(|e| bad(format!("bad From: {e}"))))
+            .transpose()?
+            .ok_or_else(|| bad("missing From header".to_string()))?;
+        let mut asserted_identity = None;
+        for value in msg.headers_named("P-Asserted-Identity") {
+            let ids = parse_name_addrs(value)
+                .map_err(|e| bad(format!("bad P-Asserted-Identity: {e}")))?;
+            asserted_identity = asserted_identity.or_else(|| {
+                ids.into_iter().find(|id| {
+                    matches!(
+                        id.scheme,
+                        Some(UriScheme::Sip | UriScheme::Sips | UriScheme::Tel)
+                    )
+                })
+            });
+        }
+        let privacy = msg
+            .headers_named("Privacy")
+            .flat_map(|v| v.split([';', ',']))
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        Ok(Originator {
+            from,
+            asserted_identity,
+            privacy,
+        })
+    }
+
+    /// `Privacy: id` was requested (RFC 3325 9.3).
+    pub fn privacy_id(&self) -> bool {
+        self.privacy.iter().any(|p| p == "id")
+    }
+
+    /// The identities this request carries, for the policy's session record.
+    pub fn identities(&self) -> Identities {
+        Identities {
+            from: self.from.identity(),
+            asserted_identity: self.asserted_identity.as_ref().map(NameAddr::identity),
+            privacy_id: (!self.privacy.is_empty()).then(|| self.privacy_id()),
+        }
+    }
+}
+
+/// The identities a later request of the session (a BYE) carries. `None`: the request
+/// had no such header, so the INVITE's stands (proxies often assert only the first).
+#[derive(Debug, Clone)]
+pub struct Identities {
+    pub from: Identity,
+    pub asserted_identity: Option<Identity>,
+    pub privacy_id: Option<bool>,
+}
+
+impl Identities {
+    /// `session` with these identities where the request carried them; `None` when that
+    /// changes nothing.
+    pub fn update(&self, session: &Session) -> Option<Session> {
+        // The bindings' `Identity` has no `PartialEq`.
+        let same = |a: &Identity, b: &Identity| a.uri == b.uri && a.display_name == b.display_name;
+        let asserted = self
+            .asserted_identity
+            .as_ref()
+            .or(session.asserted_identity.as_ref());
+        let privacy_id = self.privacy_id.unwrap_or(session.privacy_id);
+        let unchanged = same(&self.from, &session.from)
+            && match (asserted, &session.asserted_identity) {
+                (Some(a), Some(b)) => same(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && privacy_id == session.privacy_id;
+        (!unchanged).then(|| Session {
+            from: self.from.clone(),
+            asserted_identity: asserted.cloned(),
+            privacy_id,
+            ..session.clone()
+        })
+    }
+}
+
 /// The CPM facts of one INVITE.
 #[derive(Debug, Clone)]
 pub struct CpmInvite {
@@ -241,26 +337,11 @@ impl CpmInvite {
                 .map(|v| parse_name_addr(v).map_err(|e| bad(format!("bad {name}: {e}"))))
                 .transpose()
         };
-        let from = one("From")?.ok_or_else(|| bad("missing From header".to_string()))?;
-        let mut asserted_identity = None;
-        for value in msg.headers_named("P-Asserted-Identity") {
-            let ids = parse_name_addrs(value)
-                .map_err(|e| bad(format!("bad P-Asserted-Identity: {e}")))?;
-            asserted_identity = asserted_identity.or_else(|| {
-                ids.into_iter().find(|id| {
-                    matches!(
-                        id.scheme,
-                        Some(UriScheme::Sip | UriScheme::Sips | UriScheme::Tel)
-                    )
-                })
-            });
-        }
-        let privacy = msg
-            .headers_named("Privacy")
-            .flat_map(|v| v.split([';', ',']))
-            .map(|p| p.trim().to_ascii_lowercase())
-            .filter(|p| !p.is_empty())
-            .collect();
+        let Originator {
+            from,
+            asserted_identity,
+            privacy,
+        } = Originator::from_message(msg)?;
         let id = |name: &str| -> Result<Option<String>, ParseError> {
             match msg.header(name).map(str::trim) {
                 None => Ok(None),
@@ -326,6 +407,47 @@ mod tests {
     use super::*;
     use crate::sip::message::tests::{MSRP_SDP, cpm_invite};
     use crate::sip::message::{Limits, Transport, parse};
+
+    /// A BYE's identities override the INVITE's only where the BYE has the header.
+    #[test]
+    fn a_byes_identities_update_the_session_where_it_has_them() {
+        let mut session = crate::policy::testing::session("mailto:bob@example.net");
+        session.asserted_identity = Some(Identity {
+            uri: "sip:alice@iwf.example.com".into(),
+            display_name: Some("Alice A.".into()),
+        });
+        let id = |uri: &str, name: Option<&str>| Identity {
+            uri: uri.into(),
+            display_name: name.map(Into::into),
+        };
+        let bye = |asserted: Option<Identity>, privacy_id: Option<bool>| Identities {
+            from: session.from.clone(),
+            asserted_identity: asserted,
+            privacy_id,
+        };
+        // The same From, no P-Asserted-Identity, no Privacy: nothing changes.
+        assert!(bye(None, None).update(&session).is_none());
+        assert!(bye(None, Some(false)).update(&session).is_none());
+        // Its own P-Asserted-Identity, the INVITE's privacy kept.
+        let other = bye(
+            Some(id("sip:alice.b@iwf.example.com", Some("Alice B."))),
+            None,
+        );
+        let updated = other.update(&session).unwrap();
+        assert_eq!(
+            updated.asserted_identity.unwrap().uri,
+            "sip:alice.b@iwf.example.com"
+        );
+        assert!(!updated.privacy_id);
+        // Privacy: id on the BYE alone; the INVITE's P-Asserted-Identity stays.
+        let updated = bye(None, Some(true)).update(&session).unwrap();
+        assert!(updated.privacy_id);
+        assert_eq!(
+            updated.asserted_identity.unwrap().uri,
+            "sip:alice@iwf.example.com"
+        );
+        assert_eq!(updated.session_id, session.session_id);
+    }
 
     const CPM_HEADERS: &str = "Privacy: id;header\r\n\
         Referred-By: <sip:carol@ims.example.com>\r\n\
