@@ -77,6 +77,12 @@ pub struct MsrpConfig {
     pub max_connections: usize,
     /// TCP keepalive idle time and probe interval, in seconds; 0 turns it off. Default 60.
     pub keepalive_secs: u64,
+    /// Messages a session holds before the e-mail user accepts (5.2.4.2.4: the CPM side
+    /// connected at the 200 OK, step 5a), answered 200 and mailed after the accept; more
+    /// get 403. Default 32.
+    pub held_max_messages: usize,
+    /// Bytes a session holds so, at most. Default 1 MiB.
+    pub held_max_bytes: u64,
 }
 
 impl Default for MsrpConfig {
@@ -91,6 +97,8 @@ impl Default for MsrpConfig {
             disposition_timeout_ms: 20_000,
             max_connections: 1024,
             keepalive_secs: 60,
+            held_max_messages: 32,
+            held_max_bytes: 1024 * 1024,
         }
     }
 }

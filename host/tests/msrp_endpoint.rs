@@ -30,6 +30,8 @@ fn config() -> MsrpConfig {
         disposition_timeout_ms: 2000,
         max_connections: 16,
         keepalive_secs: 1,
+        held_max_messages: 4,
+        held_max_bytes: 1000,
     }
 }
 
@@ -101,12 +103,7 @@ async fn next_event(events: &mut mpsc::Receiver<Event>) -> Event {
 /// The next event, which must be a message: (content type, body, message id, reply).
 async fn next_message(
     events: &mut mpsc::Receiver<Event>,
-) -> (
-    String,
-    Vec<u8>,
-    String,
-    tokio::sync::oneshot::Sender<Disposition>,
-) {
+) -> (String, Vec<u8>, String, iwf::msrp::Reply) {
     match next_event(events).await {
         Event::Message(message) => {
             let Received {
@@ -301,6 +298,53 @@ async fn late_disposition_gets_200_at_the_deadline_then_a_report() {
     reply.send(Disposition::failed(403, "refused")).unwrap();
     let report = p.client.expect_request(Method::Report, WAIT).await;
     assert_eq!(report.status().map(|s| s.code), Some(403));
+}
+
+/// `Reply::hold` (F2 before the accept, 5.2.4.2.4): the last chunk is answered 200 at
+/// once; the outcome follows as a REPORT when settled (success when asked); a message still
+/// held when the session closes gets a failure REPORT before the connection goes.
+#[tokio::test]
+async fn a_held_message_is_answered_at_once_and_reported_when_settled_or_closed() {
+    let config = MsrpConfig {
+        disposition_timeout_ms: 5000,
+        ..config()
+    };
+    let mut p = bound_with(config).await;
+    let started = Instant::now();
+    let first = p
+        .client
+        .send_message(
+            "held01",
+            "text/plain",
+            b"one",
+            100,
+            (true, FailureReport::Yes),
+        )
+        .await;
+    let (_, _, _, reply) = next_message(&mut p.events).await;
+    let held = reply.hold();
+    assert_eq!(p.client.expect_response(&first[0], WAIT).await, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "held: 200 at once"
+    );
+    held.settle(Disposition::Delivered);
+    let report = p.client.expect_request(Method::Report, WAIT).await;
+    assert_eq!(report.message_id(), Some("held01"));
+    assert_eq!(report.status().map(|s| s.code), Some(200));
+    // Held, then the session closes: a failure REPORT (Failure-Report yes), then the close.
+    let second = p
+        .client
+        .send_message("held02", "text/plain", b"two", 100, DEFAULT_REPORTS)
+        .await;
+    let (_, _, _, reply) = next_message(&mut p.events).await;
+    let _held = reply.hold();
+    assert_eq!(p.client.expect_response(&second[0], WAIT).await, 200);
+    p.session.close();
+    let report = p.client.expect_request(Method::Report, WAIT).await;
+    assert_eq!(report.message_id(), Some("held02"));
+    assert_eq!(report.status().map(|s| s.code), Some(403));
+    p.client.expect_closed(WAIT).await;
 }
 
 #[tokio::test]

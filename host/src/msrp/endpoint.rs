@@ -88,7 +88,48 @@ pub struct Received {
     pub message_id: String,
     pub success_report: bool,
     pub failure_report: FailureReport,
-    pub reply: oneshot::Sender<Disposition>,
+    pub reply: Reply,
+}
+
+/// How the session answers a whole message: [`Reply::send`] its disposition now, or
+/// [`Reply::hold`] it and settle later. Dropped unanswered, it reads as a 403.
+#[derive(Debug)]
+pub struct Reply {
+    pub(super) disposition: oneshot::Sender<Disposition>,
+    pub(super) hold: oneshot::Sender<()>,
+}
+
+impl Reply {
+    /// The disposition: the response to the last chunk (RFC 4975 7.2, F4 step 4), or a
+    /// REPORT if it comes after `disposition_timeout_ms`. `Err` when the session is gone.
+    pub fn send(self, disposition: Disposition) -> Result<(), Disposition> {
+        self.disposition.send(disposition)
+    }
+
+    /// Takes the message now and decides later (5.2.4.2.4: SENDs that come before the
+    /// e-mail user accepted are held): its last chunk is answered 200 at once, and the
+    /// outcome goes in a REPORT when [`Held::settle`]d, success when asked, failure unless
+    /// Failure-Report `no` (RFC 4975 7.1.2). One still held when the session closes gets
+    /// a failure REPORT then.
+    pub fn hold(self) -> Held {
+        let _ = self.hold.send(());
+        Held {
+            disposition: self.disposition,
+        }
+    }
+}
+
+/// A message taken and not yet settled (see [`Reply::hold`]).
+#[derive(Debug)]
+pub struct Held {
+    disposition: oneshot::Sender<Disposition>,
+}
+
+impl Held {
+    /// The outcome, as a REPORT. Dropped unsettled: a failure (403).
+    pub fn settle(self, disposition: Disposition) {
+        let _ = self.disposition.send(disposition);
+    }
 }
 
 /// Why a session's MSRP side ended.
@@ -436,11 +477,18 @@ impl Endpoint {
         let shared = self.shared.clone();
         tokio::spawn(
             async move {
-                let reason = tokio::select! {
-                    biased;
-                    _ = close.notified() => None,
-                    r = run_session(&shared, spec, events_tx.clone(), accept_rx, commands_rx, &link_tx) => r,
-                };
+                // `close` is watched inside: once connected, a local close first settles
+                // the messages still awaiting their disposition (failure REPORTs).
+                let reason = run_session(
+                    &shared,
+                    spec,
+                    events_tx.clone(),
+                    accept_rx,
+                    commands_rx,
+                    &link_tx,
+                    close,
+                )
+                .await;
                 shared.sessions().remove(&session_id);
                 link_tx.send_replace(Link::Closed);
                 match reason {
@@ -457,7 +505,7 @@ impl Endpoint {
     }
 }
 
-/// Connects or waits, then drives the connection; `None` when closed locally.
+/// Connects or waits, then drives the connection; `None` when closed locally (`close`).
 async fn run_session(
     shared: &Shared,
     spec: SessionSpec,
@@ -465,15 +513,20 @@ async fn run_session(
     accept: oneshot::Receiver<Accepted>,
     commands: mpsc::Receiver<Command>,
     link: &watch::Sender<Link>,
+    close: Arc<Notify>,
 ) -> Option<CloseReason> {
     let settings = &shared.settings;
     match spec.role {
         Role::Passive => {
             // RFC 6135 section 4.2: the active peer opens the connection; bounded wait.
-            let accepted = match timeout(settings.connect_timeout, accept).await {
-                Ok(Ok(a)) => a,
-                Ok(Err(_)) => return Some(CloseReason::PeerClosed),
-                Err(_) => return Some(CloseReason::ConnectTimeout(settings.connect_timeout)),
+            let accepted = tokio::select! {
+                biased;
+                _ = close.notified() => return None,
+                accepted = timeout(settings.connect_timeout, accept) => match accepted {
+                    Ok(Ok(a)) => a,
+                    Ok(Err(_)) => return Some(CloseReason::PeerClosed),
+                    Err(_) => return Some(CloseReason::ConnectTimeout(settings.connect_timeout)),
+                },
             };
             let Accepted {
                 mut conn,
@@ -484,7 +537,7 @@ async fn run_session(
             tracing::info!(peer = ?conn.peer_addr(), "MSRP connection bound");
             // Boxed: the connected phase's state is most of a session's task, and a
             // session waiting for its peer (or never joined) should not hold it.
-            let driver = Driver::new(spec, settings.clone(), events);
+            let driver = Driver::new(spec, settings.clone(), events, close);
             Box::pin(driver.run(conn, Some(first), None, commands, link, permit)).await
         }
         Role::Active => {
@@ -494,10 +547,14 @@ async fn run_session(
                     return Some(CloseReason::TooManyConnections(settings.max_connections));
                 }
             };
-            let stream = match Box::pin(connect(&spec.remote_path, settings.connect_timeout)).await
-            {
-                Ok(s) => s,
-                Err(reason) => return Some(reason),
+            let connecting = Box::pin(connect(&spec.remote_path, settings.connect_timeout));
+            let stream = tokio::select! {
+                biased;
+                _ = close.notified() => return None,
+                connected = connecting => match connected {
+                    Ok(s) => s,
+                    Err(reason) => return Some(reason),
+                },
             };
             let conn = Connection::new(stream, settings.codec_limits(), settings.keepalive);
             tracing::info!(peer = ?conn.peer_addr(), "MSRP connection opened");
@@ -517,7 +574,7 @@ async fn run_session(
                 None,
                 Flag::Complete,
             );
-            let driver = Driver::new(spec, settings.clone(), events);
+            let driver = Driver::new(spec, settings.clone(), events, close);
             Box::pin(driver.run(conn, None, Some(bind), commands, link, permit)).await
         }
     }

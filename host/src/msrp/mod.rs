@@ -32,8 +32,8 @@ pub mod transaction;
 pub use chunks::{Assembled, ChunkError, ChunkLimits, Progress, Reassembler, split};
 pub use codec::{DecodeError, Decoder, Error, Limits, encode};
 pub use endpoint::{
-    CloseReason, Delivered, Endpoint, EndpointError, Event, MsrpSession, OpenError, Received,
-    SendError, SessionSpec, Settings,
+    CloseReason, Delivered, Endpoint, EndpointError, Event, Held, MsrpSession, OpenError, Received,
+    Reply, SendError, SessionSpec, Settings,
 };
 pub use frame::{
     Body, ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status, TransactId,

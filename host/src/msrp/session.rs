@@ -6,15 +6,16 @@
 //! socket is `connection`'s; the listener and the handles are `endpoint`'s.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use super::chunks::{Assembled, Reassembler};
 use super::connection::{Connection, ReadError, WriteError};
-use super::endpoint::{CloseReason, Event, Received, SessionSpec, Settings};
+use super::endpoint::{CloseReason, Event, Received, Reply, SessionSpec, Settings};
 use super::frame::{ByteRange, FailureReport, Frame, Method, StartLine, Status, TransactId};
 use super::inbound::{Inbound, Verdict};
 use super::transaction::{self, Disposition, Requested};
@@ -63,6 +64,8 @@ enum News {
     InTime(Disposition),
     /// The deadline passed: answer 200 now, REPORT the outcome later.
     Deadline,
+    /// The session holds the message (`Reply::hold`): answer 200 now, REPORT it later.
+    Held,
     Late(Disposition),
 }
 
@@ -89,6 +92,8 @@ pub(super) struct Driver {
     news_tx: mpsc::UnboundedSender<(u64, News)>,
     news_rx: mpsc::UnboundedReceiver<(u64, News)>,
     bind_deadline: Option<Instant>,
+    /// `MsrpSession::close`: settle what is still deferred, then end.
+    close: Arc<Notify>,
 }
 
 impl Drop for Driver {
@@ -111,6 +116,7 @@ impl Driver {
         spec: SessionSpec,
         settings: Settings,
         events: mpsc::Sender<Event>,
+        close: Arc<Notify>,
     ) -> Driver {
         let (news_tx, news_rx) = mpsc::unbounded_channel();
         Driver {
@@ -130,6 +136,7 @@ impl Driver {
             news_tx,
             news_rx,
             bind_deadline: None,
+            close,
         }
     }
 
@@ -144,6 +151,7 @@ impl Driver {
         link: &watch::Sender<Link>,
         _permit: OwnedSemaphorePermit,
     ) -> Option<CloseReason> {
+        let close = self.close.clone();
         if let Some(bind) = bind {
             self.bind_deadline = Some(Instant::now() + self.settings.transaction_timeout);
             self.pending.insert(bind.transact_id.clone(), Waiter::Bind);
@@ -173,6 +181,10 @@ impl Driver {
                     None => Err(None),
                 },
                 Some((key, news)) = self.news_rx.recv() => self.on_news(&mut conn, key, news).await,
+                _ = close.notified() => {
+                    self.settle_all(&mut conn).await;
+                    Err(None)
+                }
             };
             if let Err(stop) = step {
                 break stop;
@@ -294,10 +306,25 @@ impl Driver {
         }
     }
 
+    /// A local close: every message still awaiting its disposition (held, or being
+    /// delivered) failed; the sender hears it as RFC 4975 7.1.2 says, the response to the
+    /// last chunk if not sent yet, else a failure REPORT unless Failure-Report `no`.
+    async fn settle_all(&mut self, conn: &mut Connection) {
+        let keys: Vec<u64> = self.deferred.keys().copied().collect();
+        for key in keys {
+            let closed = Disposition::failed(403, "the chat session ended before delivery");
+            if self.settle(conn, key, closed).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// A whole message to the session, the response to `last_chunk` held until the
     /// session replies (or the disposition deadline passes).
     async fn deliver(&mut self, last_chunk: Frame, message: Assembled, asked: Requested) {
-        let (reply, rx) = oneshot::channel();
+        let (disposition, rx) = oneshot::channel();
+        let (hold, held) = oneshot::channel();
+        let reply = Reply { disposition, hold };
         let len = message.data.len() as u64;
         let event = Event::Message(Box::new(Received {
             content_type: message.content_type.unwrap_or_default(),
@@ -312,6 +339,7 @@ impl Driver {
         self.next_key += 1;
         let waiter = tokio::spawn(await_disposition(
             rx,
+            held,
             self.settings.disposition_timeout,
             key,
             self.news_tx.clone(),
@@ -332,23 +360,38 @@ impl Driver {
     }
 
     async fn on_news(&mut self, conn: &mut Connection, key: u64, news: News) -> Result<(), Stop> {
-        let (disposition, deferred) = match news {
-            News::Deadline => {
+        match news {
+            News::Deadline | News::Held => {
                 let Some(d) = self.deferred.get_mut(&key) else {
                     return Ok(());
                 };
                 // The sender's transaction would time out (30 s, RFC 4975 section
-                // 7.1.1): the chunk is acknowledged now, the outcome goes in a REPORT.
-                tracing::warn!(message_id = ?d.last_chunk.message_id(), "MSRP: no disposition in time, answering 200");
+                // 7.1.1), or the session holds the message: the chunk is acknowledged
+                // now, the outcome goes in a REPORT.
+                let message_id = d.last_chunk.message_id().unwrap_or_default().to_owned();
+                match news {
+                    News::Held => tracing::debug!(%message_id, "MSRP: message held, answering 200"),
+                    _ => tracing::warn!(%message_id, "MSRP: no disposition in time, answering 200"),
+                }
                 d.responded = true;
                 let chunk = d.last_chunk.clone();
-                return respond(conn, &chunk, 200, None).await;
+                respond(conn, &chunk, 200, None).await
             }
-            News::InTime(d) | News::Late(d) => match self.deferred.remove(&key) {
-                Some(held) => (d, held),
-                None => return Ok(()),
-            },
+            News::InTime(d) | News::Late(d) => self.settle(conn, key, d).await,
+        }
+    }
+
+    /// Sends what the disposition of message `key` calls for, and forgets the message.
+    async fn settle(
+        &mut self,
+        conn: &mut Connection,
+        key: u64,
+        disposition: Disposition,
+    ) -> Result<(), Stop> {
+        let Some(deferred) = self.deferred.remove(&key) else {
+            return Ok(());
         };
+        deferred.waiter.abort();
         let outcome = transaction::on_disposition(&disposition, deferred.asked, deferred.responded);
         let chunk = &deferred.last_chunk;
         if let Some((code, comment)) = outcome.response {
@@ -402,17 +445,35 @@ impl Driver {
 /// A dropped reply is a failure: the message was not delivered.
 async fn await_disposition(
     mut rx: oneshot::Receiver<Disposition>,
+    mut hold: oneshot::Receiver<()>,
     within: Duration,
     key: u64,
     news: mpsc::UnboundedSender<(u64, News)>,
 ) {
     let lost = || Disposition::failed(403, "message not delivered");
-    tokio::select! {
-        d = &mut rx => {
-            let _ = news.send((key, News::InTime(d.unwrap_or_else(|_| lost()))));
-            return;
+    let deadline = sleep(within);
+    tokio::pin!(deadline);
+    // `hold` closes unsent when the reply is sent (or dropped): then only `rx` counts.
+    let mut may_hold = true;
+    let held = loop {
+        tokio::select! {
+            d = &mut rx => {
+                let _ = news.send((key, News::InTime(d.unwrap_or_else(|_| lost()))));
+                return;
+            }
+            h = &mut hold, if may_hold => match h {
+                Ok(()) => break true,
+                Err(_) => may_hold = false,
+            },
+            _ = &mut deadline => break false,
         }
-        _ = sleep(within) => {}
+    };
+    if held {
+        // A held message waits as long as the session: settled, dropped, or closed.
+        let _ = news.send((key, News::Held));
+        let d = rx.await.unwrap_or_else(|_| lost());
+        let _ = news.send((key, News::Late(d)));
+        return;
     }
     let _ = news.send((key, News::Deadline));
     if let Ok(d) = tokio::time::timeout(LATE_DISPOSITION, rx).await {
