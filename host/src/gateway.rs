@@ -5,20 +5,19 @@
 //! here as their issues land.
 
 use crate::config::Config;
-use crate::msrp::{self, Disposition, Endpoint, SessionSpec};
+use crate::msrp::Endpoint;
 use crate::net::sip::{Inbound, Replier, SipListeners};
 use crate::policy::world::{Gateway as GatewayFacts, InviteDecision};
 use crate::policy::{Decision, Limits, PolicyEngine, PolicyHost, PolicySource, reload};
-use crate::sdp::msrp::MsrpParams;
 use crate::sdp::uri::Host;
-use crate::session::chat::ChatMessage;
+use crate::session::carry::{Chats, HoldLimits};
 use crate::session::core::{
     Core, CoreConfig, Effect, EndReason, InvitationOutcome, Notify, Peer, SessionKey,
 };
 use crate::session::directory::Directory;
-use crate::session::mailer::{ChatMailer, Invited, Mailer};
-use crate::session::registry::{Protocol, Registry};
-use crate::session::replies::{Chat, ChatSessions, Replies, UserEvent};
+use crate::session::mailer::{Invited, Mailer};
+use crate::session::registry::Registry;
+use crate::session::replies::{ChatSessions, Replies, UserEvent};
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
@@ -186,13 +185,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let mail = Mail {
         mailer,
         invited,
-        chats: Chats {
+        chats: Chats::new(
             endpoint,
-            open: chat_sessions,
-            ended: chat_ended,
-            stats: stats.clone(),
-            registry: registry.clone(),
-        },
+            chat_sessions,
+            chat_ended,
+            HoldLimits {
+                messages: config.msrp.held_max_messages,
+                bytes: config.msrp.held_max_bytes,
+            },
+            stats.clone(),
+            registry.clone(),
+        ),
         expiries: user_events,
         timers: HashMap::new(),
     };
@@ -262,134 +265,6 @@ impl Mail {
     }
 }
 
-/// The sessions' MSRP sides (F4).
-struct Chats {
-    endpoint: Endpoint,
-    /// Shared with the inbound side, which sends F5's messages on them.
-    open: ChatSessions,
-    /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
-    ended: mpsc::UnboundedSender<(SessionKey, String)>,
-    stats: Arc<SessionStats>,
-    registry: Arc<Registry>,
-}
-
-impl Chats {
-    /// Opens session `key`'s MSRP side as negotiated and carries its messages to `mailer`.
-    fn open(&mut self, key: SessionKey, params: &MsrpParams, mailer: Option<ChatMailer>) {
-        let spec = SessionSpec::from_params(params);
-        match self.endpoint.open(spec) {
-            Ok((session, events)) => {
-                let chat = Chat {
-                    session,
-                    cpim: params.accept_types.iter().any(|t| t == "message/cpim"),
-                    wrapped_types: params.peer_accept_wrapped_types.clone(),
-                };
-                self.sessions().insert(key.clone(), chat);
-                let ladder = Ladder {
-                    registry: self.registry.clone(),
-                    id: params.local_path.session_id.as_str().into(),
-                };
-                let stats = self.stats.clone();
-                let ended = self.ended.clone();
-                tokio::spawn(carry_chat(key, events, mailer, ended, stats, ladder));
-            }
-            Err(e) => {
-                tracing::warn!(session = %key, error = %e, "MSRP session not opened");
-                let _ = self
-                    .ended
-                    .send((key, format!("MSRP session not opened: {e}")));
-            }
-        }
-    }
-
-    /// The SIP session is over: its MSRP side closes (F6).
-    fn close(&mut self, key: &SessionKey) {
-        if let Some(chat) = self.sessions().remove(key) {
-            chat.session.close();
-        }
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Chat>> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Where one session's MSRP events go in its ladder (`GET /sessions/{id}`).
-struct Ladder {
-    registry: Arc<Registry>,
-    id: Arc<str>,
-}
-
-impl Ladder {
-    fn msrp(&self, what: std::fmt::Arguments<'_>) {
-        self.registry.record(&self.id, Protocol::Msrp, what);
-    }
-}
-
-/// F4 for one session: each whole MSRP message, in order, mailed by the session's mail
-/// task (BB1, BB2); the response to its last chunk says how that went (step 4). Ends
-/// when the MSRP side ends; a close the IWF did not ask for ends the SIP session too.
-async fn carry_chat(
-    key: SessionKey,
-    mut events: mpsc::Receiver<msrp::Event>,
-    mailer: Option<ChatMailer>,
-    ended: mpsc::UnboundedSender<(SessionKey, String)>,
-    stats: Arc<SessionStats>,
-    ladder: Ladder,
-) {
-    while let Some(event) = events.recv().await {
-        match event {
-            msrp::Event::Connected => {
-                tracing::debug!(session = %key, "MSRP connected");
-                ladder.msrp(format_args!("connected"));
-            }
-            msrp::Event::DeliveryFailed { message_id, status } => {
-                tracing::info!(session = %key, %message_id, status = status.code, "MSRP message not delivered");
-                ladder.msrp(format_args!(
-                    "message {message_id} not delivered: {}",
-                    status.code
-                ));
-            }
-            msrp::Event::Message(message) => {
-                let msrp::Received {
-                    content_type,
-                    body,
-                    message_id,
-                    reply,
-                    ..
-                } = *message;
-                ladder.msrp(format_args!("SEND received ({} bytes)", body.len()));
-                let outcome = match (ChatMessage::from_msrp(&content_type, &body), &mailer) {
-                    (Ok(message), Some(mailer)) => mailer.send(message).await,
-                    (Ok(_), None) => Err(crate::session::chat::unmapped(
-                        "the session has no mail side",
-                    )),
-                    (Err(refused), _) => Err(refused),
-                };
-                stats.chat(crate::session::stats::Direction::ToEmail, outcome.is_ok());
-                let disposition = match outcome {
-                    Ok(()) => {
-                        ladder.msrp(format_args!("200 sent: mailed"));
-                        Disposition::Delivered
-                    }
-                    Err(refused) => {
-                        tracing::info!(session = %key, %message_id, status = refused.status, comment = %refused.comment, "chat message not delivered");
-                        ladder.msrp(format_args!("{} sent: {}", refused.status, refused.comment));
-                        Disposition::failed(refused.status, refused.comment)
-                    }
-                };
-                let _ = reply.send(disposition);
-            }
-            msrp::Event::Closed(reason) => {
-                tracing::info!(session = %key, %reason, "MSRP side ended");
-                ladder.msrp(format_args!("closed: {reason}"));
-                let _ = ended.send((key, reason.to_string()));
-                return;
-            }
-        }
-    }
-}
-
 /// What operators see of the sessions: the gauges of `GET /metrics` and the registry of
 /// `GET /sessions`.
 struct Seen {
@@ -425,7 +300,7 @@ async fn run_sessions(
                 core.on_invitation(&key, outcome, Instant::now())
             }
             Some((key, why)) = chats_ended.recv() => {
-                mail.chats.sessions().remove(&key);
+                mail.chats.ended(&key);
                 core.end_session(&key, &chat_lost(why), Instant::now())
             }
             Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
@@ -468,15 +343,16 @@ async fn run_sessions(
                 }
                 Effect::MailInvitation { key, mail: facts } => mail.mailer.invite(key, facts),
                 Effect::MailAccepted { key, mail: facts } => mail.mailer.accepted(key, facts),
-                Effect::ChatOpen { key, msrp } => {
+                Effect::ChatOpen { key, msrp, held } => {
                     let mailer = mail.mailer.chat(&key);
-                    mail.chats.open(key, &msrp, mailer);
+                    mail.chats.open(key, &msrp, mailer, held);
                 }
+                Effect::ChatConsent { key, consent } => mail.chats.consent(&key, consent),
                 Effect::SessionClosed { key, notify } => mail.closed(&key, notify),
             }
         }
         seen.stats.set_mail(mail.mailer.sessions());
-        seen.stats.set_chats(mail.chats.sessions().len());
+        seen.stats.set_chats(mail.chats.len());
     }
 }
 
@@ -497,8 +373,9 @@ fn on_user(core: &mut Core<Replier>, event: UserEvent, now: Instant) -> Vec<Effe
             Vec::new()
         }
         UserEvent::Accepted { key, done } => {
-            let _ = done.send(core.user_accepted(&key));
-            Vec::new()
+            let effects = core.user_accepted(&key);
+            let _ = done.send(effects.is_some());
+            effects.unwrap_or_default()
         }
         UserEvent::End { key, cause, text } => {
             core.end_session(&key, &EndReason { cause, text }, now)

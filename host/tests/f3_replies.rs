@@ -11,7 +11,7 @@ mod common;
 
 use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
 use common::mail::{Server, server};
-use common::msrp::MsrpClient;
+use common::msrp::{MsrpClient, MsrpListener};
 use common::peers::{self, Peer};
 use iwf::cpim;
 use iwf::msrp::{ByteRange, FailureReport, Method};
@@ -241,6 +241,230 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"
     );
+}
+
+/// 5.2.4.2.4: the CPM side connects at the 200 OK (offer `active`, step 5a), but what it
+/// sends before the e-mail user accepts is held: answered 200 at once, no mail; at the
+/// accept the held messages are mailed in order, threaded under the invitation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_sends_before_the_accept_are_held_then_mailed_in_order() {
+    require_peers();
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) =
+        invited("default", &srv, "f4-chat.xml", "cl13ntH", "bob@example.net").await;
+    for (id, text) in [("hld1", "first, before the accept"), ("hld2", "second")] {
+        let chunks = client
+            .send_message(
+                id,
+                "text/plain",
+                text.as_bytes(),
+                2048,
+                (false, FailureReport::Yes),
+            )
+            .await;
+        assert_eq!(
+            client.expect_response(&chunks[0], WAIT).await,
+            200,
+            "{id} held"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        srv.mails().len(),
+        1,
+        "nothing but the invitation before the accept"
+    );
+    let to = address(&parse(&invitation), "From").1;
+    let accept = reply(&invitation, "bob@example.net", "", &plain("accept"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &accept));
+    assert!(said.starts_with("250"), "{said}");
+    let all = tokio::task::block_in_place(|| mails(&srv, 3));
+    let first = parse(&all[1].1);
+    let second = parse(&all[2].1);
+    assert!(
+        first
+            .body_text(0)
+            .unwrap()
+            .starts_with("first, before the accept")
+    );
+    assert!(second.body_text(0).unwrap().starts_with("second"));
+    assert_eq!(
+        first.in_reply_to().as_text(),
+        parse(&invitation).message_id()
+    );
+    assert_eq!(second.in_reply_to().as_text(), first.message_id());
+    // A message after the accept goes out as it comes (F4 step 4: 200 once mailed).
+    let chunks = client
+        .send_message(
+            "hld3",
+            "text/plain",
+            b"third",
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    assert_eq!(tokio::task::block_in_place(|| mails(&srv, 4)).len(), 4);
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+/// 5.2.4.2.4: with an `actpass` offer the IWF is the active end (RFC 6135), and it
+/// connects only once the e-mail user accepted: no connection after the 200 OK, one
+/// right after the accept, bound with its SEND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_with_an_actpass_offer_the_iwf_connects_only_after_the_accept() {
+    require_peers();
+    let srv = server(&[]);
+    let gw = gateway("default", &srv);
+    let listener = MsrpListener::bind("cl13ntL").await;
+    let port = listener.uri.port.unwrap();
+    let sipp = Sipp::start(
+        &gw,
+        "f4-chat.xml",
+        "actpass",
+        port,
+        "cl13ntL",
+        "bob@example.net",
+    );
+    let (iwf_uri, setup) = tokio::task::block_in_place(|| sipp.answer());
+    assert_eq!(
+        setup, "active",
+        "RFC 6135: the answerer of actpass is active"
+    );
+    let invitation = tokio::task::block_in_place(|| mails(&srv, 1)).remove(0).1;
+    assert!(
+        !listener.connects_within(Duration::from_millis(1500)).await,
+        "the IWF connected before the e-mail user accepted"
+    );
+    let to = address(&parse(&invitation), "From").1;
+    let accept = reply(&invitation, "bob@example.net", "", &plain("accept"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &accept));
+    assert!(said.starts_with("250"), "{said}");
+    let mut client = listener.accept(vec![iwf_uri], WAIT).await;
+    let bind = client.expect_request(Method::Send, WAIT).await;
+    client.respond(&bind, 200).await;
+    let chunks = client
+        .send_message(
+            "act1",
+            "text/plain",
+            b"now we talk",
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    let mail = tokio::task::block_in_place(|| mails(&srv, 2)).remove(1).1;
+    assert!(
+        parse(&mail)
+            .body_text(0)
+            .unwrap()
+            .starts_with("now we talk")
+    );
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+/// A reject with two held messages: each gets a failure REPORT (Failure-Report yes), none
+/// is mailed; the session ends with a BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_reject_fails_each_held_message_with_a_report_and_mails_none() {
+    require_peers();
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) = invited(
+        "default",
+        &srv,
+        "f3-iwf-ends.xml",
+        "cl13ntJ",
+        "bob@example.net",
+    )
+    .await;
+    for id in ["rjc1", "rjc2"] {
+        let chunks = client
+            .send_message(
+                id,
+                "text/plain",
+                b"are you there?",
+                2048,
+                (false, FailureReport::Yes),
+            )
+            .await;
+        assert_eq!(
+            client.expect_response(&chunks[0], WAIT).await,
+            200,
+            "{id} held"
+        );
+    }
+    let to = address(&parse(&invitation), "From").1;
+    let answer = reply(&invitation, "bob@example.net", "", &plain("reject"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
+    assert!(said.starts_with("250"), "{said}");
+    let mut reported = Vec::new();
+    for _ in 0..2 {
+        let report = client.expect_request(Method::Report, WAIT).await;
+        assert_eq!(report.status().map(|s| s.code), Some(403), "{report:?}");
+        reported.push(report.message_id().unwrap().to_owned());
+    }
+    reported.sort();
+    assert_eq!(reported, ["rjc1", "rjc2"], "one failure REPORT each");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "the IWF's BYE"
+    );
+    assert_eq!(srv.mails().len(), 1, "only the invitation was mailed");
+}
+
+/// `[msrp] held_max_messages`: beyond it a message before the accept gets 403, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_message_beyond_the_hold_bound_gets_403() {
+    require_peers();
+    let srv = server(&[]);
+    let gw = common::chat::gateway_with("default", &srv, "held_max_messages = 1\n");
+    let port = common::free_port();
+    let sipp = Sipp::start(
+        &gw,
+        "f4-chat.xml",
+        "active",
+        port,
+        "cl13ntK",
+        "bob@example.net",
+    );
+    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "cl13ntK"), vec![iwf_uri]).await;
+    let codes = {
+        let mut codes = Vec::new();
+        for id in ["bnd1", "bnd2"] {
+            let chunks = client
+                .send_message(
+                    id,
+                    "text/plain",
+                    b"hello?",
+                    2048,
+                    (false, FailureReport::Yes),
+                )
+                .await;
+            let response = client.expect_frame(WAIT).await;
+            assert_eq!(response.transact_id, chunks[0].transact_id);
+            codes.push(response);
+        }
+        codes
+    };
+    let code = |f: &iwf::msrp::Frame| match &f.start {
+        iwf::msrp::StartLine::Response { code, comment } => (*code, comment.clone()),
+        _ => panic!("not a response: {f:?}"),
+    };
+    assert_eq!(code(&codes[0]).0, 200);
+    let (status, comment) = code(&codes[1]);
+    assert_eq!(status, 403);
+    assert!(
+        comment.unwrap_or_default().contains("accept"),
+        "the 403 says why"
+    );
+    drop(sipp);
 }
 
 /// Privacy: id (RFC 3323) on a whole session: the invitation comes from a per-session

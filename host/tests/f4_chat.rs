@@ -303,31 +303,6 @@ async fn f4_iwf_active_connects_to_the_offered_path_binds_with_an_empty_send_and
     client.expect_closed(WAIT).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f4_in_an_f2_session_chat_mails_thread_under_the_invitation() {
-    require_peers();
-    let srv = server(&[]);
-    let gw = gateway("default", &srv);
-    let (sipp, _, _, mut client) = offered_active(&gw, "cl13nt3", "bob@example.net").await;
-    let text = b"Are you there?";
-    assert_eq!(
-        send(&mut client, "f2msg1", "text/plain", text, 2048).await,
-        [200]
-    );
-    let all = mails(&srv, 2);
-    let invitation = parse(&all[0].1);
-    let chat = parse(&all[1].1);
-    assert!(invitation.body_text(0).unwrap().contains("ACCEPT"));
-    assert_eq!(chat.in_reply_to().as_text(), invitation.message_id());
-    assert_eq!(chat.subject(), invitation.subject());
-    assert!(chat.body_text(0).unwrap().starts_with("Are you there?"));
-    assert_eq!(
-        all[0].0["peer"], all[1].0["peer"],
-        "the invitation's channel is reused"
-    );
-    assert_ladder_passed(sipp);
-}
-
 /// A chat message in CPIM with the OMA CPM Contribution-ID fields (BB2 msg-id row).
 fn cpim_with_ids(text: &str, contribution_id: Option<&str>, in_reply_to: Option<&str>) -> String {
     let mut fields = String::new();

@@ -32,7 +32,7 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(status: u16, comment: impl Into<String>) -> Self {
+    pub fn new(status: u16, comment: impl Into<String>) -> Self {
         Self {
             status,
             comment: comment.into(),

@@ -7,8 +7,10 @@
 //!                   ├─ accept-on-behalf ──200 OK + SDP, MailAccepted, ChatOpen──> Dialog:
 //!                   │                       AwaitingAck ──ACK──> Live
 //!                   ├─ ask-user ──MailInvitation──> (the mail side sends AA2, off this task)
-//!                   │     <─on_invitation─┘ Ok: 200 OK + SDP, ChatOpen ─> AwaitingAck
-//!                   │                           ──ACK──> Invited
+//!                   │     <─on_invitation─┘ Ok: 200 OK + SDP ─> AwaitingAck ──ACK──> Invited
+//!                   │       (ChatOpen held when the CPM side connects, 5.2.4.2.4 step 5a)
+//!                   │       Invited ─user_accepted─> Live: ChatOpen (the IWF connects) or
+//!                   │       ChatConsent Given; reject/expiry: ChatConsent Refused, BYE
 //!                   │                       Err(status, warning): status + Warning (AA3)
 //!                   ├─ refuse(status) ──status
 //!                   └─ CANCEL ──200 (CANCEL), 487 (INVITE); a later outcome is dropped
@@ -32,7 +34,7 @@ use crate::net::sip::{AGENT, new_tag};
 use crate::policy::world::{
     Gateway, GroupInfo, InviteDecision, Session as PolicySession, SessionPhase, SipStatus,
 };
-use crate::sdp::msrp::{self, Answer, LocalMsrp, MsrpParams, Offer};
+use crate::sdp::msrp::{self, Answer, LocalMsrp, MsrpParams, Offer, Role};
 use crate::sdp::uri::Host;
 use crate::session::registry::{Journal, Phase as Shown};
 use crate::sip::cpm::{CpmInvite, Identities, Originator};
@@ -96,17 +98,32 @@ pub enum Effect<P> {
         key: SessionKey,
         mail: Box<MailFacts>,
     },
-    /// The 200 OK of session `key` went out: open its MSRP session as negotiated (RFC 4975,
-    /// RFC 6135 roles); its messages go to the mail side (F4).
+    /// Open session `key`'s MSRP session as negotiated (RFC 4975, RFC 6135 roles); its
+    /// messages go to the mail side (F4). At the 200 OK of an F1 session. In F2 only with
+    /// the e-mail user's consent (5.2.4.2.4): at the accept when the IWF connects; at the
+    /// 200 OK when the CPM side does (step 5a), then `held`: its messages wait for
+    /// [`Effect::ChatConsent`].
     ChatOpen {
         key: SessionKey,
         msrp: Box<MsrpParams>,
+        held: bool,
     },
+    /// The e-mail user answered the invitation of session `key`, whose MSRP side holds the
+    /// CPM side's messages: accepted (F3), they go to the mail side in order, and the later
+    /// ones as they come; refused (reject, expiry), each is failed.
+    ChatConsent { key: SessionKey, consent: Consent },
     /// Session `key`, which has a mail side (an invitation mailed, or a 200 OK sent), is
     /// over: its MSRP session is closed, and the mail side sends the CC2 notification when
     /// `notify` says so (the CPM side closed it: BYE, CANCEL; 5.2.4.2.6), then QUITs the
     /// channel (CC2) and frees its state.
     SessionClosed { key: SessionKey, notify: Notify },
+}
+
+/// The e-mail user's answer, for the chat messages held until it (5.2.4.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    Given,
+    Refused,
 }
 
 /// Whether the mail side mails the CC2 notification (5.2.4.2.6) before its QUIT.
@@ -416,7 +433,9 @@ impl<P: Peer> Core<P> {
         };
         // F1: the mail side starts for the chat; F2: it has been there since the invitation.
         // Both go before the 200 OK: the peer may connect as soon as it has the answer,
-        // and the MSRP session must be open by then (else its connection gets 481).
+        // and the MSRP session must be open by then (else its connection gets 481). In F2
+        // the IWF does not connect before the e-mail user accepted (5.2.4.2.4); a CPM side
+        // that connects (step 5a) is taken, its messages held until then.
         let mut first = Vec::with_capacity(2);
         if !invited {
             first.push(Effect::MailAccepted {
@@ -424,10 +443,14 @@ impl<P: Peer> Core<P> {
                 mail: session.facts.clone(),
             });
         }
-        first.push(Effect::ChatOpen {
-            key: key.clone(),
-            msrp: Box::new(session.answer.params.clone()),
-        });
+        let iwf_connects = session.answer.params.role == Role::Active;
+        if !(invited && iwf_connects) {
+            first.push(Effect::ChatOpen {
+                key: key.clone(),
+                msrp: Box::new(session.answer.params.clone()),
+                held: invited,
+            });
+        }
         sent.splice(0..0, first);
         self.journal
             .sip(&session.id, now, "200 OK sent (SDP answer)");
@@ -483,28 +506,37 @@ impl<P: Peer> Core<P> {
         }
     }
 
-    /// F3 (5.2.4.2.4): the e-mail user accepted the invitation: the session is live.
-    /// False when session `key` was not awaiting an answer.
-    pub fn user_accepted(&mut self, key: &SessionKey) -> bool {
-        let Some(Session {
-            id,
-            state: State::Dialog(_, phase),
-            ..
-        }) = self.sessions.get_mut(key).map(|s| &mut **s)
-        else {
-            return false;
+    /// F3 (5.2.4.2.4): the e-mail user accepted the invitation: the session is live, and
+    /// its chat starts: the IWF connects now (when it is the active end), or the messages
+    /// the CPM side sent meanwhile go out. `None` when session `key` was not awaiting an
+    /// answer.
+    pub fn user_accepted(&mut self, key: &SessionKey) -> Option<Vec<Effect<P>>> {
+        let session = self.sessions.get_mut(key)?;
+        let State::Dialog(_, phase) = &mut session.state else {
+            return None;
         };
         match phase {
             Phase::Invited => {
                 *phase = Phase::Live;
-                self.journal.phase(id, Instant::now(), Shown::Live);
+                self.journal.phase(&session.id, Instant::now(), Shown::Live);
             }
             // Accepted before the ACK came: the ACK then makes it live.
             Phase::AwaitingAck(a) if a.invited => a.invited = false,
-            _ => return false,
+            _ => return None,
         }
-        tracing::info!(session = %id, "the e-mail user accepted: session live");
-        true
+        tracing::info!(session = %session.id, "the e-mail user accepted: session live");
+        let chat = match session.answer.params.role {
+            Role::Active => Effect::ChatOpen {
+                key: key.clone(),
+                msrp: Box::new(session.answer.params.clone()),
+                held: false,
+            },
+            Role::Passive => Effect::ChatConsent {
+                key: key.clone(),
+                consent: Consent::Given,
+            },
+        };
+        Some(vec![chat])
     }
 
     /// F3: the invitation's expiry passed; a session still awaiting the e-mail user's
@@ -543,7 +575,20 @@ impl<P: Peer> Core<P> {
                 out
             }
             Some(State::Dialog(_, Phase::Ending { .. })) => Vec::new(),
-            Some(State::Dialog(..)) => self.send_bye(key, reason, now),
+            Some(State::Dialog(..)) => {
+                // Not accepted (rejected, expired): the messages the CPM side sent
+                // meanwhile are refused first (failure REPORTs), while its MSRP
+                // connection is still there to take them, then the BYE.
+                let mut out = Vec::new();
+                if self.user_phase(key) == Some(SessionPhase::AwaitingAnswer) {
+                    out.push(Effect::ChatConsent {
+                        key: key.clone(),
+                        consent: Consent::Refused,
+                    });
+                }
+                out.extend(self.send_bye(key, reason, now));
+                out
+            }
         }
     }
 
@@ -1839,7 +1884,7 @@ mod tests {
         let msrp = effects
             .iter()
             .find_map(|e| match e {
-                Effect::ChatOpen { key: k, msrp } if *k == key => Some(msrp.clone()),
+                Effect::ChatOpen { key: k, msrp, .. } if *k == key => Some(msrp.clone()),
                 _ => None,
             })
             .expect("the chat opens with the 200");

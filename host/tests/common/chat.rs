@@ -36,6 +36,11 @@ impl Gateway {
 /// The gateway with `policy` ("auto-accept": F1; "default": F2), mailing through `srv`,
 /// with `[msrp]` limits small enough to test.
 pub fn gateway(policy: &str, srv: &Server) -> Gateway {
+    gateway_with(policy, srv, "")
+}
+
+/// As [`gateway`], with more `[msrp]` keys (`key = value\n` lines).
+pub fn gateway_with(policy: &str, srv: &Server, msrp_keys: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let policy_keys = match policy {
         "default" => String::new(),
@@ -46,7 +51,7 @@ pub fn gateway(policy: &str, srv: &Server) -> Gateway {
         &config,
         format!(
             "[sip]\nlisten = \"127.0.0.1:0\"\ndomain = \"iwf.test\"\n\
-             [msrp]\nlisten = \"127.0.0.1:0\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n\
+             [msrp]\nlisten = \"127.0.0.1:0\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n{msrp_keys}\
              [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\

@@ -37,6 +37,13 @@ impl MsrpListener {
         MsrpListener { listener, uri }
     }
 
+    /// Whether the IWF connects within `within` (the connection is dropped).
+    pub async fn connects_within(&self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.listener.accept())
+            .await
+            .is_ok()
+    }
+
     /// The IWF's connection, within `within`; the client addresses `to_path`.
     pub async fn accept(&self, to_path: Vec<MsrpUri>, within: Duration) -> MsrpClient {
         let (stream, _) = tokio::time::timeout(within, self.listener.accept())

@@ -1,0 +1,300 @@
+//! F4 for every session: its MSRP side opened as negotiated, and each whole message it
+//! receives carried to the session's mail task (BB1, BB2); the response to the message's
+//! last chunk says how the mail went (step 4).
+//!
+//! In F2 nothing is mailed before the e-mail user accepts (5.2.4.2.4): where the CPM side
+//! connects at the 200 OK (step 5a), its messages are held, each answered 200 at once and
+//! bounded by `[msrp] held_max_messages` and `held_max_bytes` (beyond: 403), then mailed in
+//! order at the accept, their outcome in a REPORT. If the session ends first, each held
+//! message gets a failure REPORT where one was asked for (RFC 4975 7.1.2): nothing is lost
+//! without a word.
+
+use super::chat::{self, ChatMessage};
+use super::core::{Consent, SessionKey};
+use super::mailer::ChatMailer;
+use super::registry::{Protocol, Registry};
+use super::replies::{Chat, ChatSessions};
+use super::stats::{Direction, SessionStats};
+use crate::msrp::{self, Disposition, Endpoint, Held, SessionSpec};
+use crate::sdp::msrp::MsrpParams;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// How much a session may hold before the e-mail user's consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldLimits {
+    pub messages: usize,
+    pub bytes: u64,
+}
+
+/// The sessions' MSRP sides.
+pub struct Chats {
+    endpoint: Endpoint,
+    /// Shared with the inbound side, which sends F5's messages on them.
+    open: ChatSessions,
+    /// The sessions still waiting for the e-mail user's answer: `Given` releases their held
+    /// messages; `Refused`, or the sender dropped (the session is over), fails them.
+    consents: HashMap<SessionKey, watch::Sender<Option<Consent>>>,
+    /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
+    ended: mpsc::UnboundedSender<(SessionKey, String)>,
+    hold: HoldLimits,
+    stats: Arc<SessionStats>,
+    registry: Arc<Registry>,
+}
+
+impl Chats {
+    pub fn new(
+        endpoint: Endpoint,
+        open: ChatSessions,
+        ended: mpsc::UnboundedSender<(SessionKey, String)>,
+        hold: HoldLimits,
+        stats: Arc<SessionStats>,
+        registry: Arc<Registry>,
+    ) -> Chats {
+        Chats {
+            endpoint,
+            open,
+            consents: HashMap::new(),
+            ended,
+            hold,
+            stats,
+            registry,
+        }
+    }
+
+    /// Opens session `key`'s MSRP side as negotiated and carries its messages to `mailer`;
+    /// `held`: until [`Chats::consent`].
+    pub fn open(
+        &mut self,
+        key: SessionKey,
+        params: &MsrpParams,
+        mailer: Option<ChatMailer>,
+        held: bool,
+    ) {
+        let spec = SessionSpec::from_params(params);
+        match self.endpoint.open(spec) {
+            Ok((session, events)) => {
+                let chat = Chat {
+                    session,
+                    cpim: params.accept_types.iter().any(|t| t == "message/cpim"),
+                    wrapped_types: params.peer_accept_wrapped_types.clone(),
+                };
+                self.sessions().insert(key.clone(), chat);
+                let (consent, consented) = watch::channel((!held).then_some(Consent::Given));
+                if held {
+                    self.consents.insert(key.clone(), consent);
+                }
+                let carrier = Carrier {
+                    key,
+                    mailer,
+                    ended: self.ended.clone(),
+                    stats: self.stats.clone(),
+                    ladder: Ladder {
+                        registry: self.registry.clone(),
+                        id: params.local_path.session_id.as_str().into(),
+                    },
+                    hold: self.hold,
+                };
+                tokio::spawn(carrier.run(events, consented));
+            }
+            Err(e) => {
+                tracing::warn!(session = %key, error = %e, "MSRP session not opened");
+                let _ = self
+                    .ended
+                    .send((key, format!("MSRP session not opened: {e}")));
+            }
+        }
+    }
+
+    /// The e-mail user answered: session `key`'s held messages are mailed or failed.
+    pub fn consent(&mut self, key: &SessionKey, answer: Consent) {
+        if let Some(consent) = self.consents.remove(key) {
+            let _ = consent.send(Some(answer));
+        }
+    }
+
+    /// The SIP session is over: its MSRP side closes (F6), failure REPORTs for what it held.
+    pub fn close(&mut self, key: &SessionKey) {
+        self.consents.remove(key);
+        if let Some(chat) = self.sessions().remove(key) {
+            chat.session.close();
+        }
+    }
+
+    /// Forgets session `key`'s MSRP side, which ended on its own.
+    pub fn ended(&mut self, key: &SessionKey) {
+        self.consents.remove(key);
+        self.sessions().remove(key);
+    }
+
+    /// How many sessions have an MSRP side.
+    pub fn len(&self) -> usize {
+        self.sessions().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Chat>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where one session's MSRP events go in its ladder (`GET /sessions/{id}`).
+struct Ladder {
+    registry: Arc<Registry>,
+    id: Arc<str>,
+}
+
+impl Ladder {
+    fn msrp(&self, what: std::fmt::Arguments<'_>) {
+        self.registry.record(&self.id, Protocol::Msrp, what);
+    }
+}
+
+/// One session's carrier: its MSRP events in, its mails out.
+struct Carrier {
+    key: SessionKey,
+    mailer: Option<ChatMailer>,
+    ended: mpsc::UnboundedSender<(SessionKey, String)>,
+    stats: Arc<SessionStats>,
+    ladder: Ladder,
+    hold: HoldLimits,
+}
+
+/// A message taken before the e-mail user's consent.
+struct Waiting {
+    message: ChatMessage,
+    held: Held,
+}
+
+impl Carrier {
+    /// Each whole message, in order, mailed (or held until `consented` says `Given`). Ends
+    /// when the MSRP side ends; a close the IWF did not ask for ends the SIP session too.
+    async fn run(
+        self,
+        mut events: mpsc::Receiver<msrp::Event>,
+        mut consented: watch::Receiver<Option<Consent>>,
+    ) {
+        let mut waiting: VecDeque<Waiting> = VecDeque::new();
+        let mut held_bytes = 0u64;
+        // Until the answer comes, or its sender is gone (the session is over).
+        let mut asking = consented.borrow().is_none();
+        loop {
+            tokio::select! {
+                changed = consented.changed(), if asking => {
+                    asking = false;
+                    let answer = if changed.is_ok() { *consented.borrow() } else { None };
+                    if answer == Some(Consent::Given) {
+                        let n = waiting.len();
+                        self.ladder.msrp(format_args!("accepted: {n} held message(s) released"));
+                        while let Some(w) = waiting.pop_front() {
+                            let disposition = self.mail(w.message).await;
+                            w.held.settle(disposition);
+                        }
+                    } else {
+                        // Refused, expired or over: each held message fails (a failure
+                        // REPORT, RFC 4975 7.1.2), and none is mailed.
+                        let n = waiting.len();
+                        self.ladder.msrp(format_args!("not accepted: {n} held message(s) failed"));
+                        for w in waiting.drain(..) {
+                            let why = "not delivered: the e-mail user did not accept the chat";
+                            self.stats.chat(Direction::ToEmail, false);
+                            w.held.settle(Disposition::failed(403, why));
+                        }
+                    }
+                    held_bytes = 0;
+                }
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    let msrp::Event::Message(received) = event else {
+                        if self.on_event(event) {
+                            return;
+                        }
+                        continue;
+                    };
+                    let msrp::Received { content_type, body, message_id, reply, .. } = *received;
+                    self.ladder.msrp(format_args!("SEND received ({} bytes)", body.len()));
+                    let message = match ChatMessage::from_msrp(&content_type, &body) {
+                        Ok(message) => message,
+                        Err(refused) => {
+                            let _ = reply.send(self.refused(&message_id, refused));
+                            continue;
+                        }
+                    };
+                    if !asking {
+                        let disposition = self.mail(message).await;
+                        let _ = reply.send(disposition);
+                        continue;
+                    }
+                    let bytes = body.len() as u64;
+                    if waiting.len() >= self.hold.messages || held_bytes + bytes > self.hold.bytes {
+                        let why = format!(
+                            "{} message(s) of {held_bytes} bytes already wait for the e-mail user to accept (at most {} messages, {} bytes)",
+                            waiting.len(), self.hold.messages, self.hold.bytes
+                        );
+                        let _ = reply.send(self.refused(&message_id, chat::Refused::new(403, why)));
+                        continue;
+                    }
+                    self.ladder.msrp(format_args!("200 sent: held until the e-mail user accepts"));
+                    tracing::debug!(session = %self.key, %message_id, "chat message held until the e-mail user accepts");
+                    held_bytes += bytes;
+                    waiting.push_back(Waiting { message, held: reply.hold() });
+                }
+            }
+        }
+    }
+
+    /// The session's other MSRP events; true when the MSRP side is over.
+    fn on_event(&self, event: msrp::Event) -> bool {
+        match event {
+            msrp::Event::Connected => {
+                tracing::debug!(session = %self.key, "MSRP connected");
+                self.ladder.msrp(format_args!("connected"));
+            }
+            msrp::Event::DeliveryFailed { message_id, status } => {
+                tracing::info!(session = %self.key, %message_id, status = status.code, "MSRP message not delivered");
+                self.ladder.msrp(format_args!(
+                    "message {message_id} not delivered: {}",
+                    status.code
+                ));
+            }
+            msrp::Event::Closed(reason) => {
+                tracing::info!(session = %self.key, %reason, "MSRP side ended");
+                self.ladder.msrp(format_args!("closed: {reason}"));
+                let _ = self.ended.send((self.key.clone(), reason.to_string()));
+                return true;
+            }
+            msrp::Event::Message(_) => {}
+        }
+        false
+    }
+
+    /// F4 steps 2-4: the message mailed by the session's mail task; how it went.
+    async fn mail(&self, message: ChatMessage) -> Disposition {
+        let outcome = match &self.mailer {
+            Some(mailer) => mailer.send(message).await,
+            None => Err(chat::unmapped("the session has no mail side")),
+        };
+        match outcome {
+            Ok(()) => {
+                self.stats.chat(Direction::ToEmail, true);
+                self.ladder.msrp(format_args!("mailed"));
+                Disposition::Delivered
+            }
+            Err(refused) => self.refused("", refused),
+        }
+    }
+
+    /// A message not delivered (not mappable, refused by the mail side, over the hold
+    /// bound): counted, in the ladder, and its MSRP status.
+    fn refused(&self, message_id: &str, refused: chat::Refused) -> Disposition {
+        self.stats.chat(Direction::ToEmail, false);
+        tracing::info!(session = %self.key, %message_id, status = refused.status, comment = %refused.comment, "chat message not delivered");
+        self.ladder
+            .msrp(format_args!("{} sent: {}", refused.status, refused.comment));
+        Disposition::failed(refused.status, refused.comment)
+    }
+}
