@@ -655,6 +655,22 @@ fn f2_group_invitation_maps_the_uri_list_to_to_cc_and_the_envelope() {
         msg.date().map(|d| d.to_rfc3339()).as_deref(),
         Some("2026-11-26T09:45:00+01:00")
     );
+    // CC2 at the BYE: from the group, Sender the originator, X-Priority per the policy
+    // (the INVITE's Priority: urgent), to the same recipients.
+    let all = mails(&srv, 2);
+    let (closed_meta, closed) = &all[1];
+    let closed = parse(closed);
+    assert_eq!(closed.subject(), Some("Chat ended"));
+    assert_eq!(address(&closed, "From").1, from);
+    assert_eq!(
+        address(&closed, "Sender"),
+        (Some("Carol".into()), "carol@mail.iwf.test".into())
+    );
+    assert_eq!(closed.header_raw("X-Priority").map(str::trim), Some("1"));
+    assert_eq!(
+        rcpt_tos(closed_meta),
+        ["bob@mx.test", "dora@mx.test", "eve@mx.test"]
+    );
     // The policy's group invitation text names the group's topic.
     let body = msg.body_text(0).unwrap().to_string();
     assert!(

@@ -520,7 +520,9 @@ async fn f3_a_privacy_id_session_is_answered_and_chats_and_no_mail_names_the_cpm
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"
     );
-    let all = tokio::task::block_in_place(|| mails(&srv, 2));
+    // The invitation, the chat mail (BB2) and the session-closed mail (CC2) at the BYE.
+    let all = tokio::task::block_in_place(|| mails(&srv, 3));
+    assert_eq!(parse(&all[2].1).subject(), Some("Chat ended"));
     for (meta, eml) in &all {
         assert_eq!(meta["mail_from"], anonymous.as_str(), "MAIL FROM");
         let msg = parse(eml);
@@ -580,6 +582,96 @@ async fn f5_a_reply_to_a_chat_mail_from_its_authors_address_reaches_the_session(
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"
     );
+}
+
+/// EE1 Success-Report and Failure-Report as the policy's `msrp-reports` asks (the test
+/// policy: yes and partial): the SEND carries them, and the 250 waits for the success
+/// REPORT. EE1 DateTime of a mail without Date: the time it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f5_reports_are_the_policys_and_a_mail_without_date_is_dated_now() {
+    require_peers();
+    let srv = server(&[]);
+    let user = "reports@example.net";
+    let (gw, sipp, mut client, invitation) =
+        invited("misbehaving", &srv, "f4-chat.xml", "cl13ntS", user).await;
+    let to = address(&parse(&invitation), "From").1;
+    let accept = reply(&invitation, user, "", &plain("accept"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &accept));
+    assert!(said.starts_with("250"), "{said}");
+    let dated = reply(&invitation, user, "", &plain("no date on this one"));
+    let undated: String = dated
+        .lines()
+        .filter(|l| !l.starts_with("Date:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let smtp = gw.smtp;
+    let before = chrono::Utc::now();
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, user, &to, &undated));
+    let (message, last) = client.receive_message(WAIT).await;
+    assert!(
+        last.success_report(),
+        "Success-Report: yes, as the policy asks"
+    );
+    assert_eq!(last.failure_report(), FailureReport::Partial);
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    let date = cpim
+        .date_time
+        .expect("EE1 DateTime")
+        .with_timezone(&chrono::Utc);
+    let after = chrono::Utc::now();
+    assert!(
+        date >= before - chrono::Duration::seconds(1)
+            && date <= after + chrono::Duration::seconds(1),
+        "{date} not between {before} and {after}"
+    );
+    client
+        .report_success(&last, message.data.len() as u64)
+        .await;
+    let said = sending.await.unwrap();
+    assert!(said.starts_with("250"), "{said}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+/// RFC 2852 on every mail of a session: the policy asks `BY=` for the invitation (AA1),
+/// the chat mail (BB1) and the session-closed mail (CC1) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_goes_with_the_invitation_the_chat_mail_and_the_notification() {
+    require_peers();
+    let srv = server(&["--deliverby"]);
+    let user = "deliverby@example.net";
+    let (gw, sipp, mut client, invitation) =
+        invited("misbehaving", &srv, "f4-chat.xml", "cl13ntB", user).await;
+    let to = address(&parse(&invitation), "From").1;
+    let accept = reply(&invitation, user, "", &plain("accept"));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &accept));
+    assert!(said.starts_with("250"), "{said}");
+    let chunks = client
+        .send_message(
+            "byt1",
+            "text/plain",
+            b"by when?",
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+    let all = tokio::task::block_in_place(|| mails(&srv, 3));
+    for (meta, eml) in &all {
+        let args = meta["mail_args"].as_str().unwrap();
+        assert!(
+            args.contains("BY=86400;N"),
+            "{args}: {:?}",
+            parse(eml).subject()
+        );
+    }
+    assert_eq!(parse(&all[2].1).subject(), Some("Chat ended"));
 }
 
 /// EE1 From: the CPM identity the policy's `email-to-cpm` maps the sender to (the test

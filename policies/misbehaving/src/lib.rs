@@ -20,6 +20,8 @@
 //! - `mapped`: well behaved, asks the e-mail user; and as `email-to-cpm` has no session,
 //!   it keys on the e-mail address: `mapped@...` maps to `sip:mapped@ims.example.com` (the
 //!   default maps only addresses of the gateway's own domain), for the tests of EE1 From;
+//! - `reports`: well behaved, asks the e-mail user, and asks for Success-Report `yes` and
+//!   Failure-Report `partial` on the SENDs towards the CPM side (EE1);
 //! - anything else: the `default` policy.
 //!
 //! Never shipped: the build puts it beside the real policies for the tests.
@@ -56,6 +58,7 @@ fn misbehave(session: &Session) -> Option<&'static str> {
         "deliverby" => Some("deliverby"),
         "expire" => Some("expire"),
         "mapped" => Some("mapped"),
+        "reports" => Some("reports"),
         _ => None,
     }
 }
@@ -95,7 +98,7 @@ impl Guest for Misbehaving {
                 reason: "bad\r\ncode".into(),
             }),
             // Asks the e-mail user, so that the invitation is mailed (with BY=).
-            Some("deliverby" | "expire" | "mapped") => InviteDecision::AskUser,
+            Some("deliverby" | "expire" | "mapped" | "reports") => InviteDecision::AskUser,
             _ => InviteDecision::AcceptOnBehalf,
         }
     }
@@ -192,8 +195,13 @@ impl Guest for Misbehaving {
         Base::participant_info_text(session, participants)
     }
     fn msrp_reports(session: Session) -> ReportFlags {
-        misbehave(&session);
-        Base::msrp_reports(session)
+        match misbehave(&session) {
+            Some("reports") => ReportFlags {
+                success_report: true,
+                failure_report: FailureReport::Partial,
+            },
+            _ => Base::msrp_reports(session),
+        }
     }
     fn anonymous_identity(session: Session) -> Mailbox {
         match misbehave(&session) {
