@@ -39,9 +39,7 @@ pub struct Gateway {
     pub smtp_addr: std::net::SocketAddr,
 }
 
-/// Binds every listener and starts serving in the background of the current runtime;
-/// then prints `iwf ready sip=ADDR msrp=ADDR smtp=ADDR admin=ADDR` (the bound addresses)
-/// on stdout.
+/// Binds every listener and starts serving in the background of the current runtime.
 pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let engine = PolicyEngine::with_cache_dir(
         Limits::from(&config.policy),
@@ -209,17 +207,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         users,
     ));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
-    // Every listener is bound: one line on stdout for supervisors and tests (port 0).
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let line = format!(
-            "iwf ready sip={sip_addr} msrp={msrp_addr} smtp={smtp_addr} admin={admin_addr}"
-        );
-        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-            tracing::warn!(error = %e, "the ready line could not be written on stdout");
-        }
-    }
     Ok(Gateway {
         policy,
         admin_addr,
@@ -440,8 +427,22 @@ async fn sleep_until(wake: Option<Instant>) {
 }
 
 /// Serves until SIGINT or SIGTERM.
+/// `iwf run`: [`start`], then one line on stdout once every listener is bound, for
+/// supervisors and tests (with port 0, the port the system chose):
+/// `iwf ready sip=ADDR msrp=ADDR smtp=ADDR admin=ADDR`; then serves until SIGTERM or ^C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let _gateway = start(&config).await?;
+    let gateway = start(&config).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let line = format!(
+            "iwf ready sip={} msrp={} smtp={} admin={}",
+            gateway.sip_addr, gateway.msrp_addr, gateway.smtp_addr, gateway.admin_addr
+        );
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::warn!(error = %e, "the ready line could not be written on stdout");
+        }
+    }
     wait_for_shutdown().await;
     tracing::info!("shutting down");
     Ok(())
