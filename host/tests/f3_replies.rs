@@ -72,6 +72,25 @@ fn reply(invitation: &[u8], from: &str, extra_headers: &str, body: &str) -> Stri
     )
 }
 
+/// The e-mail user `user` answers the invitation with `text` (to its From address, as a
+/// mail client replies), and the gateway takes it (250); the address answered.
+fn answer(gw: &Gateway, invitation: &[u8], user: &str, text: &str) -> String {
+    let to = address(&parse(invitation), "From").1;
+    let mail = reply(invitation, user, "", &plain(text));
+    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &mail));
+    assert!(said.starts_with("250"), "{said}");
+    to
+}
+
+/// Sends a whole message in one chunk, Failure-Report yes; the response code to it.
+async fn send(client: &mut MsrpClient, id: &str, content_type: &str, body: &[u8]) -> u16 {
+    let reports = (false, FailureReport::Yes);
+    let chunks = client
+        .send_message(id, content_type, body, 2048, reports)
+        .await;
+    client.expect_response(&chunks[0], WAIT).await
+}
+
 /// Base64 in lines of 76 (RFC 2045 6.8).
 fn base64_lines(bytes: &[u8]) -> String {
     use base64::Engine;
@@ -253,31 +272,19 @@ async fn f3_sends_before_the_accept_are_held_then_mailed_in_order() {
     let (gw, sipp, mut client, invitation) =
         invited("default", &srv, "f4-chat.xml", "cl13ntH", "bob@example.net").await;
     for (id, text) in [("hld1", "first, before the accept"), ("hld2", "second")] {
-        let chunks = client
-            .send_message(
-                id,
-                "text/plain",
-                text.as_bytes(),
-                2048,
-                (false, FailureReport::Yes),
-            )
-            .await;
         assert_eq!(
-            client.expect_response(&chunks[0], WAIT).await,
+            send(&mut client, id, "text/plain", text.as_bytes()).await,
             200,
             "{id} held"
         );
     }
-    std::thread::sleep(Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         srv.mails().len(),
         1,
         "nothing but the invitation before the accept"
     );
-    let to = address(&parse(&invitation), "From").1;
-    let accept = reply(&invitation, "bob@example.net", "", &plain("accept"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &accept));
-    assert!(said.starts_with("250"), "{said}");
+    answer(&gw, &invitation, "bob@example.net", "accept");
     let all = tokio::task::block_in_place(|| mails(&srv, 3));
     let first = parse(&all[1].1);
     let second = parse(&all[2].1);
@@ -294,16 +301,7 @@ async fn f3_sends_before_the_accept_are_held_then_mailed_in_order() {
     );
     assert_eq!(second.in_reply_to().as_text(), first.message_id());
     // A message after the accept goes out as it comes (F4 step 4: 200 once mailed).
-    let chunks = client
-        .send_message(
-            "hld3",
-            "text/plain",
-            b"third",
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    assert_eq!(send(&mut client, "hld3", "text/plain", b"third").await, 200);
     assert_eq!(tokio::task::block_in_place(|| mails(&srv, 4)).len(), 4);
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),
@@ -339,23 +337,14 @@ async fn f3_with_an_actpass_offer_the_iwf_connects_only_after_the_accept() {
         !listener.connects_within(Duration::from_millis(1500)).await,
         "the IWF connected before the e-mail user accepted"
     );
-    let to = address(&parse(&invitation), "From").1;
-    let accept = reply(&invitation, "bob@example.net", "", &plain("accept"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &accept));
-    assert!(said.starts_with("250"), "{said}");
+    answer(&gw, &invitation, "bob@example.net", "accept");
     let mut client = listener.accept(vec![iwf_uri], WAIT).await;
     let bind = client.expect_request(Method::Send, WAIT).await;
     client.respond(&bind, 200).await;
-    let chunks = client
-        .send_message(
-            "act1",
-            "text/plain",
-            b"now we talk",
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    assert_eq!(
+        send(&mut client, "act1", "text/plain", b"now we talk").await,
+        200
+    );
     let mail = tokio::task::block_in_place(|| mails(&srv, 2)).remove(1).1;
     assert!(
         parse(&mail)
@@ -384,25 +373,13 @@ async fn f3_a_reject_fails_each_held_message_with_a_report_and_mails_none() {
     )
     .await;
     for id in ["rjc1", "rjc2"] {
-        let chunks = client
-            .send_message(
-                id,
-                "text/plain",
-                b"are you there?",
-                2048,
-                (false, FailureReport::Yes),
-            )
-            .await;
         assert_eq!(
-            client.expect_response(&chunks[0], WAIT).await,
+            send(&mut client, id, "text/plain", b"are you there?").await,
             200,
             "{id} held"
         );
     }
-    let to = address(&parse(&invitation), "From").1;
-    let answer = reply(&invitation, "bob@example.net", "", &plain("reject"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
-    assert!(said.starts_with("250"), "{said}");
+    answer(&gw, &invitation, "bob@example.net", "reject");
     let mut reported = Vec::new();
     for _ in 0..2 {
         let report = client.expect_request(Method::Report, WAIT).await;
@@ -497,16 +474,10 @@ async fn f3_a_privacy_id_session_is_answered_and_chats_and_no_mail_names_the_cpm
     // CPM -> e-mail: a CPIM message whose From names Alice; the mail must not.
     let cpim = "From: Alice <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
                 Content-Type: text/plain; charset=utf-8\r\n\r\nHi, guess who";
-    let chunks = client
-        .send_message(
-            "prv1",
-            "message/cpim",
-            cpim.as_bytes(),
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    assert_eq!(
+        send(&mut client, "prv1", "message/cpim", cpim.as_bytes()).await,
+        200
+    );
     // E-mail -> CPM: the e-mail user answers the anonymous address.
     let chat = reply(&invitation, "bob@example.net", "", &plain("No idea!"));
     let smtp = gw.smtp;
@@ -557,16 +528,10 @@ async fn f5_a_reply_to_a_chat_mail_from_its_authors_address_reaches_the_session(
     assert!(said.starts_with("250"), "{said}");
     let cpim = "From: Alice <sip:alice@ims.example.com>\r\nTo: <mailto:bob@example.net>\r\n\r\n\
                 Content-Type: text/plain; charset=utf-8\r\n\r\nFrom my other identity";
-    let chunks = client
-        .send_message(
-            "auth1",
-            "message/cpim",
-            cpim.as_bytes(),
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    assert_eq!(
+        send(&mut client, "auth1", "message/cpim", cpim.as_bytes()).await,
+        200
+    );
     let chat_mail = tokio::task::block_in_place(|| mails(&srv, 2)).remove(1).1;
     let author = address(&parse(&chat_mail), "From").1;
     assert_ne!(author, invited_from, "the test needs an author of its own");
@@ -594,10 +559,7 @@ async fn f5_reports_are_the_policys_and_a_mail_without_date_is_dated_now() {
     let user = "reports@example.net";
     let (gw, sipp, mut client, invitation) =
         invited("misbehaving", &srv, "f4-chat.xml", "cl13ntS", user).await;
-    let to = address(&parse(&invitation), "From").1;
-    let accept = reply(&invitation, user, "", &plain("accept"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &accept));
-    assert!(said.starts_with("250"), "{said}");
+    let to = answer(&gw, &invitation, user, "accept");
     let dated = reply(&invitation, user, "", &plain("no date on this one"));
     let undated: String = dated
         .lines()
@@ -644,20 +606,11 @@ async fn by_goes_with_the_invitation_the_chat_mail_and_the_notification() {
     let user = "deliverby@example.net";
     let (gw, sipp, mut client, invitation) =
         invited("misbehaving", &srv, "f4-chat.xml", "cl13ntB", user).await;
-    let to = address(&parse(&invitation), "From").1;
-    let accept = reply(&invitation, user, "", &plain("accept"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &accept));
-    assert!(said.starts_with("250"), "{said}");
-    let chunks = client
-        .send_message(
-            "byt1",
-            "text/plain",
-            b"by when?",
-            2048,
-            (false, FailureReport::Yes),
-        )
-        .await;
-    assert_eq!(client.expect_response(&chunks[0], WAIT).await, 200);
+    answer(&gw, &invitation, user, "accept");
+    assert_eq!(
+        send(&mut client, "byt1", "text/plain", b"by when?").await,
+        200
+    );
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),
         "sipp F4 ladder"
@@ -683,10 +636,7 @@ async fn f5_the_cpim_from_is_the_policys_email_to_cpm_mapping() {
     let user = "mapped@example.net";
     let (gw, sipp, mut client, invitation) =
         invited("misbehaving", &srv, "f4-chat.xml", "cl13ntM", user).await;
-    let to = address(&parse(&invitation), "From").1;
-    let accept = reply(&invitation, user, "", &plain("accept"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &accept));
-    assert!(said.starts_with("250"), "{said}");
+    let to = answer(&gw, &invitation, user, "accept");
     let chat = reply(&invitation, user, "", &plain("Mapped, I hope"));
     let smtp = gw.smtp;
     let sending = tokio::task::spawn_blocking(move || swaks(smtp, user, &to, &chat));
@@ -778,10 +728,7 @@ async fn f3_reject_ends_the_session_with_bye_and_a_later_mail_is_refused() {
         "bob@example.net",
     )
     .await;
-    let to = address(&parse(&invitation), "From").1;
-    let answer = reply(&invitation, "bob@example.net", "", &plain("reject, sorry"));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &answer));
-    assert!(said.starts_with("250"), "{said}");
+    let to = answer(&gw, &invitation, "bob@example.net", "reject, sorry");
     let reason = tokio::task::block_in_place(|| sipp.bye_reason());
     assert!(reason.contains("cause=603"), "{reason}");
     assert!(
