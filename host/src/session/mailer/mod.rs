@@ -1,0 +1,568 @@
+//! The e-mail side of a CPM session (F2, 5.2.4.2.4; F4, 5.2.4.2.5; F6, 5.2.4.2.6): one task
+//! per session mails the invitation (AA1, AA2) and reports its SMTP outcome (AA3), mails
+//! the CPM side's chat messages (BB1, BB2) over the same channel, and keeps the channel,
+//! the addresses used and the Message-IDs sent until the session closes; then it mails
+//! the CC2 notification when the policy wants one and QUITs (CC1, CC2).
+//!
+//! Owns the per-session mail state and the policy calls of those mails (on the blocking
+//! pool). Must not touch SIP (that is `core`, which it answers through the outcome
+//! channel), MSRP (that is the endpoint; `chat` maps between them) nor write mail text
+//! itself (that is `mail::compose`).
+//!
+//! Here: the handles, the session's task and its channels (routes, MAIL/RCPT/DATA, QUIT).
+//! The flows, one file each: `invitation` (F2, AA1-AA3), `chat_mail` (F4, BB1-BB2),
+//! `closed` (F6, CC1-CC2); `draft`: the AA2/BB2/CC2 tables row by row, without I/O.
+
+mod chat_mail;
+mod closed;
+mod draft;
+mod invitation;
+
+use super::chat::{self, ChatMessage, Refused};
+use super::core::{InvitationOutcome, MailFacts, Notify, SessionKey};
+use super::directory::Directory;
+use super::registry::{Protocol, Registry};
+use crate::config::SmtpOutboundConfig;
+use crate::mail::header::HeaderError;
+use crate::mail::{AddrSpec, Mailbox, MsgId, compose};
+use crate::policy::world::{
+    self, Additions, ChatContext, Identity, MailKind, Session as PolicySession, SipStatus,
+};
+use crate::policy::{Decision, PolicyHost};
+use crate::sip::cpm::Identities;
+use crate::smtp::{
+    self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
+};
+use chat_mail::chat_mail;
+use chrono::Utc;
+use closed::close;
+use draft::{
+    Addresses, Decisions, Kind, Parent, addresses, chat_message_id, decide, draft, envelope,
+    generated_id, invitation_id,
+};
+use invitation::invitation;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Commands queued for one session's task; a chat message waits behind the invitation.
+const COMMAND_QUEUE: usize = 64;
+
+/// What the mail tasks share: the policy, where mail goes, how the client talks.
+struct Shared {
+    policy: Arc<PolicyHost>,
+    router: Router,
+    settings: ClientSettings,
+    /// `[smtp.outbound] max_mail_operations`: one permit per operation running.
+    slots: Semaphore,
+    /// `invitation_timeout_ms`: past it the invitation is a temporary connect failure (AA3).
+    deadline: std::time::Duration,
+    /// Connections per destination, and channels kept between mails.
+    destinations: Arc<Destinations>,
+    /// Where replies find their session: addresses and every Message-ID sent.
+    directory: Arc<Directory>,
+    /// The sessions' ladders: each mail's SMTP outcome goes there.
+    registry: Arc<Registry>,
+}
+
+/// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
+/// answer within it is a reject).
+pub type Invited = (SessionKey, InvitationOutcome, std::time::Duration);
+
+/// What a session's task is asked to do after its start.
+enum Command {
+    /// F4: mail this chat message (BB1, BB2) and answer with its MSRP outcome. Boxed:
+    /// the queue's first block of 32 slots is made with the session, slots as large as
+    /// the largest command.
+    Chat {
+        message: Box<ChatMessage>,
+        done: oneshot::Sender<Result<(), Refused>>,
+    },
+    /// The session is over: the CC2 notification when `notify` says so, then QUIT.
+    Close { notify: Notify },
+}
+
+/// The way to one session's mail task, for whoever carries its chat messages (the MSRP
+/// side); cheap to clone, and harmless once the session is gone.
+#[derive(Clone)]
+pub struct ChatMailer {
+    commands: mpsc::Sender<Command>,
+}
+
+impl ChatMailer {
+    /// F4 steps 2-4: mails `message` and returns its MSRP outcome: `Ok` once the server
+    /// took the mail (250), else the status that says what failed.
+    pub async fn send(&self, message: ChatMessage) -> Result<(), Refused> {
+        let (done, outcome) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Chat {
+                message: Box::new(message),
+                done,
+            })
+            .await
+            .is_err()
+        {
+            return Err(chat::msrp_status(&chat::channel_gone(
+                "the session's mail side is closed",
+            )));
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(chat::msrp_status(&chat::channel_gone(
+                "the session's mail side closed before the mail went out",
+            )))
+        })
+    }
+}
+
+/// The sessions with mail state, by key; each entry is the way to its task.
+pub struct Mailer {
+    shared: Arc<Shared>,
+    sessions: HashMap<SessionKey, mpsc::Sender<Command>>,
+    outcomes: mpsc::UnboundedSender<Invited>,
+}
+
+impl Mailer {
+    /// A mailer and the channel of its invitation outcomes, for `Core::on_invitation`; its
+    /// channels take connections from `destinations`.
+    pub fn new(
+        policy: Arc<PolicyHost>,
+        router: Router,
+        settings: ClientSettings,
+        config: &SmtpOutboundConfig,
+        destinations: Arc<Destinations>,
+        directory: Arc<Directory>,
+        registry: Arc<Registry>,
+    ) -> (Self, mpsc::UnboundedReceiver<Invited>) {
+        let (outcomes, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            policy,
+            router,
+            settings,
+            slots: Semaphore::new(config.max_mail_operations),
+            deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
+            destinations,
+            directory,
+            registry,
+        });
+        let mailer = Self {
+            shared,
+            sessions: HashMap::new(),
+            outcomes,
+        };
+        (mailer, receiver)
+    }
+
+    /// Sessions with mail state.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// 5.2.4.2.4 steps 1-5: starts the task of session `key`, which mails the invitation
+    /// and sends its outcome on the outcome channel.
+    pub fn invite(&mut self, key: SessionKey, mail: Box<MailFacts>) {
+        self.spawn(key, mail, true);
+    }
+
+    /// F1 (5.2.1.3): session `key` was accepted on the e-mail user's behalf; its task
+    /// mails chat messages as they come, opening the channel at the first.
+    pub fn accepted(&mut self, key: SessionKey, mail: Box<MailFacts>) {
+        self.spawn(key, mail, false);
+    }
+
+    fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, invite: bool) {
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        if self.sessions.insert(key.clone(), commands).is_some() {
+            tracing::warn!(session = %key, "a second start for one session: the first one's mail state is dropped");
+        }
+        let (shared, outcomes) = (self.shared.clone(), self.outcomes.clone());
+        tokio::spawn(run(shared, key, mail, invite, outcomes, receiver));
+    }
+
+    /// The way to session `key`'s task for its chat messages (F4), while it has one.
+    pub fn chat(&self, key: &SessionKey) -> Option<ChatMailer> {
+        self.sessions.get(key).map(|commands| ChatMailer {
+            commands: commands.clone(),
+        })
+    }
+
+    /// The core has taken the outcome of `key`'s invitation: a refused invitation leaves no
+    /// mail state (its task has ended).
+    pub fn settled(&mut self, key: &SessionKey, outcome: &InvitationOutcome) {
+        if outcome.is_err() {
+            self.sessions.remove(key);
+        }
+    }
+
+    /// Session `key` is over (5.2.4.2.6): its task sends the CC2 notification if `notify`
+    /// and the policy wants one, then QUITs, once the mails before are done.
+    pub fn closed(&mut self, key: &SessionKey, notify: Notify) {
+        match self.sessions.remove(key) {
+            Some(commands) => {
+                // A full queue or a task already gone: dropping the sender ends the task
+                // after its queue, with QUIT only.
+                let _ = commands.try_send(Command::Close { notify });
+            }
+            None => tracing::debug!(session = %key, "session closed without mail state"),
+        }
+    }
+}
+
+/// What a session's task keeps between its mails.
+struct Thread {
+    /// Where the session's mails go, one route per destination (BB1, CC1: later mails
+    /// go over the same channels).
+    routes: Vec<Route>,
+    /// AA1 MAIL FROM (a 1-1 chat mail goes from its author instead, BB1).
+    from: Option<AddrSpec>,
+    addresses: Addresses,
+    /// The session's subject: the invitation's, else the INVITE's.
+    subject: Option<String>,
+    /// Every Message-ID the session sent, oldest first (F3 correlates replies with them).
+    sent: Vec<MsgId>,
+    /// The last mail: the next one's In-Reply-To and References.
+    last: Option<Parent>,
+    /// Chat mails sent (the policy's `chat-context`).
+    chats: u32,
+}
+
+/// One destination of a session's mails (the smart host, or the servers of a recipient
+/// domain, RFC 5321 5.1) with the recipients it takes and the channel kept to it. A
+/// group's recipients may be at several domains, and each domain's servers take mail for
+/// their own users only.
+struct Route {
+    /// A recipient domain of this destination, to look its servers up by.
+    domain: String,
+    to: Vec<AddrSpec>,
+    /// While open.
+    channel: Option<Channel>,
+}
+
+impl Thread {
+    /// A session's mail state before its first mail: the envelope's sender, and its
+    /// recipients (AA1/BB1 RCPT TO) grouped by destination, in the order they come.
+    fn new(
+        router: &Router,
+        addresses: Addresses,
+        envelope: Envelope,
+        subject: Option<String>,
+    ) -> Self {
+        let mut routes: Vec<(String, Route)> = Vec::new();
+        for rcpt in envelope.to {
+            let destination = router.destination(rcpt.domain());
+            match routes.iter_mut().find(|(d, _)| *d == destination) {
+                Some((_, route)) => route.to.push(rcpt),
+                None => routes.push((
+                    destination,
+                    Route {
+                        domain: rcpt.domain().to_owned(),
+                        to: vec![rcpt],
+                        channel: None,
+                    },
+                )),
+            }
+        }
+        Self {
+            routes: routes.into_iter().map(|(_, route)| route).collect(),
+            from: envelope.from,
+            addresses,
+            subject,
+            sent: Vec::new(),
+            last: None,
+            chats: 0,
+        }
+    }
+
+    fn sent(&mut self, id: MsgId, references: Vec<MsgId>) {
+        self.sent.push(id.clone());
+        self.last = Some(Parent { id, references });
+    }
+}
+
+/// The task of one session: the invitation and its outcome (F2) or nothing (F1), then its
+/// chat mails in order, until the close. Each mail's future is boxed: the task lives as
+/// long as the session, and between mails it should hold its queue and thread, not the
+/// state of its largest mail (7.6 KB unboxed, per live session).
+async fn run(
+    shared: Arc<Shared>,
+    key: SessionKey,
+    mail: Box<MailFacts>,
+    invite_first: bool,
+    outcomes: mpsc::UnboundedSender<Invited>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut thread: Option<Thread> = None;
+    if invite_first {
+        match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
+            Some(invited) => thread = Some(invited),
+            None => return,
+        }
+    }
+    // The sender dropped without a word: the gateway is going away; QUIT only.
+    let mut notify = Notify::No;
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Chat { message, done } => {
+                let new = thread.is_none();
+                let outcome = match shared.slots.acquire().await {
+                    Ok(_slot) => {
+                        Box::pin(chat_mail(
+                            &shared,
+                            &key,
+                            &mail.session,
+                            &mut thread,
+                            *message,
+                        ))
+                        .await
+                    }
+                    Err(_) => return,
+                };
+                if let (true, Some(thread)) = (new, &thread) {
+                    register(&shared, &key, &mail, thread);
+                }
+                if let Some(thread) = &mut thread {
+                    Box::pin(keep_or_quit(thread, &key)).await;
+                }
+                let _ = done.send(outcome);
+            }
+            Command::Close { notify: n } => {
+                notify = n;
+                break;
+            }
+        }
+    }
+    // Replies to this session are refused from here on (a clear 550, not silence).
+    shared.directory.remove(&key);
+    if let Some(thread) = thread {
+        Box::pin(close(&shared, &mail.session, thread, notify)).await;
+    }
+    tracing::debug!(session = %key, "mail state freed");
+}
+
+/// Makes the session findable by its replies (DESIGN "Correlating inbound e-mail"): the
+/// addresses its mails come from and go to, and the Message-IDs sent so far.
+fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread) {
+    let a = &thread.addresses;
+    let ours: Vec<&str> = std::iter::once(&a.from)
+        .chain(&a.reply_to)
+        .map(|m| m.addr.as_str())
+        .collect();
+    let users: Vec<&str> =
+        a.to.iter()
+            .chain(&a.cc)
+            .chain(&a.bcc)
+            .map(|m| m.addr.as_str())
+            .collect();
+    shared.directory.register(key, mail, &ours, &users);
+    for id in &thread.sent {
+        shared.directory.sent(key, &bare(id));
+    }
+}
+
+/// A msg-id without its angle brackets, as inbound mails' references are compared.
+fn bare(id: &MsgId) -> String {
+    id.to_string()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned()
+}
+
+/// Keeps the channel open until the session's next mail, within `max_idle_channels` and
+/// `max_idle_channels_per_destination`; past them it is QUIT and reopened when needed.
+async fn keep_or_quit(thread: &mut Thread, key: &SessionKey) {
+    for route in &mut thread.routes {
+        if route.channel.as_mut().is_none_or(Channel::keep) {
+            continue;
+        }
+        tracing::debug!(session = %key, "too many idle SMTP channels: QUIT until the next mail");
+        if let Some(channel) = route.channel.take() {
+            quit(channel, &key.call_id).await;
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool (the policy's calls are synchronous).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "policy call on the blocking pool failed");
+            None
+        }
+    }
+}
+
+/// QUIT on every channel of the session.
+async fn quit_all(thread: &mut Thread, id: &str) {
+    for route in &mut thread.routes {
+        if let Some(channel) = route.channel.take() {
+            quit(channel, id).await;
+        }
+    }
+}
+
+/// One mail of the session, MAIL FROM `from` with `deliver_by`, to each destination with
+/// that destination's recipients. Taken when any destination took it, as a server taking
+/// some recipients of a transaction is (RFC 5321 3.3); a destination that refused it is
+/// logged. When none did, the first destination's failure says why. `what` names the
+/// mail in the session's ladder.
+async fn send(
+    shared: &Arc<Shared>,
+    thread: &mut Thread,
+    from: Option<AddrSpec>,
+    deliver_by: Option<DeliverBy>,
+    message: &[u8],
+    id: &str,
+    what: &str,
+) -> Result<(), SmtpFailure> {
+    let several = thread.routes.len() > 1;
+    let mut taken = false;
+    let mut first_failure = None;
+    for route in &mut thread.routes {
+        let envelope = Envelope {
+            from: from.clone(),
+            to: route.to.clone(),
+            deliver_by,
+        };
+        match send_on(shared, route, &envelope, message, id, what).await {
+            Ok(()) => taken = true,
+            Err(failure) => {
+                if several {
+                    tracing::warn!(session = %id, domain = %route.domain, %failure, "mail not taken for this domain's recipients");
+                }
+                first_failure.get_or_insert(failure);
+            }
+        }
+    }
+    match (taken, first_failure) {
+        (false, Some(failure)) => Err(failure),
+        (false, None) => Err(SmtpFailure::local(
+            Stage::RcptTo,
+            Some("5.1.3"),
+            "no recipient to send to",
+            true,
+        )),
+        (true, _) => Ok(()),
+    }
+}
+
+/// A mail over the route's channel, opened when there is none; a kept channel found gone
+/// is reopened once (the server closes idle connections, RFC 5321 4.5.3.2.7).
+async fn send_on(
+    shared: &Arc<Shared>,
+    route: &mut Route,
+    envelope: &Envelope,
+    message: &[u8],
+    id: &str,
+    what: &str,
+) -> Result<(), SmtpFailure> {
+    let mut kept = route.channel.is_some();
+    let ladder = |text: std::fmt::Arguments<'_>| shared.registry.record(id, Protocol::Smtp, text);
+    loop {
+        let mut channel = match route.channel.take().filter(Channel::is_open) {
+            Some(channel) => channel,
+            None => {
+                let (router, settings) = (&shared.router, &shared.settings);
+                let domain = &route.domain;
+                match smtp::connect(router, settings, &shared.destinations, domain).await {
+                    Ok(channel) => channel,
+                    Err(failure) => {
+                        ladder(format_args!("{what}: no channel: {failure}"));
+                        return Err(failure);
+                    }
+                }
+            }
+        };
+        match channel.send(envelope, message).await {
+            Ok(sent) => {
+                tracing::debug!(session = %id, host = %channel.host(), reply = sent.reply.code, "mail taken");
+                ladder(format_args!(
+                    "{what} {} from {}",
+                    sent.reply.code,
+                    channel.host()
+                ));
+                route.channel = Some(channel);
+                return Ok(());
+            }
+            // No reply at all on a kept channel: the server dropped it; a fresh one may
+            // take the mail.
+            Err(failed) if failed.failure.code == 0 && kept => {
+                tracing::debug!(session = %id, failure = %failed.failure, "channel lost: reopening");
+                kept = false;
+            }
+            Err(failed) => {
+                ladder(format_args!(
+                    "{what} refused by {}: {}",
+                    channel.host(),
+                    failed.failure
+                ));
+                route.channel = Some(channel).filter(Channel::is_open);
+                return Err(failed.failure);
+            }
+        }
+    }
+}
+
+/// CC2: QUIT closes the channel (RFC 5321 4.1.1.10); its outcome is only logged.
+async fn quit(channel: Channel, id: &str) {
+    match channel.quit().await {
+        Ok(_) => tracing::debug!(session = %id, "SMTP channel closed"),
+        Err(e) => tracing::debug!(session = %id, error = %e, "SMTP QUIT failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::draft::tests::session;
+    use super::*;
+    use crate::policy::testing;
+
+    #[tokio::test]
+    async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
+        use crate::policy::PolicySource;
+        // A server that accepts the connection and never greets.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = SmtpOutboundConfig {
+            smart_host: Some(silent.local_addr().unwrap().to_string()),
+            command_timeout_ms: 30_000,
+            invitation_timeout_ms: 300,
+            ..Default::default()
+        };
+        let engine = testing::engine();
+        let policy = Arc::new(PolicyHost::new(engine, PolicySource::Embedded).unwrap());
+        let router = Router::new(&config).unwrap();
+        let directory = Arc::new(Directory::default());
+        let (mut mailer, mut outcomes) = Mailer::new(
+            policy,
+            router,
+            ClientSettings::from_config(&config).unwrap(),
+            &config,
+            Arc::new(Destinations::new(&config)),
+            directory,
+            Arc::new(Registry::default()),
+        );
+        let key = SessionKey {
+            call_id: "c".into(),
+            local_tag: "t".into(),
+        };
+        let facts = MailFacts {
+            session: session(),
+            cpim_date_time: None,
+            sip_date: None,
+        };
+        mailer.invite(key.clone(), Box::new(facts));
+        let started = std::time::Instant::now();
+        let (done, outcome, _) = outcomes.recv().await.unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(done, key);
+        let (status, warning) = outcome.unwrap_err();
+        assert_eq!(status.code, 480, "the default policy: a connect failure");
+        assert!(
+            warning.contains("no SMTP outcome within 300 ms"),
+            "{warning}"
+        );
+        mailer.settled(&key, &Err((status, warning)));
+        assert_eq!(mailer.sessions(), 0);
+        drop(silent);
+    }
+}
