@@ -31,6 +31,12 @@ fn main() {
     let inner_target = target_dir.join("wasm-policies");
     let policies_dir = target_dir.join("policies");
     std::fs::create_dir_all(&policies_dir).unwrap();
+    // Where the tests find the components (`env!("IWF_POLICIES_DIR")`): the directory
+    // written here, whatever CARGO_TARGET_DIR the build had.
+    println!(
+        "cargo:rustc-env=IWF_POLICIES_DIR={}",
+        policies_dir.display()
+    );
 
     // Only what the Rust policies are built from: the Python and JavaScript policies
     // (and their node_modules) are built by `policies/build.sh`, not here.

@@ -82,7 +82,7 @@ struct Subject {
 /// The `default` policy in each language; the Python and JavaScript builds come from
 /// `policies/build.sh` (they are skipped, and say so, when not built).
 fn subjects() -> Vec<Subject> {
-    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/policies");
+    let built = std::path::Path::new(env!("IWF_POLICIES_DIR"));
     let mut subjects = vec![Subject {
         language: "rust",
         source: PolicySource::Embedded,

@@ -24,19 +24,9 @@ fn engine() -> Arc<PolicyEngine> {
         .clone()
 }
 
-/// A component built by `host/build.rs` into `<target>/policies/`.
+/// A component built by `host/build.rs` (or `policies/build.sh`) into `<target>/policies/`.
 fn policy_file(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let target = if target.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(target)
-    } else {
-        target
-    };
-    target.join("policies").join(format!("{name}.wasm"))
+    Path::new(env!("IWF_POLICIES_DIR")).join(format!("{name}.wasm"))
 }
 
 fn cases_file(policy: &str) -> PathBuf {

@@ -16,12 +16,9 @@ use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-/// A component built by `host/build.rs` into `target/policies/`.
+/// A component built by `host/build.rs` (or `policies/build.sh`) into `<target>/policies/`.
 pub fn policy_file(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("policies").join(format!("{name}.wasm"))
+    PathBuf::from(env!("IWF_POLICIES_DIR")).join(format!("{name}.wasm"))
 }
 
 pub fn engine(timeout_ms: u64) -> Arc<PolicyEngine> {

@@ -20,8 +20,7 @@ impl Peer for To {
 
 fn policy(name: &str) -> PolicyHost {
     let engine = crate::policy::testing::engine();
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/policies/{name}.wasm"));
+    let path = PathBuf::from(env!("IWF_POLICIES_DIR")).join(format!("{name}.wasm"));
     PolicyHost::new(engine, PolicySource::File(path)).unwrap()
 }
 
