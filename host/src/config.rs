@@ -21,6 +21,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub store: crate::store::StoreSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,10 +390,16 @@ impl Config {
         // Relative file names are relative to the configuration file, checked as such.
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = Self::parse_unchecked(&text, path)?;
+        // A `[store] path` written in the file is the file's too (`:memory:` is no path);
+        // without the key it is `iwf-state/` in the working directory.
+        let store = (!config.store.in_memory()).then_some(&mut config.store.path);
         for file in [
             &mut config.policy.path,
             &mut config.smtp.outbound.tls_ca_file,
-        ] {
+        ]
+        .into_iter()
+        .chain(store)
+        {
             if let Some(relative) = file.as_ref().filter(|f| f.is_relative()) {
                 *file = Some(base.join(relative));
             }
@@ -701,6 +709,24 @@ GKzqzjPc0QIgNR44x7Vt1iN9s26804NKS3Pmhipg7DKuztPZl+r00gk=\n\
         std::fs::write(dir.path().join("ca.pem"), TEST_CERT).unwrap();
         let c = Config::load(&gw).unwrap();
         assert_eq!(c.smtp.outbound.tls_ca_file, Some(dir.path().join("ca.pem")));
+    }
+
+    #[test]
+    fn store_path_is_relative_to_the_config_file_and_memory_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = dir.path().join("gw.toml");
+        std::fs::write(&gw, "[store]\npath = \"state\"\n").unwrap();
+        let c = Config::load(&gw).unwrap();
+        assert_eq!(c.store.folder(), dir.path().join("state"));
+        std::fs::write(&gw, "[store]\npath = \":memory:\"\n").unwrap();
+        assert!(Config::load(&gw).unwrap().store.in_memory());
+        // No key: `iwf-state/` where the gateway runs, as without a file.
+        std::fs::write(&gw, "[store]\nbusy_timeout_ms = 100\n").unwrap();
+        let c = Config::load(&gw).unwrap();
+        assert_eq!(c.store.folder(), Path::new("iwf-state"));
+        assert_eq!(Config::default().store.folder(), Path::new("iwf-state"));
+        let e = Config::parse("[store]\nfolder = \"x\"\n", &gw).unwrap_err();
+        assert!(e.to_string().contains("folder"), "{e}");
     }
 
     #[test]

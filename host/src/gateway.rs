@@ -12,10 +12,11 @@ use crate::policy::{Decision, Limits, PolicyEngine, PolicyHost, PolicySource, re
 use crate::sdp::uri::Host;
 use crate::session::carry::{Chats, HoldLimits};
 use crate::session::core::{
-    Core, CoreConfig, Effect, EndReason, InvitationOutcome, Notify, Peer, SessionKey,
+    Core, CoreConfig, Effect, EndReason, InvitationOutcome, Notify, Peer, Restored, Resumed,
+    SessionKey,
 };
 use crate::session::directory::Directory;
-use crate::session::mailer::{Invited, Mailer};
+use crate::session::mailer::{Invited, Mailer, Records};
 use crate::session::registry::Registry;
 use crate::session::replies::{ChatSessions, Replies, UserEvent};
 use crate::session::stats::SessionStats;
@@ -23,11 +24,12 @@ use crate::sip;
 use crate::sip::dialog::Target;
 use crate::sip::transaction::Timers;
 use crate::smtp::{Destinations, Router};
+use crate::store::{self, Changes, Store};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 
 /// The running gateway's handles, for tests and for `main`.
@@ -75,6 +77,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     #[cfg(unix)]
     reload::spawn_sighup(policy.clone()).context("installing the SIGHUP handler")?;
 
+    // Before any listener: what was acknowledged before a restart is served first.
+    let store = Store::open(&config.store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Arc::new(store);
+    tracing::info!(location = %store.location(), "store open");
+
     let admin = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .with_context(|| format!("[admin] listen = {}: cannot bind", config.admin.listen))?;
@@ -82,7 +91,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let admin_policy = policy.clone();
     let stats = Arc::new(SessionStats::default());
     let destinations = Arc::new(Destinations::new(&config.smtp.outbound));
-    let admin_metrics = (stats.clone(), destinations.clone());
+    let admin_metrics = (stats.clone(), destinations.clone(), store.clone());
     // What operators see of the sessions: the session layer writes, the admin API reads.
     let registry = Arc::new(Registry::default());
     let admin_sessions = registry.clone();
@@ -109,8 +118,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         settings,
         &config.smtp.outbound,
         destinations,
-        directory.clone(),
-        registry.clone(),
+        Records {
+            directory: directory.clone(),
+            registry: registry.clone(),
+            store: store.clone(),
+        },
     );
 
     // F4: the one MSRP listener of every session.
@@ -133,9 +145,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         )
     })?;
     let sip_addr = sip.local_addr();
+    let restored_peer = sip.udp_replier();
     let (inbound, requests) = mpsc::channel(1024);
     sip.serve(inbound);
-    let core = Core::new(CoreConfig {
+    let mut core = Core::new(CoreConfig {
         gateway: GatewayFacts {
             sip_domain: config.sip.domain.clone(),
             mail_domain: config.smtp.inbound.domain.clone(),
@@ -171,6 +184,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         user_events.clone(),
         stats.clone(),
         registry.clone(),
+        store.clone(),
     );
     tokio::spawn(crate::smtp::inbound::serve(
         smtp_listener,
@@ -180,7 +194,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     ));
     tracing::info!(%smtp_addr, "inbound SMTP listening");
 
-    let mail = Mail {
+    let mut mail = Mail {
         mailer,
         invited,
         chats: Chats::new(
@@ -197,14 +211,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         expiries: user_events,
         timers: HashMap::new(),
     };
+    let restored = restore(&store, &mut core, &mut mail, &stats, restored_peer).await?;
     tokio::spawn(run_sessions(
         core,
         policy.clone(),
         mail,
         Seen { stats, registry },
+        store,
         requests,
         ended,
         users,
+        restored,
     ));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     Ok(Gateway {
@@ -225,7 +242,14 @@ struct Mail {
     expiries: mpsc::UnboundedSender<UserEvent>,
     /// The expiry timers running, stopped when their session ends (a day by default:
     /// they must not outlive it).
-    timers: HashMap<SessionKey, tokio::task::AbortHandle>,
+    timers: HashMap<SessionKey, Expiry>,
+}
+
+/// An invitation's expiry: its timer, and when it fires (stored with the session).
+struct Expiry {
+    timer: tokio::task::AbortHandle,
+    /// Unix ms.
+    at: i64,
 }
 
 impl Mail {
@@ -233,23 +257,99 @@ impl Mail {
     fn invited(&mut self, key: &SessionKey, outcome: &InvitationOutcome, expiry: Duration) {
         self.mailer.settled(key, outcome);
         if outcome.is_ok() {
-            let (events, expired) = (self.expiries.clone(), key.clone());
-            let timer = tokio::spawn(async move {
-                tokio::time::sleep(expiry).await;
-                let _ = events.send(UserEvent::Expired { key: expired });
-            });
-            self.timers.insert(key.clone(), timer.abort_handle());
+            let at = store::unix_ms(SystemTime::now() + expiry);
+            self.expire(key, at);
         }
+    }
+
+    /// Starts `key`'s invitation expiry, at `at` (Unix ms; at once when past).
+    fn expire(&mut self, key: &SessionKey, at: i64) {
+        let wait = u64::try_from(at - store::unix_ms(SystemTime::now())).unwrap_or(0);
+        let (events, expired) = (self.expiries.clone(), key.clone());
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let _ = events.send(UserEvent::Expired { key: expired });
+        });
+        let timer = timer.abort_handle();
+        self.timers.insert(key.clone(), Expiry { timer, at });
     }
 
     /// Session `key` is over: its chat closes, its mail side finishes, its timer stops.
     fn closed(&mut self, key: &SessionKey, notify: Notify) {
         self.chats.close(key);
         self.mailer.closed(key, notify);
-        if let Some(timer) = self.timers.remove(key) {
-            timer.abort();
+        if let Some(expiry) = self.timers.remove(key) {
+            expiry.timer.abort();
         }
     }
+}
+
+/// Reads back every session stored before the start (issue 15): invitations awaiting
+/// the e-mail user wait on, with their mail threads and expiry; others lost their chat
+/// connection and get a BYE (the effects returned, for the first turn). A row that
+/// cannot be read is logged and dropped.
+async fn restore(
+    store: &Store,
+    core: &mut Core<Replier>,
+    mail: &mut Mail,
+    stats: &SessionStats,
+    peer: Replier,
+) -> anyhow::Result<Vec<Effect<Replier>>> {
+    let rows = store.sessions().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let threads = store.threads().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = Instant::now();
+    let mut effects = Vec::new();
+    let mut unreadable = Changes::default();
+    for row in &rows {
+        let restored = match core.restore(row, peer.clone(), now) {
+            Ok(restored) => restored,
+            Err(why) => {
+                tracing::error!(session = %row.id, error = %why, "stored session unreadable: dropped");
+                stats.recovered(&row.phase, "unreadable");
+                unreadable.forgotten.push(row.id.clone());
+                continue;
+            }
+        };
+        let Restored {
+            key,
+            facts,
+            resumed,
+            ..
+        } = restored;
+        effects.extend(restored.effects);
+        if let Resumed::Ended = resumed {
+            stats.recovered(&row.phase, "ended");
+            continue;
+        }
+        let thread = threads
+            .get(&row.id)
+            .ok_or("no stored mail thread".to_string());
+        match thread.and_then(|thread| mail.mailer.restore(key.clone(), facts, thread)) {
+            Ok(()) => {
+                stats.recovered(&row.phase, "waiting");
+                if let Some(at) = row.expires_at {
+                    mail.expire(&key, at);
+                }
+            }
+            Err(why) => {
+                tracing::error!(session = %row.id, error = %why, "stored session without its mail thread: ending it");
+                stats.recovered(&row.phase, "ended");
+                let reason = EndReason {
+                    cause: 500,
+                    text: format!("the IWF restarted and lost the session's mail thread ({why})"),
+                };
+                effects.extend(core.end_session(&key, &reason, now));
+            }
+        }
+    }
+    store
+        .commit(&unreadable)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !rows.is_empty() {
+        tracing::info!(sessions = rows.len(), "sessions restored from the store");
+    }
+    Ok(effects)
 }
 
 /// What operators see of the sessions: the gauges of `GET /metrics` and the registry of
@@ -262,57 +362,29 @@ struct Seen {
 /// Drives the session core: requests from the transports, decisions, invitation outcomes,
 /// timers, bytes back out. Policy decisions run on the blocking pool (`spawn_blocking`) and
 /// mail on the mailer's tasks, never on this task: a slow policy or SMTP server holds its
-/// own INVITE pending, not every session.
+/// own INVITE pending, not every session. Each turn ends with one commit of what it
+/// changed, before its messages go out.
+#[allow(clippy::too_many_arguments)]
 async fn run_sessions(
     mut core: Core<Replier>,
     policy: Arc<PolicyHost>,
     mut mail: Mail,
     seen: Seen,
+    store: Arc<Store>,
     mut requests: mpsc::Receiver<Inbound>,
     mut chats_ended: mpsc::UnboundedReceiver<(SessionKey, String)>,
     mut users: mpsc::UnboundedReceiver<UserEvent>,
+    restored: Vec<Effect<Replier>>,
 ) {
     let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
+    let mut effects = restored;
     loop {
-        let wake = core.poll_timeout();
-        let mut effects = tokio::select! {
-            inbound = requests.recv() => {
-                let Some(inbound) = inbound else { return };
-                on_inbound(&mut core, inbound)
-            }
-            Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
-            Some((key, outcome, expiry)) = mail.invited.recv() => {
-                seen.stats.invitation(outcome.is_ok());
-                mail.invited(&key, &outcome, expiry);
-                core.on_invitation(&key, outcome, Instant::now())
-            }
-            Some((key, why)) = chats_ended.recv() => {
-                mail.chats.ended(&key);
-                core.end_session(&key, &chat_lost(why), Instant::now())
-            }
-            Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
-            _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
-        };
-        // Whatever else is ready goes in the same turn: the core's timers are polled once per
-        // turn, not once per message.
-        for _ in 0..BATCH {
-            if let Ok(inbound) = requests.try_recv() {
-                effects.extend(on_inbound(&mut core, inbound));
-            } else if let Ok((key, decision)) = decisions.try_recv() {
-                effects.extend(core.on_decision(&key, decision, Instant::now()));
-            } else if let Ok((key, outcome, expiry)) = mail.invited.try_recv() {
-                seen.stats.invitation(outcome.is_ok());
-                mail.invited(&key, &outcome, expiry);
-                effects.extend(core.on_invitation(&key, outcome, Instant::now()));
-            } else {
-                break;
-            }
-        }
         seen.stats.set(core.sessions(), core.transactions());
         // Before the effects: a decision or mail they start may record into the entries
         // this turn opened.
         seen.registry.apply(core.journal());
-        for effect in effects {
+        let effects_now = commit(&mut core, &mail, &store, std::mem::take(&mut effects)).await;
+        for effect in effects_now {
             match effect {
                 Effect::Send { peer, bytes } => peer.send(bytes).await,
                 Effect::Decide { key, session } => {
@@ -340,7 +412,71 @@ async fn run_sessions(
         }
         seen.stats.set_mail(mail.mailer.sessions());
         seen.stats.set_chats(mail.chats.len());
+
+        let wake = core.poll_timeout();
+        effects = tokio::select! {
+            inbound = requests.recv() => {
+                let Some(inbound) = inbound else { return };
+                on_inbound(&mut core, inbound)
+            }
+            Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
+            Some((key, outcome, expiry)) = mail.invited.recv() => {
+                seen.stats.invitation(outcome.is_ok());
+                mail.invited(&key, &outcome, expiry);
+                core.on_invitation(&key, outcome, Instant::now())
+            }
+            Some((key, why)) = chats_ended.recv() => {
+                mail.chats.ended(&key);
+                core.end_session(&key, &chat_lost(why), Instant::now())
+            }
+            Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
+            _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
+        };
+        // Whatever else is ready goes in the same turn: the core's timers are polled once per
+        // turn, not once per message, and the store commits once per turn.
+        for _ in 0..BATCH {
+            if let Ok(inbound) = requests.try_recv() {
+                effects.extend(on_inbound(&mut core, inbound));
+            } else if let Ok((key, decision)) = decisions.try_recv() {
+                effects.extend(core.on_decision(&key, decision, Instant::now()));
+            } else if let Ok((key, outcome, expiry)) = mail.invited.try_recv() {
+                seen.stats.invitation(outcome.is_ok());
+                mail.invited(&key, &outcome, expiry);
+                effects.extend(core.on_invitation(&key, outcome, Instant::now()));
+            } else {
+                break;
+            }
+        }
     }
+}
+
+/// Commits what the turn changed (issue 15: nothing is acknowledged before it is stored)
+/// and gives back the effects to carry out. When the commit fails, the turn's messages
+/// are held back (a 200 OK then goes out with its next retransmission, once a commit
+/// succeeds; the peer retransmits its requests) and the changes wait for the next turn.
+async fn commit(
+    core: &mut Core<Replier>,
+    mail: &Mail,
+    store: &Store,
+    mut effects: Vec<Effect<Replier>>,
+) -> Vec<Effect<Replier>> {
+    let mut changes = core.changes();
+    if changes.is_empty() {
+        return effects;
+    }
+    for row in &mut changes.saved {
+        let key = SessionKey {
+            call_id: row.call_id.clone(),
+            local_tag: row.local_tag.clone(),
+        };
+        row.expires_at = mail.timers.get(&key).map(|expiry| expiry.at);
+    }
+    if let Err(e) = store.commit(&changes).await {
+        tracing::error!(error = %e, "store commit failed: this turn's SIP messages are held back");
+        core.uncommitted(changes);
+        effects.retain(|effect| !matches!(effect, Effect::Send { .. }));
+    }
+    effects
 }
 
 /// The on-invite answer as the ladder shows it.

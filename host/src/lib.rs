@@ -13,6 +13,7 @@
 //! - `hostname`: the DNS host-name check every URI and mail domain shares;
 //! - `sdp`: SDP offer/answer for the MSRP chat without I/O (path, accept-types, setup roles);
 //! - `session`: the CPM sessions, one state machine each (the flows of DESIGN.md);
+//! - `store`: the durable store (SQLite through sqlx): what was acknowledged survives a crash;
 //! - `net`: the tokio drivers (sockets, tasks) around the protocol modules;
 //! - `gateway`: `iwf run`, the listeners started from a config;
 //! - `admin`: the admin HTTP listener (`/metrics`, `/healthz`, `/policy`, `/sessions`);
@@ -35,3 +36,4 @@ pub mod sdp;
 pub mod session;
 pub mod sip;
 pub mod smtp;
+pub mod store;

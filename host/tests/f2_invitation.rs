@@ -61,7 +61,7 @@ fn gateway_with_policy(sip_keys: &str, outbound: &str, policy_keys: &str) -> Gat
              dns_attempts = 1\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 5000\n\
              data_timeout_ms = 5000\n\
              [policy]\n{policy_keys}\
-             [admin]\nlisten = \"127.0.0.1:0\"\n"
+             [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n"
         ),
     )
     .unwrap();

@@ -13,83 +13,12 @@ use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
 use common::mail::{Server, server};
 use common::msrp::{MsrpClient, MsrpListener};
 use common::peers::{self, Peer};
+use common::user::{answer, plain, reply, send, swaks};
 use iwf::cpim;
 use iwf::msrp::{ByteRange, FailureReport, Method};
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// swaks sends `data` (a whole message, LF line ends) from `from` to `to` at the IWF's
-/// inbound listener; the reply to the end of DATA (or the refusal before it).
-fn swaks(smtp: SocketAddr, from: &str, to: &str, data: &str) -> String {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), data).unwrap();
-    let output = Command::new("swaks")
-        // Getopt::Long takes a leading `+` as an option prefix unless POSIXLY_CORRECT.
-        .env("POSIXLY_CORRECT", "1")
-        .args([
-            "--server",
-            &smtp.ip().to_string(),
-            "--port",
-            &smtp.port().to_string(),
-        ])
-        .args(["--timeout", "20", "--helo", "mail.example.net"])
-        // "" is the null reverse-path `<>`.
-        .args(["--from", if from == "<>" { "" } else { from }, "--to", to])
-        .arg("--data")
-        .arg(format!("@{}", file.path().display()))
-        .output()
-        .expect("swaks (Debian package swaks) must be installed: .ci/run installs it");
-    let transcript = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    // The reply after the data's final dot, else the first refusal.
-    let lines: Vec<&str> = transcript.lines().collect();
-    let after_dot = lines
-        .iter()
-        .position(|l| l.trim_start().starts_with("-> ."))
-        .and_then(|i| lines[i + 1..].iter().find(|l| l.starts_with("<")));
-    let refusal = lines.iter().find(|l| l.starts_with("<**"));
-    after_dot
-        .or(refusal)
-        .unwrap_or_else(|| panic!("no reply in the swaks transcript:\n{transcript}"))
-        .trim_start_matches(['<', '*', '-', ' '])
-        .to_owned()
-}
-
-/// A reply from bob to the invitation `invitation` (its raw bytes), with `body`.
-fn reply(invitation: &[u8], from: &str, extra_headers: &str, body: &str) -> String {
-    let msg = parse(invitation);
-    let id = msg.message_id().unwrap();
-    let subject = msg.subject().unwrap_or("");
-    format!(
-        "From: Bob <{from}>\nTo: {to}\nSubject: Re: {subject}\nDate: Thu, 26 Nov 2026 11:45:00 +0100\n\
-         Message-ID: <r{n}@example.net>\nIn-Reply-To: <{id}>\nReferences: <{id}>\n{extra_headers}\
-         MIME-Version: 1.0\n{body}",
-        to = address(&msg, "From").1,
-        n = std::process::id() ^ body.len() as u32,
-    )
-}
-
-/// The e-mail user `user` answers the invitation with `text` (to its From address, as a
-/// mail client replies), and the gateway takes it (250); the address answered.
-fn answer(gw: &Gateway, invitation: &[u8], user: &str, text: &str) -> String {
-    let to = address(&parse(invitation), "From").1;
-    let mail = reply(invitation, user, "", &plain(text));
-    let said = tokio::task::block_in_place(|| swaks(gw.smtp, user, &to, &mail));
-    assert!(said.starts_with("250"), "{said}");
-    to
-}
-
-/// Sends a whole message in one chunk, Failure-Report yes; the response code to it.
-async fn send(client: &mut MsrpClient, id: &str, content_type: &str, body: &[u8]) -> u16 {
-    let reports = (false, FailureReport::Yes);
-    let chunks = client
-        .send_message(id, content_type, body, 2048, reports)
-        .await;
-    client.expect_response(&chunks[0], WAIT).await
-}
 
 /// Base64 in lines of 76 (RFC 2045 6.8).
 fn base64_lines(bytes: &[u8]) -> String {
@@ -100,10 +29,6 @@ fn base64_lines(bytes: &[u8]) -> String {
         .map(|l| std::str::from_utf8(l).unwrap())
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn plain(text: &str) -> String {
-    format!("Content-Type: text/plain; charset=utf-8\n\n{text}\n")
 }
 
 /// The e-mail user's invitation for the call whose client session is `session`: the
@@ -542,6 +467,44 @@ async fn f5_a_reply_to_a_chat_mail_from_its_authors_address_reaches_the_session(
     let (message, _) = client.receive_message(WAIT).await;
     let cpim = cpim::Message::parse(&message.data).unwrap();
     assert_eq!(String::from_utf8_lossy(&cpim.body), "Got it");
+    assert!(sending.await.unwrap().starts_with("250"));
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+/// A mail its sender sends again (its 250 was lost, or the gateway died before it) is
+/// taken (250) and not delivered twice: the same Message-ID in the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f5_a_mail_sent_again_is_taken_and_not_delivered_twice() {
+    require_peers();
+    let srv = server(&[]);
+    let (gw, sipp, mut client, invitation) =
+        invited("default", &srv, "f4-chat.xml", "cl13ntD", "bob@example.net").await;
+    let to = answer(&gw, &invitation, "bob@example.net", "accept");
+    let mail = reply(&invitation, "bob@example.net", "", &plain("only once"));
+    let smtp = gw.smtp;
+    let first = mail.clone();
+    let sending = tokio::task::spawn_blocking({
+        let to = to.clone();
+        move || swaks(smtp, "bob@example.net", &to, &first)
+    });
+    let (message, _) = client.receive_message(WAIT).await;
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    assert_eq!(String::from_utf8_lossy(&cpim.body), "only once");
+    assert!(sending.await.unwrap().starts_with("250"));
+    let again = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &mail));
+    assert!(again.starts_with("250"), "{again}");
+    assert!(again.contains("already delivered"), "{again}");
+    client.expect_silence(Duration::from_millis(1000)).await;
+    // Another mail (another Message-ID) is delivered as usual.
+    let other = reply(&invitation, "bob@example.net", "", &plain("and this"));
+    let other = other.replacen("Message-ID: <r", "Message-ID: <other-r", 1);
+    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to, &other));
+    let (message, _) = client.receive_message(WAIT).await;
+    let cpim = cpim::Message::parse(&message.data).unwrap();
+    assert_eq!(String::from_utf8_lossy(&cpim.body), "and this");
     assert!(sending.await.unwrap().starts_with("250"));
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),

@@ -20,7 +20,7 @@ fn start(dir: &Path, policy: &Path) -> Gateway {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\nwatch_interval_ms = 100\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\nwatch_interval_ms = 100\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n",
             policy.display().to_string()
         ),
     )

@@ -151,7 +151,7 @@ async fn sessions_lists_a_pending_f2_and_a_live_f1_session_pages_them_and_shows_
              [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              [policy]\npath = {:?}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n",
+             [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n",
             srv.port,
             policy.display().to_string()
         ),

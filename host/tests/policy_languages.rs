@@ -126,7 +126,7 @@ fn a_running_gateway_swaps_rust_python_javascript_rust_while_deciding() {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\ntimeout_ms = 1000\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n[smtp.outbound]\nsmart_host = \"127.0.0.1:{closed}\"\n",
+            "[sip]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[policy]\npath = {:?}\ntimeout_ms = 1000\nwatch_interval_ms = 60000\ncache_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n[smtp.outbound]\nsmart_host = \"127.0.0.1:{closed}\"\n",
             policy.display().to_string(),
             cache_dir().display().to_string()
         ),

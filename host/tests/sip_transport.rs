@@ -62,7 +62,7 @@ fn start_with_sip(sip_keys: &str, extra_config: &str, turn: Turn) -> Gateway {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\n{sip_keys}[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_config}"
+            "[sip]\nlisten = \"127.0.0.1:0\"\n{sip_keys}[msrp]\nlisten = \"127.0.0.1:0\"\n[smtp.inbound]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n{extra_config}"
         ),
     )
     .unwrap();

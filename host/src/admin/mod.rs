@@ -11,6 +11,7 @@ use crate::policy::{PolicyHost, Reloaded, reload};
 use crate::session::registry::Registry;
 use crate::session::stats::SessionStats;
 use crate::smtp::Destinations;
+use crate::store::Store;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,9 +21,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-/// What `GET /metrics` shows besides the policy's: the sessions' figures and the outgoing
-/// SMTP connections'.
-pub type Metrics = (Arc<SessionStats>, Arc<Destinations>);
+/// What `GET /metrics` shows besides the policy's: the sessions' figures, the outgoing
+/// SMTP connections' and the store's.
+pub type Metrics = (Arc<SessionStats>, Arc<Destinations>, Arc<Store>);
 
 #[derive(Clone)]
 struct Admin {
@@ -61,6 +62,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
     admin.policy.render_metrics(&mut out);
     admin.metrics.0.render_metrics(&mut out);
     admin.metrics.1.render_metrics(&mut out);
+    admin.metrics.2.render_metrics(&mut out);
     (
         [(
             header::CONTENT_TYPE,

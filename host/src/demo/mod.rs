@@ -203,6 +203,8 @@ fn gateway_config(options: &Options, mx: std::net::SocketAddr) -> Config {
             ..PolicyConfig::default()
         },
         admin: AdminConfig { listen: any },
+        // The demo's session is its own: nothing to keep, nothing of another run to find.
+        store: crate::store::StoreSettings::memory(),
     }
 }
 

@@ -34,7 +34,9 @@ pub enum HeaderError {
 
 /// An RFC 5322 3.4.1 addr-spec that is also a valid RFC 5321 path: ASCII only, no
 /// controls, a dot-atom or quoted-string local part, a host name or address literal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Stored (`store`) as its text, checked again when read back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct AddrSpec {
     text: String,
     at: usize,
@@ -96,6 +98,19 @@ impl fmt::Display for AddrSpec {
     }
 }
 
+impl TryFrom<String> for AddrSpec {
+    type Error = HeaderError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<AddrSpec> for String {
+    fn from(a: AddrSpec) -> String {
+        a.text
+    }
+}
+
 impl std::str::FromStr for AddrSpec {
     type Err = HeaderError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -105,7 +120,7 @@ impl std::str::FromStr for AddrSpec {
 
 /// A mailbox (RFC 5322 3.4): an optional display name, as the CPM side gave it (it is
 /// sanitised and encoded when written), and a checked address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mailbox {
     pub name: Option<String>,
     pub addr: AddrSpec,
@@ -132,7 +147,9 @@ impl Mailbox {
 }
 
 /// A msg-id (RFC 5322 3.6.4) `<left@right>`, both parts dot-atom-text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Stored (`store`) as `<left@right>`, checked again when read back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct MsgId {
     left: String,
     right: String,
@@ -195,6 +212,19 @@ impl MsgId {
             left = format!("h={}", hex::encode(sha2::Sha256::digest(bytes)));
         }
         Self::new(&left, mail_domain)
+    }
+}
+
+impl TryFrom<String> for MsgId {
+    type Error = HeaderError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<MsgId> for String {
+    fn from(id: MsgId) -> String {
+        id.to_string()
     }
 }
 

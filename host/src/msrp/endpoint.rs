@@ -808,6 +808,19 @@ impl MsrpSession {
         body: &[u8],
         reports: (bool, FailureReport),
     ) -> Result<Delivered, SendError> {
+        let message_id = TransactId::random().as_str().to_string();
+        self.send_as(&message_id, content_type, body, reports).await
+    }
+
+    /// [`MsrpSession::send`] with the Message-ID `message_id` (RFC 4975 ident): the same
+    /// message sent again after a crash carries the same id, so the peer can tell.
+    pub async fn send_as(
+        &self,
+        message_id: &str,
+        content_type: &str,
+        body: &[u8],
+        reports: (bool, FailureReport),
+    ) -> Result<Delivered, SendError> {
         let h = &self.inner;
         if let Some(max) = h.peer_max_size
             && body.len() as u64 > max
@@ -819,7 +832,7 @@ impl MsrpSession {
         }
         self.connected().await?;
         let (success_report, failure_report) = reports;
-        let message_id = TransactId::random().as_str().to_string();
+        let message_id = message_id.to_string();
         let report = if success_report {
             let (tx, rx) = oneshot::channel();
             self.command(Command::ExpectReport {

@@ -134,6 +134,15 @@ impl SipListeners {
             .expect("bound listener has an address")
     }
 
+    /// The UDP socket as a peer of no request: the IWF's own requests of a session
+    /// restored from the store go out through it ([`Replier`]'s `toward`).
+    pub fn udp_replier(&self) -> Replier {
+        Replier::Udp {
+            socket: self.udp.clone(),
+            target: self.local_addr(),
+        }
+    }
+
     /// Serves both transports; requests for the session layer go to `inbound`.
     pub fn serve(self, inbound: mpsc::Sender<Inbound>) {
         let limits = self.limits;

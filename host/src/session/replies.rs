@@ -22,6 +22,7 @@ use crate::msrp::{FailureReport, MsrpSession, SendError};
 use crate::policy::world::{self, Reply, ReplyAction, SessionPhase};
 use crate::policy::{Decision, PolicyHost};
 use crate::smtp::inbound::{Delivery, EnvelopeSoFar, ReceivedMail, Verdict};
+use crate::store::Store;
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,8 @@ pub struct Replies {
     stats: Arc<SessionStats>,
     /// The sessions' ladders: each reply, its interpretation and its MSRP SENDs.
     registry: Arc<Registry>,
+    /// The chat mails delivered, by Message-ID: a mail sent again is not delivered twice.
+    store: Arc<Store>,
 }
 
 impl Replies {
@@ -85,6 +88,7 @@ impl Replies {
         core: mpsc::UnboundedSender<UserEvent>,
         stats: Arc<SessionStats>,
         registry: Arc<Registry>,
+        store: Arc<Store>,
     ) -> Self {
         Self {
             directory,
@@ -93,6 +97,7 @@ impl Replies {
             core,
             stats,
             registry,
+            store,
         }
     }
 
@@ -139,6 +144,22 @@ impl Replies {
             );
         };
         let session = &entry.facts.session;
+        // A mail its sender sends again (no 250 reached it before a crash) is not
+        // delivered twice: the same Message-ID in the same session (issue 15).
+        let mail_id = mail.message_id.as_deref();
+        if let Some(mail_id) = mail_id {
+            match self.store.delivered(&session.session_id, mail_id).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(session = %entry.key, message_id = %mail_id, "mail delivered before: not sent again");
+                    return Verdict::accepted("already delivered to the chat");
+                }
+                Err(e) => {
+                    tracing::error!(session = %entry.key, error = %e, "store not readable");
+                    return Verdict::try_later("the chat's store cannot be read");
+                }
+            }
+        }
         let (carried, described): (Vec<_>, Vec<_>) = mail
             .attachments
             .iter()
@@ -190,7 +211,11 @@ impl Replies {
         }
         let total = parts.len();
         for (n, (content_type, body)) in parts.iter().enumerate() {
-            let sent = chat.session.send(content_type, body, reports).await;
+            let msrp_id = msrp_message_id(&session.session_id, mail_id, n);
+            let sent = chat
+                .session
+                .send_as(&msrp_id, content_type, body, reports)
+                .await;
             self.stats.chat(Direction::ToCpm, sent.is_ok());
             let id = &session.session_id;
             match &sent {
@@ -230,6 +255,15 @@ impl Replies {
                     };
                 }
             }
+        }
+        if let Some(mail_id) = mail_id
+            && let Err(e) = self
+                .store
+                .mark_delivered(&session.session_id, mail_id)
+                .await
+        {
+            // Delivered all the same: only a copy sent again would be delivered twice.
+            tracing::error!(session = %entry.key, error = %e, "delivered mail not recorded");
         }
         Verdict::accepted("delivered to the chat")
     }
@@ -354,6 +388,24 @@ impl Replies {
     }
 }
 
+/// The MSRP Message-ID of part `n` of the mail `mail_id` in session `session_id`: the same
+/// for the same mail sent again (a peer sees the duplicate), random without a Message-ID.
+/// 24 hex digits: an RFC 4975 ident (at most 32 characters).
+fn msrp_message_id(session_id: &str, mail_id: Option<&str>, n: usize) -> String {
+    use sha2::Digest;
+    match mail_id {
+        Some(mail_id) => {
+            let mut hash = sha2::Sha256::new();
+            for part in [session_id.as_bytes(), mail_id.as_bytes(), &n.to_be_bytes()] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part);
+            }
+            hex::encode(&hash.finalize()[..12])
+        }
+        None => crate::msrp::TransactId::random().as_str().to_string(),
+    }
+}
+
 /// The interpret-reply answer as the ladder shows it (the chat text stays out of it).
 fn reply_answer(action: &ReplyAction) -> &'static str {
     match action {
@@ -410,6 +462,22 @@ fn failure_report(f: world::FailureReport) -> FailureReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mail_sent_again_gets_the_msrp_message_ids_of_its_first_delivery() {
+        let first = msrp_message_id("s1", Some("m@example.net"), 0);
+        assert_eq!(first, msrp_message_id("s1", Some("m@example.net"), 0));
+        assert_eq!(first.len(), 24);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        for other in [
+            msrp_message_id("s1", Some("m@example.net"), 1),
+            msrp_message_id("s2", Some("m@example.net"), 0),
+            msrp_message_id("s1", Some("n@example.net"), 0),
+            msrp_message_id("s1", None, 0),
+        ] {
+            assert_ne!(first, other);
+        }
+    }
 
     #[test]
     fn attachments_not_carried_are_named_in_the_chat_text() {

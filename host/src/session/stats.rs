@@ -5,6 +5,14 @@ use crate::metrics;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// What became of the sessions read back from the store at start: waiting on (an
+/// invitation), ended with a BYE (their chat was lost), or unreadable (dropped).
+pub const RECOVERED: [&str; 3] = ["waiting", "ended", "unreadable"];
+
+/// The phases a session is stored in (`core::durable`), and `unknown` for a row that
+/// cannot be read.
+pub const STORED_PHASES: [&str; 5] = ["awaiting-ack", "invited", "live", "ending", "unknown"];
+
 #[derive(Debug, Default)]
 pub struct SessionStats {
     sessions: AtomicU64,
@@ -13,6 +21,8 @@ pub struct SessionStats {
     /// Invitations mailed (250) and refused (AA3 error answer).
     invitations_mailed: AtomicU64,
     invitations_refused: AtomicU64,
+    /// Sessions read back from the store at start, by stored phase and outcome.
+    recovered: [[AtomicU64; RECOVERED.len()]; STORED_PHASES.len()],
     chat_sessions: AtomicU64,
     /// F4 chat messages by outcome: mailed, or answered with an MSRP error.
     to_email: [AtomicU64; 2],
@@ -66,6 +76,16 @@ impl SessionStats {
             Direction::ToCpm => &self.to_cpm,
         };
         counters[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One session read back from the store at start: the phase it was stored in (one
+    /// of [`STORED_PHASES`], else counted as unknown) and its [`RECOVERED`] outcome.
+    pub fn recovered(&self, phase: &str, outcome: &str) {
+        let p = STORED_PHASES.iter().position(|p| *p == phase);
+        let p = p.unwrap_or(STORED_PHASES.len() - 1);
+        if let Some(o) = RECOVERED.iter().position(|o| *o == outcome) {
+            self.recovered[p][o].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// One inbound mail's data answered: taken (2yz) or refused.
@@ -161,6 +181,21 @@ impl SessionStats {
                 "iwf_inbound_mails_total{{result=\"{result}\"}} {}",
                 self.inbound[i].load(Ordering::Relaxed)
             );
+        }
+        metrics::family(
+            out,
+            "iwf_sessions_recovered_total",
+            "counter",
+            "Sessions read back from the store at start, by the phase stored and what became of them: waiting on, ended with a BYE, or unreadable.",
+        );
+        for (phase, counters) in STORED_PHASES.iter().zip(&self.recovered) {
+            for (outcome, counter) in RECOVERED.iter().zip(counters) {
+                let _ = writeln!(
+                    out,
+                    "iwf_sessions_recovered_total{{phase=\"{phase}\",outcome=\"{outcome}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
         }
     }
 }

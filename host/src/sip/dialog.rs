@@ -90,8 +90,9 @@ pub struct OutRequest {
     pub next_hop: Target,
 }
 
-/// One dialog, UAS side: created by the INVITE and the IWF's 2xx to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One dialog, UAS side: created by the INVITE and the IWF's 2xx to it. Stored with its
+/// session (`store`) as it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dialog {
     pub call_id: String,
     pub local_tag: String,

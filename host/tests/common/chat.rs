@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// The gateway under test; killed when dropped.
 pub struct Gateway {
-    _process: super::Running,
+    process: super::Running,
     pub sip: SocketAddr,
     pub msrp: SocketAddr,
     /// The inbound SMTP listener (replies from the e-mail user).
@@ -23,6 +23,19 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// `kill -9`, then `iwf run` again on the same config and store. Only for a gateway
+    /// on fixed ports ([`durable_gateway`]): the peers' dialogs and paths name them.
+    pub fn kill_and_restart(&mut self) {
+        let pid = self.process.id().to_string();
+        let killed = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        assert!(killed.success(), "kill -9 {pid}");
+        self.process.wait();
+        let (process, at) = super::run_gateway(&self.dir.path().join("iwf.toml"));
+        assert_eq!((at.sip, at.msrp, at.smtp), (self.sip, self.msrp, self.smtp));
+        self.process = process;
+        self.admin = at.admin;
+    }
+
     /// The value of the `GET /metrics` line that starts with `series` (0 if absent).
     pub fn metric(&self, series: &str) -> u64 {
         let (status, body) = super::http(self.admin, "GET", "/metrics").unwrap();
@@ -41,6 +54,22 @@ pub fn gateway(policy: &str, srv: &Server) -> Gateway {
 
 /// As [`gateway`], with more `[msrp]` keys (`key = value\n` lines).
 pub fn gateway_with(policy: &str, srv: &Server, msrp_keys: &str) -> Gateway {
+    start_gateway(policy, srv, msrp_keys, [0; 3])
+}
+
+/// As [`gateway`], with SIP, MSRP and inbound SMTP on ports chosen once: it can be killed
+/// and restarted with its store ([`Gateway::kill_and_restart`]).
+pub fn durable_gateway(policy: &str, srv: &Server) -> Gateway {
+    let ports = [super::free_port(), super::free_port(), super::free_port()];
+    start_gateway(policy, srv, "", ports)
+}
+
+fn start_gateway(
+    policy: &str,
+    srv: &Server,
+    msrp_keys: &str,
+    [sip, msrp, smtp]: [u16; 3],
+) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let policy_keys = match policy {
         "default" => String::new(),
@@ -50,20 +79,20 @@ pub fn gateway_with(policy: &str, srv: &Server, msrp_keys: &str) -> Gateway {
     std::fs::write(
         &config,
         format!(
-            "[sip]\nlisten = \"127.0.0.1:0\"\ndomain = \"iwf.test\"\n\
-             [msrp]\nlisten = \"127.0.0.1:0\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n{msrp_keys}\
-             [smtp.inbound]\nlisten = \"127.0.0.1:0\"\ndomain = \"mail.iwf.test\"\n\
+            "[sip]\nlisten = \"127.0.0.1:{sip}\"\ndomain = \"iwf.test\"\n\
+             [msrp]\nlisten = \"127.0.0.1:{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n{msrp_keys}\
+             [smtp.inbound]\nlisten = \"127.0.0.1:{smtp}\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
              [policy]\n{policy_keys}\
-             [admin]\nlisten = \"127.0.0.1:0\"\n",
+             [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n",
             srv.port
         ),
     )
     .unwrap();
     let (process, at) = super::run_gateway(&config);
     Gateway {
-        _process: process,
+        process,
         sip: at.sip,
         msrp: at.msrp,
         smtp: at.smtp,

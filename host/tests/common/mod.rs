@@ -6,6 +6,7 @@ pub mod chat;
 pub mod mail;
 pub mod msrp;
 pub mod peers;
+pub mod user;
 
 use iwf::policy::{Limits, PolicyEngine};
 use std::io::{BufRead, BufReader};
@@ -45,6 +46,11 @@ impl Drop for Running {
 impl Running {
     pub fn id(&self) -> u32 {
         self.0.id()
+    }
+
+    /// Waits for the process to end (after a signal).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().unwrap()
     }
 }
 

@@ -18,6 +18,8 @@ impl<P: Peer> Core<P> {
                 _ => self.refuse(tx, 481, "", "no such session", now),
             };
         };
+        // Its phase (ACK), CSeq or target (re-INVITE) may move: saved with the turn.
+        self.touch(&key);
         let Some(Session {
             id,
             state: State::Dialog(dialog, phase),

@@ -26,6 +26,10 @@ impl<P: Peer> Core<P> {
         let session = self.sessions.remove(key);
         if let Some(session) = &session {
             self.journal.closed(&session.id, now);
+            if session.stored {
+                self.changes
+                    .push(durable::Change::Forget(session.id.clone()));
+            }
         }
         session
             .and_then(|session| Self::closed_effect(key, &session, notify))
@@ -83,6 +87,7 @@ impl<P: Peer> Core<P> {
                 consent: Consent::Given,
             },
         };
+        self.touch(key);
         Some(vec![chat])
     }
 
@@ -183,6 +188,7 @@ impl<P: Peer> Core<P> {
                 *phase = Phase::Ending { bye: bye.clone() };
                 self.byes.insert(bye, key.clone());
                 let transport = session.transport;
+                self.touch(key);
                 self.run(outputs, transport, now)
             }
             Err(e) => {

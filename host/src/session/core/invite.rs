@@ -160,6 +160,8 @@ impl<P: Peer> Core<P> {
         };
         self.sessions.insert(key.clone(), Box::new(session));
         self.watch_ack(key);
+        // Stored before the 200 OK goes out: the driver commits the turn's changes first.
+        self.touch(key);
         sent
     }
 
@@ -227,93 +229,111 @@ impl<P: Peer> Core<P> {
         now: Instant,
     ) -> Vec<Effect<P>> {
         let tag = new_tag();
-        let cpm = match CpmInvite::from_message(request) {
-            Ok(cpm) => cpm,
-            Err(e) => return self.refuse(invite, e.status, &tag, &e.reason, now),
-        };
-        let dialog = match Dialog::uas(request, &tag) {
-            Ok(dialog) => dialog,
-            Err(why) => return self.refuse(invite, 400, &tag, &why, now),
-        };
-        let body = match multipart::invite_body(request.header("Content-Type"), &request.body) {
-            Ok(body) => body,
-            Err(e) => return self.refuse(invite, e.status, &tag, &e.reason, now),
-        };
-        let Some(sdp) = body.sdp else {
-            return self.refuse_with(
-                invite,
-                488,
-                304,
-                &tag,
-                "no SDP offer: the IWF answers MSRP chat offers only",
-                now,
-            );
-        };
-        let offer = match Offer::parse(&sdp) {
-            Ok(offer) => offer,
-            Err(e) => {
-                return self.refuse_with(invite, 488, e.warn_code(), &tag, &e.to_string(), now);
-            }
-        };
         let session_id = msrp::new_session_id();
-        let local = LocalMsrp {
-            host: self.config.msrp_host.clone(),
-            port: self.config.msrp_port,
-            session_id: session_id.clone(),
-            max_size: None,
-        };
-        let answer = match msrp::answer(&offer, &local) {
-            Ok(answer) => answer,
-            Err(e) => {
-                return self.refuse_with(invite, 488, e.warn_code(), &tag, &e.to_string(), now);
-            }
+        let prepared = match self.prepare(request, &tag, &session_id, None) {
+            Ok(prepared) => prepared,
+            Err(r) => return self.refuse_with(invite, r.status, r.warn_code, &tag, &r.why, now),
         };
         let key = SessionKey {
-            call_id: dialog.call_id.clone(),
+            call_id: prepared.dialog.call_id.clone(),
             local_tag: tag,
         };
-        // 5.2.4.2.4 step 2b, AA2 To/Cc/Bcc: an INVITE with a URI-list (RFC 5366) invites to
-        // a group session; its Contact is the conference focus (RFC 4579).
-        let group = body.recipients.map(|recipients| GroupInfo {
-            focus_uri: dialog.remote_target().to_string(),
-            recipients,
-        });
-        let facts = cpm.session(&session_id, self.config.gateway.clone(), group);
         tracing::debug!(session = %session_id, %key, "INVITE pending on the policy's decision");
         let id: Arc<str> = session_id.into();
-        let email_user = facts.request_uri.trim_start_matches("mailto:");
-        let cpm_user = &facts.asserted_identity.as_ref().unwrap_or(&facts.from).uri;
-        self.journal.opened(&id, now, email_user, cpm_user);
+        self.journal_opened(&id, &prepared.facts, now);
         self.journal
             .sip(&id, now, "INVITE received: 100 Trying sent");
+        let facts = prepared.facts.session.clone();
         self.sessions.insert(
             key.clone(),
             Box::new(Session {
                 id,
                 peer,
                 transport,
-                offer,
-                answer,
+                offer: prepared.offer,
+                answer: prepared.answer,
                 state: State::Pending(Pending {
                     invite: invite.clone(),
-                    dialog,
+                    dialog: prepared.dialog,
                     awaiting: Awaiting::Decision,
                 }),
-                facts: Box::new(MailFacts {
-                    session: facts.clone(),
-                    cpim_date_time: body.cpim_date_time,
-                    sip_date: cpm
-                        .date
-                        .as_ref()
-                        .and_then(|d| crate::mail::aa2::parse_sip_date(&d.raw)),
-                }),
+                facts: Box::new(prepared.facts),
                 mailed: false,
+                unstored: Some(request.to_bytes().into()),
+                stored: false,
             }),
         );
         vec![Effect::Decide {
             key,
             session: Box::new(facts),
         }]
+    }
+
+    /// The ladder's first entry of session `id`: who invites whom.
+    pub(super) fn journal_opened(&mut self, id: &Arc<str>, facts: &MailFacts, now: Instant) {
+        let facts = &facts.session;
+        let email_user = facts.request_uri.trim_start_matches("mailto:");
+        let cpm_user = &facts.asserted_identity.as_ref().unwrap_or(&facts.from).uri;
+        self.journal.opened(id, now, email_user, cpm_user);
+    }
+
+    /// What INVITE `request` makes of session `session_id` with the IWF's tag `tag`: the
+    /// dialog, the offer and the IWF's answer (with the `o=` session id `origin`, fresh
+    /// when `None`), the facts of the policy and the mails. Read the same way when the
+    /// INVITE arrives and when a stored session is restored from it.
+    pub(super) fn prepare(
+        &self,
+        request: &Message,
+        tag: &str,
+        session_id: &str,
+        origin: Option<u64>,
+    ) -> Result<Prepared, Refusal> {
+        let refusal = |status, warn_code, why: String| Refusal {
+            status,
+            warn_code,
+            why,
+        };
+        let cpm = CpmInvite::from_message(request).map_err(|e| refusal(e.status, 399, e.reason))?;
+        let dialog = Dialog::uas(request, tag).map_err(|why| refusal(400, 399, why))?;
+        let body = multipart::invite_body(request.header("Content-Type"), &request.body)
+            .map_err(|e| refusal(e.status, 399, e.reason))?;
+        let Some(sdp) = body.sdp else {
+            let why = "no SDP offer: the IWF answers MSRP chat offers only";
+            return Err(refusal(488, 304, why.into()));
+        };
+        let offer = Offer::parse(&sdp).map_err(|e| refusal(488, e.warn_code(), e.to_string()))?;
+        let local = LocalMsrp {
+            host: self.config.msrp_host.clone(),
+            port: self.config.msrp_port,
+            session_id: session_id.to_string(),
+            max_size: None,
+        };
+        let answer = match origin {
+            Some(origin) => msrp::answer_with_origin(&offer, &local, origin),
+            None => msrp::answer(&offer, &local),
+        }
+        .map_err(|e| refusal(488, e.warn_code(), e.to_string()))?;
+        // 5.2.4.2.4 step 2b, AA2 To/Cc/Bcc: an INVITE with a URI-list (RFC 5366) invites to
+        // a group session; its Contact is the conference focus (RFC 4579).
+        let group = body.recipients.map(|recipients| GroupInfo {
+            focus_uri: dialog.remote_target().to_string(),
+            recipients,
+        });
+        let facts = cpm.session(session_id, self.config.gateway.clone(), group);
+        let facts = MailFacts {
+            session: facts,
+            cpim_date_time: body.cpim_date_time,
+            sip_date: cpm
+                .date
+                .as_ref()
+                .and_then(|d| crate::mail::aa2::parse_sip_date(&d.raw)),
+        };
+        Ok(Prepared {
+            dialog,
+            offer,
+            answer,
+            facts,
+        })
     }
 
     /// A 200 with `record_route` copied (12.1.1), the IWF's Contact and SDP `body` to the

@@ -32,11 +32,15 @@
 //!
 //! Here: the types, the transaction plumbing and the dispatch. The flows, one file each:
 //! `invite` (the INVITE until its answer, F1/F2), `dialog` (ACK, BYE and re-INVITE within
-//! the dialog, F6), `ending` (the e-mail user's answers and every way a session ends).
+//! the dialog, F6), `ending` (the e-mail user's answers and every way a session ends);
+//! `durable`: the sessions as the store keeps them, and restored after a restart.
 
 mod dialog;
+mod durable;
 mod ending;
 mod invite;
+
+pub use durable::{Restored, Resumed};
 
 use crate::net::sip::{AGENT, new_tag};
 use crate::policy::world::{
@@ -250,6 +254,27 @@ struct Session<P> {
     /// Set once the mail side holds state for this session (the invitation handed to it,
     /// or the 200 OK sent), until [`Effect::SessionClosed`].
     mailed: bool,
+    /// The INVITE as received, until the session is first stored (the store keeps it
+    /// from then on, not the memory).
+    unstored: Option<Box<[u8]>>,
+    /// Whether the store holds the session (its row goes when it is freed).
+    stored: bool,
+}
+
+/// What an INVITE makes of a session (`Core::prepare`).
+struct Prepared {
+    dialog: Dialog,
+    offer: Offer,
+    answer: Answer,
+    facts: MailFacts,
+}
+
+/// Why an INVITE cannot make a session: its final status and the Warning.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    warn_code: u16,
+    why: String,
 }
 
 pub struct Core<P> {
@@ -266,6 +291,8 @@ pub struct Core<P> {
     byes: HashMap<TransactionKey, SessionKey>,
     /// What operators see of the sessions, changed this turn (`session::registry`).
     journal: Journal,
+    /// What the store must hold, changed this turn (`durable`).
+    changes: Vec<durable::Change>,
 }
 
 impl<P: Peer> Core<P> {
@@ -278,6 +305,7 @@ impl<P: Peer> Core<P> {
             acks: BinaryHeap::new(),
             byes: HashMap::new(),
             journal: Journal::default(),
+            changes: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@ use crate::policy::world::SipStatus;
 use crate::policy::{PolicyHost, PolicySource};
 use crate::session::registry::{Entry, Registry};
 use crate::sip::message::{Limits as SipLimits, parse};
+use crate::store::{Changes, SessionRow};
 use std::path::PathBuf;
 
 /// Where the test's bytes go: back to the source of a request, or to a next hop.
@@ -802,4 +803,154 @@ fn the_registry_forgets_a_session_whichever_way_it_ends() {
     );
     core.on_response(response_to(&bye, 200), now);
     assert!(shown(&mut core, &registry).is_empty(), "ended by the IWF");
+}
+
+/// The rows a turn would commit.
+fn committed(core: &mut Core<To>) -> Changes {
+    core.changes()
+}
+
+/// An F2 session, invitation mailed, 200 sent and ACKed: Invited, the IWF connecting.
+fn invited(core: &mut Core<To>, now: Instant) -> SessionKey {
+    let key = invite_asking_the_user(core, now);
+    assert!(committed(core).is_empty(), "a pending INVITE is not stored");
+    let effects = core.on_invitation(&key, Ok(()), now);
+    assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+    let saved = committed(core).saved;
+    assert_eq!(saved.len(), 1, "the 200's turn stores the session");
+    assert_eq!(saved[0].phase, "awaiting-ack");
+    assert!(
+        saved[0].invite.is_some(),
+        "the first save writes the INVITE"
+    );
+    let ack = request("ACK", 1, Some(&key.local_tag), "", "");
+    core.on_request(ack, Transport::Datagram, To::Source, now);
+    key
+}
+
+#[test]
+fn a_session_is_stored_from_its_200_and_forgotten_when_freed() {
+    let (mut core, now) = (core(), Instant::now());
+    let key = invited(&mut core, now);
+    let changes = committed(&mut core);
+    assert_eq!(changes.saved.len(), 1);
+    assert_eq!(changes.saved[0].phase, "invited", "the ACK moved it");
+    assert!(
+        changes.saved[0].invite.is_none(),
+        "the row has the INVITE already"
+    );
+    assert!(committed(&mut core).is_empty(), "nothing changed since");
+    in_dialog(&mut core, &key, "BYE", 2, "", "", now);
+    let changes = committed(&mut core);
+    assert!(changes.saved.is_empty());
+    assert_eq!(changes.forgotten.len(), 1);
+    // Refused before any 200: never stored, nothing to forget.
+    let mut core = self::core();
+    let refused = invite(&mut core, now);
+    let status = SipStatus {
+        code: 486,
+        reason: String::new(),
+    };
+    core.on_decision(&refused, InviteDecision::Refuse(status), now);
+    assert!(committed(&mut core).is_empty());
+}
+
+#[test]
+fn an_invited_session_restored_waits_then_leave_sends_bye_in_the_original_dialog() {
+    let (mut before, now) = (core(), Instant::now());
+    let key = invited(&mut before, now);
+    // A re-INVITE moves the remote CSeq and the target; a restored dialog keeps both.
+    let refresh = "Contact: <sip:alice@192.0.2.7:5070>\r\n";
+    in_dialog(&mut before, &key, "INVITE", 2, refresh, "", now);
+    in_dialog(&mut before, &key, "ACK", 2, "", "", now);
+    let mut first = committed(&mut before).saved.remove(0);
+    first.invite = Some(before_invite_bytes());
+    drop(before); // the process dies
+
+    let mut after = core();
+    let restored = after.restore(&first, To::Source, now).unwrap();
+    assert_eq!(restored.key, key);
+    assert!(
+        matches!(restored.resumed, Resumed::Waiting),
+        "{:?}",
+        restored.resumed
+    );
+    assert!(
+        restored.effects.is_empty(),
+        "nothing goes out for a waiting session"
+    );
+    assert_eq!(restored.facts.session.request_uri, "mailto:bob@example.net");
+    assert_eq!(after.user_phase(&key), Some(SessionPhase::AwaitingAnswer));
+    // The same answer again: a re-INVITE after the restart gets the o= of before.
+    let effects = in_dialog(&mut after, &key, "INVITE", 3, "", "", now);
+    let ok = sent(&effects).pop().unwrap();
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+    assert!(body_of(&ok).contains("a=setup:active"), "{ok}");
+    in_dialog(&mut after, &key, "ACK", 3, "", "", now);
+    // Accept: the IWF connects the chat, as before the restart.
+    let effects = after.user_accepted(&key).expect("awaiting the answer");
+    assert!(matches!(
+        &effects[..],
+        [Effect::ChatOpen { held: false, .. }]
+    ));
+    // Leave: a BYE in the original dialog, toward the refreshed target.
+    let reason = EndReason {
+        cause: 200,
+        text: "the e-mail user left".into(),
+    };
+    let effects = after.end_session(&key, &reason, now);
+    let bye = sent(&effects).remove(0);
+    assert!(
+        bye.starts_with("BYE sip:alice@192.0.2.7:5070 SIP/2.0\r\n"),
+        "{bye}"
+    );
+    assert!(bye.contains(&format!(";tag={}", key.local_tag)), "{bye}");
+    assert!(
+        bye.contains("Call-ID: f1@test\r\n") && bye.contains("tag=a1"),
+        "{bye}"
+    );
+    assert!(bye.contains("CSeq: 1 BYE\r\n"), "{bye}");
+}
+
+/// The INVITE of [`invited`], as the store wrote it with the session's first save.
+fn before_invite_bytes() -> Vec<u8> {
+    let date = "Date: Thu, 26 Nov 2026 08:30:00 GMT\r\n";
+    request("INVITE", 1, None, &format!("{CONTACT}{date}"), OFFER).to_bytes()
+}
+
+#[test]
+fn a_live_session_restored_gets_a_bye_with_a_reason_and_an_unreadable_row_is_refused() {
+    let (mut before, now) = (core(), Instant::now());
+    let (key, _) = live(&mut before, now);
+    let mut row = committed(&mut before).saved.remove(0);
+    assert_eq!(row.phase, "live");
+    row.invite = Some(request("INVITE", 1, None, CONTACT, OFFER).to_bytes());
+
+    let mut after = core();
+    let restored = after.restore(&row, To::Source, now).unwrap();
+    assert!(matches!(restored.resumed, Resumed::Ended));
+    let bye = sent(&restored.effects).remove(0);
+    assert!(
+        bye.starts_with("BYE sip:alice@192.0.2.1:5070 SIP/2.0\r\n"),
+        "{bye}"
+    );
+    assert!(
+        bye.contains("Reason: SIP;cause=480;text=\"MSRP: the IWF restarted and the chat connection was lost\"\r\n"),
+        "{bye}"
+    );
+    assert_eq!(after.user_phase(&key), None, "ending");
+    // Its BYE's answer frees it, and the row goes.
+    after.on_response(response_to(&bye, 200), now);
+    assert_eq!(after.sessions(), 0);
+    let changes = committed(&mut after);
+    assert_eq!(changes.forgotten, [row.id.clone()]);
+
+    let broken = SessionRow {
+        invite: Some(b"not a SIP message".to_vec()),
+        ..row
+    };
+    let Err(why) = after.restore(&broken, To::Source, now) else {
+        panic!("a broken INVITE was restored");
+    };
+    assert!(why.starts_with("stored INVITE:"), "{why}");
 }

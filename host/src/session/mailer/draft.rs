@@ -90,8 +90,8 @@ pub(super) fn decide(policy: &PolicyHost, session: &PolicySession, invitation: b
     }
 }
 
-/// The addresses of a session's mails, fixed by the invitation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The addresses of a session's mails, fixed by the invitation (stored with its thread).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Addresses {
     /// A group session (step 2b): mails are from the group's address.
     pub(super) group: bool,
@@ -205,7 +205,7 @@ pub(super) enum Kind<'a> {
 }
 
 /// A mail's Message-ID and References: the next mail's In-Reply-To and References.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Parent {
     pub(super) id: MsgId,
     pub(super) references: Vec<MsgId>,

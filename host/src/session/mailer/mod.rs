@@ -33,6 +33,7 @@ use crate::sip::cpm::Identities;
 use crate::smtp::{
     self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
 };
+use crate::store::Store;
 use chat_mail::chat_mail;
 use chrono::Utc;
 use closed::close;
@@ -63,6 +64,8 @@ struct Shared {
     directory: Arc<Directory>,
     /// The sessions' ladders: each mail's SMTP outcome goes there.
     registry: Arc<Registry>,
+    /// Where the threads are kept across restarts.
+    store: Arc<Store>,
 }
 
 /// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
@@ -115,6 +118,14 @@ impl ChatMailer {
     }
 }
 
+/// Where the mail side records what others read: the replies' correlation keys, the
+/// sessions' ladders, and the threads kept across restarts.
+pub struct Records {
+    pub directory: Arc<Directory>,
+    pub registry: Arc<Registry>,
+    pub store: Arc<Store>,
+}
+
 /// The sessions with mail state, by key; each entry is the way to its task.
 pub struct Mailer {
     shared: Arc<Shared>,
@@ -131,9 +142,13 @@ impl Mailer {
         settings: ClientSettings,
         config: &SmtpOutboundConfig,
         destinations: Arc<Destinations>,
-        directory: Arc<Directory>,
-        registry: Arc<Registry>,
+        records: Records,
     ) -> (Self, mpsc::UnboundedReceiver<Invited>) {
+        let Records {
+            directory,
+            registry,
+            store,
+        } = records;
         let (outcomes, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             policy,
@@ -144,6 +159,7 @@ impl Mailer {
             destinations,
             directory,
             registry,
+            store,
         });
         let mailer = Self {
             shared,
@@ -161,22 +177,39 @@ impl Mailer {
     /// 5.2.4.2.4 steps 1-5: starts the task of session `key`, which mails the invitation
     /// and sends its outcome on the outcome channel.
     pub fn invite(&mut self, key: SessionKey, mail: Box<MailFacts>) {
-        self.spawn(key, mail, true);
+        self.spawn(key, mail, Start::Invite);
     }
 
     /// F1 (5.2.1.3): session `key` was accepted on the e-mail user's behalf; its task
     /// mails chat messages as they come, opening the channel at the first.
     pub fn accepted(&mut self, key: SessionKey, mail: Box<MailFacts>) {
-        self.spawn(key, mail, false);
+        self.spawn(key, mail, Start::Accepted);
     }
 
-    fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, invite: bool) {
+    /// Session `key` was restored from the store with its thread `stored` (the JSON that
+    /// the task saved): replies find it again, and its next mails continue the thread.
+    /// `Err` when the stored thread cannot be read (no task is started).
+    pub fn restore(
+        &mut self,
+        key: SessionKey,
+        mail: Box<MailFacts>,
+        stored: &str,
+    ) -> Result<(), String> {
+        let record: ThreadRecord =
+            serde_json::from_str(stored).map_err(|e| format!("stored mail thread: {e}"))?;
+        let thread = Thread::restore(&self.shared.router, record);
+        register(&self.shared, &key, &mail, &thread);
+        self.spawn(key, mail, Start::Restored(Box::new(thread)));
+        Ok(())
+    }
+
+    fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, start: Start) {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         if self.sessions.insert(key.clone(), commands).is_some() {
             tracing::warn!(session = %key, "a second start for one session: the first one's mail state is dropped");
         }
         let (shared, outcomes) = (self.shared.clone(), self.outcomes.clone());
-        tokio::spawn(run(shared, key, mail, invite, outcomes, receiver));
+        tokio::spawn(run(shared, key, mail, start, outcomes, receiver));
     }
 
     /// The way to session `key`'s task for its chat messages (F4), while it has one.
@@ -277,6 +310,61 @@ impl Thread {
         self.sent.push(id.clone());
         self.last = Some(Parent { id, references });
     }
+
+    /// What the store keeps of the thread: all but its channels.
+    fn record(&self) -> ThreadRecord {
+        ThreadRecord {
+            from: self.from.clone(),
+            to: self
+                .routes
+                .iter()
+                .flat_map(|r| r.to.iter().cloned())
+                .collect(),
+            addresses: self.addresses.clone(),
+            subject: self.subject.clone(),
+            sent: self.sent.clone(),
+            last: self.last.clone(),
+            chats: self.chats,
+        }
+    }
+
+    /// The thread `record` kept, its routes made again (channels open at the next mail).
+    fn restore(router: &Router, record: ThreadRecord) -> Self {
+        let envelope = Envelope {
+            from: record.from,
+            to: record.to,
+            deliver_by: None,
+        };
+        Self {
+            sent: record.sent,
+            last: record.last,
+            chats: record.chats,
+            ..Self::new(router, record.addresses, envelope, record.subject)
+        }
+    }
+}
+
+/// A session's thread as stored (`store`, JSON): the correlation keys of its replies
+/// (addresses, Message-IDs) and what its next mail continues.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ThreadRecord {
+    from: Option<AddrSpec>,
+    to: Vec<AddrSpec>,
+    addresses: Addresses,
+    subject: Option<String>,
+    sent: Vec<MsgId>,
+    last: Option<Parent>,
+    chats: u32,
+}
+
+/// How a session's task starts.
+enum Start {
+    /// F2: with the invitation.
+    Invite,
+    /// F1: with nothing; the thread at the first chat mail.
+    Accepted,
+    /// After a restart, with the thread stored.
+    Restored(Box<Thread>),
 }
 
 /// The task of one session: the invitation and its outcome (F2) or nothing (F1), then its
@@ -287,17 +375,18 @@ async fn run(
     shared: Arc<Shared>,
     key: SessionKey,
     mail: Box<MailFacts>,
-    invite_first: bool,
+    start: Start,
     outcomes: mpsc::UnboundedSender<Invited>,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let mut thread: Option<Thread> = None;
-    if invite_first {
-        match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
-            Some(invited) => thread = Some(invited),
+    let mut thread: Option<Thread> = match start {
+        Start::Invite => match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
+            Some(invited) => Some(invited),
             None => return,
-        }
-    }
+        },
+        Start::Accepted => None,
+        Start::Restored(thread) => Some(*thread),
+    };
     // The sender dropped without a word: the gateway is going away; QUIT only.
     let mut notify = Notify::No;
     while let Some(command) = commands.recv().await {
@@ -319,6 +408,10 @@ async fn run(
                 };
                 if let (true, Some(thread)) = (new, &thread) {
                     register(&shared, &key, &mail, thread);
+                    if let Err(e) = save(&shared, &mail, thread).await {
+                        // The mail went: a restart will not find its replies' session.
+                        tracing::error!(session = %key, error = %e, "mail thread not stored");
+                    }
                 }
                 if let Some(thread) = &mut thread {
                     Box::pin(keep_or_quit(thread, &key)).await;
@@ -357,6 +450,17 @@ fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread
     for id in &thread.sent {
         shared.directory.sent(key, &bare(id));
     }
+}
+
+/// Stores `thread` (its correlation keys) for session `mail`; on disk when this returns.
+async fn save(shared: &Shared, mail: &MailFacts, thread: &Thread) -> Result<(), String> {
+    let record = serde_json::to_string(&thread.record()).map_err(|e| e.to_string())?;
+    let id = &mail.session.session_id;
+    shared
+        .store
+        .save_thread(id, &record)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A msg-id without its angle brackets, as inbound mails' references are compared.
@@ -520,6 +624,7 @@ mod tests {
     #[tokio::test]
     async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
         use crate::policy::PolicySource;
+        use crate::store::StoreSettings;
         // A server that accepts the connection and never greets.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let config = SmtpOutboundConfig {
@@ -538,8 +643,11 @@ mod tests {
             ClientSettings::from_config(&config).unwrap(),
             &config,
             Arc::new(Destinations::new(&config)),
-            directory,
-            Arc::new(Registry::default()),
+            Records {
+                directory,
+                registry: Arc::new(Registry::default()),
+                store: Arc::new(Store::open(&StoreSettings::memory()).await.unwrap()),
+            },
         );
         let key = SessionKey {
             call_id: "c".into(),

@@ -1,0 +1,218 @@
+//! The session as the store keeps it (issue 15): the changes of each turn, saved by the
+//! driver before that turn's messages go out (a 200 OK names a stored session), and the
+//! sessions restored from the store after a restart.
+//!
+//! A row holds the INVITE as received, so the facts, offer and identities are read from
+//! it again by the same [`Core::prepare`] as when it came; and the dialog with what moves
+//! in it (CSeqs, remote target), the phase, and the answer's `o=` id.
+
+use super::*;
+use crate::sip::message::{self as sip_message, Limits};
+use crate::store::{Changes, SessionRow};
+
+/// A session's change, for the next commit.
+#[derive(Debug)]
+pub(super) enum Change {
+    /// Its dialog or phase moved: its row is written again.
+    Save(SessionKey),
+    /// It was freed: its row goes.
+    Forget(Arc<str>),
+}
+
+/// The part of a row the core writes and reads beside the INVITE.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    dialog: Dialog,
+    /// The SIP transport the INVITE came over: stream (TCP) or datagram (UDP).
+    stream: bool,
+    /// The `o=` session id of the IWF's answer: a re-INVITE gets the same answer again.
+    origin: u64,
+    /// Awaiting the ACK of a 200 that answered after the invitation was mailed.
+    #[serde(default)]
+    invited: bool,
+}
+
+/// What became of a stored session at restart.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The e-mail user has not answered the invitation, and the IWF connects the chat
+    /// when they accept: the session waits on as before.
+    Waiting,
+    /// Its MSRP connection died with the process: the IWF ended it with a BYE whose
+    /// Reason says why. A live session would be offered a new connection by a re-INVITE
+    /// (RFC 4975 8.4); that is not built yet.
+    Ended,
+}
+
+/// A stored session back in the core.
+pub struct Restored<P> {
+    pub key: SessionKey,
+    pub facts: Box<MailFacts>,
+    pub resumed: Resumed,
+    /// The phase it was stored in (`iwf_sessions_recovered_total{phase}`).
+    pub phase: String,
+    pub effects: Vec<Effect<P>>,
+}
+
+/// The Reason of the BYE of a session whose chat could not outlive the restart.
+fn lost_in_restart() -> EndReason {
+    EndReason {
+        cause: 480,
+        text: "MSRP: the IWF restarted and the chat connection was lost".into(),
+    }
+}
+
+impl<P: Peer> Core<P> {
+    /// Session `key` changed: it is saved at the end of the turn.
+    pub(super) fn touch(&mut self, key: &SessionKey) {
+        self.changes.push(Change::Save(key.clone()));
+    }
+
+    /// What changed since the last call, as rows for one commit; the invitation expiry is
+    /// the driver's to fill in. Pending INVITEs are not stored: nothing was acknowledged.
+    pub fn changes(&mut self) -> Changes {
+        let mut out = Changes::default();
+        let changes = std::mem::take(&mut self.changes);
+        let mut seen = std::collections::HashSet::new();
+        for change in changes.into_iter().rev() {
+            match change {
+                Change::Save(key) => {
+                    if seen.insert(key.clone())
+                        && let Some(row) = self.row(&key)
+                    {
+                        out.saved.push(row);
+                    }
+                }
+                Change::Forget(id) => out.forgotten.push(id.to_string()),
+            }
+        }
+        out
+    }
+
+    /// Marks `changes` (from [`Core::changes`], not committed) as changes again, for the
+    /// next commit.
+    pub fn uncommitted(&mut self, changes: Changes) {
+        for row in changes.saved {
+            let key = SessionKey {
+                call_id: row.call_id,
+                local_tag: row.local_tag,
+            };
+            if let Some(session) = self.sessions.get_mut(&key)
+                && row.invite.is_some()
+            {
+                // Its first save failed: the next one must write the INVITE again.
+                session.unstored = row.invite.map(Vec::into_boxed_slice);
+                session.stored = false;
+            }
+            self.changes.push(Change::Save(key));
+        }
+        for id in changes.forgotten {
+            self.changes.push(Change::Forget(id.into()));
+        }
+    }
+
+    /// Session `key`'s row, when it has a dialog.
+    fn row(&mut self, key: &SessionKey) -> Option<SessionRow> {
+        let session = self.sessions.get_mut(key)?;
+        let State::Dialog(dialog, phase) = &session.state else {
+            return None;
+        };
+        let (phase, invited) = match phase {
+            Phase::AwaitingAck(a) => ("awaiting-ack", a.invited),
+            Phase::Invited => ("invited", false),
+            Phase::Live => ("live", false),
+            Phase::Ending { .. } => ("ending", false),
+        };
+        let stored = Stored {
+            dialog: dialog.clone(),
+            stream: session.transport == Transport::Stream,
+            origin: session.answer.sdp.origin.session_id.parse().unwrap_or(0),
+            invited,
+        };
+        let state = match serde_json::to_string(&stored) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::error!(session = %session.id, error = %e, "session not stored");
+                return None;
+            }
+        };
+        session.stored = true;
+        Some(SessionRow {
+            id: session.id.to_string(),
+            call_id: key.call_id.clone(),
+            local_tag: key.local_tag.clone(),
+            phase: phase.into(),
+            invite: session.unstored.take().map(Vec::from),
+            state,
+            expires_at: None,
+        })
+    }
+
+    /// Session `row`, stored before a restart, back in its dialog, its requests going
+    /// out through `peer` (toward the dialog's next hop). A session awaiting the e-mail
+    /// user's answer whose chat the IWF connects waits on; any other lost its MSRP
+    /// connection and is ended with a BYE (the effects). `Err` says why a row cannot be
+    /// read (it is then forgotten).
+    pub fn restore(
+        &mut self,
+        row: &SessionRow,
+        peer: P,
+        now: Instant,
+    ) -> Result<Restored<P>, String> {
+        let stored: Stored =
+            serde_json::from_str(&row.state).map_err(|e| format!("stored dialog: {e}"))?;
+        let invite = row.invite.as_deref().ok_or("no stored INVITE")?;
+        let request = sip_message::parse(invite, Transport::Stream, &Limits::default())
+            .map_err(|e| format!("stored INVITE: {e}"))?;
+        let prepared = self
+            .prepare(&request, &row.local_tag, &row.id, Some(stored.origin))
+            .map_err(|r| format!("stored INVITE: {} {}", r.status, r.why))?;
+        let key = SessionKey {
+            call_id: row.call_id.clone(),
+            local_tag: row.local_tag.clone(),
+        };
+        let id: Arc<str> = row.id.as_str().into();
+        self.journal_opened(&id, &prepared.facts, now);
+        let iwf_connects = prepared.answer.params.role == Role::Active;
+        let waits = row.phase == "invited" && iwf_connects;
+        let facts = Box::new(prepared.facts);
+        let session = Session {
+            id: id.clone(),
+            peer,
+            transport: if stored.stream {
+                Transport::Stream
+            } else {
+                Transport::Datagram
+            },
+            offer: prepared.offer,
+            answer: prepared.answer,
+            // Waiting as it was; anything else is ended from Live (its BYE goes now).
+            state: State::Dialog(
+                stored.dialog,
+                if waits { Phase::Invited } else { Phase::Live },
+            ),
+            facts: facts.clone(),
+            mailed: waits,
+            unstored: None,
+            stored: true,
+        };
+        self.sessions.insert(key.clone(), Box::new(session));
+        let what = format_args!("restored from the store ({})", row.phase);
+        self.journal.sip(&id, now, what);
+        let (resumed, effects) = if waits {
+            tracing::info!(session = %id, %key, "restored: awaiting the e-mail user's answer");
+            self.journal.phase(&id, now, Shown::AwaitingAnswer);
+            (Resumed::Waiting, Vec::new())
+        } else {
+            tracing::info!(session = %id, %key, phase = %row.phase, "restored without its chat connection: ending it");
+            (Resumed::Ended, self.send_bye(&key, &lost_in_restart(), now))
+        };
+        Ok(Restored {
+            key,
+            facts,
+            resumed,
+            phase: row.phase.clone(),
+            effects,
+        })
+    }
+}

@@ -1,0 +1,41 @@
+//! The e-mail user's chat mails delivered (F5), by session and Message-ID: duplicates of a
+//! mail its sender sends again are found here.
+
+use super::{Store, StoreError, unix_ms};
+use std::time::{Instant, SystemTime};
+
+impl Store {
+    /// Whether session `session_id` delivered a mail with Message-ID `message_id`.
+    pub async fn delivered(&self, session_id: &str, message_id: &str) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT delivered_at FROM inbound_mails WHERE session_id = $1 AND message_id = $2",
+        )
+        .bind(session_id)
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("looking an inbound mail up"))?;
+        Ok(row.is_some())
+    }
+
+    /// Session `session_id` delivered the mail `message_id`; on disk when this returns.
+    pub async fn mark_delivered(
+        &self,
+        session_id: &str,
+        message_id: &str,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        sqlx::query(
+            "INSERT INTO inbound_mails (session_id, message_id, delivered_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_id, message_id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(message_id)
+        .bind(unix_ms(SystemTime::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("recording an inbound mail delivered"))?;
+        self.committed(started);
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The durable store (`[store]`): what the IWF has acknowledged and must not lose across a
+//! crash, a restart or an upgrade. Today the sessions answered 200 (their dialog, phase and
+//! invitation deadline), their mail threads (addresses and Message-IDs, which replies
+//! correlate with) and the e-mail user's chat mails delivered (a mail sent again is not
+//! delivered twice).
+//!
+//! SQLite through sqlx, in WAL mode with `synchronous = FULL`: a commit is on disk when it
+//! returns, so a 200 OK sent after it names a session that survives `kill -9` and a power
+//! cut. The queries are plain SQL that PostgreSQL also takes (the multi-node store).
+//! `path = ":memory:"` keeps the same code on an in-memory database (tests; nothing
+//! survives the process).
+//!
+//! Here: the settings, opening (folder, file, pragmas, migrations) and the commit metric.
+//! `sessions`: the session and thread rows; `inbound`: the chat mails delivered (F5), for
+//! duplicates.
+
+mod inbound;
+mod sessions;
+
+pub use sessions::{Changes, SessionRow};
+
+use crate::metrics::{self, Histogram};
+use serde::Deserialize;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The file the store keeps in its folder.
+pub const DATABASE_FILE: &str = "state.db";
+
+/// The store's folder when `[store] path` is not given, in the working directory.
+pub const DEFAULT_FOLDER: &str = "iwf-state";
+
+/// `[store] path` for a store in memory only.
+pub const MEMORY: &str = ":memory:";
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// The folder of the state (created on first run), or `:memory:` for none; without
+    /// it, [`DEFAULT_FOLDER`] in the working directory.
+    pub path: Option<PathBuf>,
+    /// How long a commit waits for the database's write lock before it fails.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            path: None,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// Whether the state lives only in memory (`path = ":memory:"`).
+    pub fn in_memory(&self) -> bool {
+        self.path.as_deref() == Some(Path::new(MEMORY))
+    }
+
+    /// The folder of the state (or `:memory:`).
+    pub fn folder(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(DEFAULT_FOLDER))
+    }
+
+    /// The volatile store of tests.
+    pub fn memory() -> Self {
+        Self {
+            path: Some(MEMORY.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Why the store cannot be used; the text names the key and what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("[store] path = {path}: cannot create the folder: {source}")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("[store] path = {path}: cannot open the database: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("[store] path = {path}: cannot bring the schema up to date: {source}")]
+    Migrate {
+        path: PathBuf,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("store: {what}: {source}")]
+    Query {
+        what: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("store: {what}: {why}")]
+    Corrupt { what: &'static str, why: String },
+}
+
+impl StoreError {
+    fn query(what: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Query { what, source }
+    }
+}
+
+/// The open store; cheap to share (`Arc`), safe from any task.
+pub struct Store {
+    pool: SqlitePool,
+    /// Where it is, for logs: the database file or `:memory:`.
+    location: String,
+    commits: Histogram,
+}
+
+impl Store {
+    /// Opens the store `settings` names, creating its folder and database on first run and
+    /// bringing the schema up to date (sqlx migrations, `host/migrations`).
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let busy = Duration::from_millis(settings.busy_timeout_ms);
+        let (options, pool, location) = if settings.in_memory() {
+            // One connection that lives as long as the pool: every connection to
+            // `:memory:` is a database of its own.
+            let options = SqliteConnectOptions::new().in_memory(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+            (options, pool, ":memory:".to_string())
+        } else {
+            let folder = settings.folder();
+            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
+                path: folder.to_path_buf(),
+                source,
+            })?;
+            let file = folder.join(DATABASE_FILE);
+            let options = SqliteConnectOptions::new()
+                .filename(&file)
+                .create_if_missing(true)
+                // WAL: readers never block the writer; FULL: the WAL is synced at every
+                // commit, so a commit that returned survives a power cut (NORMAL would
+                // survive a crash of the process only).
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(busy);
+            let pool = SqlitePoolOptions::new().max_connections(4);
+            (options, pool, file.display().to_string())
+        };
+        let open_error = |source| StoreError::Open {
+            path: settings.folder().to_path_buf(),
+            source,
+        };
+        let pool = pool
+            .acquire_timeout(busy.max(Duration::from_secs(1)))
+            .connect_with(options.foreign_keys(true))
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: settings.folder().to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            pool,
+            location,
+            commits: Histogram::default(),
+        })
+    }
+
+    /// The database file, or `:memory:`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn committed(&self, started: Instant) {
+        self.commits.observe(started.elapsed());
+    }
+
+    pub fn render_metrics(&self, out: &mut String) {
+        metrics::family(
+            out,
+            "iwf_store_commit_seconds",
+            "histogram",
+            "Time to commit a change to the store (on disk when it returns: WAL, synchronous=FULL).",
+        );
+        self.commits
+            .render(out, "iwf_store_commit_seconds", "store=\"sqlite\"");
+    }
+}
+
+/// Now as Unix milliseconds, the store's clock (deadlines survive a restart; `Instant`s do
+/// not).
+pub fn unix_ms(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

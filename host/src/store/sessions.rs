@@ -1,0 +1,167 @@
+//! The session rows: saved before the session's 200 OK and at each change of its dialog,
+//! deleted with the session; and the rows of its mail thread.
+
+use super::{Store, StoreError, unix_ms};
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+/// One stored session, as the session layer writes and reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The MSRP session id.
+    pub id: String,
+    pub call_id: String,
+    pub local_tag: String,
+    pub phase: String,
+    /// The INVITE as received: written with the session's first save (`None` after it:
+    /// the row has it), always there when read back.
+    pub invite: Option<Vec<u8>>,
+    /// The dialog and the answer (JSON).
+    pub state: String,
+    /// When the invitation expires (Unix ms).
+    pub expires_at: Option<i64>,
+}
+
+/// What one turn of the session driver changed: committed together, in one transaction.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub saved: Vec<SessionRow>,
+    /// Session ids freed: their rows and threads go.
+    pub forgotten: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.saved.is_empty() && self.forgotten.is_empty()
+    }
+}
+
+impl Store {
+    /// Commits `changes` at once: on disk when this returns `Ok`.
+    pub async fn commit(&self, changes: &Changes) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let now = unix_ms(SystemTime::now());
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StoreError::query("beginning a commit"))?;
+        for row in &changes.saved {
+            let query = match &row.invite {
+                Some(invite) => sqlx::query(
+                    "INSERT INTO sessions \
+                         (id, call_id, local_tag, phase, state, expires_at, updated_at, invite) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET \
+                         phase = excluded.phase, state = excluded.state, \
+                         expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                )
+                .bind(&row.id)
+                .bind(&row.call_id)
+                .bind(&row.local_tag)
+                .bind(&row.phase)
+                .bind(&row.state)
+                .bind(row.expires_at)
+                .bind(now)
+                .bind(invite),
+                None => sqlx::query(
+                    "UPDATE sessions SET phase = $2, state = $3, expires_at = $4, updated_at = $5 \
+                     WHERE id = $1",
+                )
+                .bind(&row.id)
+                .bind(&row.phase)
+                .bind(&row.state)
+                .bind(row.expires_at)
+                .bind(now),
+            };
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("saving a session"))?;
+        }
+        for id in &changes.forgotten {
+            sqlx::query("DELETE FROM sessions WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("deleting a session"))?;
+            sqlx::query("DELETE FROM mail_threads WHERE session_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("deleting a mail thread"))?;
+            sqlx::query("DELETE FROM inbound_mails WHERE session_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("deleting a session's inbound mails"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing sessions"))?;
+        self.committed(started);
+        Ok(())
+    }
+
+    /// Saves session `id`'s mail thread (`state`, JSON), replacing the one before.
+    pub async fn save_thread(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        let started = Instant::now();
+        sqlx::query(
+            "INSERT INTO mail_threads (session_id, state, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_id) DO UPDATE SET \
+                 state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(unix_ms(SystemTime::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query("saving a mail thread"))?;
+        self.committed(started);
+        Ok(())
+    }
+
+    /// Every stored session, oldest first.
+    pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        type Row = (String, String, String, String, Vec<u8>, String, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, call_id, local_tag, phase, invite, state, expires_at \
+             FROM sessions ORDER BY updated_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("loading the sessions"))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, call_id, local_tag, phase, invite, state, expires_at)| SessionRow {
+                    id,
+                    call_id,
+                    local_tag,
+                    phase,
+                    invite: Some(invite),
+                    state,
+                    expires_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Every stored mail thread, by session id. Threads of no stored session (the process
+    /// died between a thread's save and its session's) are deleted.
+    pub async fn threads(&self) -> Result<HashMap<String, String>, StoreError> {
+        sqlx::query("DELETE FROM mail_threads WHERE session_id NOT IN (SELECT id FROM sessions)")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query("deleting orphan mail threads"))?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT session_id, state FROM mail_threads")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query("loading the mail threads"))?;
+        Ok(rows.into_iter().collect())
+    }
+}

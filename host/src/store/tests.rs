@@ -1,0 +1,133 @@
+use super::*;
+
+fn row(id: &str, phase: &str) -> SessionRow {
+    SessionRow {
+        id: id.into(),
+        call_id: format!("call-{id}"),
+        local_tag: format!("tag-{id}"),
+        phase: phase.into(),
+        invite: Some(b"INVITE mailto:bob@example.net SIP/2.0\r\n\r\n\xff".to_vec()),
+        state: format!("{{\"id\":\"{id}\"}}"),
+        expires_at: Some(1_800_000_000_000),
+    }
+}
+
+fn in_folder(folder: &Path) -> StoreSettings {
+    StoreSettings {
+        path: Some(folder.to_path_buf()),
+        ..StoreSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn a_commit_survives_reopening_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("state"); // created on first run
+    {
+        let store = Store::open(&in_folder(&folder)).await.unwrap();
+        let changes = Changes {
+            saved: vec![row("a", "invited"), row("b", "live")],
+            forgotten: vec![],
+        };
+        store.commit(&changes).await.unwrap();
+        store.save_thread("a", "{\"sent\":[]}").await.unwrap();
+        let changes = Changes {
+            saved: vec![SessionRow {
+                invite: None, // a later save: the row has the INVITE
+                expires_at: None,
+                ..row("a", "live")
+            }],
+            forgotten: vec!["b".into()],
+        };
+        store.commit(&changes).await.unwrap();
+    }
+    assert!(folder.join(DATABASE_FILE).is_file());
+    let store = Store::open(&in_folder(&folder)).await.unwrap();
+    let sessions = store.sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0].phase, "live");
+    assert_eq!(sessions[0].expires_at, None);
+    assert_eq!(
+        sessions[0].invite,
+        row("a", "").invite,
+        "bytes kept as they were"
+    );
+    let threads = store.threads().await.unwrap();
+    assert_eq!(threads.get("a").map(String::as_str), Some("{\"sent\":[]}"));
+}
+
+#[tokio::test]
+async fn forgetting_a_session_drops_its_thread_and_orphans_go_at_load() {
+    let store = Store::open(&StoreSettings::memory()).await.unwrap();
+    assert_eq!(store.location(), ":memory:");
+    let saved = Changes {
+        saved: vec![row("a", "invited")],
+        forgotten: vec![],
+    };
+    store.commit(&saved).await.unwrap();
+    store.save_thread("a", "{}").await.unwrap();
+    store.save_thread("orphan", "{}").await.unwrap();
+    let threads = store.threads().await.unwrap();
+    assert_eq!(threads.keys().collect::<Vec<_>>(), vec!["a"]);
+    let forgotten = Changes {
+        saved: vec![],
+        forgotten: vec!["a".into()],
+    };
+    store.commit(&forgotten).await.unwrap();
+    assert!(store.sessions().await.unwrap().is_empty());
+    assert!(store.threads().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_folder_that_cannot_be_made_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let Err(e) = Store::open(&in_folder(&file.join("state"))).await else {
+        panic!("a folder under a file was opened");
+    };
+    let text = e.to_string();
+    assert!(text.starts_with("[store] path = "), "{text}");
+    assert!(text.contains("cannot create the folder"), "{text}");
+}
+
+#[tokio::test]
+async fn commits_are_timed_for_the_metric() {
+    let store = Store::open(&StoreSettings::memory()).await.unwrap();
+    store.commit(&Changes::default()).await.unwrap(); // nothing to commit: not counted
+    let saved = Changes {
+        saved: vec![row("a", "invited")],
+        forgotten: vec![],
+    };
+    store.commit(&saved).await.unwrap();
+    let mut out = String::new();
+    store.render_metrics(&mut out);
+    assert!(
+        out.contains("iwf_store_commit_seconds_count{store=\"sqlite\"} 1"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_delivered_mail_is_known_until_its_session_is_forgotten() {
+    let store = Store::open(&StoreSettings::memory()).await.unwrap();
+    let saved = Changes {
+        saved: vec![row("a", "live")],
+        forgotten: vec![],
+    };
+    store.commit(&saved).await.unwrap();
+    assert!(!store.delivered("a", "m1@example.net").await.unwrap());
+    store.mark_delivered("a", "m1@example.net").await.unwrap();
+    store.mark_delivered("a", "m1@example.net").await.unwrap(); // a retry's: no error
+    assert!(store.delivered("a", "m1@example.net").await.unwrap());
+    assert!(
+        !store.delivered("b", "m1@example.net").await.unwrap(),
+        "per session"
+    );
+    let forgotten = Changes {
+        saved: vec![],
+        forgotten: vec!["a".into()],
+    };
+    store.commit(&forgotten).await.unwrap();
+    assert!(!store.delivered("a", "m1@example.net").await.unwrap());
+}
