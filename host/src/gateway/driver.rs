@@ -1,0 +1,283 @@
+//! The session driver: one task that feeds the session core (requests, decisions,
+//! invitation outcomes, the e-mail user's answers, timers), commits each turn's changes
+//! to the store, then carries the turn's effects out (bytes to the peers, policy calls,
+//! the mail and chat sides).
+
+use crate::net::sip::{Inbound, Replier};
+use crate::policy::world::InviteDecision;
+use crate::policy::{Decision, PolicyHost};
+use crate::sdp::uri::Host;
+use crate::session::carry::Chats;
+use crate::session::core::{Core, Effect, EndReason, InvitationOutcome, Notify, Peer, SessionKey};
+use crate::session::mailer::{Invited, Mailer};
+use crate::session::registry::Registry;
+use crate::session::replies::UserEvent;
+use crate::session::stats::SessionStats;
+use crate::sip;
+use crate::sip::dialog::Target;
+use crate::store::{self, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// The mail side of the sessions, the outcomes of their invitations, and their chats.
+pub(super) struct Mail {
+    pub(super) mailer: Mailer,
+    pub(super) invited: mpsc::UnboundedReceiver<Invited>,
+    pub(super) chats: Chats,
+    /// Where an invitation's expiry timer reports (F3).
+    pub(super) expiries: mpsc::UnboundedSender<UserEvent>,
+    /// The expiry timers running, stopped when their session ends (a day by default:
+    /// they must not outlive it).
+    pub(super) timers: HashMap<SessionKey, Expiry>,
+}
+
+/// An invitation's expiry: its timer, and when it fires (stored with the session).
+pub(super) struct Expiry {
+    timer: tokio::task::AbortHandle,
+    /// Unix ms.
+    at: i64,
+}
+
+impl Mail {
+    /// The outcome of `key`'s invitation, for the core; a mailed one starts its expiry.
+    fn invited(&mut self, key: &SessionKey, outcome: &InvitationOutcome, expiry: Duration) {
+        self.mailer.settled(key, outcome);
+        if outcome.is_ok() {
+            let at = store::unix_ms(SystemTime::now() + expiry);
+            self.expire(key, at);
+        }
+    }
+
+    /// Starts `key`'s invitation expiry, at `at` (Unix ms; at once when past).
+    pub(super) fn expire(&mut self, key: &SessionKey, at: i64) {
+        let wait = u64::try_from(at - store::unix_ms(SystemTime::now())).unwrap_or(0);
+        let (events, expired) = (self.expiries.clone(), key.clone());
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let _ = events.send(UserEvent::Expired { key: expired });
+        });
+        let timer = timer.abort_handle();
+        self.timers.insert(key.clone(), Expiry { timer, at });
+    }
+
+    /// Session `key` is over: its chat closes, its mail side finishes, its timer stops.
+    fn closed(&mut self, key: &SessionKey, notify: Notify) {
+        self.chats.close(key);
+        self.mailer.closed(key, notify);
+        if let Some(expiry) = self.timers.remove(key) {
+            expiry.timer.abort();
+        }
+    }
+}
+
+/// What operators see of the sessions: the gauges of `GET /metrics` and the registry of
+/// `GET /sessions`.
+pub(super) struct Seen {
+    pub(super) stats: Arc<SessionStats>,
+    pub(super) registry: Arc<Registry>,
+}
+
+/// Drives the session core: requests from the transports, decisions, invitation outcomes,
+/// timers, bytes back out. Policy decisions run on the blocking pool (`spawn_blocking`) and
+/// mail on the mailer's tasks, never on this task: a slow policy or SMTP server holds its
+/// own INVITE pending, not every session. Each turn ends with one commit of what it
+/// changed, before its messages go out.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_sessions(
+    mut core: Core<Replier>,
+    policy: Arc<PolicyHost>,
+    mut mail: Mail,
+    seen: Seen,
+    store: Arc<Store>,
+    mut requests: mpsc::Receiver<Inbound>,
+    mut chats_ended: mpsc::UnboundedReceiver<(SessionKey, String)>,
+    mut users: mpsc::UnboundedReceiver<UserEvent>,
+    restored: Vec<Effect<Replier>>,
+) {
+    let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
+    let mut effects = restored;
+    loop {
+        seen.stats.set(core.sessions(), core.transactions());
+        // Before the effects: a decision or mail they start may record into the entries
+        // this turn opened.
+        seen.registry.apply(core.journal());
+        let effects_now = commit(&mut core, &mail, &store, std::mem::take(&mut effects)).await;
+        for effect in effects_now {
+            match effect {
+                Effect::Send { peer, bytes } => peer.send(bytes).await,
+                Effect::Decide { key, session } => {
+                    let (policy, decided) = (policy.clone(), decided.clone());
+                    let registry = seen.registry.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let decision = policy.on_invite(&session);
+                        let answer = invite_answer(&decision.value);
+                        let id = &session.session_id;
+                        registry.decided(id, Decision::OnInvite, &answer, &decision.by);
+                        let decision = decision.value;
+                        // The receiver lives as long as this loop; gone means shutting down.
+                        let _ = decided.send((key, decision));
+                    });
+                }
+                Effect::MailInvitation { key, mail: facts } => mail.mailer.invite(key, facts),
+                Effect::MailAccepted { key, mail: facts } => mail.mailer.accepted(key, facts),
+                Effect::ChatOpen { key, msrp, held } => {
+                    let mailer = mail.mailer.chat(&key);
+                    mail.chats.open(key, &msrp, mailer, held);
+                }
+                Effect::ChatConsent { key, consent } => mail.chats.consent(&key, consent),
+                Effect::SessionClosed { key, notify } => mail.closed(&key, notify),
+            }
+        }
+        seen.stats.set_mail(mail.mailer.sessions());
+        seen.stats.set_chats(mail.chats.len());
+
+        let wake = core.poll_timeout();
+        effects = tokio::select! {
+            inbound = requests.recv() => {
+                let Some(inbound) = inbound else { return };
+                on_inbound(&mut core, inbound)
+            }
+            Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
+            Some((key, outcome, expiry)) = mail.invited.recv() => {
+                seen.stats.invitation(outcome.is_ok());
+                mail.invited(&key, &outcome, expiry);
+                core.on_invitation(&key, outcome, Instant::now())
+            }
+            Some((key, why)) = chats_ended.recv() => {
+                mail.chats.ended(&key);
+                core.end_session(&key, &chat_lost(why), Instant::now())
+            }
+            Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
+            _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
+        };
+        // Whatever else is ready goes in the same turn: the core's timers are polled once per
+        // turn, not once per message, and the store commits once per turn.
+        for _ in 0..BATCH {
+            if let Ok(inbound) = requests.try_recv() {
+                effects.extend(on_inbound(&mut core, inbound));
+            } else if let Ok((key, decision)) = decisions.try_recv() {
+                effects.extend(core.on_decision(&key, decision, Instant::now()));
+            } else if let Ok((key, outcome, expiry)) = mail.invited.try_recv() {
+                seen.stats.invitation(outcome.is_ok());
+                mail.invited(&key, &outcome, expiry);
+                effects.extend(core.on_invitation(&key, outcome, Instant::now()));
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// Commits what the turn changed (issue 15: nothing is acknowledged before it is stored)
+/// and gives back the effects to carry out. When the commit fails, the turn's messages
+/// are held back (a 200 OK then goes out with its next retransmission, once a commit
+/// succeeds; the peer retransmits its requests) and the changes wait for the next turn.
+async fn commit(
+    core: &mut Core<Replier>,
+    mail: &Mail,
+    store: &Store,
+    mut effects: Vec<Effect<Replier>>,
+) -> Vec<Effect<Replier>> {
+    let mut changes = core.changes();
+    if changes.is_empty() {
+        return effects;
+    }
+    for row in &mut changes.saved {
+        let key = SessionKey {
+            call_id: row.call_id.clone(),
+            local_tag: row.local_tag.clone(),
+        };
+        row.expires_at = mail.timers.get(&key).map(|expiry| expiry.at);
+    }
+    if let Err(e) = store.commit(&changes).await {
+        tracing::error!(error = %e, "store commit failed: this turn's SIP messages are held back");
+        core.uncommitted(changes);
+        effects.retain(|effect| !matches!(effect, Effect::Send { .. }));
+    }
+    effects
+}
+
+/// The on-invite answer as the ladder shows it.
+fn invite_answer(decision: &InviteDecision) -> String {
+    match decision {
+        InviteDecision::AcceptOnBehalf => "accept-on-behalf".into(),
+        InviteDecision::AskUser => "ask-user".into(),
+        InviteDecision::Refuse(status) => format!("refuse {}", status.code),
+    }
+}
+
+/// What the e-mail user's mail asks of the core (F3, F8), answered in the same turn.
+fn on_user(core: &mut Core<Replier>, event: UserEvent, now: Instant) -> Vec<Effect<Replier>> {
+    match event {
+        UserEvent::Phase { key, reply } => {
+            let _ = reply.send(core.user_phase(&key));
+            Vec::new()
+        }
+        UserEvent::Accepted { key, done } => {
+            let effects = core.user_accepted(&key);
+            let _ = done.send(effects.is_some());
+            effects.unwrap_or_default()
+        }
+        UserEvent::End { key, cause, text } => {
+            core.end_session(&key, &EndReason { cause, text }, now)
+        }
+        UserEvent::Expired { key } => core.invitation_expired(&key, now),
+    }
+}
+
+/// The Reason of the BYE (RFC 3326) when a session's MSRP side ended without the SIP side
+/// asking: the chat cannot go on.
+fn chat_lost(why: String) -> EndReason {
+    EndReason {
+        cause: 480,
+        text: format!("MSRP: {why}"),
+    }
+}
+
+/// Messages and decisions taken in one turn of [`run_sessions`] at most.
+const BATCH: usize = 64;
+
+fn on_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>> {
+    let transport = match inbound.reply {
+        Replier::Udp { .. } | Replier::UdpHost { .. } => sip::message::Transport::Datagram,
+        Replier::Tcp(_) => sip::message::Transport::Stream,
+    };
+    match inbound.message.method() {
+        Some(_) => core.on_request(inbound.message, transport, inbound.reply, Instant::now()),
+        None => core.on_response(inbound.message, Instant::now()),
+    }
+}
+
+/// The IWF's requests within a dialog: over UDP from the listening socket to the next hop
+/// (a domain looked up when sent); over TCP on the connection the dialog came on (RFC 3261
+/// 18.1.1 reuse; no new outbound connection yet).
+impl Peer for Replier {
+    fn toward(&self, target: &Target) -> Option<Self> {
+        match self {
+            Replier::Udp { socket, .. } | Replier::UdpHost { socket, .. } => {
+                let socket = socket.clone();
+                Some(match &target.host {
+                    Host::Ip(ip) => Replier::Udp {
+                        socket,
+                        target: std::net::SocketAddr::new(*ip, target.port),
+                    },
+                    Host::Name(host) => Replier::UdpHost {
+                        socket,
+                        host: host.clone(),
+                        port: target.port,
+                    },
+                })
+            }
+            Replier::Tcp(connection) => Some(Replier::Tcp(connection.clone())),
+        }
+    }
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
