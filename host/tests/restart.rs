@@ -1,4 +1,5 @@
-//! Issue 15, end to end: what the gateway acknowledged survives `kill -9`. The gateway runs
+//! Issue 15, end to end: what the gateway acknowledged survives `kill -9`, and SIGTERM
+//! drains. The gateway runs
 //! on its durable store (`[store] path` in the test's folder) and fixed ports; sipp is the
 //! CPM client's SIP side, the MSRP test client its chat side, aiosmtpd the e-mail user's
 //! server and swaks the e-mail user.
@@ -152,4 +153,82 @@ async fn a_live_session_after_kill_9_gets_a_bye_whose_reason_says_the_chat_was_l
         gw.metric("iwf_sessions_recovered_total{phase=\"live\",outcome=\"ended\"}"),
         0
     );
+}
+
+/// An INVITE over UDP from a socket of the test's; the first final response to it.
+fn invite_over_udp(sip: std::net::SocketAddr) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = socket.local_addr().unwrap();
+    let sdp = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=message 9 TCP/MSRP *\r\na=accept-types:text/plain\r\n\
+               a=path:msrp://127.0.0.1:9/dr41n;tcp\r\n";
+    let invite = format!(
+        "INVITE mailto:carol@example.net SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-dr41n;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@ims.example.com>;tag=d1\r\nTo: <mailto:carol@example.net>\r\n\
+         Call-ID: drain-{me}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    socket.send_to(invite.as_bytes(), sip).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = vec![0; 65536];
+    loop {
+        let n = socket.recv(&mut buf).expect("a response to the INVITE");
+        let response = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !response.starts_with("SIP/2.0 1") {
+            return response;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_call_in_flight_refuses_new_ones_exits_0_and_the_next_start_carries_on()
+ {
+    require_peers();
+    // The invitation takes 1.5 s to be taken: the INVITE is in flight when SIGTERM comes.
+    let srv = server(&["--delay-mail", "1.5"]);
+    let mut gw = durable_gateway("default", &srv);
+    let listener = MsrpListener::bind("dr41nng").await;
+    let port = listener.uri.port.unwrap();
+    let sipp = Sipp::start(
+        &gw,
+        "f3-iwf-ends.xml",
+        "actpass",
+        port,
+        "dr41nng",
+        "bob@example.net",
+    );
+    block_in_place(|| wait_for_phase(&gw, "pending-invitation"));
+
+    gw.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = common::http(gw.admin, "GET", "/healthz").unwrap();
+        if status == 503 {
+            assert_eq!(body, "draining\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz never said draining");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = block_in_place(|| invite_over_udp(gw.sip));
+    assert!(refused.starts_with("SIP/2.0 503 "), "{refused}");
+    assert!(refused.contains("\r\nRetry-After: 20\r\n"), "{refused}");
+    // The call in flight got its 200 OK and was acknowledged before the exit.
+    let (_, setup) = block_in_place(|| sipp.answer());
+    assert_eq!(setup, "active");
+    let status = block_in_place(|| gw.exited(WAIT));
+    assert!(status.success(), "{status}");
+    assert_eq!(srv.mails().len(), 1, "the invitation was mailed once");
+
+    block_in_place(|| gw.start_again());
+    assert_eq!(
+        gw.metric("iwf_sessions_recovered_total{phase=\"invited\",outcome=\"waiting\"}"),
+        1
+    );
+    let invitation = block_in_place(|| mails(&srv, 1)).remove(0).1;
+    answer(&gw, &invitation, "bob@example.net", "reject");
+    let reason = block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=603"), "{reason}");
+    assert!(block_in_place(|| sipp.passed()), "sipp F3 ladder");
 }

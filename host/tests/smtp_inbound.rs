@@ -42,6 +42,9 @@ impl Delivery for Recorder {
         if rcpt.starts_with("hang-rcpt") {
             std::future::pending::<()>().await;
         }
+        if rcpt.starts_with("slow-rcpt") {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
         if rcpt.starts_with("nobody") {
             Verdict::no_such_recipient(format!("<{rcpt}>: no chat session for this address"))
         } else {
@@ -437,6 +440,50 @@ async fn shutdown_closes_idle_connections_with_421_then_serve_returns() {
         .expect("serve returned within 5 s")
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+/// While a connection's RCPT is being decided, the drain waits for it; meanwhile a new
+/// connection is greeted 421 (RFC 5321 3.8), and the busy one gets its answer, then 421.
+#[tokio::test]
+async fn a_drain_greets_new_connections_421_and_waits_for_the_answer_in_progress() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        settings(),
+        Arc::new(Recorder::default()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    expect_greeting(&mut busy).await;
+    busy.write_all(b"EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<slow-rcpt@iwf.test>\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the RCPT is being decided
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    let greeting = until_closed(&mut late).await;
+    assert_eq!(
+        greeting,
+        "421 4.3.2 iwf.test Service shutting down, try again later\r\n"
+    );
+    let replies = until_closed(&mut busy).await;
+    assert!(
+        replies.contains("\r\n250 "),
+        "the RCPT was answered: {replies}"
+    );
+    assert!(
+        replies.ends_with("421 4.3.2 iwf.test Service shutting down, closing\r\n"),
+        "{replies}"
+    );
+    timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returned within 5 s")
+        .unwrap();
 }
 
 /// The gateway not answering is bounded: 451 4.3.0 (the client keeps the mail and

@@ -1,4 +1,5 @@
-//! The admin listener (`[admin] listen`): `GET /metrics` (Prometheus text), `GET /healthz`,
+//! The admin listener (`[admin] listen`): `GET /metrics` (Prometheus text), `GET /healthz`
+//! (`ok`, or `draining` with 503 once SIGTERM came),
 //! `GET /policy` (what policy is served), `POST /policy/reload` (hot swap now), and the
 //! sessions (`sessions`: `GET /sessions`, `GET /sessions/{id}`).
 //!
@@ -19,23 +20,47 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::UNIX_EPOCH;
 
 /// What `GET /metrics` shows besides the policy's: the sessions' figures, the outgoing
 /// SMTP connections' and the store's.
 pub type Metrics = (Arc<SessionStats>, Arc<Destinations>, Arc<Store>);
 
+/// Whether the gateway serves or drains (SIGTERM): `GET /healthz` says so, for the load
+/// balancer to stop sending new work here.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Clone)]
 struct Admin {
     policy: Arc<PolicyHost>,
     metrics: Metrics,
     sessions: Arc<Registry>,
+    health: Arc<Health>,
 }
 
-pub fn router(policy: Arc<PolicyHost>, metrics: Metrics, sessions: Arc<Registry>) -> Router {
+pub fn router(
+    policy: Arc<PolicyHost>,
+    metrics: Metrics,
+    sessions: Arc<Registry>,
+    health: Arc<Health>,
+) -> Router {
     Router::new()
         .route("/metrics", get(self::metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/policy", get(policy_info))
         .route("/policy/reload", post(policy_reload))
         .route("/sessions", get(sessions::list))
@@ -44,17 +69,22 @@ pub fn router(policy: Arc<PolicyHost>, metrics: Metrics, sessions: Arc<Registry>
             policy,
             metrics,
             sessions,
+            health,
         })
 }
 
 /// Serves the admin API on `listener` until the process ends.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    policy: Arc<PolicyHost>,
-    metrics: Metrics,
-    sessions: Arc<Registry>,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(policy, metrics, sessions)).await
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// `ok` (200) while serving, `draining` (503) once SIGTERM came.
+async fn healthz(State(admin): State<Admin>) -> Response {
+    if admin.health.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
 }
 
 async fn metrics(State(admin): State<Admin>) -> Response {

@@ -19,7 +19,7 @@ use crate::store::{self, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The mail side of the sessions, the outcomes of their invitations, and their chats.
 pub(super) struct Mail {
@@ -95,9 +95,12 @@ pub(super) async fn run_sessions(
     mut chats_ended: mpsc::UnboundedReceiver<(SessionKey, String)>,
     mut users: mpsc::UnboundedReceiver<UserEvent>,
     restored: Vec<Effect<Replier>>,
+    mut drains: mpsc::Receiver<Drain>,
 ) {
     let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
     let mut effects = restored;
+    // Once draining: told when nothing is in flight any more.
+    let mut draining: Option<oneshot::Sender<()>> = None;
     loop {
         seen.stats.set(core.sessions(), core.transactions());
         // Before the effects: a decision or mail they start may record into the entries
@@ -132,6 +135,15 @@ pub(super) async fn run_sessions(
         }
         seen.stats.set_mail(mail.mailer.sessions());
         seen.stats.set_chats(mail.chats.len());
+        if draining.is_some() && core.in_flight() == 0 && mail.mailer.in_flight() == 0 {
+            tracing::info!(
+                sessions = core.sessions(),
+                "drained: nothing in flight, the sessions stored"
+            );
+            if let Some(done) = draining.take() {
+                let _ = done.send(());
+            }
+        }
 
         let wake = core.poll_timeout();
         effects = tokio::select! {
@@ -151,6 +163,14 @@ pub(super) async fn run_sessions(
             }
             Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
             _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
+            Some(drain) = drains.recv() => {
+                tracing::info!(in_flight = core.in_flight(), "draining: new INVITEs get 503");
+                core.drain(drain.retry_after);
+                draining = Some(drain.done);
+                Vec::new()
+            }
+            // A mail in flight ends off this task: look again now and then.
+            () = tokio::time::sleep(DRAIN_POLL), if draining.is_some() => Vec::new(),
         };
         // Whatever else is ready goes in the same turn: the core's timers are polled once per
         // turn, not once per message, and the store commits once per turn.
@@ -235,6 +255,16 @@ fn chat_lost(why: String) -> EndReason {
         text: format!("MSRP: {why}"),
     }
 }
+
+/// SIGTERM for the session driver: refuse new INVITEs with `Retry-After: retry_after`
+/// (seconds), and say on `done` when nothing is in flight.
+pub(super) struct Drain {
+    pub(super) retry_after: u32,
+    pub(super) done: oneshot::Sender<()>,
+}
+
+/// How often a draining driver looks whether the mails in flight are done.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Messages and decisions taken in one turn of [`run_sessions`] at most.
 const BATCH: usize = 64;

@@ -6,6 +6,7 @@
 mod driver;
 mod restore;
 
+use crate::admin::Health;
 use crate::config::Config;
 use crate::msrp::Endpoint;
 use crate::net::sip::SipListeners;
@@ -23,12 +24,12 @@ use crate::sip::transaction::Timers;
 use crate::smtp::{Destinations, Router};
 use crate::store::Store;
 use anyhow::Context;
-use driver::{Mail, Seen, run_sessions};
+use driver::{Drain, Mail, Seen, run_sessions};
 use restore::restore;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The running gateway's handles, for tests and for `main`.
 pub struct Gateway {
@@ -37,6 +38,44 @@ pub struct Gateway {
     pub sip_addr: std::net::SocketAddr,
     pub msrp_addr: std::net::SocketAddr,
     pub smtp_addr: std::net::SocketAddr,
+    stopping: Stopping,
+}
+
+/// What a drain tells, and waits for.
+struct Stopping {
+    health: Arc<Health>,
+    sessions: mpsc::Sender<Drain>,
+    smtp_stop: oneshot::Sender<()>,
+    smtp_done: tokio::task::JoinHandle<()>,
+    store: Arc<Store>,
+    timeout: Duration,
+}
+
+impl Gateway {
+    /// SIGTERM (issue 15): `GET /healthz` says `draining`; new INVITEs get 503 with
+    /// Retry-After and new SMTP connections 421; the INVITEs, ACKs, BYEs, SMTP
+    /// transactions and mails in flight finish, within `[store] drain_timeout_ms`; then
+    /// the store is closed. What is stored carries on at the next start. `false` when
+    /// the timeout cut the drain short.
+    pub async fn drain(self) -> bool {
+        let s = self.stopping;
+        s.health.set_draining();
+        let retry_after = u32::try_from(s.timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+        let (done, sessions_done) = oneshot::channel();
+        let _ = s.sessions.send(Drain { retry_after, done }).await;
+        let _ = s.smtp_stop.send(());
+        let all = async {
+            let _ = sessions_done.await;
+            let _ = s.smtp_done.await;
+        };
+        let in_time = tokio::time::timeout(s.timeout, all).await.is_ok();
+        if !in_time {
+            let ms = s.timeout.as_millis();
+            tracing::warn!(drain_timeout_ms = %ms, "drain cut short: exchanges still in flight");
+        }
+        s.store.close().await;
+        in_time
+    }
 }
 
 /// Binds every listener and starts serving in the background of the current runtime.
@@ -92,10 +131,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
     let admin_metrics = (stats.clone(), destinations.clone(), store.clone());
     // What operators see of the sessions: the session layer writes, the admin API reads.
     let registry = Arc::new(Registry::default());
-    let admin_sessions = registry.clone();
+    let health = Arc::new(Health::default());
+    let admin_router = crate::admin::router(
+        admin_policy,
+        admin_metrics,
+        registry.clone(),
+        health.clone(),
+    );
     tokio::spawn(async move {
-        let served = crate::admin::serve(admin, admin_policy, admin_metrics, admin_sessions);
-        if let Err(e) = served.await {
+        if let Err(e) = crate::admin::serve(admin, admin_router).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     });
@@ -184,11 +228,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         registry.clone(),
         store.clone(),
     );
-    tokio::spawn(crate::smtp::inbound::serve(
+    let (smtp_stop, smtp_stopped) = oneshot::channel::<()>();
+    let smtp_done = tokio::spawn(crate::smtp::inbound::serve(
         smtp_listener,
         smtp_settings,
         Arc::new(replies),
-        std::future::pending(),
+        async {
+            // Only a drain stops it, not the handle dropped.
+            if smtp_stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
     ));
     tracing::info!(%smtp_addr, "inbound SMTP listening");
 
@@ -210,16 +260,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         timers: HashMap::new(),
     };
     let restored = restore(&store, &mut core, &mut mail, &stats, restored_peer).await?;
+    let (drain, drains) = mpsc::channel(1);
     tokio::spawn(run_sessions(
         core,
         policy.clone(),
         mail,
         Seen { stats, registry },
-        store,
+        store.clone(),
         requests,
         ended,
         users,
         restored,
+        drains,
     ));
     tracing::info!(%sip_addr, "SIP listening on UDP and TCP");
     Ok(Gateway {
@@ -228,13 +280,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         sip_addr,
         msrp_addr,
         smtp_addr,
+        stopping: Stopping {
+            health,
+            sessions: drain,
+            smtp_stop,
+            smtp_done,
+            store,
+            timeout: Duration::from_millis(config.store.drain_timeout_ms),
+        },
     })
 }
 
-/// Serves until SIGINT or SIGTERM.
 /// `iwf run`: [`start`], then one line on stdout once every listener is bound, for
 /// supervisors and tests (with port 0, the port the system chose):
-/// `iwf ready sip=ADDR msrp=ADDR smtp=ADDR admin=ADDR`; then serves until SIGTERM or ^C.
+/// `iwf ready sip=ADDR msrp=ADDR smtp=ADDR admin=ADDR`; then serves until SIGTERM or ^C,
+/// and drains ([`Gateway::drain`]) before it returns.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let gateway = start(&config).await?;
     {
@@ -249,7 +309,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     wait_for_shutdown().await;
-    tracing::info!("shutting down");
+    tracing::info!("SIGTERM: draining");
+    let in_time = gateway.drain().await;
+    tracing::info!(in_time, "drained: exiting");
     Ok(())
 }
 

@@ -44,6 +44,9 @@ pub struct StoreSettings {
     pub path: Option<PathBuf>,
     /// How long a commit waits for the database's write lock before it fails.
     pub busy_timeout_ms: u64,
+    /// SIGTERM: how long the exchanges in flight (INVITEs, ACKs, BYEs, SMTP transactions,
+    /// mails being sent) have to finish before the process exits anyway.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for StoreSettings {
@@ -51,6 +54,7 @@ impl Default for StoreSettings {
         Self {
             path: None,
             busy_timeout_ms: 5_000,
+            drain_timeout_ms: 20_000,
         }
     }
 }
@@ -168,6 +172,11 @@ impl Store {
             location,
             commits: Histogram::default(),
         })
+    }
+
+    /// Waits for the commits in progress and closes the database (its WAL checkpointed).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// The database file, or `:memory:`.

@@ -26,10 +26,35 @@ impl Gateway {
     /// `kill -9`, then `iwf run` again on the same config and store. Only for a gateway
     /// on fixed ports ([`durable_gateway`]): the peers' dialogs and paths name them.
     pub fn kill_and_restart(&mut self) {
-        let pid = self.process.id().to_string();
-        let killed = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
-        assert!(killed.success(), "kill -9 {pid}");
+        self.signal("KILL");
         self.process.wait();
+        self.start_again();
+    }
+
+    /// Sends the gateway `signal` (`TERM`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.process.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits up to `within` for the process to exit; its status.
+    pub fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.process.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the gateway did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `iwf run` again on the same config and store, once the process has exited.
+    pub fn start_again(&mut self) {
         let (process, at) = super::run_gateway(&self.dir.path().join("iwf.toml"));
         assert_eq!((at.sip, at.msrp, at.smtp), (self.sip, self.msrp, self.smtp));
         self.process = process;

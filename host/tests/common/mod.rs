@@ -52,6 +52,11 @@ impl Running {
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.0.wait().unwrap()
     }
+
+    /// The exit status, once the process has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().unwrap()
+    }
 }
 
 /// The addresses a gateway bound, from its ready line.

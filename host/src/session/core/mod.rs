@@ -293,6 +293,8 @@ pub struct Core<P> {
     journal: Journal,
     /// What the store must hold, changed this turn (`durable`).
     changes: Vec<durable::Change>,
+    /// Draining (SIGTERM): new INVITEs are refused 503 with this Retry-After (seconds).
+    draining: Option<u32>,
 }
 
 impl<P: Peer> Core<P> {
@@ -306,6 +308,7 @@ impl<P: Peer> Core<P> {
             byes: HashMap::new(),
             journal: Journal::default(),
             changes: Vec::new(),
+            draining: None,
         }
     }
 
@@ -322,6 +325,28 @@ impl<P: Peer> Core<P> {
     /// Transactions alive.
     pub fn transactions(&self) -> usize {
         self.transactions.len()
+    }
+
+    /// From now on, new INVITEs are answered 503 with `Retry-After: retry_after` (seconds);
+    /// the sessions held go on.
+    pub fn drain(&mut self, retry_after: u32) {
+        self.draining = Some(retry_after);
+    }
+
+    /// Sessions in the middle of an exchange: an INVITE waiting for its answer, a 2xx for
+    /// its ACK, a BYE for its response. A drain waits for them; the others (invited,
+    /// live) are stored and carry on after the restart.
+    pub fn in_flight(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    State::Pending(_)
+                        | State::Dialog(_, Phase::AwaitingAck(_) | Phase::Ending { .. })
+                )
+            })
+            .count()
     }
 
     /// A request from the transport (after Via stamping).
@@ -480,7 +505,17 @@ impl<P: Peer> Core<P> {
             return self.on_in_dialog(tx, &method, &request, now);
         }
         match method.as_str() {
-            "INVITE" => self.on_invite(tx, &request, transport, peer, now),
+            "INVITE" => match self.draining {
+                // RFC 3261 21.5.4: 503 with Retry-After: another node (or this one, once
+                // restarted) takes the call.
+                Some(retry_after) => {
+                    let retry_after = retry_after.to_string();
+                    let warning = warning_value(AGENT, "the IWF is shutting down");
+                    let extra = [("Retry-After", retry_after.as_str()), ("Warning", &warning)];
+                    self.respond(tx, 503, &new_tag(), &extra, None, now)
+                }
+                None => self.on_invite(tx, &request, transport, peer, now),
+            },
             "ACK" => Vec::new(), // an ACK is never answered
             // 12.2.2 and 8.2.2.2: a request for a dialog needs the To tag of that dialog.
             "BYE" => self.refuse(tx, 481, "", "no such session", now),

@@ -954,3 +954,39 @@ fn a_live_session_restored_gets_a_bye_with_a_reason_and_an_unreadable_row_is_ref
     };
     assert!(why.starts_with("stored INVITE:"), "{why}");
 }
+
+#[test]
+fn a_draining_core_refuses_new_invites_503_and_lets_the_sessions_held_go_on() {
+    // Another call: its own Call-ID and Via branch.
+    let another = |call: &str| {
+        let mut invite = request("INVITE", 1, None, CONTACT, OFFER);
+        for (name, value) in &mut invite.headers {
+            match name.as_str() {
+                "Call-ID" => *value = format!("{call}@test"),
+                "Via" => *value = value.replace("z9hG4bK-INVITE-1", &format!("z9hG4bK-{call}")),
+                _ => {}
+            }
+        }
+        invite
+    };
+    let (mut core, now) = (core(), Instant::now());
+    let (key, _) = live(&mut core, now);
+    let effects = core.on_request(another("pending"), Transport::Datagram, To::Source, now);
+    let pending = decide(&effects).unwrap().0;
+    assert_eq!(
+        core.in_flight(),
+        1,
+        "the pending INVITE; the live session is not"
+    );
+    core.drain(30);
+    let effects = core.on_request(another("late"), Transport::Datagram, To::Source, now);
+    let refused = sent(&effects).pop().unwrap(); // after the transaction layer's 100
+    assert!(refused.starts_with("SIP/2.0 503 "), "{refused}");
+    assert!(refused.contains("\r\nRetry-After: 30\r\n"), "{refused}");
+    assert!(refused.contains("shutting down"), "{refused}");
+    // The pending INVITE still gets its answer, the live session its BYE's 200.
+    let effects = core.on_decision(&pending, InviteDecision::AcceptOnBehalf, now);
+    assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+    let effects = in_dialog(&mut core, &key, "BYE", 2, "", "", now);
+    assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+}

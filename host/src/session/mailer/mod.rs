@@ -56,6 +56,7 @@ struct Shared {
     settings: ClientSettings,
     /// `[smtp.outbound] max_mail_operations`: one permit per operation running.
     slots: Semaphore,
+    max_operations: usize,
     /// `invitation_timeout_ms`: past it the invitation is a temporary connect failure (AA3).
     deadline: std::time::Duration,
     /// Connections per destination, and channels kept between mails.
@@ -155,6 +156,7 @@ impl Mailer {
             router,
             settings,
             slots: Semaphore::new(config.max_mail_operations),
+            max_operations: config.max_mail_operations,
             deadline: std::time::Duration::from_millis(config.invitation_timeout_ms),
             destinations,
             directory,
@@ -172,6 +174,11 @@ impl Mailer {
     /// Sessions with mail state.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Mail operations running (an invitation or chat mail being sent).
+    pub fn in_flight(&self) -> usize {
+        self.shared.max_operations - self.shared.slots.available_permits()
     }
 
     /// 5.2.4.2.4 steps 1-5: starts the task of session `key`, which mails the invitation

@@ -45,9 +45,10 @@ pub async fn bind(
     Ok((listener, settings))
 }
 
-/// Serves `listener` until `shutdown` resolves. Then it stops accepting, each connection
-/// answers 421 4.3.2 and closes when it next waits for the client (a gateway decision in
-/// progress is waited for), and `serve` returns once every connection has ended.
+/// Serves `listener` until `shutdown` resolves. Then it drains: each connection answers
+/// 421 4.3.2 and closes when it next waits for the client (a gateway decision in progress
+/// is waited for), a new connection is greeted 421 (RFC 5321 3.8: the client tries again
+/// later, or another MX), and `serve` returns once every connection has ended.
 /// A failed `accept` (e.g. out of file descriptors) is logged and retried after a pause,
 /// never fatal.
 pub async fn serve<D: Delivery>(
@@ -87,14 +88,27 @@ pub async fn serve<D: Delivery>(
             Err(_) => refuse_busy(stream, peer, &settings),
         }
     }
-    drop(listener);
     let _ = closing.send(true);
     let open = settings.max_connections - slots.available_permits();
-    tracing::info!(listen = ?local, open, "SMTP inbound: stopped accepting, closing connections");
+    tracing::info!(listen = ?local, open, "SMTP inbound: draining: new connections 421, closing the others");
     // Every slot back: every connection task has ended. `max_connections` is at most
     // 100000 (checked), so it fits.
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
-    let _ = slots.acquire_many(all).await;
+    let drained = slots.acquire_many(all);
+    tokio::pin!(drained);
+    loop {
+        tokio::select! {
+            _ = &mut drained => break,
+            accepted = listener.accept() => {
+                if let Ok((stream, peer)) = accepted {
+                    tracing::info!(%peer, "SMTP inbound: draining, 421");
+                    let greeting = Session::draining_greeting(&settings);
+                    let _ = stream.try_write(&greeting);
+                }
+            }
+        }
+    }
+    drop(listener);
     tracing::info!(listen = ?local, "SMTP inbound: stopped");
 }
 

@@ -132,6 +132,12 @@ impl Session {
         )
     }
 
+    /// The greeting of a connection that comes while the gateway drains (RFC 5321 3.8).
+    pub fn draining_greeting(settings: &InboundSettings) -> Vec<u8> {
+        let text = format!("{} Service shutting down, try again later", settings.domain);
+        reply(421, Some("4.3.2"), &[&text])
+    }
+
     /// What was read from the client. Call only after [`Step::Read`].
     pub fn receive(&mut self, bytes: &[u8]) {
         self.input.extend_from_slice(bytes);
