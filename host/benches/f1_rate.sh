@@ -43,6 +43,7 @@ start_gateway "" "[policy]
 path = \"$ROOT/target/policies/auto-accept.wasm\""
 uac iwf.csv "127.0.0.1:$sip_port"
 read iwf_rate iwf_ok iwf_failed < <(rate_of "$work/iwf.csv")
+metrics=$(curl -s "127.0.0.1:$admin_port/metrics")
 
 # Memory per live session: RSS before and with $HOLD sessions held open.
 rss() { awk '/VmRSS/ {print $2}' /proc/$iwf_pid/status; }
@@ -60,3 +61,4 @@ echo "baseline sipp f1-uac -> sipp mirror uas : $base_rate calls/s ($base_ok ok,
 echo "sipp f1-uac -> iwf                      : $iwf_rate calls/s ($iwf_ok ok, $iwf_failed failed)"
 python3 -c "print(f'ratio iwf/baseline                      : {$iwf_rate/$base_rate:.2f}')"
 echo "memory: RSS $before KiB idle, $during KiB with $held live sessions: $per_session bytes per session"
+store_summary "$metrics" "store [store] path = ${IWF_STORE:-state}: " "$iwf_ok"

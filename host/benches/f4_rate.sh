@@ -80,6 +80,7 @@ python3 -c "print(f'ratio iwf/baseline               : {$rate/$base_rate:.2f}')"
 echo "smtp-source -d (connections kept) : $reuse_rate msgs/s (ratio iwf/that: $(python3 -c "print(f'{$rate/$reuse_rate:.2f}')"))"
 policy_summary "$metrics" "policy decisions                 : " \
   "policy time per message          : " "$ok"
+store_summary "$metrics" "store [store] path = ${IWF_STORE:-state}: " "$ok"
 
 echo "iwf CPU during the load run       : ${iwf_cpu}% of one core (set-up and BYEs included)"
 # Threads by name (tokio workers share a name), CPU over the same window; short-lived

@@ -125,6 +125,7 @@ ds = {d: s1[d] - s0.get(d, 0) for d in used}
 print("policy decisions during the run: " + ", ".join(f"{d} {dc[d]:.0f} x {ds[d]/dc[d]*1e6:.0f} us" for d in used))
 print(f"policy time per mail: {sum(ds.values())/n*1e6:.0f} us")
 PY
+store_summary "$(cat "$work/metrics1")" "store [store] path = ${IWF_STORE:-state} (set-up included): " "$accepted"
 [ -n "${PERF:-}" ] && grep -E "task-clock|context|migrations|faults|elapsed" "$work/perf.out"
 if cat "$work"/iwf.*.out | grep -qi fatal; then
   echo "NOTE: an smtp-source stopped early (fatal): its unsent mails are not in the failed count, so the accepted count and rate above are too high"

@@ -95,6 +95,25 @@ print(sys.argv[1] + ", ".join(f"{d} {c[d]:.0f} x {s[d]/c[d]*1e6:.0f} us" for d i
 print(f"{sys.argv[2]}{sum(s[d] for d in used)/max(1, int(sys.argv[3]))*1e6:.0f} us")' "$2" "$3" "$4"
 }
 
+# The store's commits in the /metrics text $1 (iwf_store_commit_seconds): how many, the
+# mean, and p50/p99 as the upper bounds of their histogram buckets; $2 labels the line,
+# $3 is the count of calls or messages they served.
+store_summary() {
+  echo "$1" | python3 -c '
+import sys, re
+b, n, s = [], 0, 0.0
+for l in sys.stdin:
+    m = re.match(r"iwf_store_commit_seconds_bucket\{store=\"sqlite\",le=\"([^\"]+)\"\} (\S+)", l)
+    if m: b.append((float(m[1]), int(m[2])))
+    m = re.match(r"iwf_store_commit_seconds_(count|sum)\{store=\"sqlite\"\} (\S+)", l)
+    if m and m[1] == "count": n = int(m[2])
+    elif m: s = float(m[2])
+q = lambda f: next((le for le, c in b if c >= f * n), float("inf"))
+units = max(1, int(sys.argv[2]))
+print(f"{sys.argv[1]}{n} commits ({n/units:.2f} per unit), mean {s/max(n,1)*1e3:.2f} ms, "
+      f"p50 <= {q(0.5)*1e3:g} ms, p99 <= {q(0.99)*1e3:g} ms")' "$2" "$3"
+}
+
 # The SIP harness alone: a sipp UAS answering as the IWF does (tests/sipp/iwf-mirror-uas.xml),
 # with nothing behind it. Sets mirror_port and mirror_pid.
 start_mirror() {

@@ -1,21 +1,22 @@
 //! The session driver: one task that feeds the session core (requests, decisions,
-//! invitation outcomes, the e-mail user's answers, timers), commits each turn's changes
-//! to the store, then carries the turn's effects out (bytes to the peers, policy calls,
-//! the mail and chat sides).
+//! invitation outcomes, the e-mail user's answers, timers) and carries each turn's effects
+//! out: policy calls, the mail and chat sides at once; the turn's changes to the store
+//! writer, with the messages and answers that wait for them.
 
+use super::writer::{After, Writer};
 use crate::net::sip::{Inbound, Replier};
 use crate::policy::world::InviteDecision;
 use crate::policy::{Decision, PolicyHost};
 use crate::sdp::uri::Host;
 use crate::session::carry::Chats;
 use crate::session::core::{Core, Effect, EndReason, InvitationOutcome, Notify, Peer, SessionKey};
-use crate::session::mailer::{Invited, Mailer};
+use crate::session::mailer::{Invited, Mailer, StoredThread};
 use crate::session::registry::Registry;
 use crate::session::replies::UserEvent;
 use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
-use crate::store::{self, Store};
+use crate::store::{self, Changes, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +32,8 @@ pub(super) struct Mail {
     /// The expiry timers running, stopped when their session ends (a day by default:
     /// they must not outlive it).
     pub(super) timers: HashMap<SessionKey, Expiry>,
+    /// The threads of the invitations mailed this turn, for its commit.
+    pub(super) threads: Vec<StoredThread>,
 }
 
 /// An invitation's expiry: its timer, and when it fires (stored with the session).
@@ -82,8 +85,8 @@ pub(super) struct Seen {
 /// Drives the session core: requests from the transports, decisions, invitation outcomes,
 /// timers, bytes back out. Policy decisions run on the blocking pool (`spawn_blocking`) and
 /// mail on the mailer's tasks, never on this task: a slow policy or SMTP server holds its
-/// own INVITE pending, not every session. Each turn ends with one commit of what it
-/// changed, before its messages go out.
+/// own INVITE pending, not every session. Each turn's changes go to the store writer
+/// with the turn's messages, which go out once they are on disk (`writer`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run_sessions(
     mut core: Core<Replier>,
@@ -98,7 +101,10 @@ pub(super) async fn run_sessions(
     mut drains: mpsc::Receiver<Drain>,
 ) {
     let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
+    let (writer, mut uncommitted) = Writer::start(store);
     let mut effects = restored;
+    // The e-mail user's accepts of this turn: answered once the turn is stored.
+    let mut answers: Vec<After> = Vec::new();
     // Once draining: told when nothing is in flight any more.
     let mut draining: Option<oneshot::Sender<()>> = None;
     loop {
@@ -106,10 +112,14 @@ pub(super) async fn run_sessions(
         // Before the effects: a decision or mail they start may record into the entries
         // this turn opened.
         seen.registry.apply(core.journal());
-        let effects_now = commit(&mut core, &mail, &store, std::mem::take(&mut effects)).await;
-        for effect in effects_now {
+        // Issue 15: nothing is acknowledged before it is stored. The turn's messages (a
+        // 200 OK names a stored session) and answers wait for its commit, on the writer;
+        // the other effects acknowledge nothing and run now.
+        let changes = changes(&mut core, &mut mail);
+        let mut after = std::mem::take(&mut answers);
+        for effect in effects.drain(..) {
             match effect {
-                Effect::Send { peer, bytes } => peer.send(bytes).await,
+                Effect::Send { peer, bytes } => after.push(After::Send(peer, bytes)),
                 Effect::Decide { key, session } => {
                     let (policy, decided) = (policy.clone(), decided.clone());
                     let registry = seen.registry.clone();
@@ -133,9 +143,16 @@ pub(super) async fn run_sessions(
                 Effect::SessionClosed { key, notify } => mail.closed(&key, notify),
             }
         }
+        // After the other effects: an MSRP session opened this turn is there before the
+        // 200 OK that lets the peer connect.
+        writer.carry_out(changes, after).await;
         seen.stats.set_mail(mail.mailer.sessions());
         seen.stats.set_chats(mail.chats.len());
-        if draining.is_some() && core.in_flight() == 0 && mail.mailer.in_flight() == 0 {
+        if draining.is_some()
+            && core.in_flight() == 0
+            && mail.mailer.in_flight() == 0
+            && writer.idle()
+        {
             tracing::info!(
                 sessions = core.sessions(),
                 "drained: nothing in flight, the sessions stored"
@@ -152,16 +169,17 @@ pub(super) async fn run_sessions(
                 on_inbound(&mut core, inbound)
             }
             Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
-            Some((key, outcome, expiry)) = mail.invited.recv() => {
-                seen.stats.invitation(outcome.is_ok());
-                mail.invited(&key, &outcome, expiry);
-                core.on_invitation(&key, outcome, Instant::now())
-            }
+            Some(invited) = mail.invited.recv() => on_invited(&mut core, &mut mail, &seen, invited),
             Some((key, why)) = chats_ended.recv() => {
                 mail.chats.ended(&key);
                 core.end_session(&key, &chat_lost(why), Instant::now())
             }
-            Some(event) = users.recv() => on_user(&mut core, event, Instant::now()),
+            Some(event) = users.recv() => on_user(&mut core, event, &mut answers, Instant::now()),
+            Some(mut failed) = uncommitted.recv() => {
+                mail.threads.append(&mut failed.threads);
+                core.uncommitted(failed);
+                Vec::new()
+            }
             _ = sleep_until(wake) => core.handle_timeout(Instant::now()),
             Some(drain) = drains.recv() => {
                 tracing::info!(in_flight = core.in_flight(), "draining: new INVITEs get 503");
@@ -179,10 +197,8 @@ pub(super) async fn run_sessions(
                 effects.extend(on_inbound(&mut core, inbound));
             } else if let Ok((key, decision)) = decisions.try_recv() {
                 effects.extend(core.on_decision(&key, decision, Instant::now()));
-            } else if let Ok((key, outcome, expiry)) = mail.invited.try_recv() {
-                seen.stats.invitation(outcome.is_ok());
-                mail.invited(&key, &outcome, expiry);
-                effects.extend(core.on_invitation(&key, outcome, Instant::now()));
+            } else if let Ok(invited) = mail.invited.try_recv() {
+                effects.extend(on_invited(&mut core, &mut mail, &seen, invited));
             } else {
                 break;
             }
@@ -190,20 +206,31 @@ pub(super) async fn run_sessions(
     }
 }
 
-/// Commits what the turn changed (issue 15: nothing is acknowledged before it is stored)
-/// and gives back the effects to carry out. When the commit fails, the turn's messages
-/// are held back (a 200 OK then goes out with its next retransmission, once a commit
-/// succeeds; the peer retransmits its requests) and the changes wait for the next turn.
-async fn commit(
+/// The SMTP outcome of an invitation (AA3) for the core; a mailed one's thread is stored
+/// with the turn, and its expiry starts.
+fn on_invited(
     core: &mut Core<Replier>,
-    mail: &Mail,
-    store: &Store,
-    mut effects: Vec<Effect<Replier>>,
+    mail: &mut Mail,
+    seen: &Seen,
+    invited: Invited,
 ) -> Vec<Effect<Replier>> {
+    let Invited {
+        key,
+        outcome,
+        expiry,
+        thread,
+    } = invited;
+    seen.stats.invitation(outcome.is_ok());
+    mail.invited(&key, &outcome, expiry);
+    mail.threads.extend(thread);
+    core.on_invitation(&key, outcome, Instant::now())
+}
+
+/// What the turn changed, for the store: the core's rows with their invitation expiry,
+/// and the threads of the invitations mailed.
+fn changes(core: &mut Core<Replier>, mail: &mut Mail) -> Changes {
     let mut changes = core.changes();
-    if changes.is_empty() {
-        return effects;
-    }
+    changes.threads = std::mem::take(&mut mail.threads);
     for row in &mut changes.saved {
         let key = SessionKey {
             call_id: row.call_id.clone(),
@@ -211,12 +238,7 @@ async fn commit(
         };
         row.expires_at = mail.timers.get(&key).map(|expiry| expiry.at);
     }
-    if let Err(e) = store.commit(&changes).await {
-        tracing::error!(error = %e, "store commit failed: this turn's SIP messages are held back");
-        core.uncommitted(changes);
-        effects.retain(|effect| !matches!(effect, Effect::Send { .. }));
-    }
-    effects
+    changes
 }
 
 /// The on-invite answer as the ladder shows it.
@@ -228,8 +250,14 @@ fn invite_answer(decision: &InviteDecision) -> String {
     }
 }
 
-/// What the e-mail user's mail asks of the core (F3, F8), answered in the same turn.
-fn on_user(core: &mut Core<Replier>, event: UserEvent, now: Instant) -> Vec<Effect<Replier>> {
+/// What the e-mail user's mail asks of the core (F3, F8). An accept is answered once the
+/// turn is stored (`answers`): the 250 to its mail means the session is live for good.
+fn on_user(
+    core: &mut Core<Replier>,
+    event: UserEvent,
+    answers: &mut Vec<After>,
+    now: Instant,
+) -> Vec<Effect<Replier>> {
     match event {
         UserEvent::Phase { key, reply } => {
             let _ = reply.send(core.user_phase(&key));
@@ -237,7 +265,7 @@ fn on_user(core: &mut Core<Replier>, event: UserEvent, now: Instant) -> Vec<Effe
         }
         UserEvent::Accepted { key, done } => {
             let effects = core.user_accepted(&key);
-            let _ = done.send(effects.is_some());
+            answers.push(After::Answer(done, effects.is_some()));
             effects.unwrap_or_default()
         }
         UserEvent::End { key, cause, text } => {

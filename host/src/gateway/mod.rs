@@ -5,6 +5,7 @@
 
 mod driver;
 mod restore;
+mod writer;
 
 use crate::admin::Health;
 use crate::config::Config;
@@ -258,6 +259,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         ),
         expiries: user_events,
         timers: HashMap::new(),
+        threads: Vec::new(),
     };
     let restored = restore(&store, &mut core, &mut mail, &stats, restored_peer).await?;
     let (drain, drains) = mpsc::channel(1);

@@ -365,10 +365,11 @@ impl Replies {
                     key: key.clone(),
                     done,
                 });
-                if accepted.await.unwrap_or(false) {
-                    Verdict::accepted("accepted: the chat session is live")
-                } else {
-                    Verdict::accepted("the chat session was already live")
+                // Answered once the session is stored live; unanswered: not stored.
+                match accepted.await {
+                    Ok(true) => Verdict::accepted("accepted: the chat session is live"),
+                    Ok(false) => Verdict::accepted("the chat session was already live"),
+                    Err(_) => Verdict::try_later("the accept could not be stored"),
                 }
             }
             ReplyAction::Reject => {

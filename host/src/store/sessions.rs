@@ -28,11 +28,20 @@ pub struct Changes {
     pub saved: Vec<SessionRow>,
     /// Session ids freed: their rows and threads go.
     pub forgotten: Vec<String>,
+    /// Mail threads (session id, JSON), saved with the sessions.
+    pub threads: Vec<(String, String)>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.saved.is_empty() && self.forgotten.is_empty()
+        self.saved.is_empty() && self.forgotten.is_empty() && self.threads.is_empty()
+    }
+
+    /// `later`'s changes after these, for one commit.
+    pub fn extend(&mut self, later: Changes) {
+        self.saved.extend(later.saved);
+        self.forgotten.extend(later.forgotten);
+        self.threads.extend(later.threads);
     }
 }
 
@@ -82,6 +91,12 @@ impl Store {
                 .await
                 .map_err(StoreError::query("saving a session"))?;
         }
+        for (id, state) in &changes.threads {
+            upsert_thread(id, state, now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("saving a mail thread"))?;
+        }
         for id in &changes.forgotten {
             sqlx::query("DELETE FROM sessions WHERE id = $1")
                 .bind(id)
@@ -109,17 +124,10 @@ impl Store {
     /// Saves session `id`'s mail thread (`state`, JSON), replacing the one before.
     pub async fn save_thread(&self, id: &str, state: &str) -> Result<(), StoreError> {
         let started = Instant::now();
-        sqlx::query(
-            "INSERT INTO mail_threads (session_id, state, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (session_id) DO UPDATE SET \
-                 state = excluded.state, updated_at = excluded.updated_at",
-        )
-        .bind(id)
-        .bind(state)
-        .bind(unix_ms(SystemTime::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query("saving a mail thread"))?;
+        upsert_thread(id, state, unix_ms(SystemTime::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query("saving a mail thread"))?;
         self.committed(started);
         Ok(())
     }
@@ -164,4 +172,20 @@ impl Store {
                 .map_err(StoreError::query("loading the mail threads"))?;
         Ok(rows.into_iter().collect())
     }
+}
+
+/// The query that writes session `id`'s thread, replacing the one before.
+fn upsert_thread<'q>(
+    id: &'q str,
+    state: &'q str,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO mail_threads (session_id, state, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+             state = excluded.state, updated_at = excluded.updated_at",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(now)
 }

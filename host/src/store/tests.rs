@@ -28,9 +28,9 @@ async fn a_commit_survives_reopening_the_folder() {
         let changes = Changes {
             saved: vec![row("a", "invited"), row("b", "live")],
             forgotten: vec![],
+            threads: vec![("a".into(), "{\"sent\":[]}".into())],
         };
         store.commit(&changes).await.unwrap();
-        store.save_thread("a", "{\"sent\":[]}").await.unwrap();
         let changes = Changes {
             saved: vec![SessionRow {
                 invite: None, // a later save: the row has the INVITE
@@ -38,6 +38,7 @@ async fn a_commit_survives_reopening_the_folder() {
                 ..row("a", "live")
             }],
             forgotten: vec!["b".into()],
+            threads: vec![],
         };
         store.commit(&changes).await.unwrap();
     }
@@ -63,6 +64,7 @@ async fn forgetting_a_session_drops_its_thread_and_orphans_go_at_load() {
     let saved = Changes {
         saved: vec![row("a", "invited")],
         forgotten: vec![],
+        threads: vec![],
     };
     store.commit(&saved).await.unwrap();
     store.save_thread("a", "{}").await.unwrap();
@@ -72,6 +74,7 @@ async fn forgetting_a_session_drops_its_thread_and_orphans_go_at_load() {
     let forgotten = Changes {
         saved: vec![],
         forgotten: vec!["a".into()],
+        threads: vec![],
     };
     store.commit(&forgotten).await.unwrap();
     assert!(store.sessions().await.unwrap().is_empty());
@@ -98,6 +101,7 @@ async fn commits_are_timed_for_the_metric() {
     let saved = Changes {
         saved: vec![row("a", "invited")],
         forgotten: vec![],
+        threads: vec![],
     };
     store.commit(&saved).await.unwrap();
     let mut out = String::new();
@@ -114,6 +118,7 @@ async fn a_delivered_mail_is_known_until_its_session_is_forgotten() {
     let saved = Changes {
         saved: vec![row("a", "live")],
         forgotten: vec![],
+        threads: vec![],
     };
     store.commit(&saved).await.unwrap();
     assert!(!store.delivered("a", "m1@example.net").await.unwrap());
@@ -127,6 +132,7 @@ async fn a_delivered_mail_is_known_until_its_session_is_forgotten() {
     let forgotten = Changes {
         saved: vec![],
         forgotten: vec!["a".into()],
+        threads: vec![],
     };
     store.commit(&forgotten).await.unwrap();
     assert!(!store.delivered("a", "m1@example.net").await.unwrap());

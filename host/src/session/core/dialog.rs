@@ -18,8 +18,6 @@ impl<P: Peer> Core<P> {
                 _ => self.refuse(tx, 481, "", "no such session", now),
             };
         };
-        // Its phase (ACK), CSeq or target (re-INVITE) may move: saved with the turn.
-        self.touch(&key);
         let Some(Session {
             id,
             state: State::Dialog(dialog, phase),
@@ -43,6 +41,8 @@ impl<P: Peer> Core<P> {
                     tracing::info!(session = %id, "session live");
                     self.journal.phase(id, now, Shown::Live);
                 }
+                // The phase stored moves with it (what a restart finds, and counts).
+                self.changes.push(durable::Change::Save(key.clone()));
             }
             return Vec::new();
         }
@@ -57,6 +57,8 @@ impl<P: Peer> Core<P> {
         if let Err(why) = dialog.check_cseq(request) {
             return self.refuse(tx, 500, "", &why, now);
         }
+        // Its CSeq moved, and a re-INVITE may move its target: saved with the turn.
+        self.changes.push(durable::Change::Save(key.clone()));
         match method {
             "BYE" => {
                 // F6 (5.2.4.2.6): 200 OK at once, then the mail side's CC2, from the BYE's

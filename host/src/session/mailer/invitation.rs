@@ -33,23 +33,20 @@ pub(super) async fn invitation(
     match invited {
         Ok((mut invited, expiry)) => {
             register(shared, key, mail, &invited);
-            // Stored before the outcome: the 200 OK that follows it names a session whose
-            // replies still find it after a restart (issue 15).
-            if let Err(e) = save(shared, mail, &invited).await {
-                tracing::error!(session = %key, error = %e, "mail thread not stored: INVITE answered 500");
-                shared.directory.remove(key);
-                let why = format!("the session could not be stored: {e}");
-                let refusal = local_refusal(500, "Server Internal Error", why);
-                let _ = outcomes.send((key.clone(), Err(refusal), std::time::Duration::ZERO));
-                quit_all(&mut invited, &key.call_id).await;
-                return None;
-            }
-            let _ = outcomes.send((key.clone(), Ok(()), expiry));
+            // The thread goes with the outcome, to be stored with the session before the
+            // 200 OK: replies still find it after a restart (issue 15).
+            let thread = invited.stored(mail);
+            let _ = outcomes.send(Invited {
+                key: key.clone(),
+                outcome: Ok(()),
+                expiry,
+                thread: Some(thread),
+            });
             keep_or_quit(&mut invited, key).await;
             Some(invited)
         }
         Err(refusal) => {
-            let _ = outcomes.send((key.clone(), Err(refusal), std::time::Duration::ZERO));
+            let _ = outcomes.send(Invited::refused(key, refusal));
             None
         }
     }

@@ -70,8 +70,28 @@ struct Shared {
 }
 
 /// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
-/// answer within it is a reject).
-pub type Invited = (SessionKey, InvitationOutcome, std::time::Duration);
+/// answer within it is a reject) and, when it was mailed, the session's thread for the
+/// store (committed with the session, before its 200 OK).
+pub struct Invited {
+    pub key: SessionKey,
+    pub outcome: InvitationOutcome,
+    pub expiry: std::time::Duration,
+    pub thread: Option<StoredThread>,
+}
+
+impl Invited {
+    fn refused(key: &SessionKey, refusal: (SipStatus, String)) -> Self {
+        Self {
+            key: key.clone(),
+            outcome: Err(refusal),
+            expiry: std::time::Duration::ZERO,
+            thread: None,
+        }
+    }
+}
+
+/// A session's mail thread as the store keeps it: the session id and the JSON.
+pub type StoredThread = (String, String);
 
 /// What a session's task is asked to do after its start.
 enum Command {
@@ -318,6 +338,13 @@ impl Thread {
         self.last = Some(Parent { id, references });
     }
 
+    /// What the store keeps of the thread, for session `mail` (JSON).
+    fn stored(&self, mail: &MailFacts) -> StoredThread {
+        // Strings, vectors and options of them: serialising cannot fail.
+        let json = serde_json::to_string(&self.record()).unwrap_or_default();
+        (mail.session.session_id.clone(), json)
+    }
+
     /// What the store keeps of the thread: all but its channels.
     fn record(&self) -> ThreadRecord {
         ThreadRecord {
@@ -461,13 +488,9 @@ fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread
 
 /// Stores `thread` (its correlation keys) for session `mail`; on disk when this returns.
 async fn save(shared: &Shared, mail: &MailFacts, thread: &Thread) -> Result<(), String> {
-    let record = serde_json::to_string(&thread.record()).map_err(|e| e.to_string())?;
-    let id = &mail.session.session_id;
-    shared
-        .store
-        .save_thread(id, &record)
-        .await
-        .map_err(|e| e.to_string())
+    let (id, json) = thread.stored(mail);
+    let saved = shared.store.save_thread(&id, &json).await;
+    saved.map_err(|e| e.to_string())
 }
 
 /// A msg-id without its angle brackets, as inbound mails' references are compared.
@@ -667,7 +690,9 @@ mod tests {
         };
         mailer.invite(key.clone(), Box::new(facts));
         let started = std::time::Instant::now();
-        let (done, outcome, _) = outcomes.recv().await.unwrap();
+        let Invited {
+            key: done, outcome, ..
+        } = outcomes.recv().await.unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(done, key);
         let (status, warning) = outcome.unwrap_err();
