@@ -1,8 +1,8 @@
 //! The e-mail user's chat mails delivered (F5), by session and Message-ID: duplicates of a
 //! mail its sender sends again are found here.
 
-use super::{Store, StoreError, unix_ms};
-use std::time::{Instant, SystemTime};
+use super::writer::Write;
+use super::{Store, StoreError};
 
 impl Store {
     /// Whether session `session_id` delivered a mail with Message-ID `message_id`.
@@ -24,18 +24,31 @@ impl Store {
         session_id: &str,
         message_id: &str,
     ) -> Result<(), StoreError> {
-        let started = Instant::now();
-        sqlx::query(
-            "INSERT INTO inbound_mails (session_id, message_id, delivered_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (session_id, message_id) DO NOTHING",
-        )
-        .bind(session_id)
-        .bind(message_id)
-        .bind(unix_ms(SystemTime::now()))
-        .execute(&self.pool)
+        let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
+        self.write(Write::Delivered {
+            session_id,
+            message_id,
+        })
         .await
-        .map_err(StoreError::query("recording an inbound mail delivered"))?;
-        self.committed(started);
-        Ok(())
     }
+}
+
+/// Writes "session `session_id` delivered `message_id`" in the transaction `tx`.
+pub(super) async fn write_delivered(
+    tx: &mut sqlx::SqliteConnection,
+    session_id: &str,
+    message_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO inbound_mails (session_id, message_id, delivered_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (session_id, message_id) DO NOTHING",
+    )
+    .bind(session_id)
+    .bind(message_id)
+    .bind(now)
+    .execute(tx)
+    .await
+    .map_err(StoreError::query("recording an inbound mail delivered"))?;
+    Ok(())
 }

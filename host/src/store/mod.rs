@@ -12,10 +12,11 @@
 //!
 //! Here: the settings, opening (folder, file, pragmas, migrations) and the commit metric.
 //! `sessions`: the session and thread rows; `inbound`: the chat mails delivered (F5), for
-//! duplicates.
+//! duplicates; `writer`: the one writer, committing every write queued in one go.
 
 mod inbound;
 mod sessions;
+mod writer;
 
 pub use sessions::{Changes, SessionRow};
 
@@ -24,7 +25,9 @@ use serde::Deserialize;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// The file the store keeps in its folder.
 pub const DATABASE_FILE: &str = "state.db";
@@ -99,8 +102,9 @@ pub enum StoreError {
         what: &'static str,
         source: sqlx::Error,
     },
-    #[error("store: {what}: {why}")]
-    Corrupt { what: &'static str, why: String },
+    /// A write whose commit failed (the writer's error, shared by its batch).
+    #[error("store: commit failed: {0}")]
+    Commit(String),
 }
 
 impl StoreError {
@@ -109,12 +113,14 @@ impl StoreError {
     }
 }
 
-/// The open store; cheap to share (`Arc`), safe from any task.
+/// The open store; cheap to share (`Arc`), safe from any task. Reads go to the pool;
+/// writes to the one writer (`writer`), which commits them in groups.
 pub struct Store {
     pool: SqlitePool,
+    writes: mpsc::UnboundedSender<writer::Queued>,
     /// Where it is, for logs: the database file or `:memory:`.
     location: String,
-    commits: Histogram,
+    commits: Arc<Histogram>,
 }
 
 impl Store {
@@ -167,11 +173,27 @@ impl Store {
                 path: settings.folder().to_path_buf(),
                 source,
             })?;
+        let commits = Arc::new(Histogram::default());
+        let writes = writer::spawn(pool.clone(), commits.clone());
         Ok(Self {
             pool,
+            writes,
             location,
-            commits: Histogram::default(),
+            commits,
         })
+    }
+
+    /// Queues `write` for the writer's next commit; `Ok` once it is on disk.
+    async fn write(&self, write: writer::Write) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        let gone = || StoreError::Commit("the store's writer has stopped".into());
+        self.writes
+            .send(writer::Queued { write, done })
+            .map_err(|_| gone())?;
+        committed
+            .await
+            .map_err(|_| gone())?
+            .map_err(StoreError::Commit)
     }
 
     /// Waits for the commits in progress and closes the database (its WAL checkpointed).
@@ -182,10 +204,6 @@ impl Store {
     /// The database file, or `:memory:`.
     pub fn location(&self) -> &str {
         &self.location
-    }
-
-    fn committed(&self, started: Instant) {
-        self.commits.observe(started.elapsed());
     }
 
     pub fn render_metrics(&self, out: &mut String) {

@@ -1,9 +1,9 @@
 //! The session rows: saved before the session's 200 OK and at each change of its dialog,
 //! deleted with the session; and the rows of its mail thread.
 
-use super::{Store, StoreError, unix_ms};
+use super::writer::Write;
+use super::{Store, StoreError};
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
 
 /// One stored session, as the session layer writes and reads it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct SessionRow {
 }
 
 /// What one turn of the session driver changed: committed together, in one transaction.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Changes {
     pub saved: Vec<SessionRow>,
     /// Session ids freed: their rows and threads go.
@@ -45,91 +45,85 @@ impl Changes {
     }
 }
 
+/// Writes `changes` in the transaction `tx` (the writer's).
+pub(super) async fn write_changes(
+    tx: &mut sqlx::SqliteConnection,
+    changes: &Changes,
+    now: i64,
+) -> Result<(), StoreError> {
+    for row in &changes.saved {
+        let query = match &row.invite {
+            Some(invite) => sqlx::query(
+                "INSERT INTO sessions \
+                     (id, call_id, local_tag, phase, state, expires_at, updated_at, invite) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (id) DO UPDATE SET \
+                     phase = excluded.phase, state = excluded.state, \
+                     expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+            )
+            .bind(&row.id)
+            .bind(&row.call_id)
+            .bind(&row.local_tag)
+            .bind(&row.phase)
+            .bind(&row.state)
+            .bind(row.expires_at)
+            .bind(now)
+            .bind(invite),
+            None => sqlx::query(
+                "UPDATE sessions SET phase = $2, state = $3, expires_at = $4, updated_at = $5 \
+                 WHERE id = $1",
+            )
+            .bind(&row.id)
+            .bind(&row.phase)
+            .bind(&row.state)
+            .bind(row.expires_at)
+            .bind(now),
+        };
+        query
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("saving a session"))?;
+    }
+    for (id, state) in &changes.threads {
+        upsert_thread(id, state, now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("saving a mail thread"))?;
+    }
+    for id in &changes.forgotten {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("deleting a session"))?;
+        sqlx::query("DELETE FROM mail_threads WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("deleting a mail thread"))?;
+        sqlx::query("DELETE FROM inbound_mails WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("deleting a session's inbound mails"))?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Commits `changes` at once: on disk when this returns `Ok`.
+    /// Commits `changes` at once (with whatever else is queued for the writer): on disk
+    /// when this returns `Ok`.
     pub async fn commit(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
-        let now = unix_ms(SystemTime::now());
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(StoreError::query("beginning a commit"))?;
-        for row in &changes.saved {
-            let query = match &row.invite {
-                Some(invite) => sqlx::query(
-                    "INSERT INTO sessions \
-                         (id, call_id, local_tag, phase, state, expires_at, updated_at, invite) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (id) DO UPDATE SET \
-                         phase = excluded.phase, state = excluded.state, \
-                         expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-                )
-                .bind(&row.id)
-                .bind(&row.call_id)
-                .bind(&row.local_tag)
-                .bind(&row.phase)
-                .bind(&row.state)
-                .bind(row.expires_at)
-                .bind(now)
-                .bind(invite),
-                None => sqlx::query(
-                    "UPDATE sessions SET phase = $2, state = $3, expires_at = $4, updated_at = $5 \
-                     WHERE id = $1",
-                )
-                .bind(&row.id)
-                .bind(&row.phase)
-                .bind(&row.state)
-                .bind(row.expires_at)
-                .bind(now),
-            };
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("saving a session"))?;
-        }
-        for (id, state) in &changes.threads {
-            upsert_thread(id, state, now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("saving a mail thread"))?;
-        }
-        for id in &changes.forgotten {
-            sqlx::query("DELETE FROM sessions WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("deleting a session"))?;
-            sqlx::query("DELETE FROM mail_threads WHERE session_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("deleting a mail thread"))?;
-            sqlx::query("DELETE FROM inbound_mails WHERE session_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("deleting a session's inbound mails"))?;
-        }
-        tx.commit()
-            .await
-            .map_err(StoreError::query("committing sessions"))?;
-        self.committed(started);
-        Ok(())
+        self.write(Write::Changes(changes.clone())).await
     }
 
     /// Saves session `id`'s mail thread (`state`, JSON), replacing the one before.
     pub async fn save_thread(&self, id: &str, state: &str) -> Result<(), StoreError> {
-        let started = Instant::now();
-        upsert_thread(id, state, unix_ms(SystemTime::now()))
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::query("saving a mail thread"))?;
-        self.committed(started);
-        Ok(())
+        let (id, state) = (id.to_owned(), state.to_owned());
+        self.write(Write::Thread { id, state }).await
     }
 
     /// Every stored session, oldest first.
@@ -175,7 +169,7 @@ impl Store {
 }
 
 /// The query that writes session `id`'s thread, replacing the one before.
-fn upsert_thread<'q>(
+pub(super) fn upsert_thread<'q>(
     id: &'q str,
     state: &'q str,
     now: i64,

@@ -1,0 +1,93 @@
+//! The store's one writer: every write (a turn's session changes, a mail thread, an inbound
+//! mail delivered) is queued here, and whatever is queued when a commit starts goes in
+//! that commit, one transaction and one sync of the WAL for all (group commit). SQLite
+//! takes one writer at a time anyway; many small commits each waiting for the write lock
+//! and for its own sync are what this avoids.
+
+use super::inbound::write_delivered;
+use super::sessions::{Changes, upsert_thread, write_changes};
+use super::{StoreError, unix_ms};
+use crate::metrics::Histogram;
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// Writes in one commit at most: a bound on the transaction a burst makes.
+const MAX_BATCH: usize = 1024;
+
+/// One write, for the next commit.
+pub(super) enum Write {
+    Changes(Changes),
+    Thread {
+        id: String,
+        state: String,
+    },
+    Delivered {
+        session_id: String,
+        message_id: String,
+    },
+}
+
+/// A write and who waits for its commit.
+pub(super) struct Queued {
+    pub(super) write: Write,
+    pub(super) done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Starts the writer on `pool`; its commits are timed into `commits`.
+pub(super) fn spawn(pool: SqlitePool, commits: Arc<Histogram>) -> mpsc::UnboundedSender<Queued> {
+    let (queue, queued) = mpsc::unbounded_channel();
+    tokio::spawn(run(pool, queued, commits));
+    queue
+}
+
+async fn run(
+    pool: SqlitePool,
+    mut queued: mpsc::UnboundedReceiver<Queued>,
+    commits: Arc<Histogram>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = queued.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queued.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let outcome = commit(&pool, &batch).await.map_err(|e| e.to_string());
+        if outcome.is_ok() {
+            commits.observe(started.elapsed());
+        }
+        for queued in batch.drain(..) {
+            let _ = queued.done.send(outcome.clone());
+        }
+    }
+}
+
+/// The writes of `batch` in one transaction.
+async fn commit(pool: &SqlitePool, batch: &[Queued]) -> Result<(), StoreError> {
+    let now = unix_ms(SystemTime::now());
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(StoreError::query("beginning a commit"))?;
+    for queued in batch {
+        match &queued.write {
+            Write::Changes(changes) => write_changes(&mut tx, changes, now).await?,
+            Write::Thread { id, state } => {
+                upsert_thread(id, state, now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("saving a mail thread"))?;
+            }
+            Write::Delivered {
+                session_id,
+                message_id,
+            } => write_delivered(&mut tx, session_id, message_id, now).await?,
+        }
+    }
+    tx.commit().await.map_err(StoreError::query("committing"))
+}
