@@ -256,14 +256,8 @@ impl Replies {
                 }
             }
         }
-        if let Some(mail_id) = mail_id
-            && let Err(e) = self
-                .store
-                .mark_delivered(&session.session_id, mail_id)
-                .await
-        {
-            // Delivered all the same: only a copy sent again would be delivered twice.
-            tracing::error!(session = %entry.key, error = %e, "delivered mail not recorded");
+        if let Some(mail_id) = mail_id {
+            self.store.note_delivered(&session.session_id, mail_id);
         }
         Verdict::accepted("delivered to the chat")
     }

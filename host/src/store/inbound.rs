@@ -18,18 +18,16 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Session `session_id` delivered the mail `message_id`; on disk when this returns.
-    pub async fn mark_delivered(
-        &self,
-        session_id: &str,
-        message_id: &str,
-    ) -> Result<(), StoreError> {
-        let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
-        self.write(Write::Delivered {
-            session_id,
-            message_id,
-        })
-        .await
+    /// Session `session_id` delivered the mail `message_id`: queued for the writer's next
+    /// commit, not waited for. The record only shortens the window in which a copy sent
+    /// again is delivered twice (it opens after the MSRP 200s anyway), so the mail's 250
+    /// does not wait for a sync of the disk; a drain flushes it (`Store::close`).
+    pub fn note_delivered(&self, session_id: &str, message_id: &str) {
+        let write = Write::Delivered {
+            session_id: session_id.to_owned(),
+            message_id: message_id.to_owned(),
+        };
+        self.queue(write);
     }
 }
 

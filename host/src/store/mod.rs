@@ -183,6 +183,15 @@ impl Store {
         })
     }
 
+    /// Queues `write` for the writer's next commit, without waiting for it (a failure is
+    /// logged by the writer).
+    fn queue(&self, write: writer::Write) {
+        let (done, _) = oneshot::channel();
+        if self.writes.send(writer::Queued { write, done }).is_err() {
+            tracing::warn!("store writer stopped: a write is lost");
+        }
+    }
+
     /// Queues `write` for the writer's next commit; `Ok` once it is on disk.
     async fn write(&self, write: writer::Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
@@ -196,8 +205,12 @@ impl Store {
             .map_err(StoreError::Commit)
     }
 
-    /// Waits for the commits in progress and closes the database (its WAL checkpointed).
+    /// Commits every write queued, then closes the database (its WAL checkpointed).
     pub async fn close(&self) {
+        // Behind everything queued before it: when it is done, they are.
+        if let Err(e) = self.write(writer::Write::Changes(Changes::default())).await {
+            tracing::error!(error = %e, "store: the last writes were not committed");
+        }
         self.pool.close().await;
     }
 

@@ -12,6 +12,14 @@ fn row(id: &str, phase: &str) -> SessionRow {
     }
 }
 
+/// Changes saving session `id` (again).
+fn row_saved(id: &str) -> Changes {
+    Changes {
+        saved: vec![row(id, "live")],
+        ..Changes::default()
+    }
+}
+
 fn in_folder(folder: &Path) -> StoreSettings {
     StoreSettings {
         path: Some(folder.to_path_buf()),
@@ -122,8 +130,9 @@ async fn a_delivered_mail_is_known_until_its_session_is_forgotten() {
     };
     store.commit(&saved).await.unwrap();
     assert!(!store.delivered("a", "m1@example.net").await.unwrap());
-    store.mark_delivered("a", "m1@example.net").await.unwrap();
-    store.mark_delivered("a", "m1@example.net").await.unwrap(); // a retry's: no error
+    store.note_delivered("a", "m1@example.net");
+    store.note_delivered("a", "m1@example.net"); // a retry's: no error
+    store.commit(&row_saved("a")).await.unwrap(); // behind the notes: they are in
     assert!(store.delivered("a", "m1@example.net").await.unwrap());
     assert!(
         !store.delivered("b", "m1@example.net").await.unwrap(),
@@ -136,4 +145,17 @@ async fn a_delivered_mail_is_known_until_its_session_is_forgotten() {
     };
     store.commit(&forgotten).await.unwrap();
     assert!(!store.delivered("a", "m1@example.net").await.unwrap());
+}
+
+#[tokio::test]
+async fn closing_commits_what_was_queued_before() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&in_folder(dir.path())).await.unwrap();
+        store.commit(&row_saved("a")).await.unwrap();
+        store.note_delivered("a", "m2@example.net");
+        store.close().await;
+    }
+    let store = Store::open(&in_folder(dir.path())).await.unwrap();
+    assert!(store.delivered("a", "m2@example.net").await.unwrap());
 }

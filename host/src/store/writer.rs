@@ -58,8 +58,9 @@ async fn run(
         }
         let started = Instant::now();
         let outcome = commit(&pool, &batch).await.map_err(|e| e.to_string());
-        if outcome.is_ok() {
-            commits.observe(started.elapsed());
+        match &outcome {
+            Ok(()) => commits.observe(started.elapsed()),
+            Err(e) => tracing::error!(error = %e, writes = batch.len(), "store commit failed"),
         }
         for queued in batch.drain(..) {
             let _ = queued.done.send(outcome.clone());
