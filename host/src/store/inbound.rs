@@ -1,8 +1,7 @@
 //! The e-mail user's chat mails delivered (F5), by session and Message-ID: duplicates of a
 //! mail its sender sends again are found here.
 
-use super::writer::Write;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Write};
 
 impl Store {
     /// Whether session `session_id` delivered a mail with Message-ID `message_id`.

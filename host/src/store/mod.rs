@@ -113,11 +113,31 @@ impl StoreError {
     }
 }
 
+/// One write, for the writer's next commit (`writer`); its statements are beside its
+/// tables' (`sessions`, `inbound`).
+enum Write {
+    Changes(Changes),
+    Thread {
+        id: String,
+        state: String,
+    },
+    Delivered {
+        session_id: String,
+        message_id: String,
+    },
+}
+
+/// A write and who waits for its commit.
+struct Queued {
+    write: Write,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
 /// The open store; cheap to share (`Arc`), safe from any task. Reads go to the pool;
 /// writes to the one writer (`writer`), which commits them in groups.
 pub struct Store {
     pool: SqlitePool,
-    writes: mpsc::UnboundedSender<writer::Queued>,
+    writes: mpsc::UnboundedSender<Queued>,
     /// Where it is, for logs: the database file or `:memory:`.
     location: String,
     commits: Arc<Histogram>,
@@ -185,19 +205,19 @@ impl Store {
 
     /// Queues `write` for the writer's next commit, without waiting for it (a failure is
     /// logged by the writer).
-    fn queue(&self, write: writer::Write) {
+    fn queue(&self, write: Write) {
         let (done, _) = oneshot::channel();
-        if self.writes.send(writer::Queued { write, done }).is_err() {
+        if self.writes.send(Queued { write, done }).is_err() {
             tracing::warn!("store writer stopped: a write is lost");
         }
     }
 
     /// Queues `write` for the writer's next commit; `Ok` once it is on disk.
-    async fn write(&self, write: writer::Write) -> Result<(), StoreError> {
+    async fn write(&self, write: Write) -> Result<(), StoreError> {
         let (done, committed) = oneshot::channel();
         let gone = || StoreError::Commit("the store's writer has stopped".into());
         self.writes
-            .send(writer::Queued { write, done })
+            .send(Queued { write, done })
             .map_err(|_| gone())?;
         committed
             .await
@@ -208,7 +228,7 @@ impl Store {
     /// Commits every write queued, then closes the database (its WAL checkpointed).
     pub async fn close(&self) {
         // Behind everything queued before it: when it is done, they are.
-        if let Err(e) = self.write(writer::Write::Changes(Changes::default())).await {
+        if let Err(e) = self.write(Write::Changes(Changes::default())).await {
             tracing::error!(error = %e, "store: the last writes were not committed");
         }
         self.pool.close().await;

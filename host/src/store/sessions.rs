@@ -1,8 +1,7 @@
 //! The session rows: saved before the session's 200 OK and at each change of its dialog,
 //! deleted with the session; and the rows of its mail thread.
 
-use super::writer::Write;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Write};
 use std::collections::HashMap;
 
 /// One stored session, as the session layer writes and reads it back.

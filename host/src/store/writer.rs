@@ -5,35 +5,16 @@
 //! and for its own sync are what this avoids.
 
 use super::inbound::write_delivered;
-use super::sessions::{Changes, upsert_thread, write_changes};
-use super::{StoreError, unix_ms};
+use super::sessions::{upsert_thread, write_changes};
+use super::{Queued, StoreError, Write, unix_ms};
 use crate::metrics::Histogram;
 use sqlx::SqlitePool;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Writes in one commit at most: a bound on the transaction a burst makes.
 const MAX_BATCH: usize = 1024;
-
-/// One write, for the next commit.
-pub(super) enum Write {
-    Changes(Changes),
-    Thread {
-        id: String,
-        state: String,
-    },
-    Delivered {
-        session_id: String,
-        message_id: String,
-    },
-}
-
-/// A write and who waits for its commit.
-pub(super) struct Queued {
-    pub(super) write: Write,
-    pub(super) done: oneshot::Sender<Result<(), String>>,
-}
 
 /// Starts the writer on `pool`; its commits are timed into `commits`.
 pub(super) fn spawn(pool: SqlitePool, commits: Arc<Histogram>) -> mpsc::UnboundedSender<Queued> {

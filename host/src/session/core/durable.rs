@@ -149,7 +149,7 @@ impl<P: Peer> Core<P> {
     }
 
     /// Session `row`, stored before a restart, back in its dialog, its requests going
-    /// out through `peer` (toward the dialog's next hop). A session awaiting the e-mail
+    /// out through `peer` (toward the dialog's next hop, over UDP). A session awaiting the e-mail
     /// user's answer whose chat the IWF connects waits on; any other lost its MSRP
     /// connection and is ended with a BYE (the effects). `Err` says why a row cannot be
     /// read (it is then forgotten).
@@ -176,14 +176,15 @@ impl<P: Peer> Core<P> {
         let iwf_connects = prepared.answer.params.role == Role::Active;
         let waits = row.phase == "invited" && iwf_connects;
         let facts = Box::new(prepared.facts);
+        if stored.stream {
+            // Its TCP connection died with the process, and the IWF opens none of its own
+            // yet: its requests go over UDP toward the dialog's next hop.
+            tracing::warn!(session = %id, "restored session came over TCP: its requests go over UDP");
+        }
         let session = Session {
             id: id.clone(),
             peer,
-            transport: if stored.stream {
-                Transport::Stream
-            } else {
-                Transport::Datagram
-            },
+            transport: Transport::Datagram,
             offer: prepared.offer,
             answer: prepared.answer,
             // Waiting as it was; anything else is ended from Live (its BYE goes now).
