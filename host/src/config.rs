@@ -190,6 +190,13 @@ pub struct SmtpOutboundConfig {
     pub starttls: String,
     /// Extra trust roots (PEM) for `starttls = "required"`, besides the system's.
     pub tls_ca_file: Option<PathBuf>,
+    /// F4's outbound spool (issue 15): a chat message whose mail the servers refuse for
+    /// now (4yz, no connection, DNS) is tried again after this wait, doubled at each
+    /// failure up to `chat_retry_max_ms`, until `chat_give_up_ms` after the IWF took it;
+    /// then its failure REPORT goes.
+    pub chat_retry_initial_ms: u64,
+    pub chat_retry_max_ms: u64,
+    pub chat_give_up_ms: u64,
 }
 
 impl Default for SmtpOutboundConfig {
@@ -211,6 +218,11 @@ impl Default for SmtpOutboundConfig {
             max_idle_channels_per_destination: 20,
             starttls: "opportunistic".into(),
             tls_ca_file: None,
+            chat_retry_initial_ms: 1_000,
+            chat_retry_max_ms: 300_000,
+            // A chat message older than an hour is no longer a chat (Postfix keeps mail
+            // five days; a person waiting on a reply does not).
+            chat_give_up_ms: 3_600_000,
         }
     }
 }
@@ -262,6 +274,22 @@ impl SmtpOutboundConfig {
             if !(1..=600_000).contains(&value) {
                 return Err((key, value.to_string(), "use 1 to 600000 (milliseconds)"));
             }
+        }
+        for (key, value) in [
+            ("chat_retry_initial_ms", self.chat_retry_initial_ms),
+            ("chat_retry_max_ms", self.chat_retry_max_ms),
+        ] {
+            if !(1..=86_400_000).contains(&value) {
+                return Err((key, value.to_string(), "use 1 to 86400000 (milliseconds)"));
+            }
+        }
+        if self.chat_retry_max_ms < self.chat_retry_initial_ms {
+            let value = self.chat_retry_max_ms.to_string();
+            return Err(("chat_retry_max_ms", value, "use at least chat_retry_initial_ms"));
+        }
+        if self.chat_give_up_ms > 7 * 86_400_000 {
+            let value = self.chat_give_up_ms.to_string();
+            return Err(("chat_give_up_ms", value, "use 0 to 604800000 (seven days)"));
         }
         if !(1..=100_000).contains(&self.max_mail_operations) {
             let value = self.max_mail_operations.to_string();

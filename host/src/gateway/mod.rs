@@ -14,7 +14,7 @@ use crate::net::sip::SipListeners;
 use crate::policy::world::Gateway as GatewayFacts;
 use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
-use crate::session::carry::{Chats, HoldLimits};
+use crate::session::carry::{Chats, HoldLimits, Spool};
 use crate::session::core::{Core, CoreConfig};
 use crate::session::directory::Directory;
 use crate::session::mailer::{Mailer, Records};
@@ -165,6 +165,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             directory: directory.clone(),
             registry: registry.clone(),
             store: store.clone(),
+            stats: stats.clone(),
         },
     );
 
@@ -250,10 +251,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             endpoint,
             chat_sessions,
             chat_ended,
-            HoldLimits {
-                messages: config.msrp.held_max_messages,
-                bytes: config.msrp.held_max_bytes,
-            },
+            (
+                HoldLimits {
+                    messages: config.msrp.held_max_messages,
+                    bytes: config.msrp.held_max_bytes,
+                },
+                Spool {
+                    store: store.clone(),
+                    give_up: Duration::from_millis(config.smtp.outbound.chat_give_up_ms),
+                },
+            ),
             stats.clone(),
             registry.clone(),
         ),

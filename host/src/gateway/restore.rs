@@ -3,15 +3,20 @@
 
 use super::driver::Mail;
 use crate::net::sip::Replier;
-use crate::session::core::{Core, Effect, EndReason, Restored, Resumed};
+use crate::session::chat::ChatMessage;
+use crate::session::core::{Core, Effect, EndReason, Notify, Restored, Resumed};
+use crate::session::mailer::Outbound;
 use crate::session::stats::SessionStats;
-use crate::store::{Changes, Store};
-use std::time::Instant;
+use crate::store::{CLOSED, Changes, Store, Unspooled};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Reads back every session stored before the start (issue 15): invitations awaiting
 /// the e-mail user wait on, with their mail threads and expiry; others lost their chat
-/// connection and get a BYE (the effects returned, for the first turn). A row that
-/// cannot be read is logged and dropped.
+/// connection and get a BYE (the effects returned, for the first turn). The chat messages
+/// of the outbound spool are mailed in their session's thread, first, whatever became of
+/// the session (one freed before the restart kept its row for them). A row that cannot be
+/// read is logged and dropped.
 pub(super) async fn restore(
     store: &Store,
     core: &mut Core<Replier>,
@@ -21,16 +26,49 @@ pub(super) async fn restore(
 ) -> anyhow::Result<Vec<Effect<Replier>>> {
     let rows = store.sessions().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let threads = store.threads().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut spooled = spooled_by_session(store).await?;
     let now = Instant::now();
     let mut effects = Vec::new();
     let mut unreadable = Changes::default();
     for row in &rows {
+        let chats = spooled.remove(&row.id).unwrap_or_default();
+        // Out of the spool if the row is dropped, else the next start finds them again.
+        let chat_ids: Vec<String> = chats.iter().map(|c| c.msrp_message_id.clone()).collect();
+        let mut drop_row = |id: &str| {
+            unreadable.forgotten.push(id.to_owned());
+            for msrp_message_id in &chat_ids {
+                store.unspool(Unspooled {
+                    session_id: id.to_owned(),
+                    msrp_message_id: msrp_message_id.clone(),
+                    thread: None,
+                });
+            }
+        };
+        let thread = threads.get(&row.id).map(String::as_str);
+        if row.phase == CLOSED {
+            // Freed before the restart, its last chat messages not yet mailed.
+            let outcome = core
+                .closed_facts(row)
+                .and_then(|(key, facts)| {
+                    mail.mailer.restore(key.clone(), facts, thread, chats)?;
+                    Ok(key)
+                })
+                .map(|key| mail.mailer.closed(&key, Notify::No));
+            if let Err(why) = outcome {
+                tracing::error!(session = %row.id, error = %why, "closed session's spooled chat messages unreadable: dropped");
+                stats.recovered(&row.phase, "unreadable");
+                drop_row(&row.id);
+            } else {
+                stats.recovered(&row.phase, "mailing");
+            }
+            continue;
+        }
         let restored = match core.restore(row, peer.clone(), now) {
             Ok(restored) => restored,
             Err(why) => {
                 tracing::error!(session = %row.id, error = %why, "stored session unreadable: dropped");
                 stats.recovered(&row.phase, "unreadable");
-                unreadable.forgotten.push(row.id.clone());
+                drop_row(&row.id);
                 continue;
             }
         };
@@ -40,30 +78,51 @@ pub(super) async fn restore(
             resumed,
             ..
         } = restored;
-        effects.extend(restored.effects);
-        if let Resumed::Ended = resumed {
+        let waits = matches!(resumed, Resumed::Waiting);
+        if !waits && chats.is_empty() {
             stats.recovered(&row.phase, "ended");
+            effects.extend(restored.effects);
             continue;
         }
-        let thread = threads
-            .get(&row.id)
-            .ok_or("no stored mail thread".to_string());
-        match thread.and_then(|thread| mail.mailer.restore(key.clone(), facts, thread)) {
-            Ok(()) => {
+        // Waiting: its thread is needed for the replies; ended: for its spooled chat
+        // messages, mailed before the close its BYE brings.
+        let thread = match (thread, waits) {
+            (None, true) => Err("no stored mail thread".to_string()),
+            (thread, _) => Ok(thread),
+        };
+        match thread.and_then(|thread| mail.mailer.restore(key.clone(), facts, thread, chats)) {
+            Ok(()) if waits => {
                 stats.recovered(&row.phase, "waiting");
                 if let Some(at) = row.expires_at {
                     mail.expire(&key, at);
                 }
+                effects.extend(restored.effects);
+            }
+            Ok(()) => {
+                stats.recovered(&row.phase, "ended");
+                effects.extend(restored.effects);
             }
             Err(why) => {
                 tracing::error!(session = %row.id, error = %why, "stored session without its mail thread: ending it");
                 stats.recovered(&row.phase, "ended");
+                effects.extend(restored.effects);
                 let reason = EndReason {
                     cause: 500,
                     text: format!("the IWF restarted and lost the session's mail thread ({why})"),
                 };
                 effects.extend(core.end_session(&key, &reason, now));
             }
+        }
+    }
+    for (session, chats) in spooled {
+        // Kept only while their session's row is: not expected.
+        tracing::error!(%session, messages = chats.len(), "spooled chat messages without their session: dropped");
+        for chat in chats {
+            store.unspool(Unspooled {
+                session_id: chat.session_id,
+                msrp_message_id: chat.msrp_message_id,
+                thread: None,
+            });
         }
     }
     store
@@ -74,4 +133,39 @@ pub(super) async fn restore(
         tracing::info!(sessions = rows.len(), "sessions restored from the store");
     }
     Ok(effects)
+}
+
+/// The outbound spool, each session's messages in their mailing order, read back as the
+/// mail tasks take them (no held reply: their MSRP connections are gone).
+async fn spooled_by_session(store: &Store) -> anyhow::Result<HashMap<String, Vec<Outbound>>> {
+    let rows = store.spooled().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut by_session: HashMap<String, Vec<Outbound>> = HashMap::new();
+    for row in rows {
+        let message = match ChatMessage::from_msrp(&row.content_type, &row.body) {
+            Ok(message) => message,
+            Err(refused) => {
+                // It was read when taken: not expected.
+                tracing::error!(session = %row.session_id, message_id = %row.msrp_message_id, why = %refused.comment, "spooled chat message unreadable: dropped");
+                store.unspool(Unspooled {
+                    session_id: row.session_id,
+                    msrp_message_id: row.msrp_message_id,
+                    thread: None,
+                });
+                continue;
+            }
+        };
+        let give_up_ms = u64::try_from(row.give_up_at).unwrap_or(0);
+        by_session
+            .entry(row.session_id.clone())
+            .or_default()
+            .push(Outbound {
+                message,
+                session_id: row.session_id,
+                msrp_message_id: row.msrp_message_id,
+                mail_nonce: row.mail_nonce,
+                give_up_at: UNIX_EPOCH + Duration::from_millis(give_up_ms),
+                held: None,
+            });
+    }
+    Ok(by_session)
 }

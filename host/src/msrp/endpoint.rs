@@ -96,7 +96,17 @@ pub struct Received {
 #[derive(Debug)]
 pub struct Reply {
     pub(super) disposition: oneshot::Sender<Disposition>,
-    pub(super) hold: oneshot::Sender<()>,
+    pub(super) hold: oneshot::Sender<Hold>,
+}
+
+/// Why a message is answered 200 before its outcome is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Waiting for a decision ([`Reply::hold`]): if the session ends first, it failed.
+    Pending,
+    /// Taken into the IWF's custody ([`Reply::take`]): it is delivered even if the
+    /// session ends first, so then nothing more is said of it.
+    Custody,
 }
 
 impl Reply {
@@ -112,7 +122,18 @@ impl Reply {
     /// Failure-Report `no` (RFC 4975 7.1.2). One still held when the session closes gets
     /// a failure REPORT then.
     pub fn hold(self) -> Held {
-        let _ = self.hold.send(());
+        let _ = self.hold.send(Hold::Pending);
+        Held {
+            disposition: self.disposition,
+        }
+    }
+
+    /// Takes the message into the IWF's custody (it is stored, issue 15: F4's outbound
+    /// spool): its last chunk is answered 200 at once; [`Held::settle`] sends a REPORT as
+    /// for [`Reply::hold`]. Unlike a held message, one the session closes on, or whose
+    /// `Held` is dropped, gets no failure REPORT: it is still being delivered.
+    pub fn take(self) -> Held {
+        let _ = self.hold.send(Hold::Custody);
         Held {
             disposition: self.disposition,
         }

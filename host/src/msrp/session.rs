@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::chunks::{Assembled, Reassembler};
 use super::connection::{Connection, ReadError, WriteError};
-use super::endpoint::{CloseReason, Event, Received, Reply, SessionSpec, Settings};
+use super::endpoint::{CloseReason, Event, Hold, Received, Reply, SessionSpec, Settings};
 use super::frame::{ByteRange, FailureReport, Frame, Method, StartLine, Status, TransactId};
 use super::inbound::{Inbound, Verdict};
 use super::transaction::{self, Disposition, Requested};
@@ -64,8 +64,11 @@ enum News {
     InTime(Disposition),
     /// The deadline passed: answer 200 now, REPORT the outcome later.
     Deadline,
-    /// The session holds the message (`Reply::hold`): answer 200 now, REPORT it later.
-    Held,
+    /// The session holds the message (`Reply::hold`, `Reply::take`): answer 200 now,
+    /// REPORT it later.
+    Held(Hold),
+    /// A message in custody whose outcome will not come here: forget it, say nothing.
+    Forgotten,
     Late(Disposition),
 }
 
@@ -75,6 +78,8 @@ struct Deferred {
     len: u64,
     asked: Requested,
     responded: bool,
+    /// Taken into custody (`Reply::take`): a close says nothing of it.
+    custody: bool,
     waiter: AbortHandle,
 }
 
@@ -310,6 +315,13 @@ impl Driver {
     /// delivered) failed; the sender hears it as RFC 4975 7.1.2 says, the response to the
     /// last chunk if not sent yet, else a failure REPORT unless Failure-Report `no`.
     async fn settle_all(&mut self, conn: &mut Connection) {
+        // In custody: delivered after the session anyway, so no failure is reported.
+        self.deferred.retain(|_, d| {
+            if d.custody {
+                d.waiter.abort();
+            }
+            !d.custody
+        });
         let keys: Vec<u64> = self.deferred.keys().copied().collect();
         for key in keys {
             let closed = Disposition::failed(403, "the chat session ended before delivery");
@@ -352,6 +364,7 @@ impl Driver {
                 len,
                 asked,
                 responded: false,
+                custody: false,
                 waiter,
             },
         );
@@ -361,16 +374,21 @@ impl Driver {
 
     async fn on_news(&mut self, conn: &mut Connection, key: u64, news: News) -> Result<(), Stop> {
         match news {
-            News::Deadline | News::Held => {
+            News::Forgotten => {
+                self.deferred.remove(&key);
+                Ok(())
+            }
+            News::Deadline | News::Held(_) => {
                 let Some(d) = self.deferred.get_mut(&key) else {
                     return Ok(());
                 };
+                d.custody = matches!(news, News::Held(Hold::Custody));
                 // The sender's transaction would time out (30 s, RFC 4975 section
                 // 7.1.1), or the session holds the message: the chunk is acknowledged
                 // now, the outcome goes in a REPORT.
                 let message_id = d.last_chunk.message_id().unwrap_or_default().to_owned();
                 match news {
-                    News::Held => tracing::debug!(%message_id, "MSRP: message held, answering 200"),
+                    News::Held(_) => tracing::debug!(%message_id, "MSRP: message held, answering 200"),
                     _ => tracing::warn!(%message_id, "MSRP: no disposition in time, answering 200"),
                 }
                 d.responded = true;
@@ -445,7 +463,7 @@ impl Driver {
 /// A dropped reply is a failure: the message was not delivered.
 async fn await_disposition(
     mut rx: oneshot::Receiver<Disposition>,
-    mut hold: oneshot::Receiver<()>,
+    mut hold: oneshot::Receiver<Hold>,
     within: Duration,
     key: u64,
     news: mpsc::UnboundedSender<(u64, News)>,
@@ -462,17 +480,21 @@ async fn await_disposition(
                 return;
             }
             h = &mut hold, if may_hold => match h {
-                Ok(()) => break true,
+                Ok(how) => break Some(how),
                 Err(_) => may_hold = false,
             },
-            _ = &mut deadline => break false,
+            _ = &mut deadline => break None,
         }
     };
-    if held {
+    if let Some(how) = held {
         // A held message waits as long as the session: settled, dropped, or closed.
-        let _ = news.send((key, News::Held));
-        let d = rx.await.unwrap_or_else(|_| lost());
-        let _ = news.send((key, News::Late(d)));
+        let _ = news.send((key, News::Held(how)));
+        let late = match (rx.await, how) {
+            (Ok(d), _) => News::Late(d),
+            (Err(_), Hold::Pending) => News::Late(lost()),
+            (Err(_), Hold::Custody) => News::Forgotten,
+        };
+        let _ = news.send((key, late));
         return;
     }
     let _ = news.send((key, News::Deadline));

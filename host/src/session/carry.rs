@@ -1,6 +1,8 @@
 //! F4 for every session: its MSRP side opened as negotiated, and each whole message it
-//! receives carried to the session's mail task (BB1, BB2); the response to the message's
-//! last chunk says how the mail went (step 4).
+//! receives carried to the session's mail task (BB1, BB2). Step 4, as issue 15 reads it:
+//! the message is committed to the outbound spool, then its last chunk is answered 200
+//! (the IWF has taken responsibility); its mail's outcome goes back in a REPORT, success
+//! when Success-Report asked, failure unless Failure-Report `no` (RFC 4975 7.1.2).
 //!
 //! In F2 nothing is mailed before the e-mail user accepts (5.2.4.2.4): where the CPM side
 //! connects at the 200 OK (step 5a), its messages are held, each answered 200 at once and
@@ -9,17 +11,29 @@
 //! message gets a failure REPORT where one was asked for (RFC 4975 7.1.2): nothing is lost
 //! without a word.
 
-use super::chat::{self, ChatMessage};
+use super::chat::{self, ChatMessage, Refused};
 use super::core::{Consent, SessionKey};
-use super::mailer::ChatMailer;
+use super::mailer::{self, ChatMailer, Outbound};
 use super::registry::{Protocol, Registry};
 use super::replies::{Chat, ChatSessions};
 use super::stats::{Direction, SessionStats};
 use crate::msrp::{self, Disposition, Endpoint, Held, SessionSpec};
+use crate::msrp::Reply;
 use crate::sdp::msrp::MsrpParams;
+use crate::store::{SpooledChat, Store, Unspooled, unix_ms};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
+
+/// Where the carriers spool the chat messages they take (issue 15), and how long one may
+/// wait for the mail servers (`[smtp.outbound] chat_give_up_ms`).
+#[derive(Clone)]
+pub struct Spool {
+    pub store: Arc<Store>,
+    pub give_up: Duration,
+}
 
 /// How much a session may hold before the e-mail user's consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +53,7 @@ pub struct Chats {
     /// Sessions whose MSRP side ended on its own (the peer left, a connect failed).
     ended: mpsc::UnboundedSender<(SessionKey, String)>,
     hold: HoldLimits,
+    spool: Spool,
     stats: Arc<SessionStats>,
     registry: Arc<Registry>,
 }
@@ -48,7 +63,7 @@ impl Chats {
         endpoint: Endpoint,
         open: ChatSessions,
         ended: mpsc::UnboundedSender<(SessionKey, String)>,
-        hold: HoldLimits,
+        (hold, spool): (HoldLimits, Spool),
         stats: Arc<SessionStats>,
         registry: Arc<Registry>,
     ) -> Chats {
@@ -58,6 +73,7 @@ impl Chats {
             consents: HashMap::new(),
             ended,
             hold,
+            spool,
             stats,
             registry,
         }
@@ -95,6 +111,9 @@ impl Chats {
                         id: params.local_path.session_id.as_str().into(),
                     },
                     hold: self.hold,
+                    spool: self.spool.clone(),
+                    session_id: params.local_path.session_id.as_str().into(),
+                    seq: AtomicI64::new(0),
                 };
                 tokio::spawn(carrier.run(events, consented));
             }
@@ -162,12 +181,33 @@ struct Carrier {
     stats: Arc<SessionStats>,
     ladder: Ladder,
     hold: HoldLimits,
+    spool: Spool,
+    /// The session's id: its spooled messages' rows name it.
+    session_id: String,
+    /// The next spooled message's place in the session's mailing order.
+    seq: AtomicI64,
 }
 
 /// A message taken before the e-mail user's consent.
 struct Waiting {
     message: ChatMessage,
+    raw: Raw,
     held: Held,
+}
+
+/// A message as received, for its spool row.
+struct Raw {
+    message_id: String,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+/// How a message is answered once it is spooled, or refused.
+enum Answer {
+    /// Its last chunk is unanswered: 200 once spooled (`Reply::take`), or the refusal.
+    Now(Reply),
+    /// Held until the e-mail user's consent, already answered 200: a REPORT says the rest.
+    Held(Held),
 }
 
 impl Carrier {
@@ -191,8 +231,7 @@ impl Carrier {
                         let n = waiting.len();
                         self.ladder.msrp(format_args!("accepted: {n} held message(s) released"));
                         while let Some(w) = waiting.pop_front() {
-                            let disposition = self.mail(w.message).await;
-                            w.held.settle(disposition);
+                            self.take(w.message, w.raw, Answer::Held(w.held)).await;
                         }
                     } else {
                         // Refused, expired or over: each held message fails (a failure
@@ -224,12 +263,12 @@ impl Carrier {
                             continue;
                         }
                     };
+                    let bytes = body.len() as u64;
+                    let raw = Raw { message_id: message_id.clone(), content_type, body };
                     if !asking {
-                        let disposition = self.mail(message).await;
-                        let _ = reply.send(disposition);
+                        self.take(message, raw, Answer::Now(reply)).await;
                         continue;
                     }
-                    let bytes = body.len() as u64;
                     if waiting.len() >= self.hold.messages || held_bytes + bytes > self.hold.bytes {
                         let why = format!(
                             "{} message(s) of {held_bytes} bytes already wait for the e-mail user to accept (at most {} messages, {} bytes)",
@@ -241,7 +280,7 @@ impl Carrier {
                     self.ladder.msrp(format_args!("200 sent: held until the e-mail user accepts"));
                     tracing::debug!(session = %self.key, %message_id, "chat message held until the e-mail user accepts");
                     held_bytes += bytes;
-                    waiting.push_back(Waiting { message, held: reply.hold() });
+                    waiting.push_back(Waiting { message, raw, held: reply.hold() });
                 }
             }
         }
@@ -272,25 +311,80 @@ impl Carrier {
         false
     }
 
-    /// F4 steps 2-4: the message mailed by the session's mail task; how it went.
-    async fn mail(&self, message: ChatMessage) -> Disposition {
-        let outcome = match &self.mailer {
-            Some(mailer) => mailer.send(message).await,
-            None => Err(chat::unmapped("the session has no mail side")),
+    /// F4 step 4 (issue 15): `message` committed to the outbound spool, then answered
+    /// (200 now, or nothing more for one already held) and queued for the session's mail
+    /// task, which settles it with a REPORT. Refused instead when it cannot be stored.
+    async fn take(&self, message: ChatMessage, raw: Raw, answer: Answer) {
+        let Some(mailer) = &self.mailer else {
+            let refused = chat::unmapped("the session has no mail side");
+            return self.answer(&raw.message_id, answer, refused);
         };
-        match outcome {
-            Ok(()) => {
-                self.stats.chat(Direction::ToEmail, true);
-                self.ladder.msrp(format_args!("mailed"));
-                Disposition::Delivered
+        let mail_nonce = mailer::nonce();
+        let give_up_at = SystemTime::now() + self.spool.give_up;
+        let row = SpooledChat {
+            session_id: self.session_id.clone(),
+            msrp_message_id: raw.message_id.clone(),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            content_type: raw.content_type,
+            body: raw.body,
+            mail_nonce: mail_nonce.clone(),
+            give_up_at: unix_ms(give_up_at),
+        };
+        if let Err(e) = self.spool.store.spool(row).await {
+            tracing::error!(session = %self.key, error = %e, "chat message not spooled");
+            let refused = Refused::new(403, "not taken: the IWF cannot store it now");
+            return self.answer(&raw.message_id, answer, refused);
+        }
+        let held = match answer {
+            Answer::Now(reply) => {
+                self.ladder.msrp(format_args!("200 sent: spooled for mailing"));
+                reply.take()
             }
-            Err(refused) => self.refused("", refused),
+            Answer::Held(held) => held,
+        };
+        let chat = Outbound {
+            message,
+            session_id: self.session_id.clone(),
+            msrp_message_id: raw.message_id,
+            mail_nonce,
+            give_up_at,
+            held: Some(held),
+        };
+        if let Err(chat) = mailer.queue(chat).await {
+            // The session's mail side is closed: nothing will mail it.
+            let Outbound {
+                session_id,
+                msrp_message_id,
+                held,
+                ..
+            } = *chat;
+            self.spool.store.unspool(Unspooled {
+                session_id,
+                msrp_message_id: msrp_message_id.clone(),
+                thread: None,
+            });
+            let refused = Refused::new(403, "not delivered: the session's mail side is closed");
+            let disposition = self.refused(&msrp_message_id, refused);
+            if let Some(held) = held {
+                held.settle(disposition);
+            }
+        }
+    }
+
+    /// `answer`'s refusal (`refused`), counted and in the ladder.
+    fn answer(&self, message_id: &str, answer: Answer, refused: Refused) {
+        let disposition = self.refused(message_id, refused);
+        match answer {
+            Answer::Now(reply) => {
+                let _ = reply.send(disposition);
+            }
+            Answer::Held(held) => held.settle(disposition),
         }
     }
 
     /// A message not delivered (not mappable, refused by the mail side, over the hold
     /// bound): counted, in the ladder, and its MSRP status.
-    fn refused(&self, message_id: &str, refused: chat::Refused) -> Disposition {
+    fn refused(&self, message_id: &str, refused: Refused) -> Disposition {
         self.stats.chat(Direction::ToEmail, false);
         tracing::info!(session = %self.key, %message_id, status = refused.status, comment = %refused.comment, "chat message not delivered");
         self.ladder

@@ -102,6 +102,41 @@ fn text_of(body: &[u8], content_type: &str) -> Result<String, Refused> {
     String::from_utf8(body.to_vec()).map_err(|_| Refused::new(400, "the text is not UTF-8"))
 }
 
+/// Why a chat mail did not go out (yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undelivered {
+    /// For good: the server's final refusal (5yz, a domain that does not exist), or a
+    /// message that cannot be mailed at all. Said at once, never tried again.
+    Final(Refused),
+    /// For now (4yz, no connection, no answer in time): tried again, with back-off, until
+    /// the message's give-up time (issue 15: F4's outbound spool).
+    Transient(SmtpFailure),
+}
+
+impl From<Refused> for Undelivered {
+    fn from(refused: Refused) -> Self {
+        Self::Final(refused)
+    }
+}
+
+impl Undelivered {
+    /// A failed SMTP exchange, final or not as the failure says.
+    pub fn smtp(failure: SmtpFailure) -> Self {
+        if failure.permanent {
+            Self::Final(msrp_status(&failure))
+        } else {
+            Self::Transient(failure)
+        }
+    }
+}
+
+/// The failure REPORT of a message given up after `attempts` temporary failures, the last
+/// `last` (RFC 4975 408: the next hop did not take it in time).
+pub fn gave_up(last: &SmtpFailure, attempts: u32) -> Refused {
+    let comment = format!("given up after {attempts} attempt(s), the last: {last}");
+    Refused::new(408, bounded(comment.replace(['\r', '\n'], " "), 200))
+}
+
 /// Step 4: the MSRP status for a chat mail that did not go out. RFC 4975 has no status
 /// for "the next hop refused": a refusal the server made final (5yz, a domain that does
 /// not exist) is 403, the request must not be repeated; anything that may pass later

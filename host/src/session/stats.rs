@@ -6,12 +6,20 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What became of the sessions read back from the store at start: waiting on (an
-/// invitation), ended with a BYE (their chat was lost), or unreadable (dropped).
-pub const RECOVERED: [&str; 3] = ["waiting", "ended", "unreadable"];
+/// invitation), ended with a BYE (their chat was lost), mailing (freed before the restart,
+/// its spooled chat messages mailed now), or unreadable (dropped).
+pub const RECOVERED: [&str; 4] = ["waiting", "ended", "mailing", "unreadable"];
 
 /// The phases a session is stored in (`core::durable`), and `unknown` for a row that
 /// cannot be read.
-pub const STORED_PHASES: [&str; 5] = ["awaiting-ack", "invited", "live", "ending", "unknown"];
+pub const STORED_PHASES: [&str; 6] = [
+    "awaiting-ack",
+    "invited",
+    "live",
+    "ending",
+    "closed",
+    "unknown",
+];
 
 #[derive(Debug, Default)]
 pub struct SessionStats {

@@ -12,13 +12,15 @@
 //!
 //! Here: the settings, opening (folder, file, pragmas, migrations) and the commit metric.
 //! `sessions`: the session and thread rows; `inbound`: the chat mails delivered (F5), for
-//! duplicates; `writer`: the one writer, committing every write queued in one go.
+//! duplicates; `outbound`: F4's spool of chat messages to mail; `writer`: the one writer, committing every write queued in one go.
 
 mod inbound;
+mod outbound;
 mod sessions;
 mod writer;
 
-pub use sessions::{Changes, SessionRow};
+pub use outbound::{SpooledChat, Unspooled};
+pub use sessions::{CLOSED, Changes, SessionRow};
 
 use crate::metrics::{self, Histogram};
 use serde::Deserialize;
@@ -26,6 +28,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -125,6 +128,8 @@ enum Write {
         session_id: String,
         message_id: String,
     },
+    Spool(Box<SpooledChat>),
+    Unspool(Box<Unspooled>),
 }
 
 /// A write and who waits for its commit.
@@ -141,6 +146,14 @@ pub struct Store {
     /// Where it is, for logs: the database file or `:memory:`.
     location: String,
     commits: Arc<Histogram>,
+    /// The outbound spool: chat messages in it, and mail attempts retried.
+    spool: SpoolGauges,
+}
+
+#[derive(Default)]
+struct SpoolGauges {
+    depth: AtomicU64,
+    retries: AtomicU64,
 }
 
 impl Store {
@@ -195,12 +208,16 @@ impl Store {
             })?;
         let commits = Arc::new(Histogram::default());
         let writes = writer::spawn(pool.clone(), commits.clone());
-        Ok(Self {
+        let store = Self {
             pool,
             writes,
             location,
             commits,
-        })
+            spool: SpoolGauges::default(),
+        };
+        let depth = store.spool_depth().await?;
+        store.spool.depth.store(depth, Ordering::Relaxed);
+        Ok(store)
     }
 
     /// Queues `write` for the writer's next commit, without waiting for it (a failure is
@@ -248,6 +265,24 @@ impl Store {
         );
         self.commits
             .render(out, "iwf_store_commit_seconds", "store=\"sqlite\"");
+        metrics::family(
+            out,
+            "iwf_spool_depth",
+            "gauge",
+            "Messages taken and not yet delivered onwards, by spool.",
+        );
+        let depth = self.spool.depth.load(Ordering::Relaxed);
+        out.push_str(&format!("iwf_spool_depth{{spool=\"outbound\"}} {depth}\n"));
+        metrics::family(
+            out,
+            "iwf_spool_retries_total",
+            "counter",
+            "Deliveries tried again after a temporary failure, by spool.",
+        );
+        let retries = self.spool.retries.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "iwf_spool_retries_total{{spool=\"outbound\"}} {retries}\n"
+        ));
     }
 }
 

@@ -90,22 +90,52 @@ pub(super) async fn write_changes(
             .map_err(StoreError::query("saving a mail thread"))?;
     }
     for id in &changes.forgotten {
-        sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("deleting a session"))?;
-        sqlx::query("DELETE FROM mail_threads WHERE session_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("deleting a mail thread"))?;
+        // Chat messages still spooled for its mails (F4): the row stays, "closed", with
+        // its thread, until the last is mailed or given up (`outbound::write_unspool`).
+        sqlx::query(
+            "UPDATE sessions SET phase = $2, updated_at = $3 WHERE id = $1 \
+             AND EXISTS (SELECT 1 FROM outbound_chats WHERE session_id = $1)",
+        )
+        .bind(id)
+        .bind(CLOSED)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("closing a session with spooled chats"))?;
+        forget_unless_spooled(tx, id).await?;
         sqlx::query("DELETE FROM inbound_mails WHERE session_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query("deleting a session's inbound mails"))?;
     }
+    Ok(())
+}
+
+/// The phase of a session freed while chat messages of its were still spooled.
+pub const CLOSED: &str = "closed";
+
+/// Deletes session `id`'s row and thread, unless chat messages of its are still spooled.
+pub(super) async fn forget_unless_spooled(
+    tx: &mut sqlx::SqliteConnection,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM sessions WHERE id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM outbound_chats WHERE session_id = $1)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::query("deleting a session"))?;
+    sqlx::query(
+        "DELETE FROM mail_threads WHERE session_id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM outbound_chats WHERE outbound_chats.session_id = $1)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::query("deleting a mail thread"))?;
     Ok(())
 }
 

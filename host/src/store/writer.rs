@@ -5,6 +5,7 @@
 //! and for its own sync are what this avoids.
 
 use super::inbound::write_delivered;
+use super::outbound::{write_spool, write_unspool};
 use super::sessions::{upsert_thread, write_changes};
 use super::{Queued, StoreError, Write, unix_ms};
 use crate::metrics::Histogram;
@@ -69,6 +70,8 @@ async fn commit(pool: &SqlitePool, batch: &[Queued]) -> Result<(), StoreError> {
                 session_id,
                 message_id,
             } => write_delivered(&mut tx, session_id, message_id, now).await?,
+            Write::Spool(chat) => write_spool(&mut tx, chat, now).await?,
+            Write::Unspool(done) => write_unspool(&mut tx, done, now).await?,
         }
     }
     tx.commit().await.map_err(StoreError::query("committing"))

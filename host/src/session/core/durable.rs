@@ -8,7 +8,7 @@
 
 use super::*;
 use crate::sip::message::{self as sip_message, Limits};
-use crate::store::{Changes, SessionRow};
+use crate::store::{CLOSED, Changes, SessionRow};
 
 /// A session's change, for the next commit.
 #[derive(Debug)]
@@ -52,6 +52,14 @@ pub struct Restored<P> {
     /// The phase it was stored in (`iwf_sessions_recovered_total{phase}`).
     pub phase: String,
     pub effects: Vec<Effect<P>>,
+}
+
+/// The key of the session `row` stores.
+fn row_key(row: &SessionRow) -> SessionKey {
+    SessionKey {
+        call_id: row.call_id.clone(),
+        local_tag: row.local_tag.clone(),
+    }
 }
 
 /// The Reason of the BYE of a session whose chat could not outlive the restart.
@@ -148,6 +156,26 @@ impl<P: Peer> Core<P> {
         })
     }
 
+    /// Session `row`'s stored state and its INVITE read again, as when it came.
+    fn read(&self, row: &SessionRow) -> Result<(Stored, Prepared), String> {
+        let stored: Stored =
+            serde_json::from_str(&row.state).map_err(|e| format!("stored dialog: {e}"))?;
+        let invite = row.invite.as_deref().ok_or("no stored INVITE")?;
+        let request = sip_message::parse(invite, Transport::Stream, &Limits::default())
+            .map_err(|e| format!("stored INVITE: {e}"))?;
+        let prepared = self
+            .prepare(&request, &row.local_tag, &row.id, Some(stored.origin))
+            .map_err(|r| format!("stored INVITE: {} {}", r.status, r.why))?;
+        Ok((stored, prepared))
+    }
+
+    /// The mail facts of a session freed before a restart whose row stayed for the chat
+    /// messages still spooled (phase `closed`): their mails go on, the session does not.
+    pub fn closed_facts(&self, row: &SessionRow) -> Result<(SessionKey, Box<MailFacts>), String> {
+        let (_, prepared) = self.read(row)?;
+        Ok((row_key(row), Box::new(prepared.facts)))
+    }
+
     /// Session `row`, stored before a restart, back in its dialog, its requests going
     /// out through `peer` (toward the dialog's next hop, over UDP). A session awaiting the e-mail
     /// user's answer whose chat the IWF connects waits on; any other lost its MSRP
@@ -159,18 +187,11 @@ impl<P: Peer> Core<P> {
         peer: P,
         now: Instant,
     ) -> Result<Restored<P>, String> {
-        let stored: Stored =
-            serde_json::from_str(&row.state).map_err(|e| format!("stored dialog: {e}"))?;
-        let invite = row.invite.as_deref().ok_or("no stored INVITE")?;
-        let request = sip_message::parse(invite, Transport::Stream, &Limits::default())
-            .map_err(|e| format!("stored INVITE: {e}"))?;
-        let prepared = self
-            .prepare(&request, &row.local_tag, &row.id, Some(stored.origin))
-            .map_err(|r| format!("stored INVITE: {} {}", r.status, r.why))?;
-        let key = SessionKey {
-            call_id: row.call_id.clone(),
-            local_tag: row.local_tag.clone(),
-        };
+        if row.phase == CLOSED {
+            return Err("the session was freed before the restart".into());
+        }
+        let (stored, prepared) = self.read(row)?;
+        let key = row_key(row);
         let id: Arc<str> = row.id.as_str().into();
         self.journal_opened(&id, &prepared.facts, now);
         let iwf_connects = prepared.answer.params.role == Role::Active;

@@ -1,6 +1,7 @@
 //! F4 (5.2.4.2.5 steps 2-4): one chat message of the CPM side mailed (BB1, BB2) over the
 //! session's channel, opened at the first mail of an F1 session; its outcome as the MSRP
-//! answer.
+//! answer. A message the servers refuse for now is tried again, with back-off, until its
+//! give-up time (issue 15: it is spooled, and its sender already has its 200).
 
 use super::*;
 
@@ -11,8 +12,9 @@ pub(super) async fn chat_mail(
     key: &SessionKey,
     session: &PolicySession,
     thread: &mut Option<Thread>,
-    message: ChatMessage,
-) -> Result<(), Refused> {
+    chat: &Outbound,
+) -> Result<(), Undelivered> {
+    let message = &chat.message;
     let id = session.session_id.clone();
     let mails_sent = thread.as_ref().map_or(0, |t| t.chats);
     let (policy, facts, author) = (
@@ -52,14 +54,14 @@ pub(super) async fn chat_mail(
         *thread = Some(Thread::new(&shared.router, addresses, envelope, subject));
     }
     let Some(thread) = thread.as_mut() else {
-        return Err(chat::unmapped("no mail state for the session"));
+        return Err(chat::unmapped("no mail state for the session").into());
     };
     let author = decided
         .author
         .as_ref()
         .and_then(|m| Mailbox::new(m.display_name.as_deref(), &m.address).ok());
     let kind = Kind::Chat {
-        message: &message,
+        message,
         author: author.as_ref(),
         additions: &decided.additions,
         parent: thread.last.as_ref(),
@@ -67,7 +69,8 @@ pub(super) async fn chat_mail(
     };
     let bad_header = |e: HeaderError| chat::unmapped(&e.to_string());
     let taken = |id: &MsgId| shared.directory.knows(&bare(id));
-    let message_id = chat_message_id(session, &message, taken).map_err(bad_header)?;
+    let message_id =
+        chat_message_id(session, message, &chat.mail_nonce, taken).map_err(bad_header)?;
     let draft = draft(
         session,
         &thread.addresses,
@@ -92,7 +95,7 @@ pub(super) async fn chat_mail(
         }
         Err(failure) => {
             tracing::info!(session = %id, %failure, "chat message not mailed");
-            Err(chat::msrp_status(&failure))
+            Err(Undelivered::smtp(failure))
         }
     }
 }

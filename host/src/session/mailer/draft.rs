@@ -339,6 +339,7 @@ pub(super) fn thread_under(
 pub(super) fn chat_message_id(
     session: &PolicySession,
     message: &ChatMessage,
+    nonce: &str,
     taken: impl Fn(&MsgId) -> bool,
 ) -> Result<MsgId, HeaderError> {
     let domain = &session.gateway.mail_domain;
@@ -349,7 +350,7 @@ pub(super) fn chat_message_id(
         .filter(|id| !taken(id));
     match from_contribution {
         Some(id) => Ok(id),
-        None => generated_id(session),
+        None => nonce_id(session, nonce),
     }
 }
 
@@ -379,9 +380,20 @@ pub(super) fn invitation_id(session: &PolicySession) -> Result<MsgId, HeaderErro
 }
 
 pub(super) fn generated_id(session: &PolicySession) -> Result<MsgId, HeaderError> {
+    nonce_id(session, &nonce())
+}
+
+/// 128 random bits in hex: the unguessable part of a generated Message-ID.
+pub fn nonce() -> String {
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).expect("OS randomness for a Message-ID");
-    let left = format!("iwf.{}.{}", session.session_id, hex::encode(random));
+    hex::encode(random)
+}
+
+/// The generated Message-ID with the random part `nonce`, chosen before (a spooled chat
+/// message's, so that every attempt to mail it carries the same Message-ID).
+fn nonce_id(session: &PolicySession, nonce: &str) -> Result<MsgId, HeaderError> {
+    let left = format!("iwf.{}.{nonce}", session.session_id);
     MsgId::new(&left, &session.gateway.mail_domain)
 }
 
@@ -712,7 +724,7 @@ pub(super) mod tests {
         };
         let sent = [invitation.clone(), parent.id.clone()];
         let taken = |id: &MsgId| sent.contains(id);
-        let id = chat_message_id(&s, &message, taken).unwrap();
+        let id = chat_message_id(&s, &message, "00ff", taken).unwrap();
         assert_eq!(id.to_string(), "<m3@mail.example.com>");
         let kind = Kind::Chat {
             message: &message,
@@ -733,14 +745,16 @@ pub(super) mod tests {
             references,
             "c0ffee@mail.example.com chat1@mail.example.com m2@mail.example.com"
         );
-        // A Contribution-ID the thread already used (the session's own) gets a new id.
+        // A Contribution-ID the thread already used (the session's own) gets the id
+        // generated from the message's nonce (spooled with it: the same at every attempt).
         let reused = ChatMessage {
             contribution_id: Some("c0ffee".into()),
             ..chat(None)
         };
-        let id = chat_message_id(&s, &reused, taken).unwrap();
+        let id = chat_message_id(&s, &reused, "00ff", taken).unwrap();
         assert_ne!(id, invitation);
-        assert!(id.to_string().starts_with("<iwf."), "{id}");
+        let expected = format!("<iwf.{}.00ff@mail.example.com>", s.session_id);
+        assert_eq!(id.to_string(), expected);
     }
 
     #[test]

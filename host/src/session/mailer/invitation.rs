@@ -40,7 +40,7 @@ pub(super) async fn invitation(
                 key: key.clone(),
                 outcome: Ok(()),
                 expiry,
-                thread: Some(thread),
+                thread,
             });
             keep_or_quit(&mut invited, key).await;
             Some(invited)

@@ -18,7 +18,7 @@ mod closed;
 mod draft;
 mod invitation;
 
-use super::chat::{self, ChatMessage, Refused};
+use super::chat::{self, ChatMessage, Refused, Undelivered};
 use super::core::{InvitationOutcome, MailFacts, Notify, SessionKey};
 use super::directory::Directory;
 use super::registry::{Protocol, Registry};
@@ -33,7 +33,9 @@ use crate::sip::cpm::Identities;
 use crate::smtp::{
     self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
 };
-use crate::store::Store;
+use super::stats::{Direction, SessionStats};
+use crate::msrp::{Disposition, Held};
+use crate::store::{Store, Unspooled};
 use chat_mail::chat_mail;
 use chrono::Utc;
 use closed::close;
@@ -41,10 +43,12 @@ use draft::{
     Addresses, Decisions, Kind, Parent, addresses, chat_message_id, decide, draft, envelope,
     generated_id, invitation_id,
 };
+pub use draft::nonce;
 use invitation::invitation;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{Semaphore, mpsc};
 
 /// Commands queued for one session's task; a chat message waits behind the invitation.
 const COMMAND_QUEUE: usize = 64;
@@ -65,8 +69,10 @@ struct Shared {
     directory: Arc<Directory>,
     /// The sessions' ladders: each mail's SMTP outcome goes there.
     registry: Arc<Registry>,
-    /// Where the threads are kept across restarts.
+    /// Where the threads and the outbound spool are kept across restarts.
     store: Arc<Store>,
+    stats: Arc<SessionStats>,
+    retry: Retry,
 }
 
 /// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
@@ -93,15 +99,56 @@ impl Invited {
 /// A session's mail thread as the store keeps it: the session id and the JSON.
 pub type StoredThread = (String, String);
 
+/// A chat message of F4's outbound spool (issue 15), for its session's mail task: stored,
+/// answered MSRP 200, and mailed in its session's order, tried again after a temporary
+/// failure until `give_up_at`.
+pub struct Outbound {
+    pub message: ChatMessage,
+    /// Its row in the spool: the session's id and the MSRP Message-ID.
+    pub session_id: String,
+    pub msrp_message_id: String,
+    /// The random part of its mail's Message-ID (the same at every attempt).
+    pub mail_nonce: String,
+    pub give_up_at: SystemTime,
+    /// Where its outcome goes, as a REPORT; `None` when read back after a restart (its
+    /// MSRP connection is gone).
+    pub held: Option<Held>,
+}
+
+/// How a spooled chat message's mail is tried again after a temporary failure:
+/// `[smtp.outbound] chat_retry_initial_ms`, doubling up to `chat_retry_max_ms`, until its
+/// give-up time (`chat_give_up_ms` after it was taken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub initial: Duration,
+    pub max: Duration,
+    pub give_up: Duration,
+}
+
+impl Retry {
+    pub fn from_config(config: &SmtpOutboundConfig) -> Self {
+        Self {
+            initial: Duration::from_millis(config.chat_retry_initial_ms.max(1)),
+            max: Duration::from_millis(config.chat_retry_max_ms.max(1)),
+            give_up: Duration::from_millis(config.chat_give_up_ms),
+        }
+    }
+
+    /// The wait after `attempts` failed attempts: doubled each time, at most `max`.
+    fn delay(&self, attempts: u32) -> Duration {
+        let doubled = self
+            .initial
+            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+        doubled.min(self.max)
+    }
+}
+
 /// What a session's task is asked to do after its start.
 enum Command {
-    /// F4: mail this chat message (BB1, BB2) and answer with its MSRP outcome. Boxed:
-    /// the queue's first block of 32 slots is made with the session, slots as large as
-    /// the largest command.
-    Chat {
-        message: Box<ChatMessage>,
-        done: oneshot::Sender<Result<(), Refused>>,
-    },
+    /// F4: mail this chat message (BB1, BB2) and settle it with its outcome. Boxed: the
+    /// queue's first block of 32 slots is made with the session, slots as large as the
+    /// largest command.
+    Chat(Box<Outbound>),
     /// The session is over: the CC2 notification when `notify` says so, then QUIT.
     Close { notify: Notify },
 }
@@ -114,28 +161,15 @@ pub struct ChatMailer {
 }
 
 impl ChatMailer {
-    /// F4 steps 2-4: mails `message` and returns its MSRP outcome: `Ok` once the server
-    /// took the mail (250), else the status that says what failed.
-    pub async fn send(&self, message: ChatMessage) -> Result<(), Refused> {
-        let (done, outcome) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Chat {
-                message: Box::new(message),
-                done,
-            })
-            .await
-            .is_err()
-        {
-            return Err(chat::msrp_status(&chat::channel_gone(
-                "the session's mail side is closed",
-            )));
+    /// F4 steps 2-4: queues the spooled `chat` behind the session's mails before it; its
+    /// outcome settles its `held` reply. `Err` gives it back when the session's mail side
+    /// is closed.
+    pub async fn queue(&self, chat: Outbound) -> Result<(), Box<Outbound>> {
+        match self.commands.send(Command::Chat(Box::new(chat))).await {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(Command::Chat(chat))) => Err(chat),
+            Err(_) => unreachable!("a chat command comes back as sent"),
         }
-        outcome.await.unwrap_or_else(|_| {
-            Err(chat::msrp_status(&chat::channel_gone(
-                "the session's mail side closed before the mail went out",
-            )))
-        })
     }
 }
 
@@ -145,6 +179,8 @@ pub struct Records {
     pub directory: Arc<Directory>,
     pub registry: Arc<Registry>,
     pub store: Arc<Store>,
+    /// Chat messages mailed or not (`iwf_chat_messages_total`).
+    pub stats: Arc<SessionStats>,
 }
 
 /// The sessions with mail state, by key; each entry is the way to its task.
@@ -169,6 +205,7 @@ impl Mailer {
             directory,
             registry,
             store,
+            stats,
         } = records;
         let (outcomes, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -182,6 +219,8 @@ impl Mailer {
             directory,
             registry,
             store,
+            stats,
+            retry: Retry::from_config(config),
         });
         let mailer = Self {
             shared,
@@ -214,19 +253,27 @@ impl Mailer {
     }
 
     /// Session `key` was restored from the store with its thread `stored` (the JSON that
-    /// the task saved): replies find it again, and its next mails continue the thread.
-    /// `Err` when the stored thread cannot be read (no task is started).
+    /// the task saved; none for an F1 session before its first mail) and the chat messages
+    /// `spooled` for it: replies find it again, and its task mails those first, continuing
+    /// the thread. `Err` when the stored thread cannot be read (no task is started).
     pub fn restore(
         &mut self,
         key: SessionKey,
         mail: Box<MailFacts>,
-        stored: &str,
+        stored: Option<&str>,
+        spooled: Vec<Outbound>,
     ) -> Result<(), String> {
-        let record: ThreadRecord =
-            serde_json::from_str(stored).map_err(|e| format!("stored mail thread: {e}"))?;
-        let thread = Thread::restore(&self.shared.router, record);
-        register(&self.shared, &key, &mail, &thread);
-        self.spawn(key, mail, Start::Restored(Box::new(thread)));
+        let thread = match stored {
+            Some(stored) => {
+                let record: ThreadRecord = serde_json::from_str(stored)
+                    .map_err(|e| format!("stored mail thread: {e}"))?;
+                let thread = Thread::restore(&self.shared.router, record);
+                register(&self.shared, &key, &mail, &thread);
+                Some(Box::new(thread))
+            }
+            None => None,
+        };
+        self.spawn(key, mail, Start::Restored { thread, spooled });
         Ok(())
     }
 
@@ -339,10 +386,16 @@ impl Thread {
     }
 
     /// What the store keeps of the thread, for session `mail` (JSON).
-    fn stored(&self, mail: &MailFacts) -> StoredThread {
-        // Strings, vectors and options of them: serialising cannot fail.
-        let json = serde_json::to_string(&self.record()).unwrap_or_default();
-        (mail.session.session_id.clone(), json)
+    fn stored(&self, mail: &MailFacts) -> Option<StoredThread> {
+        let id = &mail.session.session_id;
+        match serde_json::to_string(&self.record()) {
+            Ok(json) => Some((id.clone(), json)),
+            Err(e) => {
+                // Strings, vectors and options of them: not expected; the old row stays.
+                tracing::error!(session = %id, error = %e, "mail thread not serialised");
+                None
+            }
+        }
     }
 
     /// What the store keeps of the thread: all but its channels.
@@ -397,8 +450,11 @@ enum Start {
     Invite,
     /// F1: with nothing; the thread at the first chat mail.
     Accepted,
-    /// After a restart, with the thread stored.
-    Restored(Box<Thread>),
+    /// After a restart, with the thread stored (if any) and the chat messages spooled.
+    Restored {
+        thread: Option<Box<Thread>>,
+        spooled: Vec<Outbound>,
+    },
 }
 
 /// The task of one session: the invitation and its outcome (F2) or nothing (F1), then its
@@ -413,44 +469,27 @@ async fn run(
     outcomes: mpsc::UnboundedSender<Invited>,
     mut commands: mpsc::Receiver<Command>,
 ) {
-    let mut thread: Option<Thread> = match start {
+    let (mut thread, spooled): (Option<Thread>, Vec<Outbound>) = match start {
         Start::Invite => match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
-            Some(invited) => Some(invited),
+            Some(invited) => (Some(invited), Vec::new()),
             None => return,
         },
-        Start::Accepted => None,
-        Start::Restored(thread) => Some(*thread),
+        Start::Accepted => (None, Vec::new()),
+        Start::Restored { thread, spooled } => (thread.map(|t| *t), spooled),
     };
+    for chat in spooled {
+        if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, Box::new(chat))).await {
+            return;
+        }
+    }
     // The sender dropped without a word: the gateway is going away; QUIT only.
     let mut notify = Notify::No;
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Chat { message, done } => {
-                let new = thread.is_none();
-                let outcome = match shared.slots.acquire().await {
-                    Ok(_slot) => {
-                        Box::pin(chat_mail(
-                            &shared,
-                            &key,
-                            &mail.session,
-                            &mut thread,
-                            *message,
-                        ))
-                        .await
-                    }
-                    Err(_) => return,
-                };
-                if let (true, Some(thread)) = (new, &thread) {
-                    register(&shared, &key, &mail, thread);
-                    if let Err(e) = save(&shared, &mail, thread).await {
-                        // The mail went: a restart will not find its replies' session.
-                        tracing::error!(session = %key, error = %e, "mail thread not stored");
-                    }
+            Command::Chat(chat) => {
+                if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, chat)).await {
+                    return;
                 }
-                if let Some(thread) = &mut thread {
-                    Box::pin(keep_or_quit(thread, &key)).await;
-                }
-                let _ = done.send(outcome);
             }
             Command::Close { notify: n } => {
                 notify = n;
@@ -464,6 +503,87 @@ async fn run(
         Box::pin(close(&shared, &mail.session, thread, notify)).await;
     }
     tracing::debug!(session = %key, "mail state freed");
+}
+
+/// One spooled chat message mailed (or failed) in the session's thread, its row out of the
+/// spool and its held reply settled; false when the gateway is going away (it stays).
+async fn mail_chat(
+    shared: &Arc<Shared>,
+    key: &SessionKey,
+    mail: &MailFacts,
+    thread: &mut Option<Thread>,
+    chat: Box<Outbound>,
+) -> bool {
+    let new = thread.is_none();
+    let Some(outcome) = Box::pin(deliver(shared, key, &mail.session, thread, &chat)).await
+    else {
+        return false;
+    };
+    if let (true, Some(thread)) = (new, &thread) {
+        register(shared, key, mail, thread);
+    }
+    if let Some(thread) = thread.as_mut() {
+        Box::pin(keep_or_quit(thread, key)).await;
+    }
+    let Outbound {
+        session_id,
+        msrp_message_id,
+        held,
+        ..
+    } = *chat;
+    // Its row goes with the thread as it now is (the next mail's parent, the
+    // Message-IDs replies correlate with), in one queued write.
+    shared.store.unspool(Unspooled {
+        session_id,
+        msrp_message_id,
+        thread: thread.as_ref().and_then(|t| t.stored(mail)).map(|(_, json)| json),
+    });
+    shared.stats.chat(Direction::ToEmail, outcome.is_ok());
+    if let Some(held) = held {
+        held.settle(match outcome {
+            Ok(()) => Disposition::Delivered,
+            Err(refused) => Disposition::failed(refused.status, refused.comment),
+        });
+    }
+    true
+}
+
+/// F4 steps 2-4 for the spooled `chat`: mailed, refused for good, or tried again after
+/// each temporary failure (back-off, `Retry`) until its give-up time. `None` when the
+/// gateway is going away (the message stays spooled for the next start).
+async fn deliver(
+    shared: &Arc<Shared>,
+    key: &SessionKey,
+    session: &PolicySession,
+    thread: &mut Option<Thread>,
+    chat: &Outbound,
+) -> Option<Result<(), Refused>> {
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let outcome = {
+            let _slot = shared.slots.acquire().await.ok()?;
+            Box::pin(chat_mail(shared, key, session, thread, chat)).await
+        };
+        let failure = match outcome {
+            Ok(()) => return Some(Ok(())),
+            Err(Undelivered::Final(refused)) => return Some(Err(refused)),
+            Err(Undelivered::Transient(failure)) => failure,
+        };
+        let wait = shared.retry.delay(attempts);
+        if SystemTime::now() + wait > chat.give_up_at {
+            tracing::info!(session = %key, attempts, %failure, "chat message given up");
+            return Some(Err(chat::gave_up(&failure, attempts)));
+        }
+        tracing::debug!(session = %key, attempts, ?wait, %failure, "chat mail refused for now: trying again");
+        shared.store.note_retry();
+        shared.registry.record(
+            &session.session_id,
+            Protocol::Smtp,
+            format_args!("chat mail: attempt {attempts} failed for now, again in {wait:?}"),
+        );
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Makes the session findable by its replies (DESIGN "Correlating inbound e-mail"): the
@@ -484,13 +604,6 @@ fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread
     for id in &thread.sent {
         shared.directory.sent(key, &bare(id));
     }
-}
-
-/// Stores `thread` (its correlation keys) for session `mail`; on disk when this returns.
-async fn save(shared: &Shared, mail: &MailFacts, thread: &Thread) -> Result<(), String> {
-    let (id, json) = thread.stored(mail);
-    let saved = shared.store.save_thread(&id, &json).await;
-    saved.map_err(|e| e.to_string())
 }
 
 /// A msg-id without its angle brackets, as inbound mails' references are compared.
@@ -677,6 +790,7 @@ mod tests {
                 directory,
                 registry: Arc::new(Registry::default()),
                 store: Arc::new(Store::open(&StoreSettings::memory()).await.unwrap()),
+                stats: Arc::new(SessionStats::default()),
             },
         );
         let key = SessionKey {
