@@ -285,7 +285,11 @@ impl SmtpOutboundConfig {
         }
         if self.chat_retry_max_ms < self.chat_retry_initial_ms {
             let value = self.chat_retry_max_ms.to_string();
-            return Err(("chat_retry_max_ms", value, "use at least chat_retry_initial_ms"));
+            return Err((
+                "chat_retry_max_ms",
+                value,
+                "use at least chat_retry_initial_ms",
+            ));
         }
         if self.chat_give_up_ms > 7 * 86_400_000 {
             let value = self.chat_give_up_ms.to_string();

@@ -10,11 +10,13 @@
 
 mod common;
 
-use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
+use common::chat::{
+    Gateway, Keys, Sipp, address, client_uri, gateway, gateway_keyed, mails, parse,
+};
 use common::mail::{server, wait_for};
 use common::msrp::{MsrpClient, MsrpListener};
 use common::peers::{self, Peer};
-use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, StartLine, Status};
+use iwf::msrp::{ByteRange, FailureReport, Flag, Frame, Header, Method, Status};
 use iwf::sdp::MsrpUri;
 use std::time::Duration;
 
@@ -35,13 +37,6 @@ fn status_of(frame: &Frame) -> Option<u16> {
         Header::Status(Status { code, .. }) => Some(*code),
         _ => None,
     })
-}
-
-fn response_code(frame: &Frame) -> Option<u16> {
-    match frame.start {
-        StartLine::Response { code, .. } => Some(code),
-        StartLine::Request(_) => None,
-    }
 }
 
 /// sipp offers an F4 session to `rcpt`, `a=setup:active`, its path on a free port with
@@ -376,7 +371,8 @@ async fn f4_three_messages_thread_by_their_contribution_ids_with_a_references_ch
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
+async fn f4_a_mail_the_server_refuses_for_good_gets_200_then_a_failure_report_with_the_smtp_reply()
+{
     require_peers();
     let srv = server(&["--refuse-rcpt", "carol@example.net"]);
     let gw = gateway("auto-accept", &srv);
@@ -390,15 +386,92 @@ async fn f4_a_mail_the_server_refuses_is_answered_403_with_the_smtp_reply() {
             (false, FailureReport::Yes),
         )
         .await;
-    // F4 step 4: RCPT 550 is final: 403, the SMTP reply in the comment.
-    let response = client.expect_frame(WAIT).await;
-    assert_eq!(response.transact_id, sent[0].transact_id);
-    assert_eq!(response_code(&response), Some(403));
-    let comment = match &response.start {
-        StartLine::Response { comment, .. } => comment.clone().unwrap_or_default(),
-        _ => String::new(),
-    };
+    // Issue 15: the 200 says the IWF took the message (it is spooled), not that it went.
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    // F4 step 4: RCPT 550 is final: a failure REPORT (RFC 4975 7.1.2), 403 with the SMTP
+    // reply in the comment, and no second attempt.
+    let report = client.expect_request(Method::Report, WAIT).await;
+    assert_eq!(report.message_id(), Some("carol1"));
+    let status = report.headers.iter().find_map(|h| match h {
+        Header::Status(status) => Some(status.clone()),
+        _ => None,
+    });
+    let status = status.expect("a Status header");
+    assert_eq!(status.code, 403);
+    let comment = status.comment.unwrap_or_default();
     assert!(comment.contains("550"), "{comment}");
     assert!(srv.mails().is_empty());
+    assert_eq!(gw.metric("iwf_spool_retries_total{spool=\"outbound\"}"), 0);
+    assert_ladder_passed(sipp);
+}
+
+/// Issue 15: a mail server that answers 451 for a minute. The message is answered 200 at
+/// once (spooled), tried again with back-off, mailed once the server recovers, and its
+/// Success REPORT follows; the spool is empty again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_a_chat_mail_refused_451_for_a_minute_arrives_after_the_recovery_then_a_success_report()
+{
+    require_peers();
+    let srv = server(&["--refuse-data-for", "60"]);
+    let keys = Keys {
+        outbound: "chat_retry_initial_ms = 500\nchat_retry_max_ms = 4000\n",
+        ..Keys::default()
+    };
+    let gw = gateway_keyed("auto-accept", &srv, keys);
+    let port = common::free_port();
+    let msrp_port = port.to_string();
+    let keys = [
+        ("setup", "active"),
+        ("msrp_port", msrp_port.as_str()),
+        ("client_session", "m1nut3"),
+        ("rcpt", "bob@example.net"),
+        ("privacy", "none"),
+    ];
+    let sipp = Sipp::run_within(&gw, "f4-chat-long.xml", "m1nut3", &keys, "120s");
+    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, "m1nut3"), vec![iwf_uri]).await;
+    let started = std::time::Instant::now();
+    let sent = client
+        .send_message(
+            "late1",
+            "text/plain",
+            b"see you at noon",
+            2048,
+            (true, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    assert!(srv.mails().is_empty(), "answered before any mail was taken");
+    assert_eq!(gw.metric("iwf_spool_depth{spool=\"outbound\"}"), 1);
+
+    let report = client
+        .expect_request(Method::Report, Duration::from_secs(80))
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(report.message_id(), Some("late1"));
+    assert_eq!(status_of(&report), Some(200));
+    assert!(waited >= Duration::from_secs(55), "{waited:?}");
+    let all = mails(&srv, 1);
+    assert!(
+        parse(&all[0].1)
+            .body_text(0)
+            .unwrap()
+            .starts_with("see you at noon")
+    );
+    let refused = srv
+        .record("refused-data")
+        .map_or(0, |r| r["mails"].as_u64().unwrap());
+    assert!(refused >= 5, "attempts refused: {refused}");
+    assert!(gw.metric("iwf_spool_retries_total{spool=\"outbound\"}") >= 5);
+    // The REPORT went after its row left the spool's queue; the commit follows at once.
+    let deadline = std::time::Instant::now() + WAIT;
+    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message stayed spooled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(srv.mails().len(), 1, "mailed once");
     assert_ladder_passed(sipp);
 }

@@ -347,6 +347,50 @@ async fn a_held_message_is_answered_at_once_and_reported_when_settled_or_closed(
     p.client.expect_closed(WAIT).await;
 }
 
+/// `Reply::take` (F4's outbound spool, issue 15): 200 at once and a REPORT when settled,
+/// as held; but a message in custody is still delivered after the session, so neither a
+/// dropped `Held` nor the close says it failed: no failure REPORT, only the close.
+#[tokio::test]
+async fn a_message_taken_into_custody_gets_200_its_report_when_settled_and_no_failure_at_close() {
+    let config = MsrpConfig {
+        disposition_timeout_ms: 5000,
+        ..config()
+    };
+    let mut p = bound_with(config).await;
+    let reports = (true, FailureReport::Yes);
+    let first = p
+        .client
+        .send_message("kept01", "text/plain", b"one", 100, reports)
+        .await;
+    let (_, _, _, reply) = next_message(&mut p.events).await;
+    let taken = reply.take();
+    assert_eq!(p.client.expect_response(&first[0], WAIT).await, 200);
+    taken.settle(Disposition::failed(408, "given up"));
+    let report = p.client.expect_request(Method::Report, WAIT).await;
+    assert_eq!(report.message_id(), Some("kept01"));
+    assert_eq!(report.status().map(|s| s.code), Some(408));
+    // One dropped unsettled, one still in custody at the close: nothing but the close.
+    let mut kept = Vec::new();
+    for id in ["kept02", "kept03"] {
+        let sent = p
+            .client
+            .send_message(id, "text/plain", b"two", 100, DEFAULT_REPORTS)
+            .await;
+        let (_, _, _, reply) = next_message(&mut p.events).await;
+        let taken = reply.take();
+        assert_eq!(p.client.expect_response(&sent[0], WAIT).await, 200);
+        if id == "kept03" {
+            kept.push(taken);
+        }
+    }
+    p.session.close();
+    match p.client.next_frame(WAIT).await {
+        Ok(frame) => panic!("nothing but the close was expected: {frame:?}"),
+        Err(e) => assert!(!matches!(e, NextError::Timeout), "no close: {e:?}"),
+    }
+    drop(kept);
+}
+
 #[tokio::test]
 async fn three_chunks_out_of_order_make_one_message() {
     let mut p = bound().await;

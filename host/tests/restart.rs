@@ -9,13 +9,15 @@
 
 mod common;
 
-use common::chat::{Gateway, Sipp, address, client_uri, durable_gateway, mails, parse};
+use common::chat::{
+    Gateway, Keys, Sipp, address, client_uri, durable_gateway, durable_gateway_keyed, mails, parse,
+};
 use common::mail::server;
 use common::msrp::{MsrpClient, MsrpListener};
 use common::peers::{self, Peer};
 use common::user::{answer, plain, reply, send, swaks};
 use iwf::cpim;
-use iwf::msrp::Method;
+use iwf::msrp::{FailureReport, Method};
 use std::time::{Duration, Instant};
 use tokio::task::block_in_place;
 
@@ -37,6 +39,117 @@ fn wait_for_phase(gw: &Gateway, phase: &str) {
         assert!(Instant::now() < deadline, "no session {phase}: {body}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// An F1 session to bob@example.net played by sipp's `scenario` (the IWF passive), its
+/// chat connected by the MSRP test client and bound (session-id `session`), and live.
+async fn live_chat(gw: &Gateway, scenario: &str, session: &str) -> (Sipp, MsrpClient) {
+    let port = common::free_port();
+    let sipp = Sipp::start(gw, scenario, "active", port, session, "bob@example.net");
+    let (iwf_uri, _) = block_in_place(|| sipp.answer());
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri]).await;
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    block_in_place(|| wait_for_phase(gw, "live"));
+    (sipp, client)
+}
+
+/// Sends one text/plain chat message, no success REPORT asked; its 200 (it is spooled).
+async fn send_chat(client: &mut MsrpClient, message_id: &str, text: &str) {
+    let reports = (false, FailureReport::Yes);
+    let sent = client
+        .send_message(message_id, "text/plain", text.as_bytes(), 2048, reports)
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+}
+
+/// Keys that retry a refused chat mail soon (the server refuses for seconds, not hours).
+const RETRY_SOON: Keys = Keys {
+    msrp: "",
+    outbound: "chat_retry_initial_ms = 300\nchat_retry_max_ms = 1000\n",
+};
+
+/// Waits until the one mail `srv` takes, and a moment more for a copy; its body.
+fn the_one_mail(srv: &common::mail::Server) -> String {
+    let all = mails(srv, 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(srv.mails().len(), 1, "mailed exactly once");
+    parse(&all[0].1).body_text(0).unwrap().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_message_answered_200_survives_kill_9_and_is_mailed_once_after_the_restart() {
+    require_peers();
+    // The server refuses for 6 s: the message is spooled, not mailed, at the crash.
+    let srv = server(&["--refuse-data-for", "6"]);
+    let mut gw = durable_gateway_keyed("auto-accept", &srv, RETRY_SOON);
+    let (sipp, mut client) = live_chat(&gw, "f3-iwf-ends.xml", "sp00l3d").await;
+    send_chat(&mut client, "spooled1", "taken before the crash").await;
+    assert!(srv.mails().is_empty());
+
+    block_in_place(|| gw.kill_and_restart());
+    // The chat connection died with the process: BYE 480 (a re-INVITE is not built).
+    let reason = block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=480"), "{reason}");
+    assert_eq!(gw.metric("iwf_spool_depth{spool=\"outbound\"}"), 1);
+    // The message the IWF answered 200 for is mailed once the server recovers, once.
+    let body = block_in_place(|| the_one_mail(&srv));
+    assert!(body.starts_with("taken before the crash"), "{body}");
+    assert!(block_in_place(|| sipp.passed()), "sipp answered the BYE");
+    let deadline = Instant::now() + WAIT;
+    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
+        assert!(Instant::now() < deadline, "the message stayed spooled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing left: a second restart mails nothing again.
+    block_in_place(|| gw.kill_and_restart());
+    assert_eq!(gw.metric("iwf_spool_depth{spool=\"outbound\"}"), 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(srv.mails().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_closed_with_chat_messages_spooled_keeps_them_across_kill_9() {
+    require_peers();
+    // The CPM side leaves (f4-chat.xml's BYE at 8 s) while the server still refuses.
+    let srv = server(&["--refuse-data-for", "14"]);
+    let mut gw = durable_gateway_keyed("auto-accept", &srv, RETRY_SOON);
+    let (sipp, mut client) = live_chat(&gw, "f4-chat.xml", "cl0s3d").await;
+    send_chat(&mut client, "closed1", "first, still spooled").await;
+    send_chat(&mut client, "closed2", "second, still spooled").await;
+    assert!(block_in_place(|| sipp.passed()), "sipp F4 ladder");
+    // The session is over; its row stays ("closed") for its spooled messages.
+    block_in_place(|| gw.kill_and_restart());
+    assert_eq!(
+        gw.metric("iwf_sessions_recovered_total{phase=\"closed\",outcome=\"mailing\"}"),
+        1
+    );
+    let all = mails(&srv, 2);
+    let bodies: Vec<String> = all
+        .iter()
+        .map(|(_, eml)| parse(eml).body_text(0).unwrap().into_owned())
+        .collect();
+    assert!(bodies[0].starts_with("first, still spooled"), "{bodies:?}");
+    assert!(bodies[1].starts_with("second, still spooled"), "{bodies:?}");
+    // Threaded: the second replies to the first, as before the crash.
+    let first_id = parse(&all[0].1).message_id().unwrap().to_owned();
+    assert_eq!(
+        parse(&all[1].1).in_reply_to().as_text(),
+        Some(first_id.as_str())
+    );
+    // Its last message mailed, the closed session's row goes: the next start finds none.
+    let deadline = Instant::now() + WAIT;
+    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
+        assert!(Instant::now() < deadline, "the messages stayed spooled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    block_in_place(|| gw.kill_and_restart());
+    assert_eq!(
+        gw.metric("iwf_sessions_recovered_total{phase=\"closed\",outcome=\"mailing\"}"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,22 +225,7 @@ async fn a_live_session_after_kill_9_gets_a_bye_whose_reason_says_the_chat_was_l
     require_peers();
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
-    let port = common::free_port();
-    let sipp = Sipp::start(
-        &gw,
-        "f3-iwf-ends.xml",
-        "active",
-        port,
-        "l1v3s3ss",
-        "bob@example.net",
-    );
-    let (iwf_uri, _) = block_in_place(|| sipp.answer());
-    let mut client =
-        MsrpClient::connect(gw.msrp, client_uri(port, "l1v3s3ss"), vec![iwf_uri]).await;
-    let bind = client.empty_send();
-    client.send_frame(&bind).await;
-    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
-    block_in_place(|| wait_for_phase(&gw, "live"));
+    let (sipp, _client) = live_chat(&gw, "f3-iwf-ends.xml", "l1v3s3ss").await;
 
     block_in_place(|| gw.kill_and_restart());
     let reason = block_in_place(|| sipp.bye_reason());

@@ -18,6 +18,8 @@ Run with Debian's /usr/bin/python3 (python3-aiosmtpd is importable by that one o
       [--refuse-greeting]        greet with 554 (5.2.4.2.4 step 3) and take only QUIT
       [--refuse-rcpt ADDR]...    550 5.1.1 at RCPT TO for ADDR (repeatable)
       [--refuse-data]            451 4.3.0 after the message data
+      [--refuse-data-for SECONDS] ... but only for that long after the start (a server that
+                                 recovers); refused-data.json counts the mails refused
       [--delay-mail SECONDS]     wait that long before answering each MAIL FROM
       [--close-after-data]       close the connection (no reply) soon after each accepted mail,
                                  as a server dropping an idle client does
@@ -33,11 +35,13 @@ import itertools
 import json
 import os
 import ssl
+import time
 
 from aiosmtpd.smtp import SMTP
 
 COUNTER = itertools.count(1)
 CONNECTIONS = {"open": 0, "peak": 0, "refused": 0}
+REFUSED_DATA = {"mails": 0}
 
 
 def write_json(directory, name, value):
@@ -67,6 +71,10 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         if self.args.refuse_data:
+            return "451 4.3.0 Try again later"
+        if time.monotonic() < self.args.refuse_data_until:
+            REFUSED_DATA["mails"] += 1
+            write_json(self.args.dir, "refused-data.json", REFUSED_DATA)
             return "451 4.3.0 Try again later"
         n = next(COUNTER)
         with open(os.path.join(self.args.dir, f"mail-{n}.eml"), "wb") as f:
@@ -169,6 +177,7 @@ def main():
     p.add_argument("--refuse-greeting", action="store_true")
     p.add_argument("--refuse-rcpt", action="append", default=[])
     p.add_argument("--refuse-data", action="store_true")
+    p.add_argument("--refuse-data-for", type=float, default=0.0)
     p.add_argument("--delay-mail", type=float, default=0.0)
     p.add_argument("--close-after-data", action="store_true")
     p.add_argument("--max-connections", type=int, default=None)
@@ -179,6 +188,7 @@ def main():
     p.add_argument("--inject-after-starttls", action="store_true")
     args = p.parse_args()
     args.refuse_rcpt = [a.lower() for a in args.refuse_rcpt]
+    args.refuse_data_until = time.monotonic() + args.refuse_data_for
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

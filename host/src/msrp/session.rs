@@ -388,7 +388,9 @@ impl Driver {
                 // now, the outcome goes in a REPORT.
                 let message_id = d.last_chunk.message_id().unwrap_or_default().to_owned();
                 match news {
-                    News::Held(_) => tracing::debug!(%message_id, "MSRP: message held, answering 200"),
+                    News::Held(_) => {
+                        tracing::debug!(%message_id, "MSRP: message held, answering 200")
+                    }
                     _ => tracing::warn!(%message_id, "MSRP: no disposition in time, answering 200"),
                 }
                 d.responded = true;

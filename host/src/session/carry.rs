@@ -17,8 +17,8 @@ use super::mailer::{self, ChatMailer, Outbound};
 use super::registry::{Protocol, Registry};
 use super::replies::{Chat, ChatSessions};
 use super::stats::{Direction, SessionStats};
-use crate::msrp::{self, Disposition, Endpoint, Held, SessionSpec};
 use crate::msrp::Reply;
+use crate::msrp::{self, Disposition, Endpoint, Held, SessionSpec};
 use crate::sdp::msrp::MsrpParams;
 use crate::store::{SpooledChat, Store, Unspooled, unix_ms};
 use std::collections::{HashMap, VecDeque};
@@ -337,7 +337,8 @@ impl Carrier {
         }
         let held = match answer {
             Answer::Now(reply) => {
-                self.ladder.msrp(format_args!("200 sent: spooled for mailing"));
+                self.ladder
+                    .msrp(format_args!("200 sent: spooled for mailing"));
                 reply.take()
             }
             Answer::Held(held) => held,

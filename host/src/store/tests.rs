@@ -159,3 +159,107 @@ async fn closing_commits_what_was_queued_before() {
     let store = Store::open(&in_folder(dir.path())).await.unwrap();
     assert!(store.delivered("a", "m2@example.net").await.unwrap());
 }
+
+fn spooled(session: &str, id: &str, seq: i64) -> SpooledChat {
+    SpooledChat {
+        session_id: session.into(),
+        msrp_message_id: id.into(),
+        seq,
+        content_type: "text/plain".into(),
+        body: format!("text of {id}").into_bytes(),
+        mail_nonce: format!("nonce-{id}"),
+        give_up_at: 1_800_000_000_000,
+    }
+}
+
+fn forget(id: &str) -> Changes {
+    Changes {
+        forgotten: vec![id.into()],
+        ..Changes::default()
+    }
+}
+
+#[tokio::test]
+async fn spooled_chats_come_back_in_order_after_reopening_and_a_message_id_is_spooled_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&in_folder(dir.path())).await.unwrap();
+        store.commit(&row_saved("a")).await.unwrap();
+        store.spool(spooled("a", "m2", 2)).await.unwrap();
+        store.spool(spooled("a", "m1", 1)).await.unwrap();
+        // The same Message-ID again (a SEND taken twice): the first row stays.
+        let again = SpooledChat {
+            body: b"other".to_vec(),
+            ..spooled("a", "m1", 3)
+        };
+        store.spool(again).await.unwrap();
+    }
+    let store = Store::open(&in_folder(dir.path())).await.unwrap();
+    assert_eq!(store.spool_depth().await.unwrap(), 2);
+    let back = store.spooled().await.unwrap();
+    assert_eq!(back, vec![spooled("a", "m1", 1), spooled("a", "m2", 2)]);
+    store.unspool(Unspooled {
+        session_id: "a".into(),
+        msrp_message_id: "m1".into(),
+        thread: Some("{\"sent\":[\"x\"]}".into()),
+    });
+    store.close().await;
+    let store = Store::open(&in_folder(dir.path())).await.unwrap();
+    assert_eq!(store.spooled().await.unwrap(), vec![spooled("a", "m2", 2)]);
+    assert_eq!(
+        store.threads().await.unwrap().get("a").map(String::as_str),
+        Some("{\"sent\":[\"x\"]}"),
+        "the thread as the mail left it"
+    );
+}
+
+#[tokio::test]
+async fn a_session_freed_with_chats_spooled_stays_closed_until_its_last_one_is_unspooled() {
+    let store = Store::open(&StoreSettings::memory()).await.unwrap();
+    let saved = Changes {
+        saved: vec![row("a", "live"), row("b", "live")],
+        threads: vec![("a".into(), "{}".into()), ("b".into(), "{}".into())],
+        ..Changes::default()
+    };
+    store.commit(&saved).await.unwrap();
+    store.spool(spooled("a", "m1", 1)).await.unwrap();
+    store.spool(spooled("a", "m2", 2)).await.unwrap();
+    let both = Changes {
+        forgotten: vec!["a".into(), "b".into()],
+        ..Changes::default()
+    };
+    store.commit(&both).await.unwrap();
+    // b had nothing spooled: gone; a stays, closed, with its thread.
+    let sessions = store.sessions().await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        (sessions[0].id.as_str(), sessions[0].phase.as_str()),
+        ("a", CLOSED)
+    );
+    assert!(store.threads().await.unwrap().contains_key("a"));
+    for id in ["m1", "m2"] {
+        store.unspool(Unspooled {
+            session_id: "a".into(),
+            msrp_message_id: id.into(),
+            thread: Some("{\"after\":true}".into()),
+        });
+        store.commit(&forget("nobody")).await.unwrap(); // behind the queued: flushed
+        let left = store.sessions().await.unwrap().len();
+        assert_eq!(left, usize::from(id == "m1"), "after {id}");
+    }
+    assert!(
+        store.threads().await.unwrap().is_empty(),
+        "no orphan thread"
+    );
+    assert_eq!(store.spool_depth().await.unwrap(), 0);
+    // A live session's last message unspooled: the session stays.
+    store.commit(&row_saved("c")).await.unwrap();
+    store.spool(spooled("c", "m1", 1)).await.unwrap();
+    store.unspool(Unspooled {
+        session_id: "c".into(),
+        msrp_message_id: "m1".into(),
+        thread: None,
+    });
+    store.commit(&forget("nobody")).await.unwrap();
+    assert_eq!(store.sessions().await.unwrap().len(), 1);
+}

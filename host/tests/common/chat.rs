@@ -79,22 +79,39 @@ pub fn gateway(policy: &str, srv: &Server) -> Gateway {
 
 /// As [`gateway`], with more `[msrp]` keys (`key = value\n` lines).
 pub fn gateway_with(policy: &str, srv: &Server, msrp_keys: &str) -> Gateway {
-    start_gateway(policy, srv, msrp_keys, [0; 3])
+    let keys = Keys {
+        msrp: msrp_keys,
+        ..Keys::default()
+    };
+    start_gateway(policy, srv, keys, [0; 3])
+}
+
+/// More keys for the gateway's config, `key = value\n` lines by section.
+#[derive(Default, Clone, Copy)]
+pub struct Keys<'a> {
+    pub msrp: &'a str,
+    pub outbound: &'a str,
+}
+
+/// As [`gateway`], with more keys.
+pub fn gateway_keyed(policy: &str, srv: &Server, keys: Keys) -> Gateway {
+    start_gateway(policy, srv, keys, [0; 3])
 }
 
 /// As [`gateway`], with SIP, MSRP and inbound SMTP on ports chosen once: it can be killed
 /// and restarted with its store ([`Gateway::kill_and_restart`]).
 pub fn durable_gateway(policy: &str, srv: &Server) -> Gateway {
-    let ports = [super::free_port(), super::free_port(), super::free_port()];
-    start_gateway(policy, srv, "", ports)
+    durable_gateway_keyed(policy, srv, Keys::default())
 }
 
-fn start_gateway(
-    policy: &str,
-    srv: &Server,
-    msrp_keys: &str,
-    [sip, msrp, smtp]: [u16; 3],
-) -> Gateway {
+/// As [`durable_gateway`], with more keys.
+pub fn durable_gateway_keyed(policy: &str, srv: &Server, keys: Keys) -> Gateway {
+    let ports = [super::free_port(), super::free_port(), super::free_port()];
+    start_gateway(policy, srv, keys, ports)
+}
+
+fn start_gateway(policy: &str, srv: &Server, keys: Keys, [sip, msrp, smtp]: [u16; 3]) -> Gateway {
+    let (msrp_keys, outbound_keys) = (keys.msrp, keys.outbound);
     let dir = tempfile::tempdir().unwrap();
     let policy_keys = match policy {
         "default" => String::new(),
@@ -108,7 +125,7 @@ fn start_gateway(
              [msrp]\nlisten = \"127.0.0.1:{msrp}\"\nmax_message_size = 4096\nconnect_timeout_ms = 5000\n{msrp_keys}\
              [smtp.inbound]\nlisten = \"127.0.0.1:{smtp}\"\ndomain = \"mail.iwf.test\"\n\
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
-             connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n\
+             connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n{outbound_keys}\
              [policy]\n{policy_keys}\
              [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n",
             srv.port
@@ -171,6 +188,17 @@ impl Sipp {
     /// Runs `tests/sipp/<scenario>` once with `-key` values `keys`; the SDP answer goes to
     /// the file `answer-<name>` (the scenario's `[answer_file]`).
     pub fn run(gw: &Gateway, scenario: &str, name: &str, keys: &[(&str, &str)]) -> Sipp {
+        Sipp::run_within(gw, scenario, name, keys, "30s")
+    }
+
+    /// As [`Sipp::run`], the whole call given up after `timeout` (sipp's `-timeout`).
+    pub fn run_within(
+        gw: &Gateway,
+        scenario: &str,
+        name: &str,
+        keys: &[(&str, &str)],
+        timeout: &str,
+    ) -> Sipp {
         let answer_file = gw.dir.path().join(format!("answer-{name}"));
         let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/sipp")
@@ -187,7 +215,7 @@ impl Sipp {
             .args(["-m", "1", "-t", "u1", "-i", "127.0.0.1", "-p", "0"])
             .args([
                 "-timeout",
-                "30s",
+                timeout,
                 "-timeout_error",
                 "-nostdin",
                 "-trace_err",

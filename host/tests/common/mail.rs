@@ -170,6 +170,12 @@ impl Server {
             .collect()
     }
 
+    /// The record `name.json`, when the server wrote it.
+    pub fn record(&self, name: &str) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.dir.path().join(format!("{name}.json"))).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap())
+    }
+
     /// Each stored mail: its JSON record and the message as received.
     pub fn mails(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
         self.numbered("mail")

@@ -22,9 +22,11 @@ use super::chat::{self, ChatMessage, Refused, Undelivered};
 use super::core::{InvitationOutcome, MailFacts, Notify, SessionKey};
 use super::directory::Directory;
 use super::registry::{Protocol, Registry};
+use super::stats::{Direction, SessionStats};
 use crate::config::SmtpOutboundConfig;
 use crate::mail::header::HeaderError;
 use crate::mail::{AddrSpec, Mailbox, MsgId, compose};
+use crate::msrp::{Disposition, Held};
 use crate::policy::world::{
     self, Additions, ChatContext, Identity, MailKind, Session as PolicySession, SipStatus,
 };
@@ -33,17 +35,15 @@ use crate::sip::cpm::Identities;
 use crate::smtp::{
     self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
 };
-use super::stats::{Direction, SessionStats};
-use crate::msrp::{Disposition, Held};
 use crate::store::{Store, Unspooled};
 use chat_mail::chat_mail;
 use chrono::Utc;
 use closed::close;
+pub use draft::nonce;
 use draft::{
     Addresses, Decisions, Kind, Parent, addresses, chat_message_id, decide, draft, envelope,
     generated_id, invitation_id,
 };
-pub use draft::nonce;
 use invitation::invitation;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -265,8 +265,8 @@ impl Mailer {
     ) -> Result<(), String> {
         let thread = match stored {
             Some(stored) => {
-                let record: ThreadRecord = serde_json::from_str(stored)
-                    .map_err(|e| format!("stored mail thread: {e}"))?;
+                let record: ThreadRecord =
+                    serde_json::from_str(stored).map_err(|e| format!("stored mail thread: {e}"))?;
                 let thread = Thread::restore(&self.shared.router, record);
                 register(&self.shared, &key, &mail, &thread);
                 Some(Box::new(thread))
@@ -515,8 +515,7 @@ async fn mail_chat(
     chat: Box<Outbound>,
 ) -> bool {
     let new = thread.is_none();
-    let Some(outcome) = Box::pin(deliver(shared, key, &mail.session, thread, &chat)).await
-    else {
+    let Some(outcome) = Box::pin(deliver(shared, key, &mail.session, thread, &chat)).await else {
         return false;
     };
     if let (true, Some(thread)) = (new, &thread) {
@@ -536,7 +535,10 @@ async fn mail_chat(
     shared.store.unspool(Unspooled {
         session_id,
         msrp_message_id,
-        thread: thread.as_ref().and_then(|t| t.stored(mail)).map(|(_, json)| json),
+        thread: thread
+            .as_ref()
+            .and_then(|t| t.stored(mail))
+            .map(|(_, json)| json),
     });
     shared.stats.chat(Direction::ToEmail, outcome.is_ok());
     if let Some(held) = held {
@@ -763,6 +765,19 @@ mod tests {
     use super::draft::tests::session;
     use super::*;
     use crate::policy::testing;
+
+    #[test]
+    fn a_refused_chat_mail_waits_twice_as_long_each_time_up_to_the_maximum() {
+        let config = SmtpOutboundConfig {
+            chat_retry_initial_ms: 500,
+            chat_retry_max_ms: 3_000,
+            ..Default::default()
+        };
+        let retry = Retry::from_config(&config);
+        let waits: Vec<u64> = (1..=6).map(|n| retry.delay(n).as_millis() as u64).collect();
+        assert_eq!(waits, [500, 1000, 2000, 3000, 3000, 3000]);
+        assert_eq!(retry.delay(u32::MAX), Duration::from_millis(3_000));
+    }
 
     #[tokio::test]
     async fn an_invitation_past_its_deadline_is_a_temporary_failure_answered_480() {
