@@ -6,8 +6,8 @@
 //!   (a=setup:active, so the IWF answers passive and waits, RFC 6135 4.2); 100; 200 with
 //!   the answer, whose a=path is the IWF's URI; ACK.
 //! - MSRP (RFC 4975) over one TCP connection to that URI: M SENDs of message/cpim
-//!   (~200 bytes, one chunk each), each waiting for its 200, which the IWF sends after
-//!   the mail's 250 (F4); so a message's latency is SEND -> mail sent -> 200.
+//!   (~200 bytes, one chunk each), each waiting for its 200, which the IWF sends once the
+//!   message is committed to its outbound spool (issue 15); the mail follows.
 //! - BYE; 200.
 //!
 //! The rate is whole messages answered 200 over the wall-clock time of the message phase

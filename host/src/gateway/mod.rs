@@ -259,6 +259,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
                 Spool {
                     store: store.clone(),
                     give_up: Duration::from_millis(config.smtp.outbound.chat_give_up_ms),
+                    commit_within: Duration::from_millis(config.msrp.disposition_timeout_ms / 2),
                 },
             ),
             stats.clone(),

@@ -33,6 +33,9 @@ use tokio::sync::{mpsc, watch};
 pub struct Spool {
     pub store: Arc<Store>,
     pub give_up: Duration,
+    /// How long a message's commit may take before it is refused (half of `[msrp]
+    /// disposition_timeout_ms`, so the refusal is the answer, never a 200 at the deadline).
+    pub commit_within: Duration,
 }
 
 /// How much a session may hold before the e-mail user's consent.
@@ -330,7 +333,21 @@ impl Carrier {
             mail_nonce: mail_nonce.clone(),
             give_up_at: unix_ms(give_up_at),
         };
-        if let Err(e) = self.spool.store.spool(row).await {
+        let committed = tokio::time::timeout(self.spool.commit_within, self.spool.store.spool(row));
+        let failed = match committed.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => {
+                // It may still commit: the row's delete is queued behind it.
+                self.spool.store.unspool(Unspooled {
+                    session_id: self.session_id.clone(),
+                    msrp_message_id: raw.message_id.clone(),
+                    thread: None,
+                });
+                Some(format!("no commit within {:?}", self.spool.commit_within))
+            }
+        };
+        if let Some(e) = failed {
             tracing::error!(session = %self.key, error = %e, "chat message not spooled");
             let refused = Refused::new(403, "not taken: the IWF cannot store it now");
             return self.answer(&raw.message_id, answer, refused);
