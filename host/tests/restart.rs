@@ -109,6 +109,105 @@ async fn a_chat_message_answered_200_survives_kill_9_and_is_mailed_once_after_th
     assert_eq!(srv.mails().len(), 1);
 }
 
+/// A number from the OS's randomness (through std's hasher keys), for a test's moment.
+fn random_below(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        % n
+}
+
+/// Issue 15: F4 under load, `kill -9` at a moment chosen at random (printed). Every message
+/// answered 200 is mailed after the restart; a message mailed twice (the crash came
+/// between its mail and the commit of its row's delete) carries the same Message-ID both
+/// times; nothing that was not sent is mailed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
+    require_peers();
+    const TOTAL: usize = 5_000;
+    let srv = server(&[]);
+    let mut gw = durable_gateway("auto-accept", &srv);
+    let (sipp, mut client) = live_chat(&gw, "f3-iwf-ends.xml", "l04d3d").await;
+    let kill_after = Duration::from_millis(500 + random_below(2_500));
+    println!("kill -9 after {kill_after:?} of sending");
+    let pid = gw.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(kill_after);
+        common::chat::signal_process(pid, "KILL");
+    });
+    let mut answered = Vec::new();
+    let mut sent = 0;
+    for n in 0..TOTAL {
+        let text = format!("chat message {n}");
+        let reports = (false, FailureReport::Yes);
+        let chunks = client
+            .send_message(&format!("load{n}"), "text/plain", text.as_bytes(), 2048, reports)
+            .await;
+        sent = n + 1;
+        match client.next_frame(WAIT).await {
+            Ok(frame) if frame.transact_id == chunks[0].transact_id => {
+                assert_eq!(status_code(&frame), Some(200), "{frame:?}");
+                answered.push(n);
+            }
+            Ok(frame) => panic!("not the response to load{n}: {frame:?}"),
+            Err(_) => break, // the gateway is gone
+        }
+    }
+    killer.join().unwrap();
+    assert!(sent < TOTAL, "the kill came after the load");
+    block_in_place(|| {
+        gw.exited(WAIT);
+        gw.start_again();
+    });
+    println!("{} of {sent} sent answered 200 before the kill", answered.len());
+    let reason = block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=480"), "{reason}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
+        assert!(Instant::now() < deadline, "the spool did not empty");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each mail: the message's number and its Message-ID.
+    let mut mailed: std::collections::HashMap<usize, Vec<String>> = Default::default();
+    for (_, eml) in srv.mails() {
+        let mail = parse(&eml);
+        let body = mail.body_text(0).unwrap().into_owned();
+        let Some(n) = body
+            .strip_prefix("chat message ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+        else {
+            continue; // the session's CC2 notification, if the policy sends one
+        };
+        mailed
+            .entry(n)
+            .or_default()
+            .push(mail.message_id().unwrap().to_owned());
+    }
+    let lost: Vec<&usize> = answered.iter().filter(|n| !mailed.contains_key(n)).collect();
+    assert!(lost.is_empty(), "answered 200, never mailed: {lost:?}");
+    assert!(mailed.keys().all(|n| *n < sent), "mailed, never sent");
+    let copies: Vec<(&usize, &Vec<String>)> = mailed.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    for (n, ids) in &copies {
+        assert!(ids.iter().all(|id| id == &ids[0]), "message {n}: copies under other Message-IDs {ids:?}");
+    }
+    println!(
+        "mailed {} messages, {} of them twice (same Message-ID)",
+        mailed.len(),
+        copies.len()
+    );
+}
+
+/// The status code of a response frame.
+fn status_code(frame: &iwf::msrp::Frame) -> Option<u16> {
+    match frame.start {
+        iwf::msrp::StartLine::Response { code, .. } => Some(code),
+        iwf::msrp::StartLine::Request(_) => None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_closed_with_chat_messages_spooled_keeps_them_across_kill_9() {
     require_peers();

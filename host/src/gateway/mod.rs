@@ -228,7 +228,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         user_events.clone(),
         stats.clone(),
         registry.clone(),
-        store.clone(),
     );
     let (smtp_stop, smtp_stopped) = oneshot::channel::<()>();
     let smtp_done = tokio::spawn(crate::smtp::inbound::serve(

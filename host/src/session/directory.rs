@@ -12,7 +12,7 @@
 //! Shared between tasks behind one mutex; every operation is a few map look-ups.
 
 use super::core::{MailFacts, SessionKey};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// What the inbound side knows of one session.
@@ -44,7 +44,14 @@ struct Inner {
     addresses: HashMap<String, usize>,
     /// The Message-IDs each session registered, to forget them with the session.
     ids: HashMap<SessionKey, Vec<String>>,
+    /// The e-mail user's chat mails each session delivered (F5), newest last, at most
+    /// `DELIVERED_KEPT`: a mail its sender sends again is not delivered twice.
+    delivered: HashMap<SessionKey, VecDeque<String>>,
 }
+
+/// Chat mails remembered per session for duplicates. A sender sends a mail again when no
+/// 250 reached it, minutes later at most; older mails are not expected back.
+const DELIVERED_KEPT: usize = 256;
 
 #[derive(Default)]
 pub struct Directory {
@@ -141,6 +148,7 @@ impl Directory {
         for id in inner.ids.remove(key).unwrap_or_default() {
             inner.by_message_id.remove(&id);
         }
+        inner.delivered.remove(key);
         inner.by_token.remove(&entry.facts.session.session_id);
         for our in &entry.ours {
             for user in &entry.users {
@@ -156,6 +164,28 @@ impl Directory {
                 }
             }
         }
+    }
+
+    /// Whether session `key` delivered the e-mail user's mail `message_id` (F5).
+    pub fn delivered(&self, key: &SessionKey, message_id: &str) -> bool {
+        let inner = self.lock();
+        inner
+            .delivered
+            .get(key)
+            .is_some_and(|ids| ids.iter().any(|id| id == message_id))
+    }
+
+    /// Session `key` delivered the e-mail user's mail `message_id` (F5), while it lives.
+    pub fn note_delivered(&self, key: &SessionKey, message_id: &str) {
+        let mut inner = self.lock();
+        if !inner.entries.contains_key(key) {
+            return;
+        }
+        let ids = inner.delivered.entry(key.clone()).or_default();
+        if ids.len() == DELIVERED_KEPT {
+            ids.pop_front();
+        }
+        ids.push_back(message_id.to_owned());
     }
 
     /// RCPT TO: whether `address` is one the live sessions mail from.
@@ -230,6 +260,26 @@ mod tests {
             call_id: n.into(),
             local_tag: "t".into(),
         }
+    }
+
+    #[test]
+    fn a_delivered_mail_is_known_to_its_session_only_within_the_bound_and_until_it_ends() {
+        let d = Directory::default();
+        let ours = ["iwf@mail.example.com"];
+        d.register(&key("a"), &facts("sa"), &ours, &["bob@example.net"]);
+        d.register(&key("b"), &facts("sb"), &ours, &["carol@example.net"]);
+        d.note_delivered(&key("a"), "m0@example.net");
+        assert!(d.delivered(&key("a"), "m0@example.net"));
+        assert!(!d.delivered(&key("b"), "m0@example.net"), "per session");
+        for n in 1..=DELIVERED_KEPT {
+            d.note_delivered(&key("a"), &format!("m{n}@example.net"));
+        }
+        assert!(!d.delivered(&key("a"), "m0@example.net"), "the oldest went");
+        assert!(d.delivered(&key("a"), "m1@example.net"));
+        d.remove(&key("a"));
+        assert!(!d.delivered(&key("a"), "m1@example.net"));
+        d.note_delivered(&key("a"), "m9@example.net");
+        assert!(!d.delivered(&key("a"), "m9@example.net"), "not kept once gone");
     }
 
     #[test]

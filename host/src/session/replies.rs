@@ -22,7 +22,6 @@ use crate::msrp::{FailureReport, MsrpSession, SendError};
 use crate::policy::world::{self, Reply, ReplyAction, SessionPhase};
 use crate::policy::{Decision, PolicyHost};
 use crate::smtp::inbound::{Delivery, EnvelopeSoFar, ReceivedMail, Verdict};
-use crate::store::Store;
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -76,8 +75,6 @@ pub struct Replies {
     stats: Arc<SessionStats>,
     /// The sessions' ladders: each reply, its interpretation and its MSRP SENDs.
     registry: Arc<Registry>,
-    /// The chat mails delivered, by Message-ID: a mail sent again is not delivered twice.
-    store: Arc<Store>,
 }
 
 impl Replies {
@@ -88,7 +85,6 @@ impl Replies {
         core: mpsc::UnboundedSender<UserEvent>,
         stats: Arc<SessionStats>,
         registry: Arc<Registry>,
-        store: Arc<Store>,
     ) -> Self {
         Self {
             directory,
@@ -97,7 +93,6 @@ impl Replies {
             core,
             stats,
             registry,
-            store,
         }
     }
 
@@ -144,21 +139,15 @@ impl Replies {
             );
         };
         let session = &entry.facts.session;
-        // A mail its sender sends again (no 250 reached it before a crash) is not
-        // delivered twice: the same Message-ID in the same session (issue 15).
+        // A mail its sender sends again (no 250 reached it) is not delivered twice: the
+        // same Message-ID in the same session. Kept in memory: a session restarted live
+        // does not exist yet (its chat connection is lost, so it is ended; issue 15).
         let mail_id = mail.message_id.as_deref();
-        if let Some(mail_id) = mail_id {
-            match self.store.delivered(&session.session_id, mail_id).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::info!(session = %entry.key, message_id = %mail_id, "mail delivered before: not sent again");
-                    return Verdict::accepted("already delivered to the chat");
-                }
-                Err(e) => {
-                    tracing::error!(session = %entry.key, error = %e, "store not readable");
-                    return Verdict::try_later("the chat's store cannot be read");
-                }
-            }
+        if let Some(mail_id) = mail_id
+            && self.directory.delivered(&entry.key, mail_id)
+        {
+            tracing::info!(session = %entry.key, message_id = %mail_id, "mail delivered before: not sent again");
+            return Verdict::accepted("already delivered to the chat");
         }
         let (carried, described): (Vec<_>, Vec<_>) = mail
             .attachments
@@ -257,7 +246,7 @@ impl Replies {
             }
         }
         if let Some(mail_id) = mail_id {
-            self.store.note_delivered(&session.session_id, mail_id);
+            self.directory.note_delivered(&entry.key, mail_id);
         }
         Verdict::accepted("delivered to the chat")
     }

@@ -1,8 +1,8 @@
 //! The durable store (`[store]`): what the IWF has acknowledged and must not lose across a
 //! crash, a restart or an upgrade. Today the sessions answered 200 (their dialog, phase and
 //! invitation deadline), their mail threads (addresses and Message-IDs, which replies
-//! correlate with) and the e-mail user's chat mails delivered (a mail sent again is not
-//! delivered twice).
+//! correlate with) and F4's outbound spool (the chat messages answered MSRP 200 and not
+//! mailed yet).
 //!
 //! SQLite through sqlx, in WAL mode with `synchronous = FULL`: a commit is on disk when it
 //! returns, so a 200 OK sent after it names a session that survives `kill -9` and a power
@@ -11,10 +11,9 @@
 //! survives the process).
 //!
 //! Here: the settings, opening (folder, file, pragmas, migrations) and the commit metric.
-//! `sessions`: the session and thread rows; `inbound`: the chat mails delivered (F5), for
-//! duplicates; `outbound`: F4's spool of chat messages to mail; `writer`: the one writer, committing every write queued in one go.
+//! `sessions`: the session and thread rows; `outbound`: F4's spool of chat messages to
+//! mail; `writer`: the one writer, committing every write queued in one go.
 
-mod inbound;
 mod outbound;
 mod sessions;
 mod writer;
@@ -117,16 +116,12 @@ impl StoreError {
 }
 
 /// One write, for the writer's next commit (`writer`); its statements are beside its
-/// tables' (`sessions`, `inbound`).
+/// tables' (`sessions`, `outbound`).
 enum Write {
     Changes(Changes),
     Thread {
         id: String,
         state: String,
-    },
-    Delivered {
-        session_id: String,
-        message_id: String,
     },
     Spool(Box<SpooledChat>),
     Unspool(Box<Unspooled>),

@@ -2,8 +2,9 @@
 //! committed here before its MSRP 200, and leaves once its mail is taken, refused for
 //! good, or given up. Rows are read back in order at start, their session's mails resumed.
 
-use super::sessions::{CLOSED, forget_unless_spooled, upsert_thread};
+use super::sessions::CLOSED;
 use super::{Store, StoreError, Write};
+use sqlx::{QueryBuilder, Sqlite};
 use std::sync::atomic::Ordering;
 
 /// A chat message the IWF took responsibility for (it answered MSRP 200).
@@ -91,61 +92,121 @@ impl Store {
     }
 }
 
-/// Writes `chat` in the transaction `tx`.
-pub(super) async fn write_spool(
+/// Rows per statement: binds stay far below SQLite's (32,766) and PostgreSQL's (65,535).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Writes `chats` in the transaction `tx`: one statement for many rows (the writer's whole
+/// batch), a row spooled already left as it was.
+pub(super) async fn write_spools(
     tx: &mut sqlx::SqliteConnection,
-    chat: &SpooledChat,
+    chats: &[&SpooledChat],
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbound_chats \
-             (session_id, msrp_message_id, seq, content_type, body, mail_nonce, give_up_at, taken_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (session_id, msrp_message_id) DO NOTHING",
-    )
-    .bind(&chat.session_id)
-    .bind(&chat.msrp_message_id)
-    .bind(chat.seq)
-    .bind(&chat.content_type)
-    .bind(&chat.body)
-    .bind(&chat.mail_nonce)
-    .bind(chat.give_up_at)
-    .bind(now)
-    .execute(tx)
-    .await
-    .map_err(StoreError::query("spooling a chat message"))?;
+    for rows in chats.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbound_chats \
+             (session_id, msrp_message_id, seq, content_type, body, mail_nonce, give_up_at, taken_at) ",
+        );
+        insert.push_values(rows, |mut row, chat| {
+            row.push_bind(&chat.session_id)
+                .push_bind(&chat.msrp_message_id)
+                .push_bind(chat.seq)
+                .push_bind(&chat.content_type)
+                .push_bind(&chat.body)
+                .push_bind(&chat.mail_nonce)
+                .push_bind(chat.give_up_at)
+                .push_bind(now);
+        });
+        insert.push(" ON CONFLICT (session_id, msrp_message_id) DO NOTHING");
+        insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("spooling chat messages"))?;
+    }
     Ok(())
 }
 
-/// Writes `done` in the transaction `tx`: the row out, the thread as it now is, and a
-/// closed session's row and thread out after its last message.
-pub(super) async fn write_unspool(
+/// Writes `done` in the transaction `tx`, after everything else of the batch: the rows
+/// out, each session's thread as its last mail left it, and the sessions freed before
+/// whose last message this was out too (row and thread). A few statements for the batch.
+pub(super) async fn write_unspools(
     tx: &mut sqlx::SqliteConnection,
-    done: &Unspooled,
+    done: &[&Unspooled],
     now: i64,
 ) -> Result<(), StoreError> {
-    let id = &done.session_id;
-    sqlx::query("DELETE FROM outbound_chats WHERE session_id = $1 AND msrp_message_id = $2")
-        .bind(id)
-        .bind(&done.msrp_message_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query("unspooling a chat message"))?;
-    if let Some(thread) = &done.thread {
-        upsert_thread(id, thread, now)
+    for rows in done.chunks(ROWS_PER_STATEMENT) {
+        let mut delete = QueryBuilder::<Sqlite>::new(
+            "DELETE FROM outbound_chats WHERE (session_id, msrp_message_id) IN (",
+        );
+        delete.push_values(rows, |mut row, done| {
+            row.push_bind(&done.session_id)
+                .push_bind(&done.msrp_message_id);
+        });
+        delete.push(")");
+        delete
+            .build()
             .execute(&mut *tx)
             .await
-            .map_err(StoreError::query("saving a mail thread"))?;
+            .map_err(StoreError::query("unspooling chat messages"))?;
     }
-    let (closed,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE id = $1 AND phase = $2")
-            .bind(id)
-            .bind(CLOSED)
-            .fetch_one(&mut *tx)
+    // The last thread of each session (one upsert may not touch a row twice).
+    let mut threads: Vec<(&str, &str)> = Vec::new();
+    for done in done.iter().rev() {
+        if let Some(thread) = &done.thread
+            && !threads.iter().any(|(id, _)| *id == done.session_id)
+        {
+            threads.push((&done.session_id, thread));
+        }
+    }
+    for rows in threads.chunks(ROWS_PER_STATEMENT) {
+        let mut upsert =
+            QueryBuilder::<Sqlite>::new("INSERT INTO mail_threads (session_id, state, updated_at) ");
+        upsert.push_values(rows, |mut row, (id, thread)| {
+            row.push_bind(*id).push_bind(*thread).push_bind(now);
+        });
+        upsert.push(
+            " ON CONFLICT (session_id) DO UPDATE SET \
+             state = excluded.state, updated_at = excluded.updated_at",
+        );
+        upsert
+            .build()
+            .execute(&mut *tx)
             .await
-            .map_err(StoreError::query("reading a session's phase"))?;
-    if closed > 0 {
-        forget_unless_spooled(tx, id).await?;
+            .map_err(StoreError::query("saving mail threads"))?;
+    }
+    let mut sessions: Vec<&str> = done.iter().map(|d| d.session_id.as_str()).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    for ids in sessions.chunks(ROWS_PER_STATEMENT) {
+        let mut closed = QueryBuilder::<Sqlite>::new("DELETE FROM sessions WHERE phase = ");
+        closed.push_bind(CLOSED).push(" AND id IN (");
+        let mut list = closed.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        closed.push(
+            ") AND NOT EXISTS \
+             (SELECT 1 FROM outbound_chats WHERE outbound_chats.session_id = sessions.id)",
+        );
+        closed
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("deleting closed sessions"))?;
+        // Their threads, now that their rows are gone (a live session's stays).
+        let mut orphans =
+            QueryBuilder::<Sqlite>::new("DELETE FROM mail_threads WHERE session_id IN (");
+        let mut list = orphans.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        orphans.push(") AND NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = mail_threads.session_id)");
+        orphans
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("deleting closed sessions' threads"))?;
     }
     Ok(())
 }

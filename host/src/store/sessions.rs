@@ -103,11 +103,6 @@ pub(super) async fn write_changes(
         .await
         .map_err(StoreError::query("closing a session with spooled chats"))?;
         forget_unless_spooled(tx, id).await?;
-        sqlx::query("DELETE FROM inbound_mails WHERE session_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("deleting a session's inbound mails"))?;
     }
     Ok(())
 }
@@ -116,7 +111,7 @@ pub(super) async fn write_changes(
 pub const CLOSED: &str = "closed";
 
 /// Deletes session `id`'s row and thread, unless chat messages of its are still spooled.
-pub(super) async fn forget_unless_spooled(
+async fn forget_unless_spooled(
     tx: &mut sqlx::SqliteConnection,
     id: &str,
 ) -> Result<(), StoreError> {

@@ -1,11 +1,10 @@
-//! The store's one writer: every write (a turn's session changes, a mail thread, an inbound
-//! mail delivered) is queued here, and whatever is queued when a commit starts goes in
+//! The store's one writer: every write (a turn's session changes, a mail thread, a chat
+//! message spooled or unspooled) is queued here, and whatever is queued when a commit starts goes in
 //! that commit, one transaction and one sync of the WAL for all (group commit). SQLite
 //! takes one writer at a time anyway; many small commits each waiting for the write lock
 //! and for its own sync are what this avoids.
 
-use super::inbound::write_delivered;
-use super::outbound::{write_spool, write_unspool};
+use super::outbound::{write_spools, write_unspools};
 use super::sessions::{upsert_thread, write_changes};
 use super::{Queued, StoreError, Write, unix_ms};
 use crate::metrics::Histogram;
@@ -57,6 +56,18 @@ async fn commit(pool: &SqlitePool, batch: &[Queued]) -> Result<(), StoreError> {
         .begin()
         .await
         .map_err(StoreError::query("beginning a commit"))?;
+    // The spooled chat messages first, the unspooled ones last, each in one statement: a
+    // session freed in this batch sees the messages spooled in it (it stays, closed), and
+    // a closed session whose last message leaves in it goes.
+    let (mut spools, mut unspools) = (Vec::new(), Vec::new());
+    for queued in batch {
+        match &queued.write {
+            Write::Spool(chat) => spools.push(&**chat),
+            Write::Unspool(done) => unspools.push(&**done),
+            _ => {}
+        }
+    }
+    write_spools(&mut tx, &spools, now).await?;
     for queued in batch {
         match &queued.write {
             Write::Changes(changes) => write_changes(&mut tx, changes, now).await?,
@@ -66,13 +77,9 @@ async fn commit(pool: &SqlitePool, batch: &[Queued]) -> Result<(), StoreError> {
                     .await
                     .map_err(StoreError::query("saving a mail thread"))?;
             }
-            Write::Delivered {
-                session_id,
-                message_id,
-            } => write_delivered(&mut tx, session_id, message_id, now).await?,
-            Write::Spool(chat) => write_spool(&mut tx, chat, now).await?,
-            Write::Unspool(done) => write_unspool(&mut tx, done, now).await?,
+            Write::Spool(_) | Write::Unspool(_) => {}
         }
     }
+    write_unspools(&mut tx, &unspools, now).await?;
     tx.commit().await.map_err(StoreError::query("committing"))
 }

@@ -33,13 +33,14 @@ impl Gateway {
 
     /// Sends the gateway `signal` (`TERM`, `KILL`).
     pub fn signal(&self, signal: &str) {
-        let pid = self.process.id().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -{signal} {pid}");
+        signal_process(self.process.id(), signal);
     }
+
+    /// The process id, to signal from elsewhere ([`signal_process`]).
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
 
     /// Waits up to `within` for the process to exit; its status.
     pub fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
@@ -69,6 +70,15 @@ impl Gateway {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// `kill -<signal> <pid>`.
+pub fn signal_process(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
 }
 
 /// The gateway with `policy` ("auto-accept": F1; "default": F2), mailing through `srv`,
