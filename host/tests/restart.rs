@@ -142,7 +142,13 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
         let text = format!("chat message {n}");
         let reports = (false, FailureReport::Yes);
         let chunks = client
-            .send_message(&format!("load{n}"), "text/plain", text.as_bytes(), 2048, reports)
+            .send_message(
+                &format!("load{n}"),
+                "text/plain",
+                text.as_bytes(),
+                2048,
+                reports,
+            )
             .await;
         sent = n + 1;
         match client.next_frame(WAIT).await {
@@ -160,7 +166,10 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
         gw.exited(WAIT);
         gw.start_again();
     });
-    println!("{} of {sent} sent answered 200 before the kill", answered.len());
+    println!(
+        "{} of {sent} sent answered 200 before the kill",
+        answered.len()
+    );
     let reason = block_in_place(|| sipp.bye_reason());
     assert!(reason.contains("cause=480"), "{reason}");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -186,12 +195,19 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
             .or_default()
             .push(mail.message_id().unwrap().to_owned());
     }
-    let lost: Vec<&usize> = answered.iter().filter(|n| !mailed.contains_key(n)).collect();
+    let lost: Vec<&usize> = answered
+        .iter()
+        .filter(|n| !mailed.contains_key(n))
+        .collect();
     assert!(lost.is_empty(), "answered 200, never mailed: {lost:?}");
     assert!(mailed.keys().all(|n| *n < sent), "mailed, never sent");
-    let copies: Vec<(&usize, &Vec<String>)> = mailed.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    let copies: Vec<(&usize, &Vec<String>)> =
+        mailed.iter().filter(|(_, ids)| ids.len() > 1).collect();
     for (n, ids) in &copies {
-        assert!(ids.iter().all(|id| id == &ids[0]), "message {n}: copies under other Message-IDs {ids:?}");
+        assert!(
+            ids.iter().all(|id| id == &ids[0]),
+            "message {n}: copies under other Message-IDs {ids:?}"
+        );
     }
     println!(
         "mailed {} messages, {} of them twice (same Message-ID)",

@@ -279,7 +279,10 @@ mod tests {
         d.remove(&key("a"));
         assert!(!d.delivered(&key("a"), "m1@example.net"));
         d.note_delivered(&key("a"), "m9@example.net");
-        assert!(!d.delivered(&key("a"), "m9@example.net"), "not kept once gone");
+        assert!(
+            !d.delivered(&key("a"), "m9@example.net"),
+            "not kept once gone"
+        );
     }
 
     #[test]

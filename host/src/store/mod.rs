@@ -119,10 +119,7 @@ impl StoreError {
 /// tables' (`sessions`, `outbound`).
 enum Write {
     Changes(Changes),
-    Thread {
-        id: String,
-        state: String,
-    },
+    Thread { id: String, state: String },
     Spool(Box<SpooledChat>),
     Unspool(Box<Unspooled>),
 }

@@ -160,8 +160,9 @@ pub(super) async fn write_unspools(
         }
     }
     for rows in threads.chunks(ROWS_PER_STATEMENT) {
-        let mut upsert =
-            QueryBuilder::<Sqlite>::new("INSERT INTO mail_threads (session_id, state, updated_at) ");
+        let mut upsert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO mail_threads (session_id, state, updated_at) ",
+        );
         upsert.push_values(rows, |mut row, (id, thread)| {
             row.push_bind(*id).push_bind(*thread).push_bind(now);
         });
@@ -201,7 +202,9 @@ pub(super) async fn write_unspools(
         for id in ids {
             list.push_bind(*id);
         }
-        orphans.push(") AND NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = mail_threads.session_id)");
+        orphans.push(
+            ") AND NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id = mail_threads.session_id)",
+        );
         orphans
             .build()
             .execute(&mut *tx)

@@ -41,7 +41,6 @@ impl Gateway {
         self.process.id()
     }
 
-
     /// Waits up to `within` for the process to exit; its status.
     pub fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;

@@ -440,7 +440,7 @@ pub(super) mod tests {
         }
     }
 
-    fn decisions() -> Decisions {
+    pub(in crate::session::mailer) fn decisions() -> Decisions {
         Decisions {
             user: Some(wmailbox(Some("Alice"), "alice@mail.example.com")),
             anonymous: None,

@@ -409,7 +409,7 @@ impl Thread {
                 .collect(),
             addresses: self.addresses.clone(),
             subject: self.subject.clone(),
-            sent: self.sent.clone(),
+            sent: self.sent[self.sent.len().saturating_sub(STORED_SENT)..].to_vec(),
             last: self.last.clone(),
             chats: self.chats,
         }
@@ -431,8 +431,14 @@ impl Thread {
     }
 }
 
+/// The Message-IDs a stored thread keeps, the newest: the record is written again at each
+/// chat mail, and a long chat must not make that write grow with it. A reply to an older
+/// mail still finds its session by the session token in a generated Message-ID, or by
+/// its addresses.
+const STORED_SENT: usize = 32;
+
 /// A session's thread as stored (`store`, JSON): the correlation keys of its replies
-/// (addresses, Message-IDs) and what its next mail continues.
+/// (addresses, the newest Message-IDs) and what its next mail continues.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ThreadRecord {
     from: Option<AddrSpec>,
@@ -765,6 +771,31 @@ mod tests {
     use super::draft::tests::session;
     use super::*;
     use crate::policy::testing;
+
+    #[test]
+    fn a_stored_thread_keeps_only_the_newest_message_ids() {
+        let s = session();
+        let a = addresses(&s, &super::draft::tests::decisions()).unwrap();
+        let config = SmtpOutboundConfig {
+            smart_host: Some("127.0.0.1:25".into()),
+            ..Default::default()
+        };
+        let router = Router::new(&config).unwrap();
+        let mut thread = Thread::new(&router, a.clone(), envelope(&a, None), None);
+        for n in 0..100 {
+            let id = MsgId::new(&format!("m{n}"), "example.com").unwrap();
+            thread.sent(id, Vec::new());
+        }
+        let record = thread.record();
+        assert_eq!(record.sent.len(), STORED_SENT);
+        let first = format!("<m{}@example.com>", 100 - STORED_SENT);
+        assert_eq!(record.sent[0].to_string(), first);
+        assert_eq!(
+            record.sent[STORED_SENT - 1].to_string(),
+            "<m99@example.com>"
+        );
+        assert_eq!(thread.sent.len(), 100, "the live thread keeps them all");
+    }
 
     #[test]
     fn a_refused_chat_mail_waits_twice_as_long_each_time_up_to_the_maximum() {
