@@ -197,6 +197,9 @@ pub struct SmtpOutboundConfig {
     pub chat_retry_initial_ms: u64,
     pub chat_retry_max_ms: u64,
     pub chat_give_up_ms: u64,
+    /// A session's chat messages waiting for their mail (queued, or being tried again), at
+    /// most; one more is refused 403 until the mail server takes some.
+    pub chat_max_waiting: usize,
 }
 
 impl Default for SmtpOutboundConfig {
@@ -223,6 +226,7 @@ impl Default for SmtpOutboundConfig {
             // A chat message older than an hour is no longer a chat (Postfix keeps mail
             // five days; a person waiting on a reply does not).
             chat_give_up_ms: 3_600_000,
+            chat_max_waiting: 64,
         }
     }
 }
@@ -294,6 +298,10 @@ impl SmtpOutboundConfig {
         if self.chat_give_up_ms > 7 * 86_400_000 {
             let value = self.chat_give_up_ms.to_string();
             return Err(("chat_give_up_ms", value, "use 0 to 604800000 (seven days)"));
+        }
+        if !(1..=10_000).contains(&self.chat_max_waiting) {
+            let value = self.chat_max_waiting.to_string();
+            return Err(("chat_max_waiting", value, "use 1 to 10000"));
         }
         if !(1..=100_000).contains(&self.max_mail_operations) {
             let value = self.max_mail_operations.to_string();
@@ -682,6 +690,13 @@ mod tests {
                 "max_idle_channels_per_destination = 40",
                 "max_idle_channels_per_destination",
             ),
+            ("chat_retry_initial_ms = 0", "chat_retry_initial_ms"),
+            (
+                "chat_retry_initial_ms = 5000\nchat_retry_max_ms = 1000",
+                "chat_retry_max_ms",
+            ),
+            ("chat_give_up_ms = 604800001", "chat_give_up_ms"),
+            ("chat_max_waiting = 0", "chat_max_waiting"),
         ] {
             let e = Config::parse(&format!("[smtp.outbound]\n{text}\n"), Path::new("gw.toml"))
                 .unwrap_err()

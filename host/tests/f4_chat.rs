@@ -475,3 +475,46 @@ async fn f4_a_chat_mail_refused_451_for_a_minute_arrives_after_the_recovery_then
     assert_eq!(srv.mails().len(), 1, "mailed once");
     assert_ladder_passed(sipp);
 }
+
+/// `[smtp.outbound] chat_max_waiting`: while the mail server refuses, a session's chat
+/// messages wait, at most that many; one more is refused 403 before it is taken (no 200 is
+/// given for what the gateway will not hold), and the ones taken are mailed later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_beyond_chat_max_waiting_a_message_is_refused_403_and_those_taken_are_mailed() {
+    require_peers();
+    let srv = server(&["--refuse-data-for", "3"]);
+    let keys = Keys {
+        outbound: "chat_retry_initial_ms = 500\nchat_retry_max_ms = 1000\nchat_max_waiting = 2\n",
+        ..Keys::default()
+    };
+    let gw = gateway_keyed("auto-accept", &srv, keys);
+    let (sipp, _, _, mut client) = offered_active(&gw, "w41t1ng", "bob@example.net").await;
+    let mut codes = Vec::new();
+    for n in 1..=3 {
+        let sent = client
+            .send_message(
+                &format!("wait{n}"),
+                "text/plain",
+                format!("waiting {n}").as_bytes(),
+                2048,
+                (false, FailureReport::Yes),
+            )
+            .await;
+        codes.push(client.expect_response(&sent[0], WAIT).await);
+    }
+    assert_eq!(codes, [200, 200, 403]);
+    let all = mails(&srv, 2);
+    let bodies: Vec<String> = all
+        .iter()
+        .map(|(_, eml)| parse(eml).body_text(0).unwrap().into_owned())
+        .collect();
+    assert!(bodies[0].starts_with("waiting 1"), "{bodies:?}");
+    assert!(bodies[1].starts_with("waiting 2"), "{bodies:?}");
+    assert_ladder_passed(sipp);
+    let refused_mailed = srv.mails().iter().any(|(_, eml)| {
+        parse(eml)
+            .body_text(0)
+            .is_some_and(|b| b.starts_with("waiting 3"))
+    });
+    assert!(!refused_mailed, "the refused one is not mailed");
+}

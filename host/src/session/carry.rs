@@ -322,6 +322,12 @@ impl Carrier {
             let refused = chat::unmapped("the session has no mail side");
             return self.answer(&raw.message_id, answer, refused);
         };
+        if let Err(waiting) = mailer.room() {
+            let why = format!(
+                "not taken: {waiting} message(s) of this chat already wait for the mail server"
+            );
+            return self.answer(&raw.message_id, answer, Refused::new(403, why));
+        }
         let mail_nonce = mailer::nonce();
         let give_up_at = SystemTime::now() + self.spool.give_up;
         let row = SpooledChat {

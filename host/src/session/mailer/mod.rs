@@ -47,11 +47,9 @@ use draft::{
 use invitation::invitation;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, mpsc};
-
-/// Commands queued for one session's task; a chat message waits behind the invitation.
-const COMMAND_QUEUE: usize = 64;
 
 /// What the mail tasks share: the policy, where mail goes, how the client talks.
 struct Shared {
@@ -73,6 +71,8 @@ struct Shared {
     store: Arc<Store>,
     stats: Arc<SessionStats>,
     retry: Retry,
+    /// `chat_max_waiting`: a session's chat messages queued or being mailed, at most.
+    max_waiting: usize,
 }
 
 /// The outcome of a session's invitation, with the policy's invitation expiry (F3: no
@@ -158,16 +158,42 @@ enum Command {
 #[derive(Clone)]
 pub struct ChatMailer {
     commands: mpsc::Sender<Command>,
+    /// Its chat messages queued or being mailed, at most `max_waiting`.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+}
+
+/// One session's task, as the mailer reaches it.
+struct Task {
+    commands: mpsc::Sender<Command>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl ChatMailer {
+    /// Whether the session may queue one more chat message (`[smtp.outbound]
+    /// chat_max_waiting`: a mail server refusing for an hour must not make the session
+    /// hold an hour of chat in memory); `Err` says how many wait. Asked before the message
+    /// is spooled, by its one sender, so the queue then has room.
+    pub fn room(&self) -> Result<(), usize> {
+        let waiting = self.waiting.load(Ordering::Acquire);
+        if waiting < self.max_waiting {
+            Ok(())
+        } else {
+            Err(waiting)
+        }
+    }
+
     /// F4 steps 2-4: queues the spooled `chat` behind the session's mails before it; its
     /// outcome settles its `held` reply. `Err` gives it back when the session's mail side
     /// is closed.
     pub async fn queue(&self, chat: Outbound) -> Result<(), Box<Outbound>> {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
         match self.commands.send(Command::Chat(Box::new(chat))).await {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(Command::Chat(chat))) => Err(chat),
+            Err(mpsc::error::SendError(Command::Chat(chat))) => {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                Err(chat)
+            }
             Err(_) => unreachable!("a chat command comes back as sent"),
         }
     }
@@ -186,7 +212,7 @@ pub struct Records {
 /// The sessions with mail state, by key; each entry is the way to its task.
 pub struct Mailer {
     shared: Arc<Shared>,
-    sessions: HashMap<SessionKey, mpsc::Sender<Command>>,
+    sessions: HashMap<SessionKey, Task>,
     outcomes: mpsc::UnboundedSender<Invited>,
 }
 
@@ -221,6 +247,7 @@ impl Mailer {
             store,
             stats,
             retry: Retry::from_config(config),
+            max_waiting: config.chat_max_waiting,
         });
         let mailer = Self {
             shared,
@@ -278,18 +305,27 @@ impl Mailer {
     }
 
     fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, start: Start) {
-        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
-        if self.sessions.insert(key.clone(), commands).is_some() {
+        // Room for every chat message allowed to wait, and the close behind them.
+        let (commands, receiver) = mpsc::channel(self.shared.max_waiting + 1);
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let task = Task {
+            commands,
+            waiting: waiting.clone(),
+        };
+        if self.sessions.insert(key.clone(), task).is_some() {
             tracing::warn!(session = %key, "a second start for one session: the first one's mail state is dropped");
         }
         let (shared, outcomes) = (self.shared.clone(), self.outcomes.clone());
-        tokio::spawn(run(shared, key, mail, start, outcomes, receiver));
+        let channels = (outcomes, receiver, waiting);
+        tokio::spawn(run(shared, key, mail, start, channels));
     }
 
     /// The way to session `key`'s task for its chat messages (F4), while it has one.
     pub fn chat(&self, key: &SessionKey) -> Option<ChatMailer> {
-        self.sessions.get(key).map(|commands| ChatMailer {
-            commands: commands.clone(),
+        self.sessions.get(key).map(|task| ChatMailer {
+            commands: task.commands.clone(),
+            waiting: task.waiting.clone(),
+            max_waiting: self.shared.max_waiting,
         })
     }
 
@@ -305,10 +341,10 @@ impl Mailer {
     /// and the policy wants one, then QUITs, once the mails before are done.
     pub fn closed(&mut self, key: &SessionKey, notify: Notify) {
         match self.sessions.remove(key) {
-            Some(commands) => {
+            Some(task) => {
                 // A full queue or a task already gone: dropping the sender ends the task
                 // after its queue, with QUIT only.
-                let _ = commands.try_send(Command::Close { notify });
+                let _ = task.commands.try_send(Command::Close { notify });
             }
             None => tracing::debug!(session = %key, "session closed without mail state"),
         }
@@ -472,8 +508,11 @@ async fn run(
     key: SessionKey,
     mail: Box<MailFacts>,
     start: Start,
-    outcomes: mpsc::UnboundedSender<Invited>,
-    mut commands: mpsc::Receiver<Command>,
+    (outcomes, mut commands, waiting): (
+        mpsc::UnboundedSender<Invited>,
+        mpsc::Receiver<Command>,
+        Arc<AtomicUsize>,
+    ),
 ) {
     let (mut thread, spooled): (Option<Thread>, Vec<Outbound>) = match start {
         Start::Invite => match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
@@ -496,6 +535,7 @@ async fn run(
                 if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, chat)).await {
                     return;
                 }
+                waiting.fetch_sub(1, Ordering::AcqRel);
             }
             Command::Close { notify: n } => {
                 notify = n;
