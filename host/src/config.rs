@@ -198,7 +198,8 @@ pub struct SmtpOutboundConfig {
     pub chat_retry_max_ms: u64,
     pub chat_give_up_ms: u64,
     /// A session's chat messages waiting for their mail (queued, or being tried again), at
-    /// most; one more is refused 403 until the mail server takes some.
+    /// most; one more waits for room before its 200, and is refused 403 if none comes
+    /// within half of `[msrp] disposition_timeout_ms`.
     pub chat_max_waiting: usize,
 }
 

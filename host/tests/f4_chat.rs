@@ -477,25 +477,27 @@ async fn f4_a_chat_mail_refused_451_for_a_minute_arrives_after_the_recovery_then
 }
 
 /// `[smtp.outbound] chat_max_waiting`: while the mail server refuses, a session's chat
-/// messages wait, at most that many; one more is refused 403 before it is taken (no 200 is
-/// given for what the gateway will not hold), and the ones taken are mailed later.
+/// messages wait, at most that many; one more waits for room before its 200 and, none
+/// coming within half of `disposition_timeout_ms`, is refused 403 (no 200 for what the
+/// gateway will not hold). Once the server takes the waiting ones, there is room again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn f4_beyond_chat_max_waiting_a_message_is_refused_403_and_those_taken_are_mailed() {
+async fn f4_beyond_chat_max_waiting_a_message_waits_for_room_then_is_refused_403() {
     require_peers();
     let srv = server(&["--refuse-data-for", "3"]);
     let keys = Keys {
+        msrp: "disposition_timeout_ms = 2000\n",
         outbound: "chat_retry_initial_ms = 500\nchat_retry_max_ms = 1000\nchat_max_waiting = 2\n",
-        ..Keys::default()
     };
     let gw = gateway_keyed("auto-accept", &srv, keys);
     let (sipp, _, _, mut client) = offered_active(&gw, "w41t1ng", "bob@example.net").await;
     let mut codes = Vec::new();
     for n in 1..=3 {
+        let text = format!("waiting {n}");
         let sent = client
             .send_message(
                 &format!("wait{n}"),
                 "text/plain",
-                format!("waiting {n}").as_bytes(),
+                text.as_bytes(),
                 2048,
                 (false, FailureReport::Yes),
             )
@@ -510,6 +512,24 @@ async fn f4_beyond_chat_max_waiting_a_message_is_refused_403_and_those_taken_are
         .collect();
     assert!(bodies[0].starts_with("waiting 1"), "{bodies:?}");
     assert!(bodies[1].starts_with("waiting 2"), "{bodies:?}");
+    // The server took them: room again.
+    let sent = client
+        .send_message(
+            "wait4",
+            "text/plain",
+            b"waiting 4",
+            2048,
+            (false, FailureReport::Yes),
+        )
+        .await;
+    assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    let all = mails(&srv, 3);
+    assert!(
+        parse(&all[2].1)
+            .body_text(0)
+            .unwrap()
+            .starts_with("waiting 4")
+    );
     assert_ladder_passed(sipp);
     let refused_mailed = srv.mails().iter().any(|(_, eml)| {
         parse(eml)

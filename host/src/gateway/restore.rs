@@ -165,6 +165,7 @@ async fn spooled_by_session(store: &Store) -> anyhow::Result<HashMap<String, Vec
                 mail_nonce: row.mail_nonce,
                 give_up_at: UNIX_EPOCH + Duration::from_millis(give_up_ms),
                 held: None,
+                room: None,
             });
     }
     Ok(by_session)

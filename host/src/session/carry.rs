@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Where the carriers spool the chat messages they take (issue 15), and how long one may
 /// wait for the mail servers (`[smtp.outbound] chat_give_up_ms`).
@@ -322,12 +323,13 @@ impl Carrier {
             let refused = chat::unmapped("the session has no mail side");
             return self.answer(&raw.message_id, answer, refused);
         };
-        if let Err(waiting) = mailer.room() {
-            let why = format!(
-                "not taken: {waiting} message(s) of this chat already wait for the mail server"
-            );
+        // Room among the session's messages waiting for their mail, and the commit, both
+        // within `commit_within`: the answer is the refusal, never a 200 at the deadline.
+        let deadline = Instant::now() + self.spool.commit_within;
+        let Ok(Some(room)) = tokio::time::timeout_at(deadline, mailer.room()).await else {
+            let why = "not taken: too many messages of this chat wait for the mail server";
             return self.answer(&raw.message_id, answer, Refused::new(403, why));
-        }
+        };
         let mail_nonce = mailer::nonce();
         let give_up_at = SystemTime::now() + self.spool.give_up;
         let row = SpooledChat {
@@ -339,7 +341,7 @@ impl Carrier {
             mail_nonce: mail_nonce.clone(),
             give_up_at: unix_ms(give_up_at),
         };
-        let committed = tokio::time::timeout(self.spool.commit_within, self.spool.store.spool(row));
+        let committed = tokio::time::timeout_at(deadline, self.spool.store.spool(row));
         let failed = match committed.await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -373,6 +375,7 @@ impl Carrier {
             mail_nonce,
             give_up_at,
             held: Some(held),
+            room: Some(room),
         };
         if let Err(chat) = mailer.queue(chat).await {
             // The session's mail side is closed: nothing will mail it.

@@ -47,7 +47,6 @@ use draft::{
 use invitation::invitation;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -113,6 +112,9 @@ pub struct Outbound {
     /// Where its outcome goes, as a REPORT; `None` when read back after a restart (its
     /// MSRP connection is gone).
     pub held: Option<Held>,
+    /// Its place among the session's messages waiting (`ChatMailer::room`); `None` when
+    /// read back after a restart (the spool bounds those).
+    pub room: Option<Room>,
 }
 
 /// How a spooled chat message's mail is tried again after a temporary failure:
@@ -158,42 +160,35 @@ enum Command {
 #[derive(Clone)]
 pub struct ChatMailer {
     commands: mpsc::Sender<Command>,
-    /// Its chat messages queued or being mailed, at most `max_waiting`.
-    waiting: Arc<AtomicUsize>,
-    max_waiting: usize,
+    /// Room for its chat messages queued or being mailed: `chat_max_waiting` permits.
+    room: Arc<Semaphore>,
 }
 
 /// One session's task, as the mailer reaches it.
 struct Task {
     commands: mpsc::Sender<Command>,
-    waiting: Arc<AtomicUsize>,
+    room: Arc<Semaphore>,
 }
 
+/// A place among a session's chat messages waiting for their mail; freed when the
+/// message is mailed or failed.
+pub type Room = tokio::sync::OwnedSemaphorePermit;
+
 impl ChatMailer {
-    /// Whether the session may queue one more chat message (`[smtp.outbound]
+    /// A place for one more chat message of the session (`[smtp.outbound]
     /// chat_max_waiting`: a mail server refusing for an hour must not make the session
-    /// hold an hour of chat in memory); `Err` says how many wait. Asked before the message
-    /// is spooled, by its one sender, so the queue then has room.
-    pub fn room(&self) -> Result<(), usize> {
-        let waiting = self.waiting.load(Ordering::Acquire);
-        if waiting < self.max_waiting {
-            Ok(())
-        } else {
-            Err(waiting)
-        }
+    /// hold an hour of chat in memory): waits for the mails before to free one.
+    pub async fn room(&self) -> Option<Room> {
+        self.room.clone().acquire_owned().await.ok()
     }
 
     /// F4 steps 2-4: queues the spooled `chat` behind the session's mails before it; its
     /// outcome settles its `held` reply. `Err` gives it back when the session's mail side
     /// is closed.
     pub async fn queue(&self, chat: Outbound) -> Result<(), Box<Outbound>> {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
         match self.commands.send(Command::Chat(Box::new(chat))).await {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(Command::Chat(chat))) => {
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                Err(chat)
-            }
+            Err(mpsc::error::SendError(Command::Chat(chat))) => Err(chat),
             Err(_) => unreachable!("a chat command comes back as sent"),
         }
     }
@@ -307,25 +302,23 @@ impl Mailer {
     fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, start: Start) {
         // Room for every chat message allowed to wait, and the close behind them.
         let (commands, receiver) = mpsc::channel(self.shared.max_waiting + 1);
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let task = Task {
-            commands,
-            waiting: waiting.clone(),
-        };
-        if self.sessions.insert(key.clone(), task).is_some() {
+        let room = Arc::new(Semaphore::new(self.shared.max_waiting));
+        if self
+            .sessions
+            .insert(key.clone(), Task { commands, room })
+            .is_some()
+        {
             tracing::warn!(session = %key, "a second start for one session: the first one's mail state is dropped");
         }
         let (shared, outcomes) = (self.shared.clone(), self.outcomes.clone());
-        let channels = (outcomes, receiver, waiting);
-        tokio::spawn(run(shared, key, mail, start, channels));
+        tokio::spawn(run(shared, key, mail, start, outcomes, receiver));
     }
 
     /// The way to session `key`'s task for its chat messages (F4), while it has one.
     pub fn chat(&self, key: &SessionKey) -> Option<ChatMailer> {
         self.sessions.get(key).map(|task| ChatMailer {
             commands: task.commands.clone(),
-            waiting: task.waiting.clone(),
-            max_waiting: self.shared.max_waiting,
+            room: task.room.clone(),
         })
     }
 
@@ -508,11 +501,8 @@ async fn run(
     key: SessionKey,
     mail: Box<MailFacts>,
     start: Start,
-    (outcomes, mut commands, waiting): (
-        mpsc::UnboundedSender<Invited>,
-        mpsc::Receiver<Command>,
-        Arc<AtomicUsize>,
-    ),
+    outcomes: mpsc::UnboundedSender<Invited>,
+    mut commands: mpsc::Receiver<Command>,
 ) {
     let (mut thread, spooled): (Option<Thread>, Vec<Outbound>) = match start {
         Start::Invite => match Box::pin(invitation(&shared, &key, &mail, &outcomes)).await {
@@ -535,7 +525,6 @@ async fn run(
                 if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, chat)).await {
                     return;
                 }
-                waiting.fetch_sub(1, Ordering::AcqRel);
             }
             Command::Close { notify: n } => {
                 notify = n;
