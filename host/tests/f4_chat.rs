@@ -11,7 +11,7 @@
 mod common;
 
 use common::chat::{
-    Gateway, Keys, Sipp, address, client_uri, gateway, gateway_keyed, mails, parse,
+    Gateway, Keys, Sipp, address, bodies, client_uri, gateway, gateway_keyed, mails, parse,
 };
 use common::mail::{server, wait_for};
 use common::msrp::{MsrpClient, MsrpListener};
@@ -464,14 +464,7 @@ async fn f4_a_chat_mail_refused_451_for_a_minute_arrives_after_the_recovery_then
     assert!(refused >= 5, "attempts refused: {refused}");
     assert!(gw.metric("iwf_spool_retries_total{spool=\"outbound\"}") >= 5);
     // The REPORT went after its row left the spool's queue; the commit follows at once.
-    let deadline = std::time::Instant::now() + WAIT;
-    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the message stayed spooled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::task::block_in_place(|| gw.wait_spool_empty(WAIT));
     assert_eq!(srv.mails().len(), 1, "mailed once");
     assert_ladder_passed(sipp);
 }
@@ -506,10 +499,7 @@ async fn f4_beyond_chat_max_waiting_a_message_waits_for_room_then_is_refused_403
     }
     assert_eq!(codes, [200, 200, 403]);
     let all = mails(&srv, 2);
-    let bodies: Vec<String> = all
-        .iter()
-        .map(|(_, eml)| parse(eml).body_text(0).unwrap().into_owned())
-        .collect();
+    let bodies = bodies(&all);
     assert!(bodies[0].starts_with("waiting 1"), "{bodies:?}");
     assert!(bodies[1].starts_with("waiting 2"), "{bodies:?}");
     // The server took them: room again.

@@ -10,7 +10,8 @@
 mod common;
 
 use common::chat::{
-    Gateway, Keys, Sipp, address, client_uri, durable_gateway, durable_gateway_keyed, mails, parse,
+    Gateway, Keys, Sipp, address, bodies, client_uri, durable_gateway, durable_gateway_keyed,
+    mails, parse,
 };
 use common::mail::server;
 use common::msrp::{MsrpClient, MsrpListener};
@@ -97,11 +98,7 @@ async fn a_chat_message_answered_200_survives_kill_9_and_is_mailed_once_after_th
     let body = block_in_place(|| the_one_mail(&srv));
     assert!(body.starts_with("taken before the crash"), "{body}");
     assert!(block_in_place(|| sipp.passed()), "sipp answered the BYE");
-    let deadline = Instant::now() + WAIT;
-    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
-        assert!(Instant::now() < deadline, "the message stayed spooled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_spool_empty(WAIT);
     // Nothing left: a second restart mails nothing again.
     block_in_place(|| gw.kill_and_restart());
     assert_eq!(gw.metric("iwf_spool_depth{spool=\"outbound\"}"), 0);
@@ -172,11 +169,7 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
     );
     let reason = block_in_place(|| sipp.bye_reason());
     assert!(reason.contains("cause=480"), "{reason}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
-        assert!(Instant::now() < deadline, "the spool did not empty");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    block_in_place(|| gw.wait_spool_empty(Duration::from_secs(120)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Each mail: the message's number and its Message-ID.
     let mut mailed: std::collections::HashMap<usize, Vec<String>> = Default::default();
@@ -241,10 +234,7 @@ async fn a_session_closed_with_chat_messages_spooled_keeps_them_across_kill_9() 
         1
     );
     let all = mails(&srv, 2);
-    let bodies: Vec<String> = all
-        .iter()
-        .map(|(_, eml)| parse(eml).body_text(0).unwrap().into_owned())
-        .collect();
+    let bodies = bodies(&all);
     assert!(bodies[0].starts_with("first, still spooled"), "{bodies:?}");
     assert!(bodies[1].starts_with("second, still spooled"), "{bodies:?}");
     // Threaded: the second replies to the first, as before the crash.
@@ -254,11 +244,7 @@ async fn a_session_closed_with_chat_messages_spooled_keeps_them_across_kill_9() 
         Some(first_id.as_str())
     );
     // Its last message mailed, the closed session's row goes: the next start finds none.
-    let deadline = Instant::now() + WAIT;
-    while gw.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
-        assert!(Instant::now() < deadline, "the messages stayed spooled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    gw.wait_spool_empty(WAIT);
     std::thread::sleep(Duration::from_millis(500));
     block_in_place(|| gw.kill_and_restart());
     assert_eq!(

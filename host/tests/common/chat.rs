@@ -61,6 +61,19 @@ impl Gateway {
         self.admin = at.admin;
     }
 
+    /// Waits up to `within` until the outbound spool is empty (every chat message taken
+    /// is mailed or failed); blocking, so from async code inside `block_in_place`.
+    pub fn wait_spool_empty(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.metric("iwf_spool_depth{spool=\"outbound\"}") != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the spool did not empty within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The value of the `GET /metrics` line that starts with `series` (0 if absent).
     pub fn metric(&self, series: &str) -> u64 {
         let (status, body) = super::http(self.admin, "GET", "/metrics").unwrap();
@@ -286,6 +299,13 @@ pub fn client_uri(msrp_port: u16, session: &str) -> MsrpUri {
 pub fn mails(srv: &Server, n: usize) -> Vec<(serde_json::Value, Vec<u8>)> {
     wait_for(|| srv.mails().len() >= n, "the mails reach the server");
     srv.mails()
+}
+
+/// The first text part of each mail of `all` (from [`mails`]).
+pub fn bodies(all: &[(serde_json::Value, Vec<u8>)]) -> Vec<String> {
+    all.iter()
+        .map(|(_, eml)| parse(eml).body_text(0).unwrap().into_owned())
+        .collect()
 }
 
 pub fn parse(eml: &[u8]) -> Message<'_> {
