@@ -512,8 +512,11 @@ async fn run(
         Start::Accepted => (None, Vec::new()),
         Start::Restored { thread, spooled } => (thread.map(|t| *t), spooled),
     };
-    for chat in spooled {
-        if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, Box::new(chat))).await {
+    let restored = spooled.len();
+    for (n, chat) in spooled.into_iter().enumerate() {
+        let last = n + 1 == restored;
+        let chat = Box::new(chat);
+        if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, chat, last)).await {
             return;
         }
     }
@@ -522,7 +525,8 @@ async fn run(
     while let Some(command) = commands.recv().await {
         match command {
             Command::Chat(chat) => {
-                if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, chat)).await {
+                let last = commands.is_empty();
+                if !Box::pin(mail_chat(&shared, &key, &mail, &mut thread, chat, last)).await {
                     return;
                 }
             }
@@ -540,14 +544,19 @@ async fn run(
     tracing::debug!(session = %key, "mail state freed");
 }
 
+/// A burst of chat mails stores its thread with every this many mails, and at its end.
+const STORE_THREAD_EVERY: u32 = 16;
+
 /// One spooled chat message mailed (or failed) in the session's thread, its row out of the
 /// spool and its held reply settled; false when the gateway is going away (it stays).
+/// `last`: no other message waits behind it, so the thread is stored with its row.
 async fn mail_chat(
     shared: &Arc<Shared>,
     key: &SessionKey,
     mail: &MailFacts,
     thread: &mut Option<Thread>,
     chat: Box<Outbound>,
+    last: bool,
 ) -> bool {
     let new = thread.is_none();
     let Some(outcome) = Box::pin(deliver(shared, key, &mail.session, thread, &chat)).await else {
@@ -565,15 +574,18 @@ async fn mail_chat(
         held,
         ..
     } = *chat;
-    // Its row goes with the thread as it now is (the next mail's parent, the
-    // Message-IDs replies correlate with), in one queued write.
+    // Its row goes with the thread as it now is (the next mail's parent, the Message-IDs
+    // replies correlate with), in one queued write: at the first mail, at the end of a
+    // burst, and every STORE_THREAD_EVERY mails within one (its JSON is a few KB). A crash
+    // within a burst leaves a thread up to that many mails old: the mails after a restart
+    // reply to an older one, and replies to the newer find the session by the token in
+    // their Message-ID or by the addresses.
+    let store_thread = |t: &Thread| new || last || t.chats % STORE_THREAD_EVERY == 0;
+    let stored = thread.as_ref().filter(|t| store_thread(t));
     shared.store.unspool(Unspooled {
         session_id,
         msrp_message_id,
-        thread: thread
-            .as_ref()
-            .and_then(|t| t.stored(mail))
-            .map(|(_, json)| json),
+        thread: stored.and_then(|t| t.stored(mail)).map(|(_, json)| json),
     });
     shared.stats.chat(Direction::ToEmail, outcome.is_ok());
     if let Some(held) = held {
