@@ -580,7 +580,7 @@ async fn mail_chat(
     // within a burst leaves a thread up to that many mails old: the mails after a restart
     // reply to an older one, and replies to the newer find the session by the token in
     // their Message-ID or by the addresses.
-    let store_thread = |t: &Thread| new || last || t.chats % STORE_THREAD_EVERY == 0;
+    let store_thread = |t: &Thread| new || last || t.chats.is_multiple_of(STORE_THREAD_EVERY);
     let stored = thread.as_ref().filter(|t| store_thread(t));
     shared.store.unspool(Unspooled {
         session_id,
