@@ -516,6 +516,17 @@ impl Config {
             }
             _ => {}
         }
+        // The messages held until the e-mail user's consent are spooled at once when it
+        // comes: room for all of them, or the last would be refused (F4, issue 15).
+        if self.smtp.outbound.chat_max_waiting < self.msrp.held_max_messages {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                section: "smtp.outbound",
+                key: "chat_max_waiting",
+                value: self.smtp.outbound.chat_max_waiting.to_string(),
+                fix: "use at least [msrp] held_max_messages",
+            });
+        }
         // T1 at most T2 (4 s, RFC 3261 17.1.2.2), and never 0: every timer is a multiple.
         if !(1..=4000).contains(&self.sip.t1_ms) {
             return Err(ConfigError::Invalid {
@@ -698,6 +709,7 @@ mod tests {
             ),
             ("chat_give_up_ms = 604800001", "chat_give_up_ms"),
             ("chat_max_waiting = 0", "chat_max_waiting"),
+            ("chat_max_waiting = 31", "chat_max_waiting"), // < held_max_messages (32)
         ] {
             let e = Config::parse(&format!("[smtp.outbound]\n{text}\n"), Path::new("gw.toml"))
                 .unwrap_err()

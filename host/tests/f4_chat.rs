@@ -478,7 +478,7 @@ async fn f4_beyond_chat_max_waiting_a_message_waits_for_room_then_is_refused_403
     require_peers();
     let srv = server(&["--refuse-data-for", "3"]);
     let keys = Keys {
-        msrp: "disposition_timeout_ms = 2000\n",
+        msrp: "disposition_timeout_ms = 2000\nheld_max_messages = 2\n",
         outbound: "chat_retry_initial_ms = 500\nchat_retry_max_ms = 1000\nchat_max_waiting = 2\n",
     };
     let gw = gateway_keyed("auto-accept", &srv, keys);
