@@ -97,6 +97,9 @@ pub struct Received {
 pub struct Reply {
     pub(super) disposition: oneshot::Sender<Disposition>,
     pub(super) hold: oneshot::Sender<Hold>,
+    /// When the endpoint answers 200 on its own if nothing was said by then
+    /// (`disposition_timeout_ms` after the last chunk, RFC 4975 7.1.1's 30 s in view).
+    pub(super) deadline: tokio::time::Instant,
 }
 
 /// Why a message is answered 200 before its outcome is known.
@@ -112,6 +115,12 @@ pub enum Hold {
 impl Reply {
     /// The disposition: the response to the last chunk (RFC 4975 7.2, F4 step 4), or a
     /// REPORT if it comes after `disposition_timeout_ms`. `Err` when the session is gone.
+    /// When the endpoint answers 200 on its own, the outcome left to a REPORT: an answer
+    /// that must not be a 200 (nothing taken yet) has to come before.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
     pub fn send(self, disposition: Disposition) -> Result<(), Disposition> {
         self.disposition.send(disposition)
     }

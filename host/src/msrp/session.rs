@@ -336,7 +336,12 @@ impl Driver {
     async fn deliver(&mut self, last_chunk: Frame, message: Assembled, asked: Requested) {
         let (disposition, rx) = oneshot::channel();
         let (hold, held) = oneshot::channel();
-        let reply = Reply { disposition, hold };
+        let deadline = Instant::now() + self.settings.disposition_timeout;
+        let reply = Reply {
+            disposition,
+            hold,
+            deadline,
+        };
         let len = message.data.len() as u64;
         let event = Event::Message(Box::new(Received {
             content_type: message.content_type.unwrap_or_default(),

@@ -324,8 +324,13 @@ impl Carrier {
             return self.answer(&raw.message_id, answer, refused);
         };
         // Room among the session's messages waiting for their mail, and the commit, both
-        // within `commit_within`: the answer is the refusal, never a 200 at the deadline.
-        let deadline = Instant::now() + self.spool.commit_within;
+        // within `commit_within`, and well before the endpoint would answer 200 on its
+        // own (a message that waited behind others): the answer is then the refusal.
+        let mut deadline = Instant::now() + self.spool.commit_within;
+        if let Answer::Now(reply) = &answer {
+            let margin = self.spool.commit_within / 2;
+            deadline = deadline.min(reply.deadline().checked_sub(margin).unwrap_or(deadline));
+        }
         let Ok(Some(room)) = tokio::time::timeout_at(deadline, mailer.room()).await else {
             let why = "not taken: too many messages of this chat wait for the mail server";
             return self.answer(&raw.message_id, answer, Refused::new(403, why));
