@@ -528,3 +528,44 @@ async fn f4_beyond_chat_max_waiting_a_message_waits_for_room_then_is_refused_403
     });
     assert!(!refused_mailed, "the refused one is not mailed");
 }
+
+/// RFC 4975 Message-IDs are unique in a session: a message sent again under the same one
+/// (its sender saw no 200) is answered 200 and mailed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_a_message_sent_again_under_its_message_id_gets_200_and_is_mailed_once() {
+    require_peers();
+    let srv = server(&[]);
+    let gw = gateway("auto-accept", &srv);
+    let (sipp, _, _, mut client) = offered_active(&gw, "tw1c3", "bob@example.net").await;
+    for (id, text) in [
+        ("twice", "said once"),
+        ("twice", "said once"),
+        ("other", "then this"),
+    ] {
+        let sent = client
+            .send_message(
+                id,
+                "text/plain",
+                text.as_bytes(),
+                2048,
+                (false, FailureReport::Yes),
+            )
+            .await;
+        assert_eq!(client.expect_response(&sent[0], WAIT).await, 200);
+    }
+    let all = mails(&srv, 2);
+    let bodies = bodies(&all);
+    assert!(bodies[0].starts_with("said once"), "{bodies:?}");
+    assert!(bodies[1].starts_with("then this"), "{bodies:?}");
+    assert_ladder_passed(sipp);
+    let said = srv
+        .mails()
+        .iter()
+        .filter(|(_, eml)| {
+            parse(eml)
+                .body_text(0)
+                .is_some_and(|b| b.starts_with("said once"))
+        })
+        .count();
+    assert_eq!(said, 1, "mailed once");
+}

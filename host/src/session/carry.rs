@@ -22,8 +22,8 @@ use crate::msrp::{self, Disposition, Endpoint, Held, SessionSpec};
 use crate::sdp::msrp::MsrpParams;
 use crate::store::{SpooledChat, Store, Unspooled, unix_ms};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -118,6 +118,7 @@ impl Chats {
                     spool: self.spool.clone(),
                     session_id: params.local_path.session_id.as_str().into(),
                     seq: AtomicI64::new(0),
+                    taken: Mutex::new(VecDeque::new()),
                 };
                 tokio::spawn(carrier.run(events, consented));
             }
@@ -190,7 +191,13 @@ struct Carrier {
     session_id: String,
     /// The next spooled message's place in the session's mailing order.
     seq: AtomicI64,
+    /// The MSRP Message-IDs taken last (at most `TAKEN_KEPT`): a message sent again
+    /// (its sender saw no 200) is answered 200 and not mailed twice.
+    taken: Mutex<VecDeque<String>>,
 }
+
+/// MSRP Message-IDs remembered per session for duplicates.
+const TAKEN_KEPT: usize = 64;
 
 /// A message taken before the e-mail user's consent.
 struct Waiting {
@@ -323,6 +330,16 @@ impl Carrier {
             let refused = chat::unmapped("the session has no mail side");
             return self.answer(&raw.message_id, answer, refused);
         };
+        if matches!(answer, Answer::Now(_)) && self.taken_before(&raw.message_id) {
+            // RFC 4975 Message-IDs are unique in a session: this one is spooled already,
+            // and its first copy's outcome goes in that copy's REPORT. (A copy held for
+            // the consent was answered already: it goes through, its row spooled once.)
+            tracing::info!(session = %self.key, message_id = %raw.message_id, "chat message taken before: not mailed again");
+            if let Answer::Now(reply) = answer {
+                drop(reply.take());
+            }
+            return;
+        }
         // Room among the session's messages waiting for their mail, and the commit, both
         // within `commit_within`, and well before the endpoint would answer 200 on its
         // own (a message that waited behind others): the answer is then the refusal.
@@ -365,6 +382,13 @@ impl Carrier {
             let refused = Refused::new(403, "not taken: the IWF cannot store it now");
             return self.answer(&raw.message_id, answer, refused);
         }
+        {
+            let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+            if taken.len() == TAKEN_KEPT {
+                taken.pop_front();
+            }
+            taken.push_back(raw.message_id.clone());
+        }
         let held = match answer {
             Answer::Now(reply) => {
                 self.ladder
@@ -401,6 +425,12 @@ impl Carrier {
                 held.settle(disposition);
             }
         }
+    }
+
+    /// Whether the message with MSRP Message-ID `id` was taken in this session before.
+    fn taken_before(&self, id: &str) -> bool {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.iter().any(|t| t == id)
     }
 
     /// `answer`'s refusal (`refused`), counted and in the ladder.
