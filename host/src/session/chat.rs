@@ -6,7 +6,7 @@
 
 use crate::cpim;
 use crate::msrp::transaction::media_type;
-use crate::smtp::{SmtpFailure, Stage};
+use crate::smtp::SmtpFailure;
 use chrono::{DateTime, FixedOffset};
 
 /// A chat message of the CPM side, as the e-mail will carry it.
@@ -164,14 +164,10 @@ fn bounded(mut text: String, max: usize) -> String {
     text
 }
 
-/// A chat mail's channel could not be used: reported like a connect failure.
-pub fn channel_gone(text: &str) -> SmtpFailure {
-    SmtpFailure::local(Stage::Connect, Some("4.4.2"), text, false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::Stage;
 
     #[test]
     fn text_plain_is_the_message_and_has_no_author() {
@@ -258,6 +254,5 @@ mod tests {
         f.permanent = false;
         f.code = 451;
         assert_eq!(msrp_status(&f).status, 408);
-        assert_eq!(msrp_status(&channel_gone("lost")).status, 408);
     }
 }

@@ -119,7 +119,6 @@ impl StoreError {
 /// tables' (`sessions`, `outbound`).
 enum Write {
     Changes(Changes),
-    Thread { id: String, state: String },
     Spool(Box<SpooledChat>),
     Unspool(Box<Unspooled>),
 }

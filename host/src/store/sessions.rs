@@ -144,12 +144,6 @@ impl Store {
         self.write(Write::Changes(changes.clone())).await
     }
 
-    /// Saves session `id`'s mail thread (`state`, JSON), replacing the one before.
-    pub async fn save_thread(&self, id: &str, state: &str) -> Result<(), StoreError> {
-        let (id, state) = (id.to_owned(), state.to_owned());
-        self.write(Write::Thread { id, state }).await
-    }
-
     /// Every stored session, oldest first.
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
         type Row = (String, String, String, String, Vec<u8>, String, Option<i64>);

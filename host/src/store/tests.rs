@@ -75,8 +75,11 @@ async fn forgetting_a_session_drops_its_thread_and_orphans_go_at_load() {
         threads: vec![],
     };
     store.commit(&saved).await.unwrap();
-    store.save_thread("a", "{}").await.unwrap();
-    store.save_thread("orphan", "{}").await.unwrap();
+    let threads = Changes {
+        threads: vec![("a".into(), "{}".into()), ("orphan".into(), "{}".into())],
+        ..Changes::default()
+    };
+    store.commit(&threads).await.unwrap();
     let threads = store.threads().await.unwrap();
     assert_eq!(threads.keys().collect::<Vec<_>>(), vec!["a"]);
     let forgotten = Changes {

@@ -5,7 +5,7 @@
 //! and for its own sync are what this avoids.
 
 use super::outbound::{write_spools, write_unspools};
-use super::sessions::{upsert_thread, write_changes};
+use super::sessions::write_changes;
 use super::{Queued, StoreError, Write, unix_ms};
 use crate::metrics::Histogram;
 use sqlx::SqlitePool;
@@ -71,12 +71,6 @@ async fn commit(pool: &SqlitePool, batch: &[Queued]) -> Result<(), StoreError> {
     for queued in batch {
         match &queued.write {
             Write::Changes(changes) => write_changes(&mut tx, changes, now).await?,
-            Write::Thread { id, state } => {
-                upsert_thread(id, state, now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query("saving a mail thread"))?;
-            }
             Write::Spool(_) | Write::Unspool(_) => {}
         }
     }
