@@ -1,9 +1,11 @@
 //! RFC 3261 section 17 transactions, sans I/O: the INVITE server transaction (17.2.1, with
-//! the RFC 6026 Accepted state), the non-INVITE server transaction (17.2.2) and the
-//! non-INVITE client transaction (17.1.2), matched by [`TransactionKey`] (17.1.3, 17.2.3)
-//! and owned by a [`TransactionTable`]. CANCEL (9.2) is answered by the table.
+//! the RFC 6026 Accepted state), the non-INVITE server transaction (17.2.2), the INVITE
+//! client transaction (17.1.1, with RFC 6026's Accepted) and the non-INVITE client
+//! transaction (17.1.2), matched by [`TransactionKey`] (17.1.3, 17.2.3) and owned by a
+//! [`TransactionTable`]. CANCEL (9.2) is answered by the table.
 //!
-//! Owns: transaction states, retransmissions and timers E, F, G, H, I, J, K and L. Every
+//! Owns: transaction states, retransmissions and timers A, B, D, E, F, G, H, I, J, K, L
+//! and M. Every
 //! input carries its `now: Instant`; every output is an [`Action`] (send these bytes to the
 //! transaction's peer, deliver this to the TU, timed out, terminated); `poll_timeout` says
 //! when to call `handle_timeout` next.
@@ -204,8 +206,7 @@ pub enum TransactionError {
     AlreadyAnswered,
     /// The status is not 100..=699.
     BadStatus(u16),
-    /// The request to send does not parse, has no magic-cookie branch, or is an INVITE or
-    /// ACK (no INVITE client transaction here).
+    /// The request to send does not parse, has no magic-cookie branch, or is an ACK.
     BadRequest(String),
     /// A client transaction with this key exists already.
     DuplicateKey,
@@ -644,6 +645,221 @@ impl NonInviteClient {
     }
 }
 
+/// States of the INVITE client transaction (17.1.1, RFC 6026 7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteClientState {
+    Calling,
+    Proceeding,
+    /// A 2xx came (RFC 6026): its retransmissions go to the TU, which ACKs each, until
+    /// Timer M.
+    Accepted,
+    /// A non-2xx final came and was ACKed here (17.1.1.3); its retransmissions get the ACK
+    /// again until Timer D.
+    Completed,
+    Terminated,
+}
+
+/// How long an INVITE may stay in Proceeding before the IWF gives up on it (the role of a
+/// proxy's Timer C, RFC 3261 16.6 step 11: more than 3 minutes): the IWF's re-INVITE is
+/// answered by a UA, not a person, so a final response is due soon after a 1xx.
+pub const PROCEEDING_LIMIT: Duration = Duration::from_secs(180);
+
+/// Timer D over an unreliable transport (17.1.1.2: at least 32 s).
+const TIMER_D: Duration = Duration::from_secs(32);
+
+/// The INVITE client transaction (17.1.1, RFC 6026): the IWF's re-INVITE, which
+/// re-establishes a chat connection after a restart (RFC 4975 8.4).
+#[derive(Debug, Clone)]
+pub struct InviteClient {
+    request: Message,
+    bytes: Vec<u8>,
+    transport: Transport,
+    timers: Timers,
+    state: InviteClientState,
+    timer_a: Option<Retransmit>,
+    /// Timer B in Calling; [`PROCEEDING_LIMIT`] in Proceeding.
+    timer_b: Option<Instant>,
+    /// Timer D (Completed) or Timer M (Accepted).
+    timer_end: Option<Instant>,
+    /// The ACK of a non-2xx final, sent again for each retransmission of it.
+    ack: Option<Vec<u8>>,
+}
+
+impl InviteClient {
+    /// Starts the transaction for the INVITE `request` (its wire form `bytes`): sends it,
+    /// starts A (unreliable transport) and B.
+    pub fn new(
+        request: Message,
+        bytes: Vec<u8>,
+        transport: Transport,
+        timers: Timers,
+        now: Instant,
+    ) -> (Self, Vec<Action>) {
+        let timer_a = (transport == Transport::Datagram).then(|| Retransmit {
+            at: now + timers.t1,
+            interval: timers.t1,
+        });
+        let actions = vec![Action::Send(bytes.clone())];
+        let tx = InviteClient {
+            request,
+            bytes,
+            transport,
+            timers,
+            state: InviteClientState::Calling,
+            timer_a,
+            timer_b: Some(now + timers.t1_x64()),
+            timer_end: None,
+            ack: None,
+        };
+        (tx, actions)
+    }
+
+    pub fn state(&self) -> InviteClientState {
+        self.state
+    }
+
+    /// A response matching the transaction.
+    pub fn on_response(&mut self, response: Message, now: Instant) -> Vec<Action> {
+        let Some(status) = response.status() else {
+            return Vec::new();
+        };
+        match (self.state, status) {
+            (InviteClientState::Calling | InviteClientState::Proceeding, 100..=199) => {
+                self.state = InviteClientState::Proceeding;
+                self.timer_a = None;
+                self.timer_b = Some(now + PROCEEDING_LIMIT);
+                vec![Action::Response(response)]
+            }
+            (
+                InviteClientState::Calling
+                | InviteClientState::Proceeding
+                | InviteClientState::Accepted,
+                200..=299,
+            ) => {
+                // RFC 6026 7.2: each 2xx goes to the TU, which sends the ACK (13.2.2.4).
+                if self.state != InviteClientState::Accepted {
+                    self.state = InviteClientState::Accepted;
+                    self.timer_a = None;
+                    self.timer_b = None;
+                    self.timer_end = Some(now + self.timers.t1_x64());
+                }
+                vec![Action::Response(response)]
+            }
+            (InviteClientState::Calling | InviteClientState::Proceeding, _) => {
+                let ack = ack_for_final(&self.request, &response);
+                self.timer_a = None;
+                self.timer_b = None;
+                let mut actions = vec![Action::Send(ack.clone()), Action::Response(response)];
+                // Timer D: at least 32 s over UDP, zero over a reliable transport.
+                let d = match self.transport {
+                    Transport::Datagram => TIMER_D,
+                    Transport::Stream => Duration::ZERO,
+                };
+                if d.is_zero() {
+                    self.state = InviteClientState::Terminated;
+                    actions.push(Action::Terminated);
+                } else {
+                    self.state = InviteClientState::Completed;
+                    self.timer_end = Some(now + d);
+                    self.ack = Some(ack);
+                }
+                actions
+            }
+            (InviteClientState::Completed, 300..=699) => {
+                // A retransmitted final: its ACK again, nothing for the TU.
+                self.ack.clone().map(Action::Send).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Fires the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        if due(self.timer_b, now) {
+            // Timer B (or the Proceeding limit): the TU treats it as 408 (8.1.3.1).
+            self.timer_a = None;
+            self.timer_b = None;
+            self.state = InviteClientState::Terminated;
+            return vec![Action::Timeout, Action::Terminated];
+        }
+        if due(self.timer_end, now) {
+            self.timer_end = None;
+            self.state = InviteClientState::Terminated;
+            return vec![Action::Terminated];
+        }
+        match self.timer_a {
+            Some(a) if a.at <= now => {
+                // Timer A: doubled each time, no cap (17.1.1.2).
+                let interval = a.interval * 2;
+                self.timer_a = Some(Retransmit {
+                    at: now + interval,
+                    interval,
+                });
+                vec![Action::Send(self.bytes.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        earliest(&[self.timer_a.map(|a| a.at), self.timer_b, self.timer_end])
+    }
+}
+
+/// 17.1.1.3: the ACK of a non-2xx final response, built by the transaction: the INVITE's
+/// Request-URI, top Via, Call-ID, From, Route and CSeq number, the response's To (its tag).
+fn ack_for_final(invite: &Message, response: &Message) -> Vec<u8> {
+    let uri = invite.request_uri().map_or("", |(uri, _)| uri);
+    let mut out = format!("ACK {uri} SIP/2.0\r\n");
+    let mut header = |name: &str, value: Option<&str>| {
+        if let Some(value) = value {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    };
+    header("Via", invite.header("Via"));
+    header("Max-Forwards", Some("70"));
+    header("From", invite.header("From"));
+    header("To", response.header("To"));
+    header("Call-ID", invite.header("Call-ID"));
+    let cseq = invite.cseq().map(|(n, _)| format!("{n} ACK"));
+    header("CSeq", cseq.as_deref());
+    for route in invite.headers_named("Route") {
+        out.push_str(&format!("Route: {route}\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+/// A client transaction in the table.
+#[derive(Debug, Clone)]
+pub enum ClientTransaction {
+    Invite(InviteClient),
+    NonInvite(NonInviteClient),
+}
+
+impl ClientTransaction {
+    fn on_response(&mut self, response: Message, now: Instant) -> Vec<Action> {
+        match self {
+            ClientTransaction::Invite(tx) => tx.on_response(response, now),
+            ClientTransaction::NonInvite(tx) => tx.on_response(response, now),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        match self {
+            ClientTransaction::Invite(tx) => tx.handle_timeout(now),
+            ClientTransaction::NonInvite(tx) => tx.handle_timeout(now),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ClientTransaction::Invite(tx) => tx.poll_timeout(),
+            ClientTransaction::NonInvite(tx) => tx.poll_timeout(),
+        }
+    }
+}
+
 /// A server transaction in the table.
 #[derive(Debug, Clone)]
 pub enum ServerTransaction {
@@ -697,7 +913,7 @@ pub struct Output<P> {
 pub struct TransactionTable<P> {
     timers: Timers,
     servers: HashMap<TransactionKey, (P, ServerTransaction)>,
-    clients: HashMap<TransactionKey, (P, NonInviteClient)>,
+    clients: HashMap<TransactionKey, (P, ClientTransaction)>,
     /// Every live transaction's next timer, earliest first, so that neither `poll_timeout`
     /// nor `handle_timeout` scans the table. An entry is pushed whenever a transaction
     /// changes; one that no longer matches its transaction's timer is skipped when it comes.
@@ -720,7 +936,7 @@ impl<P: Clone> TransactionTable<P> {
     }
 
     /// Live client transactions.
-    pub fn client(&self, key: &TransactionKey) -> Option<&NonInviteClient> {
+    pub fn client(&self, key: &TransactionKey) -> Option<&ClientTransaction> {
         self.clients.get(key).map(|(_, tx)| tx)
     }
 
@@ -875,7 +1091,7 @@ impl<P: Clone> TransactionTable<P> {
         Ok(self.outputs(key, peer, actions, false))
     }
 
-    /// Starts a non-INVITE client transaction for the request `bytes` to `peer`. The request
+    /// Starts a client transaction (INVITE or not) for the request `bytes` to `peer`. The request
     /// must carry a top Via with a magic-cookie branch unique to it (the caller makes it).
     pub fn send_request(
         &mut self,
@@ -893,15 +1109,23 @@ impl<P: Clone> TransactionTable<P> {
                 "no magic-cookie branch".into(),
             ));
         }
-        if matches!(key.method(), "INVITE" | "ACK") {
+        let method = request.method().map(|m| m.as_str().to_string());
+        if method.as_deref() == Some("ACK") {
+            // 17.1.1.3, 13.2.2.4: an ACK has no transaction of its own.
             return Err(TransactionError::BadRequest(
-                "no INVITE client transaction".into(),
+                "an ACK is sent without a transaction".into(),
             ));
         }
         if self.clients.contains_key(&key) {
             return Err(TransactionError::DuplicateKey);
         }
-        let (tx, actions) = NonInviteClient::new(bytes, transport, self.timers, now);
+        let (tx, actions) = if method.as_deref() == Some("INVITE") {
+            let (tx, actions) = InviteClient::new(request, bytes, transport, self.timers, now);
+            (ClientTransaction::Invite(tx), actions)
+        } else {
+            let (tx, actions) = NonInviteClient::new(bytes, transport, self.timers, now);
+            (ClientTransaction::NonInvite(tx), actions)
+        };
         self.clients.insert(key.clone(), (peer.clone(), tx));
         let out = self.outputs(&key, peer, actions, true);
         Ok((key, out))
@@ -1501,10 +1725,10 @@ mod tests {
                 ..
             }]
         ));
-        assert_eq!(
-            table.client(&key).unwrap().state(),
-            NonInviteClientState::Completed
-        );
+        let Some(ClientTransaction::NonInvite(tx)) = table.client(&key) else {
+            panic!("a BYE's transaction is non-INVITE");
+        };
+        assert_eq!(tx.state(), NonInviteClientState::Completed);
         // Retransmitted responses absorbed; no more E; K = T4 = 5 s.
         assert!(
             table
@@ -1538,7 +1762,7 @@ mod tests {
     }
 
     #[test]
-    fn send_request_refuses_invite_duplicate_and_cookieless() {
+    fn send_request_refuses_ack_duplicate_and_cookieless() {
         let t0 = Instant::now();
         let mut table: TransactionTable<&str> = TransactionTable::new(Timers::default());
         table.send_request(bye_bytes(UDP), UDP, PEER, t0).unwrap();
@@ -1548,11 +1772,12 @@ mod tests {
                 .unwrap_err(),
             TransactionError::DuplicateKey
         );
-        let invite = String::from_utf8(bye_bytes(UDP))
+        let ack = String::from_utf8(bye_bytes(UDP))
             .unwrap()
-            .replace("BYE", "INVITE");
+            .replace("BYE", "ACK")
+            .replace("bye1", "ack1");
         assert!(matches!(
-            table.send_request(invite.into_bytes(), UDP, PEER, t0),
+            table.send_request(ack.into_bytes(), UDP, PEER, t0),
             Err(TransactionError::BadRequest(_))
         ));
         let old = String::from_utf8(bye_bytes(UDP))
@@ -1596,5 +1821,121 @@ mod tests {
             tx.handle_timeout(t0 + ms(6400)),
             vec![Action::Timeout, Action::Terminated]
         );
+    }
+
+    fn reinvite_bytes(transport: Transport) -> Vec<u8> {
+        String::from_utf8(bye_bytes(transport))
+            .unwrap()
+            .replace("BYE", "INVITE")
+            .replace("bye1", "inv1")
+            .replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nRoute: <sip:p1.example.com;lr>\r\n",
+            )
+            .into_bytes()
+    }
+
+    fn reinvite_response(status: u16, transport: Transport) -> Message {
+        let bytes = String::from_utf8(bye_response(status, transport).to_bytes())
+            .unwrap()
+            .replace("BYE", "INVITE")
+            .replace("bye1", "inv1");
+        parse(bytes.as_bytes(), transport, &Limits::default()).unwrap()
+    }
+
+    fn sent_text(out: &[Output<&str>]) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match &o.action {
+                Action::Send(bytes) => Some(String::from_utf8(bytes.clone()).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn invite_client_retransmits_on_timer_a_and_times_out_on_timer_b() {
+        let t0 = Instant::now();
+        let mut table: TransactionTable<&str> = TransactionTable::new(Timers::default());
+        let (_, out) = table
+            .send_request(reinvite_bytes(UDP), UDP, PEER, t0)
+            .unwrap();
+        assert_eq!(sent_text(&out).len(), 1);
+        // Timer A: 500 ms, doubled each time with no T2 cap (17.1.1.2).
+        for at in [500u64, 1500, 3500, 7500, 15500] {
+            assert_eq!(table.poll_timeout(), Some(t0 + ms(at)));
+            let out = table.handle_timeout(t0 + ms(at));
+            assert!(
+                sent_text(&out)[0].starts_with("INVITE "),
+                "retransmitted at {at}"
+            );
+        }
+        // Timer B: 64*T1.
+        assert_eq!(table.poll_timeout(), Some(t0 + ms(31500)));
+        table.handle_timeout(t0 + ms(31500));
+        let out = table.handle_timeout(t0 + ms(32000));
+        assert_eq!(actions(&out), vec![Action::Timeout, Action::Terminated]);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn invite_client_2xx_and_its_retransmissions_go_to_the_tu_until_timer_m() {
+        let t0 = Instant::now();
+        let mut table: TransactionTable<&str> = TransactionTable::new(Timers::default());
+        table
+            .send_request(reinvite_bytes(UDP), UDP, PEER, t0)
+            .unwrap();
+        let out = table.on_response(reinvite_response(180, UDP), t0 + ms(100));
+        assert!(matches!(actions(&out)[..], [Action::Response(_)]));
+        // Proceeding: no more retransmissions.
+        assert!(sent_text(&table.handle_timeout(t0 + ms(600))).is_empty());
+        for at in [200u64, 900] {
+            // RFC 6026 7.2: each 2xx to the TU (which ACKs it), none ACKed here.
+            let out = table.on_response(reinvite_response(200, UDP), t0 + ms(at));
+            assert!(matches!(actions(&out)[..], [Action::Response(_)]));
+        }
+        let out = table.handle_timeout(t0 + ms(200) + ms(32000));
+        assert_eq!(actions(&out), vec![Action::Terminated]);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn invite_client_acks_a_non_2xx_final_itself_and_again_for_each_retransmission() {
+        let t0 = Instant::now();
+        let mut table: TransactionTable<&str> = TransactionTable::new(Timers::default());
+        table
+            .send_request(reinvite_bytes(UDP), UDP, PEER, t0)
+            .unwrap();
+        let out = table.on_response(reinvite_response(488, UDP), t0 + ms(100));
+        let acks = sent_text(&out);
+        assert_eq!(acks.len(), 1);
+        let ack = &acks[0];
+        // 17.1.1.3: the INVITE's Request-URI, Via, From, Call-ID, Route and CSeq number,
+        // the response's To.
+        assert!(
+            ack.starts_with("ACK sip:alice@192.0.2.10 SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert!(ack.contains("branch=z9hG4bKinv1"), "{ack}");
+        assert!(ack.contains("CSeq: 2 ACK\r\n"), "{ack}");
+        assert!(ack.contains("To: <tel:+15551234567>;tag=a1\r\n"), "{ack}");
+        assert!(ack.contains("Route: <sip:p1.example.com;lr>\r\n"), "{ack}");
+        assert!(
+            out.iter()
+                .any(|o| matches!(&o.action, Action::Response(r) if r.status() == Some(488)))
+        );
+        // A retransmitted 488: the ACK again, nothing for the TU.
+        let out = table.on_response(reinvite_response(488, UDP), t0 + ms(600));
+        assert_eq!(sent_text(&out), vec![ack.clone()]);
+        assert_eq!(out.len(), 1);
+        // Timer D (32 s) ends it.
+        let out = table.handle_timeout(t0 + ms(100) + Duration::from_secs(32));
+        assert_eq!(actions(&out), vec![Action::Terminated]);
+        // Over TCP, no Timer D: over at the final.
+        table
+            .send_request(reinvite_bytes(TCP), TCP, PEER, t0)
+            .unwrap();
+        let out = table.on_response(reinvite_response(486, TCP), t0 + ms(100));
+        assert_eq!(actions(&out).last(), Some(&Action::Terminated));
+        assert!(table.is_empty());
     }
 }
