@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Reads back every session stored before the start (issue 15): invitations awaiting
-/// the e-mail user wait on, with their mail threads and expiry; others lost their chat
+/// the e-mail user wait on, with their mail threads and expiry; live sessions are offered
+/// a new chat connection by a re-INVITE, their mail side back; others lost their chat
 /// connection and get a BYE (the effects returned, for the first turn). The chat messages
 /// of the outbound spool are mailed in their session's thread, first, whatever became of
 /// the session (one freed before the restart kept its row for them). A row that cannot be
@@ -79,13 +80,15 @@ pub(super) async fn restore(
             ..
         } = restored;
         let waits = matches!(resumed, Resumed::Waiting);
-        if !waits && chats.is_empty() {
+        let reconnects = matches!(resumed, Resumed::Reconnecting);
+        if !waits && !reconnects && chats.is_empty() {
             stats.recovered(&row.phase, "ended");
             effects.extend(restored.effects);
             continue;
         }
-        // Waiting: its thread is needed for the replies; ended: for its spooled chat
-        // messages, mailed before the close its BYE brings.
+        // Waiting: its thread is needed for the replies; reconnecting: for its chat mails
+        // to go on in it (an F1 session that mailed nothing has none yet); ended: for its
+        // spooled chat messages, mailed before the close its BYE brings.
         let thread = match (thread, waits) {
             (None, true) => Err("no stored mail thread".to_string()),
             (thread, _) => Ok(thread),
@@ -99,7 +102,8 @@ pub(super) async fn restore(
                 effects.extend(restored.effects);
             }
             Ok(()) => {
-                stats.recovered(&row.phase, "ended");
+                let outcome = if reconnects { "reconnecting" } else { "ended" };
+                stats.recovered(&row.phase, outcome);
                 effects.extend(restored.effects);
             }
             Err(why) => {

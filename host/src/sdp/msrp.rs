@@ -434,6 +434,67 @@ pub fn answer_with_origin(
     })
 }
 
+/// The IWF's own offer in a session it answered as `answer` (RFC 4975 8.4: after a
+/// restart lost the chat connection): the same description at `o=` version `version`,
+/// with `a=setup:actpass` (RFC 6135 4.1) so that the answerer says who connects. The
+/// path is unchanged: the session id is the session's name in the store and the mails.
+pub fn reoffer(answer: &Answer, version: u64) -> SessionDescription {
+    let mut sdp = answer.sdp.clone();
+    sdp.origin.session_version = version.to_string();
+    set_setup(&mut sdp, "actpass");
+    sdp
+}
+
+/// The answer `reply` to the IWF's re-offer `offered` (from [`reoffer`]) in the session
+/// negotiated as `previous`: the session's description and parameters from now on. The
+/// answerer chose the direction (RFC 6135 4.2: `active` or `passive`); the types are
+/// those of before that the answerer still takes.
+pub fn reanswered(
+    previous: &Answer,
+    offered: &SessionDescription,
+    reply: &[u8],
+) -> Result<(Offer, Answer), OfferError> {
+    let theirs = Offer::parse(reply)?;
+    let m = &theirs.msrp;
+    let (role, setup) = match m.setup {
+        Setup::Active => (Role::Passive, "passive"),
+        Setup::Passive => (Role::Active, "active"),
+        Setup::ActPass => return Err(OfferError::UnsupportedSetup("actpass in an answer".into())),
+        Setup::HoldConn => return Err(OfferError::UnsupportedSetup("holdconn".into())),
+    };
+    let old = &previous.params;
+    let accept_types: Vec<String> = old
+        .accept_types
+        .iter()
+        .filter(|t| acceptable(t, &m.accept_types))
+        .cloned()
+        .collect();
+    if accept_types.is_empty() {
+        return Err(OfferError::NoCommonAcceptTypes);
+    }
+    let mut sdp = offered.clone();
+    set_setup(&mut sdp, setup);
+    let params = MsrpParams {
+        peer_path: m.path.clone(),
+        local_path: old.local_path.clone(),
+        role,
+        accept_types,
+        accept_wrapped_types: old.accept_wrapped_types.clone(),
+        peer_accept_wrapped_types: m.accept_wrapped_types.clone(),
+        max_size: m.max_size,
+    };
+    Ok((theirs, Answer { sdp, params }))
+}
+
+/// `a=setup:value` on the MSRP media of the IWF's own description `sdp`.
+fn set_setup(sdp: &mut SessionDescription, value: &str) {
+    for media in sdp.media.iter_mut().filter(|m| is_msrp(m) && m.port != 0) {
+        for a in media.attributes.iter_mut().filter(|a| a.name == "setup") {
+            a.value = Some(value.to_string());
+        }
+    }
+}
+
 fn attr(name: &str, value: Option<String>) -> Attribute {
     Attribute {
         name: name.to_string(),
@@ -533,6 +594,45 @@ mod tests {
         assert_eq!(m.direction, Direction::SendRecv);
         assert_eq!(m.connection.as_ref().unwrap().address, "198.51.100.7");
         assert_eq!(o.sdp.origin.session_id, "3912345678");
+    }
+
+    #[test]
+    fn a_reoffer_keeps_the_path_bumps_the_version_and_lets_the_answer_say_who_connects() {
+        let first = answered(&offer(Some("active")));
+        let offered = reoffer(&first, 43);
+        assert_eq!(offered.origin.session_id, "42");
+        assert_eq!(offered.origin.session_version, "43");
+        let m = &offered.media[0];
+        assert_eq!(m.attribute("setup"), Some("actpass"));
+        assert_eq!(
+            m.attribute("path"),
+            Some("msrp://192.0.2.10:2855/iwfsess1;tcp")
+        );
+        // The CPM side answers passive with a new path: the IWF now connects to it.
+        let reply = offer(Some("passive")).replace("u8a7s6d5", "n3wp4th");
+        let (theirs, now) = reanswered(&first, &offered, reply.as_bytes()).unwrap();
+        assert_eq!(theirs.msrp.path[0].session_id, "n3wp4th");
+        assert_eq!(now.params.role, Role::Active);
+        assert_eq!(now.params.peer_path[0].session_id, "n3wp4th");
+        assert_eq!(now.params.local_path, first.params.local_path);
+        assert_eq!(now.sdp.media[0].attribute("setup"), Some("active"));
+        assert_eq!(now.sdp.origin.session_version, "43");
+        // Active: it connects, the IWF waits.
+        let reply = offer(Some("active"));
+        let (_, now) = reanswered(&first, &offered, reply.as_bytes()).unwrap();
+        assert_eq!(now.params.role, Role::Passive);
+        // actpass is for offers only (RFC 6135 4.2); types no longer taken end it.
+        let reply = offer(Some("actpass"));
+        assert!(matches!(
+            reanswered(&first, &offered, reply.as_bytes()),
+            Err(OfferError::UnsupportedSetup(_))
+        ));
+        let reply = offer(Some("active"))
+            .replace("message/cpim application/im", "image/png application/im");
+        assert_eq!(
+            reanswered(&first, &offered, reply.as_bytes()).unwrap_err(),
+            OfferError::NoCommonAcceptTypes
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub enum Phase {
     /// answered (F3).
     AwaitingAnswer,
     Live,
+    /// Restored after a restart: the IWF's re-INVITE offers a new chat connection.
+    Reconnecting,
     /// The IWF sent its BYE.
     Ending,
 }
@@ -71,6 +73,7 @@ impl Phase {
             Phase::AwaitingAck => "awaiting-ack",
             Phase::AwaitingAnswer => "awaiting-answer",
             Phase::Live => "live",
+            Phase::Reconnecting => "reconnecting",
             Phase::Ending => "ending",
         }
     }

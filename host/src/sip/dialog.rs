@@ -214,6 +214,43 @@ impl Dialog {
         via: &str,
         extra: &[(&str, &str)],
     ) -> Result<OutRequest, String> {
+        self.request_with_body(method, via, extra, None)
+    }
+
+    /// [`Dialog::request`] with a body (its Content-Type, its bytes): a re-INVITE's offer.
+    pub fn request_with_body(
+        &mut self,
+        method: &str,
+        via: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Result<OutRequest, String> {
+        let cseq = self.local_cseq.map_or(1, |n| n + 1);
+        let out = self.build(method, cseq, via, extra, body)?;
+        self.local_cseq = Some(cseq);
+        Ok(out)
+    }
+
+    /// The ACK of a 2xx to the IWF's INVITE with CSeq number `cseq` (13.2.2.4): a request
+    /// of the dialog with that CSeq number (the local CSeq does not move) and its own
+    /// branch in `via`.
+    pub fn ack(&self, cseq: u32, via: &str) -> Result<OutRequest, String> {
+        self.build("ACK", cseq, via, &[], None)
+    }
+
+    /// The CSeq number of the last request the IWF sent in the dialog, if any.
+    pub fn local_cseq(&self) -> Option<u32> {
+        self.local_cseq
+    }
+
+    fn build(
+        &self,
+        method: &str,
+        cseq: u32,
+        via: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) -> Result<OutRequest, String> {
         // 12.2.1.1: empty route set -> Request-URI = remote target, no Route. Loose first
         // route (lr) -> Request-URI = remote target, Route = route set. Strict first route ->
         // Request-URI = that route, Route = the rest, then the remote target.
@@ -231,8 +268,6 @@ impl Dialog {
         // 8.1.2: the first Route if any (with strict routing, the Request-URI), else the
         // Request-URI.
         let next_hop = uri_target(self.route_set.first().unwrap_or(&self.remote_target))?;
-        let cseq = self.local_cseq.map_or(1, |n| n + 1);
-        self.local_cseq = Some(cseq);
         let mut out =
             format!("{method} {request_uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n");
         for route in &routes {
@@ -245,11 +280,17 @@ impl Dialog {
         for (name, value) in extra {
             out.push_str(&format!("{}: {}\r\n", sanitize(name), sanitize(value)));
         }
-        out.push_str("Content-Length: 0\r\n\r\n");
-        Ok(OutRequest {
-            bytes: out.into_bytes(),
-            next_hop,
-        })
+        let body = match body {
+            Some((content_type, bytes)) => {
+                out.push_str(&format!("Content-Type: {}\r\n", sanitize(content_type)));
+                bytes
+            }
+            None => &[],
+        };
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(body);
+        Ok(OutRequest { bytes, next_hop })
     }
 }
 

@@ -912,6 +912,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        491 => "Request Pending",
         500 => "Server Internal Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",

@@ -101,6 +101,10 @@ impl<P: Peer> Core<P> {
             let retry = [("Retry-After", "1")];
             return self.respond(tx, 500, "", &retry, None, now);
         }
+        if let State::Dialog(_, Phase::Reconnecting(_)) = session.state {
+            // 14.2: the IWF's own re-INVITE is pending.
+            return self.refuse(tx, 491, "", "the IWF's re-INVITE is pending", now);
+        }
         let same_media = match multipart::invite_body(request.header("Content-Type"), &request.body)
         {
             Err(e) => return self.refuse(tx, e.status, "", &e.reason, now),

@@ -30,6 +30,10 @@ struct Stored {
     /// Awaiting the ACK of a 200 that answered after the invitation was mailed.
     #[serde(default)]
     invited: bool,
+    /// The `o=` version of the IWF's description, above the id once a re-INVITE of the
+    /// IWF's changed it (RFC 3264 8); the id when absent.
+    #[serde(default)]
+    version: Option<u64>,
 }
 
 /// What became of a stored session at restart.
@@ -38,9 +42,12 @@ pub enum Resumed {
     /// The e-mail user has not answered the invitation, and the IWF connects the chat
     /// when they accept: the session waits on as before.
     Waiting,
-    /// Its MSRP connection died with the process: the IWF ended it with a BYE whose
-    /// Reason says why. A live session would be offered a new connection by a re-INVITE
-    /// (RFC 4975 8.4); that is not built yet.
+    /// It was live, and its MSRP connection died with the process: the IWF offers a new
+    /// one by a re-INVITE (RFC 4975 8.4), and the chat goes on at its 2xx.
+    Reconnecting,
+    /// Caught in the middle of an exchange (its 2xx unacknowledged, its BYE sent), or
+    /// awaiting an answer with a chat connection the CPM side had opened: the IWF ended
+    /// it with a BYE whose Reason says why.
     Ended,
 }
 
@@ -128,7 +135,8 @@ impl<P: Peer> Core<P> {
         let (phase, invited) = match phase {
             Phase::AwaitingAck(a) => ("awaiting-ack", a.invited),
             Phase::Invited => ("invited", false),
-            Phase::Live => ("live", false),
+            // Reconnecting: a restart before the 2xx offers a new connection again.
+            Phase::Live | Phase::Reconnecting(_) => ("live", false),
             Phase::Ending { .. } => ("ending", false),
         };
         let stored = Stored {
@@ -136,6 +144,7 @@ impl<P: Peer> Core<P> {
             stream: session.transport == Transport::Stream,
             origin: session.answer.sdp.origin.session_id.parse().unwrap_or(0),
             invited,
+            version: session.answer.sdp.origin.session_version.parse().ok(),
         };
         let state = match serde_json::to_string(&stored) {
             Ok(state) => state,
@@ -178,8 +187,9 @@ impl<P: Peer> Core<P> {
 
     /// Session `row`, stored before a restart, back in its dialog, its requests going
     /// out through `peer` (toward the dialog's next hop, over UDP). A session awaiting the e-mail
-    /// user's answer whose chat the IWF connects waits on; any other lost its MSRP
-    /// connection and is ended with a BYE (the effects). `Err` says why a row cannot be
+    /// user's answer whose chat the IWF connects waits on; a live one is offered a new
+    /// MSRP connection by a re-INVITE; any other lost its MSRP connection and is ended
+    /// with a BYE (the effects). `Err` says why a row cannot be
     /// read (it is then forgotten).
     pub fn restore(
         &mut self,
@@ -190,7 +200,10 @@ impl<P: Peer> Core<P> {
         if row.phase == CLOSED {
             return Err("the session was freed before the restart".into());
         }
-        let (stored, prepared) = self.read(row)?;
+        let (stored, mut prepared) = self.read(row)?;
+        if let Some(version) = stored.version {
+            prepared.answer.sdp.origin.session_version = version.to_string();
+        }
         let key = row_key(row);
         let id: Arc<str> = row.id.as_str().into();
         self.journal_opened(&id, &prepared.facts, now);
@@ -225,6 +238,9 @@ impl<P: Peer> Core<P> {
             tracing::info!(session = %id, %key, "restored: awaiting the e-mail user's answer");
             self.journal.phase(&id, now, Shown::AwaitingAnswer);
             (Resumed::Waiting, Vec::new())
+        } else if row.phase == "live" {
+            tracing::info!(session = %id, %key, "restored live without its chat connection: offering a new one");
+            (Resumed::Reconnecting, self.reconnect(&key, now))
         } else {
             tracing::info!(session = %id, %key, phase = %row.phase, "restored without its chat connection: ending it");
             (Resumed::Ended, self.send_bye(&key, &lost_in_restart(), now))

@@ -52,7 +52,9 @@ impl<P: Peer> Core<P> {
             State::Dialog(_, Phase::AwaitingAck(a)) if a.invited => {
                 Some(SessionPhase::AwaitingAnswer)
             }
-            State::Dialog(_, Phase::AwaitingAck(_) | Phase::Live) => Some(SessionPhase::Live),
+            State::Dialog(_, Phase::AwaitingAck(_) | Phase::Live | Phase::Reconnecting(_)) => {
+                Some(SessionPhase::Live)
+            }
             State::Dialog(_, Phase::Ending { .. }) | State::Pending(_) => None,
         }
     }
@@ -152,21 +154,16 @@ impl<P: Peer> Core<P> {
         reason: &EndReason,
         now: Instant,
     ) -> Vec<Effect<P>> {
+        let Some(transport) = self.sessions.get(key).map(|s| s.transport) else {
+            return Vec::new();
+        };
+        let via = self.via(transport);
         let Some(session) = self.sessions.get_mut(key) else {
             return Vec::new();
         };
         let State::Dialog(dialog, phase) = &mut session.state else {
             return Vec::new();
         };
-        let protocol = match session.transport {
-            Transport::Datagram => "UDP",
-            Transport::Stream => "TCP",
-        };
-        let via = format!(
-            "SIP/2.0/{protocol} {};branch={MAGIC_COOKIE}{};rport",
-            self.config.sent_by,
-            new_tag()
-        );
         let reason_header = reason_value(reason.cause, &reason.text);
         let started = dialog
             .request("BYE", &via, &[("Reason", &reason_header)])

@@ -33,12 +33,15 @@
 //! Here: the types, the transaction plumbing and the dispatch. The flows, one file each:
 //! `invite` (the INVITE until its answer, F1/F2), `dialog` (ACK, BYE and re-INVITE within
 //! the dialog, F6), `ending` (the e-mail user's answers and every way a session ends);
-//! `durable`: the sessions as the store keeps them, and restored after a restart.
+//! `durable`: the sessions as the store keeps them, and restored after a restart;
+//! `reconnect`: the IWF's re-INVITE that gives a restored live session a new chat
+//! connection.
 
 mod dialog;
 mod durable;
 mod ending;
 mod invite;
+mod reconnect;
 
 pub use durable::{Restored, Resumed};
 
@@ -228,6 +231,9 @@ enum Phase<P> {
     Ending {
         bye: TransactionKey,
     },
+    /// Restored after a restart, the IWF's re-INVITE offering a new chat connection is
+    /// out (RFC 4975 8.4); Live again at its 2xx.
+    Reconnecting(Box<reconnect::Reconnect>),
 }
 
 /// Where a session stands: an INVITE still pending cannot be in a dialog phase.
@@ -289,6 +295,11 @@ pub struct Core<P> {
     acks: BinaryHeap<Reverse<(Instant, SessionKey)>>,
     /// The sessions Ending, by their BYE's client transaction.
     byes: HashMap<TransactionKey, SessionKey>,
+    /// The sessions Reconnecting, by their re-INVITE's client transaction.
+    reinvites: HashMap<TransactionKey, SessionKey>,
+    /// The ACK of each re-INVITE's 2xx, sent again for its retransmissions until the
+    /// transaction ends (13.2.2.4).
+    reinvite_acks: HashMap<TransactionKey, (P, Vec<u8>)>,
     /// What operators see of the sessions, changed this turn (`session::registry`).
     journal: Journal,
     /// What the store must hold, changed this turn (`durable`).
@@ -306,6 +317,8 @@ impl<P: Peer> Core<P> {
             sessions: HashMap::new(),
             acks: BinaryHeap::new(),
             byes: HashMap::new(),
+            reinvites: HashMap::new(),
+            reinvite_acks: HashMap::new(),
             journal: Journal::default(),
             changes: Vec::new(),
             draining: None,
@@ -333,6 +346,20 @@ impl<P: Peer> Core<P> {
         self.draining = Some(retry_after);
     }
 
+    /// The top Via of a request of the IWF's over `transport`, with a new branch
+    /// (8.1.1.7).
+    fn via(&self, transport: Transport) -> String {
+        let protocol = match transport {
+            Transport::Datagram => "UDP",
+            Transport::Stream => "TCP",
+        };
+        format!(
+            "SIP/2.0/{protocol} {};branch={MAGIC_COOKIE}{};rport",
+            self.config.sent_by,
+            new_tag()
+        )
+    }
+
     /// Sessions in the middle of an exchange: an INVITE waiting for its answer, a 2xx for
     /// its ACK, a BYE for its response. A drain waits for them; the others (invited,
     /// live) are stored and carry on after the restart.
@@ -343,7 +370,10 @@ impl<P: Peer> Core<P> {
                 matches!(
                     s.state,
                     State::Pending(_)
-                        | State::Dialog(_, Phase::AwaitingAck(_) | Phase::Ending { .. })
+                        | State::Dialog(
+                            _,
+                            Phase::AwaitingAck(_) | Phase::Ending { .. } | Phase::Reconnecting(_)
+                        )
                 )
             })
             .count()
@@ -444,21 +474,38 @@ impl<P: Peer> Core<P> {
                     out.extend(self.on_tu_request(&key, request, transport, peer, now))
                 }
                 Action::Cancelled => out.extend(self.on_cancelled(&key, now)),
+                Action::Response(response) if self.is_reinvite(&key) => {
+                    out.extend(self.on_reconnect_response(&key, peer, response, now))
+                }
                 Action::Response(response) => {
                     if let Some(status) = response.status().filter(|s| *s >= 200) {
                         let how = format_args!("{status} received for the BYE");
                         out.extend(self.on_request_done(&key, how, now));
                     }
                 }
+                Action::Timeout if self.is_reinvite(&key) => {
+                    let reason = EndReason {
+                        cause: 408,
+                        text: "no answer to the re-INVITE that re-establishes the chat connection after the IWF restarted".into(),
+                    };
+                    out.extend(self.reconnect_failed(&key, &reason, now))
+                }
                 Action::Timeout => {
                     let how = format_args!("no response to the BYE");
                     out.extend(self.on_request_done(&key, how, now))
+                }
+                Action::TransportError if self.is_reinvite(&key) => {
+                    let reason = EndReason {
+                        cause: 503,
+                        text: "the re-INVITE that re-establishes the chat connection after the IWF restarted was not delivered".into(),
+                    };
+                    out.extend(self.reconnect_failed(&key, &reason, now))
                 }
                 Action::TransportError => {
                     let how = format_args!("BYE not delivered (transport error)");
                     out.extend(self.on_request_done(&key, how, now))
                 }
-                Action::Terminated => {}
+                Action::Terminated => self.on_reconnect_terminated(&key),
             }
         }
         out

@@ -918,14 +918,162 @@ fn before_invite_bytes() -> Vec<u8> {
     request("INVITE", 1, None, &format!("{CONTACT}{date}"), OFFER).to_bytes()
 }
 
-#[test]
-fn a_live_session_restored_gets_a_bye_with_a_reason_and_an_unreadable_row_is_refused() {
-    let (mut before, now) = (core(), Instant::now());
+/// The 2xx of the CPM side to the IWF's re-INVITE `sent`, with `sdp` and a Contact.
+fn answer_to(sent: &str, sdp: &str) -> Message {
+    let ok = response_to(sent, 200).to_bytes();
+    let text = String::from_utf8(ok).unwrap().replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:alice@192.0.2.8:5070>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    );
+    parse(text.as_bytes(), Transport::Datagram, &SipLimits::default()).unwrap()
+}
+
+/// A live session's row, as stored before the process died.
+fn live_row(now: Instant) -> (SessionKey, SessionRow) {
+    let mut before = core();
     let (key, _) = live(&mut before, now);
     let mut row = committed(&mut before).saved.remove(0);
     assert_eq!(row.phase, "live");
     row.invite = Some(request("INVITE", 1, None, CONTACT, OFFER).to_bytes());
+    (key, row)
+}
 
+#[test]
+fn a_live_session_restored_offers_a_new_chat_connection_and_its_2xx_opens_the_chat() {
+    let now = Instant::now();
+    let (key, row) = live_row(now);
+    let mut after = core();
+    let restored = after.restore(&row, To::Source, now).unwrap();
+    assert!(matches!(restored.resumed, Resumed::Reconnecting));
+    let reinvite = sent(&restored.effects).remove(0);
+    // RFC 4975 8.4: within the dialog, a fresh offer: the IWF's path, actpass, o= moved on.
+    assert!(
+        reinvite.starts_with("INVITE sip:alice@192.0.2.1:5070 SIP/2.0\r\n"),
+        "{reinvite}"
+    );
+    assert!(reinvite.contains("CSeq: 1 INVITE\r\n"), "{reinvite}");
+    assert!(
+        reinvite.contains(&format!(";tag={}", key.local_tag)),
+        "{reinvite}"
+    );
+    assert!(
+        reinvite.contains("Contact: <sip:iwf@192.0.2.10:5060>\r\n"),
+        "{reinvite}"
+    );
+    let offer = body_of(&reinvite);
+    assert!(offer.contains("a=setup:actpass"), "{offer}");
+    assert!(
+        offer.contains(&format!("a=path:msrp://192.0.2.10:2855/{};tcp", row.id)),
+        "{offer}"
+    );
+    let origin = offer.lines().find(|l| l.starts_with("o=")).unwrap();
+    let fields: Vec<&str> = origin.split(' ').collect();
+    let (id, version): (u64, u64) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    assert_eq!(version, id + 1, "{origin}");
+    assert_eq!(
+        committed(&mut after).saved[0].phase,
+        "live",
+        "a restart re-offers"
+    );
+    // A crossing re-INVITE of the CPM side: 491 (14.2).
+    let effects = in_dialog(&mut after, &key, "INVITE", 2, "", "", now);
+    assert_eq!(
+        statuses(&effects),
+        ["SIP/2.0 100 Trying", "SIP/2.0 491 Request Pending"]
+    );
+    // The 2xx: ACK with the INVITE's CSeq number, to the new target; the chat opens
+    // with the answer's path, the IWF now connecting (the answer is passive).
+    let sdp = OFFER
+        .replace("a=setup:actpass", "a=setup:passive")
+        .replace("/abc;tcp", "/n3w;tcp");
+    let effects = after.on_response(answer_to(&reinvite, &sdp), now);
+    let acks = sent(&effects);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert!(
+        acks[0].starts_with("ACK sip:alice@192.0.2.8:5070 SIP/2.0\r\n"),
+        "{}",
+        acks[0]
+    );
+    assert!(acks[0].contains("CSeq: 1 ACK\r\n"), "{}", acks[0]);
+    let Some(Effect::ChatOpen {
+        msrp, held: false, ..
+    }) = effects
+        .iter()
+        .find(|e| matches!(e, Effect::ChatOpen { .. }))
+    else {
+        panic!("no ChatOpen: {effects:?}");
+    };
+    assert_eq!(msrp.role, Role::Active);
+    assert_eq!(msrp.peer_path[0].session_id, "n3w");
+    assert_eq!(after.user_phase(&key), Some(SessionPhase::Live));
+    // A retransmitted 2xx gets the same ACK, and opens nothing again.
+    let again = after.on_response(answer_to(&reinvite, &sdp), now);
+    assert_eq!(sent(&again), acks);
+    assert!(!again.iter().any(|e| matches!(e, Effect::ChatOpen { .. })));
+    // The version the IWF moved to is stored: a later re-offer goes above it.
+    let row = committed(&mut after).saved.remove(0);
+    let mut again = core();
+    let SessionRow { invite, .. } = &row;
+    assert!(invite.is_none());
+    let row = SessionRow {
+        invite: Some(request("INVITE", 1, None, CONTACT, OFFER).to_bytes()),
+        ..row
+    };
+    let restored = again.restore(&row, To::Source, now).unwrap();
+    let offer = sent(&restored.effects).remove(0);
+    assert!(
+        offer.contains(&format!(" {id} {} IN IP4", id + 2)),
+        "{offer}"
+    );
+    assert!(offer.contains("CSeq: 2 INVITE\r\n"), "{offer}");
+}
+
+#[test]
+fn a_refused_or_unanswered_reinvite_ends_the_session_with_a_bye_that_says_why() {
+    let now = Instant::now();
+    let (key, row) = live_row(now);
+    let mut after = core();
+    let restored = after.restore(&row, To::Source, now).unwrap();
+    let reinvite = sent(&restored.effects).remove(0);
+    let effects = after.on_response(response_to(&reinvite, 488), now);
+    let out = sent(&effects);
+    assert!(
+        out[0].starts_with("ACK "),
+        "the transaction ACKs the 488: {out:?}"
+    );
+    let bye = &out[1];
+    assert!(
+        bye.starts_with("BYE sip:alice@192.0.2.1:5070 SIP/2.0\r\n"),
+        "{bye}"
+    );
+    assert!(bye.contains("CSeq: 2 BYE\r\n"), "{bye}");
+    assert!(
+        bye.contains("Reason: SIP;cause=488;text=\"the CPM side refused the re-INVITE"),
+        "{bye}"
+    );
+    assert_eq!(after.user_phase(&key), None, "ending");
+    after.on_response(response_to(bye, 200), now);
+    assert_eq!(after.sessions(), 0);
+
+    // No answer at all: Timer B, then the BYE with cause 408.
+    let mut after = core();
+    let restored = after.restore(&row, To::Source, now).unwrap();
+    assert_eq!(sent(&restored.effects).len(), 1);
+    let effects = after.handle_timeout(now + Duration::from_secs(33));
+    let bye = sent(&effects).pop().expect("a BYE");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(bye.contains("cause=408"), "{bye}");
+}
+
+#[test]
+fn a_session_restored_mid_exchange_gets_a_bye_with_a_reason_and_an_unreadable_row_is_refused() {
+    let now = Instant::now();
+    let (key, mut row) = live_row(now);
+    // Its BYE was out when the process died.
+    row.phase = "ending".into();
     let mut after = core();
     let restored = after.restore(&row, To::Source, now).unwrap();
     assert!(matches!(restored.resumed, Resumed::Ended));
