@@ -559,6 +559,26 @@ async fn unknown_session_id_gets_481_and_the_connection_is_closed() {
     client.expect_closed(WAIT).await;
 }
 
+/// RFC 6135: after the peer's 2xx to a re-INVITE of the IWF's, the peer's connection may
+/// arrive before the 2xx that opens the session; it waits for the session, then binds.
+#[tokio::test]
+async fn a_connection_that_comes_before_its_session_is_opened_binds_once_it_is() {
+    let endpoint = Endpoint::bind(&config()).await.unwrap();
+    let spec = spec(&endpoint, client_uri("early1"), Role::Passive);
+    let mut client = MsrpClient::connect(
+        endpoint.local_addr(),
+        client_uri("early1"),
+        vec![spec.local.clone()],
+    )
+    .await;
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_session, mut events) = endpoint.open(spec).unwrap();
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    assert!(matches!(next_event(&mut events).await, Event::Connected));
+}
+
 #[tokio::test]
 async fn wrong_from_path_gets_403_and_the_session_keeps_waiting() {
     let mut p = passive_with(config()).await;

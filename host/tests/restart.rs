@@ -85,14 +85,14 @@ async fn a_chat_message_answered_200_survives_kill_9_and_is_mailed_once_after_th
     // The server refuses for 6 s: the message is spooled, not mailed, at the crash.
     let srv = server(&["--refuse-data-for", "6"]);
     let mut gw = durable_gateway_keyed("auto-accept", &srv, RETRY_SOON);
-    let (sipp, mut client) = live_chat(&gw, "f3-iwf-ends.xml", "sp00l3d").await;
+    let (sipp, mut client) = live_chat(&gw, "f3-reinvite-refused.xml", "sp00l3d").await;
     send_chat(&mut client, "spooled1", "taken before the crash").await;
     assert!(srv.mails().is_empty());
 
     block_in_place(|| gw.kill_and_restart());
-    // The chat connection died with the process: BYE 480 (a re-INVITE is not built).
+    // The chat connection died with the process; the CPM side refuses the new one.
     let reason = block_in_place(|| sipp.bye_reason());
-    assert!(reason.contains("cause=480"), "{reason}");
+    assert!(reason.contains("cause=488"), "{reason}");
     assert_eq!(gw.metric("iwf_spool_depth{spool=\"outbound\"}"), 1);
     // The message the IWF answered 200 for is mailed once the server recovers, once.
     let body = block_in_place(|| the_one_mail(&srv));
@@ -125,7 +125,7 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
     const TOTAL: usize = 5_000;
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
-    let (sipp, mut client) = live_chat(&gw, "f3-iwf-ends.xml", "l04d3d").await;
+    let (sipp, mut client) = live_chat(&gw, "f3-reinvite-refused.xml", "l04d3d").await;
     let kill_after = Duration::from_millis(500 + random_below(2_500));
     println!("kill -9 after {kill_after:?} of sending");
     let pid = gw.pid();
@@ -168,7 +168,7 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
         answered.len()
     );
     let reason = block_in_place(|| sipp.bye_reason());
-    assert!(reason.contains("cause=480"), "{reason}");
+    assert!(reason.contains("cause=488"), "{reason}");
     block_in_place(|| gw.wait_spool_empty(Duration::from_secs(120)));
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Each mail: the message's number and its Message-ID.
@@ -321,20 +321,95 @@ async fn a_pending_invitation_survives_kill_9_then_accept_chat_and_leave_use_its
     assert!(block_in_place(|| sipp.passed()), "sipp F3 ladder");
 }
 
+/// Issue 15 step 3: the chat connection died with the process, so the restarted IWF offers
+/// a new one in the session's dialog (RFC 4975 8.4): the client connects to it, and chat
+/// flows both ways in the mail thread of before the crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_session_after_kill_9_gets_a_bye_whose_reason_says_the_chat_was_lost() {
+async fn a_live_session_after_kill_9_gets_a_re_invite_and_the_chat_goes_on_in_its_thread() {
     require_peers();
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
-    let (sipp, _client) = live_chat(&gw, "f3-iwf-ends.xml", "l1v3s3ss").await;
+    let session = "r31nv1t3";
+    let port = common::free_port();
+    let sipp = Sipp::start(
+        &gw,
+        "f3-reinvited.xml",
+        "active",
+        port,
+        session,
+        "bob@example.net",
+    );
+    let (iwf_uri, _) = block_in_place(|| sipp.answer());
+    let mut client =
+        MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri.clone()]).await;
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    block_in_place(|| wait_for_phase(&gw, "live"));
+    send_chat(&mut client, "b4crash", "before the crash").await;
+    let before = block_in_place(|| mails(&srv, 1)).remove(0).1;
 
     block_in_place(|| gw.kill_and_restart());
+    drop(client);
+    // The offer: the IWF's path of before, either role (RFC 6135), a newer o= version.
+    let (path, setup, origin) = block_in_place(|| sipp.reinvite());
+    assert_eq!(path, iwf_uri);
+    assert_eq!(setup, "actpass");
+    let version: u64 = origin.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(version > 0, "{origin}");
+    assert_eq!(
+        gw.metric("iwf_sessions_recovered_total{phase=\"live\",outcome=\"reconnecting\"}"),
+        1
+    );
+    // sipp answered a=setup:active: the client connects and binds (RFC 6714 4.3).
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![path]).await;
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    block_in_place(|| wait_for_phase(&gw, "live"));
+
+    // CPM -> e-mail: the thread of before the crash goes on.
+    send_chat(&mut client, "aftr1", "after the crash").await;
+    let chat_mail = block_in_place(|| mails(&srv, 2)).remove(1).1;
+    let msg = parse(&chat_mail);
+    assert!(msg.body_text(0).unwrap().starts_with("after the crash"));
+    assert_eq!(msg.in_reply_to().as_text(), parse(&before).message_id());
+    // E-mail -> CPM over the new connection; 250 once the client took it.
+    let to = address(&msg, "From").1;
+    let mail = reply(&chat_mail, "bob@example.net", "", &plain("welcome back"));
+    let smtp = gw.smtp;
+    let said = std::thread::spawn(move || swaks(smtp, "bob@example.net", &to, &mail));
+    let sent = client.expect_request(Method::Send, WAIT).await;
+    client.respond(&sent, 200).await;
+    let said = block_in_place(|| said.join().unwrap());
+    assert!(said.starts_with("250"), "{said}");
+    let cpim = cpim::Message::parse(&sent.body.unwrap().data).unwrap();
+    assert!(String::from_utf8_lossy(&cpim.body).starts_with("welcome back"));
+    // Leave: the BYE goes in the original dialog, after the re-INVITE's CSeq.
+    answer(&gw, &chat_mail, "bob@example.net", "leave");
     let reason = block_in_place(|| sipp.bye_reason());
-    assert!(reason.contains("cause=480"), "{reason}");
-    assert!(reason.contains("restarted"), "{reason}");
+    assert!(reason.contains("cause=200"), "{reason}");
+    assert!(block_in_place(|| sipp.passed()), "sipp's re-INVITE ladder");
+}
+
+/// Issue 15 step 3: a CPM side that refuses the new connection gets a BYE whose Reason
+/// says why (RFC 3326), and the session leaves the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_whose_re_invite_is_refused_after_kill_9_gets_a_bye_that_says_why() {
+    require_peers();
+    let srv = server(&[]);
+    let mut gw = durable_gateway("auto-accept", &srv);
+    let (sipp, _client) = live_chat(&gw, "f3-reinvite-refused.xml", "r3fus3d").await;
+
+    block_in_place(|| gw.kill_and_restart());
+    let (_, setup, _) = block_in_place(|| sipp.reinvite());
+    assert_eq!(setup, "actpass");
+    let reason = block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=488"), "{reason}");
+    assert!(reason.contains("re-INVITE"), "{reason}");
     assert!(block_in_place(|| sipp.passed()), "sipp answered the BYE");
     assert_eq!(
-        gw.metric("iwf_sessions_recovered_total{phase=\"live\",outcome=\"ended\"}"),
+        gw.metric("iwf_sessions_recovered_total{phase=\"live\",outcome=\"reconnecting\"}"),
         1
     );
     // Its BYE answered, the session is gone from the store: a second restart finds none.
@@ -349,7 +424,7 @@ async fn a_live_session_after_kill_9_gets_a_bye_whose_reason_says_the_chat_was_l
     }
     block_in_place(|| gw.kill_and_restart());
     assert_eq!(
-        gw.metric("iwf_sessions_recovered_total{phase=\"live\",outcome=\"ended\"}"),
+        gw.metric("iwf_sessions_recovered_total{phase=\"live\",outcome=\"reconnecting\"}"),
         0
     );
 }

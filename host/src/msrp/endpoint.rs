@@ -381,6 +381,8 @@ struct Shared {
     settings: Settings,
     local_addr: SocketAddr,
     sessions: Mutex<HashMap<String, Slot>>,
+    /// Woken when a session is registered: a connection that came first waits for it.
+    opened: Notify,
     permits: Arc<Semaphore>,
 }
 
@@ -438,6 +440,7 @@ impl Endpoint {
             settings,
             local_addr,
             sessions: Mutex::new(HashMap::new()),
+            opened: Notify::new(),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         tracing::info!(%local_addr, "MSRP endpoint listening");
@@ -488,6 +491,7 @@ impl Endpoint {
                 },
             );
         }
+        self.shared.opened.notify_waiters();
         let (events_tx, events_rx) = mpsc::channel(32);
         let (commands_tx, commands_rx) = mpsc::channel(32);
         let (link_tx, link_rx) = watch::channel(Link::Connecting);
@@ -693,17 +697,19 @@ async fn bind_accepted(shared: &Shared, mut conn: Connection, permit: OwnedSemap
         .first()
         .map(|u| u.session_id.clone())
         .unwrap_or_default();
-    let found = {
-        let mut sessions = shared.sessions();
-        match sessions.get_mut(&session_id) {
-            None => Err((481, "no such session")),
-            Some(slot) if !transaction::from_path_matches(&first.from_path, &slot.remote_path) => {
-                Err((403, "From-Path is not the session's peer"))
-            }
-            Some(slot) => slot
-                .accept
-                .take()
-                .ok_or((481, "session not waiting for a connection")),
+    // The peer may connect before the IWF has the answer that opens the session: after
+    // its 2xx to the IWF's re-INVITE (RFC 6135: the answerer chose active), the 2xx and
+    // the connection race. A connection to an unknown session waits for it a moment.
+    let grace = tokio::time::Instant::now() + BIND_GRACE.min(within);
+    let found = loop {
+        let opened = shared.opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        let found = find_slot(shared, &session_id, &first);
+        if !matches!(found, Err((481, "no such session")))
+            || tokio::time::timeout_at(grace, opened).await.is_err()
+        {
+            break found;
         }
     };
     let (code, comment) = match found {
@@ -728,6 +734,29 @@ async fn bind_accepted(shared: &Shared, mut conn: Connection, permit: OwnedSemap
     };
     tracing::info!(%session_id, code, "MSRP connection refused");
     refuse(&mut conn, &first, code, comment).await;
+}
+
+/// How long a connection to a session not yet registered waits for it before its 481.
+const BIND_GRACE: Duration = Duration::from_secs(2);
+
+/// The waiting session `session_id` the first request `first` binds to: its acceptor,
+/// or the refusal.
+fn find_slot(
+    shared: &Shared,
+    session_id: &str,
+    first: &Frame,
+) -> Result<oneshot::Sender<Accepted>, (u16, &'static str)> {
+    let mut sessions = shared.sessions();
+    match sessions.get_mut(session_id) {
+        None => Err((481, "no such session")),
+        Some(slot) if !transaction::from_path_matches(&first.from_path, &slot.remote_path) => {
+            Err((403, "From-Path is not the session's peer"))
+        }
+        Some(slot) => slot
+            .accept
+            .take()
+            .ok_or((481, "session not waiting for a connection")),
+    }
 }
 
 /// Answers the request with an error (as its Failure-Report allows; REPORTs get none)

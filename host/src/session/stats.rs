@@ -6,9 +6,10 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What became of the sessions read back from the store at start: waiting on (an
-/// invitation), ended with a BYE (their chat was lost), mailing (freed before the restart,
+/// invitation), reconnecting (a live one offered a new chat connection by a re-INVITE),
+/// ended with a BYE (their chat was lost), mailing (freed before the restart,
 /// its spooled chat messages mailed now), or unreadable (dropped).
-pub const RECOVERED: [&str; 4] = ["waiting", "ended", "mailing", "unreadable"];
+pub const RECOVERED: [&str; 5] = ["waiting", "reconnecting", "ended", "mailing", "unreadable"];
 
 /// The phases a session is stored in (`core::durable`), and `unknown` for a row that
 /// cannot be read.

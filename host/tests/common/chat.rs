@@ -275,6 +275,24 @@ impl Sipp {
         }
     }
 
+    /// The IWF's re-INVITE (f3-reinvited.xml, f3-reinvite-refused.xml), once its ACK
+    /// came: the offer's a=path URI, a=setup and o= line.
+    pub fn reinvite(&self) -> (MsrpUri, String, String) {
+        let file = self.answer_file.with_extension("reinvite");
+        let line = || std::fs::read_to_string(&file).unwrap_or_default();
+        wait_for(|| line().ends_with('\n'), "the IWF's re-INVITE and its ACK");
+        let line = line();
+        let (path, rest) = line.trim().split_once(' ').unwrap();
+        let (setup, origin) = rest.split_once(' ').unwrap();
+        let path = path.strip_prefix("a=path:").unwrap();
+        let setup = setup.strip_prefix("a=setup:").unwrap();
+        (
+            MsrpUri::parse(path).unwrap(),
+            setup.to_owned(),
+            origin.to_owned(),
+        )
+    }
+
     /// The Reason of the BYE the IWF sent (f3-iwf-ends.xml), once it came.
     pub fn bye_reason(&self) -> String {
         let file = self.answer_file.with_extension("bye");
