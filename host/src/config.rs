@@ -134,6 +134,11 @@ pub struct SmtpInboundConfig {
     /// How long the server waits for the next piece of the message after the 354
     /// (RFC 5321 4.5.3.2.5: 3 minutes per data block); then 421 4.4.2 and close.
     pub data_timeout_ms: u64,
+    /// F5's inbound spool: how long the chat has to take a mail answered 250 (its
+    /// connection down, its peer silent) before the mail is bounced.
+    pub chat_give_up_ms: u64,
+    /// How often a spooled mail is tried again while its chat connection is down.
+    pub chat_retry_ms: u64,
 }
 
 impl Default for SmtpInboundConfig {
@@ -146,6 +151,8 @@ impl Default for SmtpInboundConfig {
             max_connections: 1024,
             command_timeout_ms: 300_000,
             data_timeout_ms: 180_000,
+            chat_give_up_ms: 600_000,
+            chat_retry_ms: 500,
         }
     }
 }

@@ -176,10 +176,13 @@ async fn f3_a_quoted_accept_makes_the_session_live_and_chat_mails_become_ee1_sen
     assert_eq!(image.content_type, "image/jpeg");
     assert_eq!(image.body, photo);
     assert!(sending.await.unwrap().starts_with("250"));
-    assert_eq!(
-        gw.metric("iwf_chat_messages_total{direction=\"to_cpm\",outcome=\"delivered\"}"),
-        4
-    );
+    // Counted as each SEND's 200 comes back, after the 250 (the mail was spooled).
+    let delivered = "iwf_chat_messages_total{direction=\"to_cpm\",outcome=\"delivered\"}";
+    let deadline = std::time::Instant::now() + WAIT;
+    while gw.metric(delivered) < 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.metric(delivered), 4);
     assert_eq!(gw.metric("iwf_inbound_mails_total{result=\"taken\"}"), 4);
     assert!(
         tokio::task::block_in_place(|| sipp.passed()),
@@ -496,7 +499,7 @@ async fn f5_a_mail_sent_again_is_taken_and_not_delivered_twice() {
     assert!(sending.await.unwrap().starts_with("250"));
     let again = tokio::task::block_in_place(|| swaks(gw.smtp, "bob@example.net", &to, &mail));
     assert!(again.starts_with("250"), "{again}");
-    assert!(again.contains("already delivered"), "{again}");
+    assert!(again.contains("already taken"), "{again}");
     client.expect_silence(Duration::from_millis(1000)).await;
     // Another mail (another Message-ID) is delivered as usual.
     let other = reply(&invitation, "bob@example.net", "", &plain("and this"));
@@ -657,15 +660,29 @@ async fn f3_html_only_accept_a_forged_sender_and_an_auto_reply_never_reach_the_c
     // Nothing reached the MSRP side for any of them.
     client.expect_silence(Duration::from_secs(1)).await;
 
-    // The CPM side refuses the chat message: the e-mail's sender learns it in the SMTP
-    // reply (nothing vanishes).
+    // The CPM side refuses the chat message: taken (250, spooled), then bounced to its
+    // sender with a delivery status notification that says why (nothing vanishes).
     let chat = reply(&invitation, "bob@example.net", "", &plain("one more thing"));
     let (smtp, to2) = (gw.smtp, to.clone());
-    let sending = tokio::task::spawn_blocking(move || swaks(smtp, "bob@example.net", &to2, &chat));
+    let said = tokio::task::block_in_place(|| swaks(smtp, "bob@example.net", &to2, &chat));
+    assert!(said.starts_with("250") && said.contains("queued"), "{said}");
     let send = client.expect_request(Method::Send, WAIT).await;
     client.respond(&send, 403).await;
-    let said = sending.await.unwrap();
-    assert!(said.starts_with("554") && said.contains("403"), "{said}");
+    let all = tokio::task::block_in_place(|| mails(&srv, 2));
+    let (envelope, bounce) = &all[1];
+    assert_eq!(
+        envelope["mail_from"], "<>",
+        "a bounce has the null reverse-path"
+    );
+    assert_eq!(envelope["rcpt_tos"][0], "bob@example.net");
+    let bounce = String::from_utf8_lossy(bounce);
+    assert!(bounce.contains("report-type=delivery-status"), "{bounce}");
+    assert!(bounce.contains("Status: 5.6.0"), "{bounce}");
+    assert!(bounce.contains("403"), "{bounce}");
+    assert!(
+        bounce.contains(&format!("Final-Recipient: rfc822; {to}")),
+        "{bounce}"
+    );
 
     // An address no session mails from is refused at RCPT.
     let stray = plain("hello?");

@@ -302,7 +302,7 @@ async fn a_pending_invitation_survives_kill_9_then_accept_chat_and_leave_use_its
     // E-mail -> CPM: a reply to that chat mail reaches the chat.
     let to = address(&msg, "From").1;
     let mail = reply(&chat_mail, "bob@example.net", "", &plain("yes, here"));
-    // 250 only once the CPM side took the SEND: swaks waits while the client answers.
+    // 250 once spooled; the SEND follows from the spool.
     let smtp = gw.smtp;
     let said = std::thread::spawn(move || swaks(smtp, "bob@example.net", &to, &mail));
     let sent = client.expect_request(Method::Send, WAIT).await;
@@ -505,4 +505,219 @@ async fn sigterm_finishes_the_call_in_flight_refuses_new_ones_exits_0_and_the_ne
     let reason = block_in_place(|| sipp.bye_reason());
     assert!(reason.contains("cause=603"), "{reason}");
     assert!(block_in_place(|| sipp.passed()), "sipp F3 ladder");
+}
+
+/// Sends `mails` (numbers) over one SMTP connection to `smtp`, one transaction each,
+/// from bob@example.net to `to`, each a reply in `thread` with Message-ID
+/// `<f5-N@example.net>` and text `f5 mail N`; the numbers whose data got 250. Stops when
+/// the connection goes (the gateway was killed).
+fn smtp_load(
+    smtp: std::net::SocketAddr,
+    to: &str,
+    thread: &str,
+    mails: std::ops::Range<usize>,
+) -> Vec<usize> {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(stream) = std::net::TcpStream::connect(smtp) else {
+        return Vec::new();
+    };
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    // A reply's last line (multi-line replies: `250-...`, then `250 ...`).
+    let mut reply = move || -> Option<String> {
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) if line.as_bytes().get(3) == Some(&b'-') => continue,
+                Ok(_) => return Some(line),
+            }
+        }
+    };
+    let mut say = |text: &str| writer.write_all(text.as_bytes()).is_ok();
+    let mut taken = Vec::new();
+    if reply().is_none() || !say("EHLO mail.example.net\r\n") || reply().is_none() {
+        return taken;
+    }
+    for n in mails {
+        let message = format!(
+            "From: Bob <bob@example.net>\r\nTo: <{to}>\r\nSubject: Re: chat\r\n\
+             Message-ID: <f5-{n}@example.net>\r\nIn-Reply-To: {thread}\r\n\
+             References: {thread}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             f5 mail {n}\r\n.\r\n"
+        );
+        let envelope = format!("MAIL FROM:<bob@example.net>\r\nRCPT TO:<{to}>\r\nDATA\r\n");
+        // Pipelined envelope (RFC 2920), then the data once 354 came.
+        if !say(&envelope) {
+            break;
+        }
+        let (Some(_), Some(_), Some(data)) = (reply(), reply(), reply()) else {
+            break;
+        };
+        if !data.starts_with("354") {
+            let _ = say("RSET\r\n");
+            if reply().is_none() {
+                break;
+            }
+            continue;
+        }
+        if !say(&message) {
+            break;
+        }
+        match reply() {
+            Some(r) if r.starts_with("250") => taken.push(n),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    taken
+}
+
+/// Receives every SEND on `client`, answering each 200, into `got`: (MSRP Message-ID,
+/// text) in arrival order; until the connection goes or `stop` is set.
+async fn collect_sends(
+    mut client: MsrpClient,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::Relaxed) {
+        match client.next_frame(Duration::from_millis(200)).await {
+            Ok(frame) if frame.method() == Some(&Method::Send) => {
+                client.respond(&frame, 200).await;
+                let Some(body) = &frame.body else { continue };
+                let cpim = cpim::Message::parse(&body.data).unwrap();
+                let text = String::from_utf8_lossy(&cpim.body).into_owned();
+                let id = frame.message_id().unwrap_or_default().to_owned();
+                got.lock().unwrap().push((id, text));
+            }
+            Ok(_) | Err(common::msrp::NextError::Timeout) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Issue 15: F5 under load, `kill -9` at a moment chosen at random (printed), then a
+/// restart and the re-INVITE. Every mail that got its 250 is delivered over MSRP, after
+/// the restart if not before; a mail delivered twice (the crash came between its SEND's
+/// 200 and the commit of its record) carries the same MSRP Message-ID both times, so the
+/// CPM side sees one message (RFC 4975 7.1.1); nothing that was not sent is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f5_load_kill_9_at_a_random_moment_loses_no_mail_answered_250() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    require_peers();
+    const TOTAL: usize = 5_000;
+    let srv = server(&[]);
+    let mut gw = durable_gateway("auto-accept", &srv);
+    let session = "f5l04d";
+    let port = common::free_port();
+    let sipp = Sipp::start(
+        &gw,
+        "f3-reinvited.xml",
+        "active",
+        port,
+        session,
+        "bob@example.net",
+    );
+    let (iwf_uri, _) = block_in_place(|| sipp.answer());
+    let mut client =
+        MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri.clone()]).await;
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    block_in_place(|| wait_for_phase(&gw, "live"));
+    // The chat mail the e-mail user's mails reply to.
+    send_chat(&mut client, "f5start", "mail me").await;
+    let chat_mail = block_in_place(|| mails(&srv, 1)).remove(0).1;
+    let msg = parse(&chat_mail);
+    let to = address(&msg, "From").1;
+    let thread = format!("<{}>", msg.message_id().unwrap());
+
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = tokio::spawn(collect_sends(client, got.clone(), stop.clone()));
+    let kill_after = Duration::from_millis(500 + random_below(2_500));
+    println!("kill -9 after {kill_after:?} of sending");
+    let pid = gw.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(kill_after);
+        common::chat::signal_process(pid, "KILL");
+    });
+    let smtp = gw.smtp;
+    let senders: Vec<_> = (0..2)
+        .map(|s| {
+            let (to, thread) = (to.clone(), thread.clone());
+            std::thread::spawn(move || {
+                smtp_load(smtp, &to, &thread, s * TOTAL / 2..(s + 1) * TOTAL / 2)
+            })
+        })
+        .collect();
+    let taken: Vec<usize> = block_in_place(|| {
+        senders
+            .into_iter()
+            .flat_map(|s| s.join().unwrap())
+            .collect()
+    });
+    killer.join().unwrap();
+    before.await.unwrap();
+    let delivered_before = got.lock().unwrap().len();
+    println!(
+        "{} mails answered 250 before the kill, {delivered_before} delivered",
+        taken.len()
+    );
+    assert!(taken.len() < TOTAL, "the kill came after the load");
+    assert!(!taken.is_empty(), "no mail was taken before the kill");
+
+    block_in_place(|| {
+        gw.exited(WAIT);
+        gw.start_again();
+    });
+    let (path, _, _) = block_in_place(|| sipp.reinvite());
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![path]).await;
+    let bind = client.empty_send();
+    client.send_frame(&bind).await;
+    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    let after = tokio::spawn(collect_sends(client, got.clone(), stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while gw.metric("iwf_spool_depth{spool=\"inbound\"}") != 0 {
+        assert!(Instant::now() < deadline, "the inbound spool did not empty");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    after.await.unwrap();
+
+    // Each mail delivered: its number and the MSRP Message-IDs it came under.
+    let mut delivered: std::collections::HashMap<usize, Vec<String>> = Default::default();
+    for (id, text) in got.lock().unwrap().iter() {
+        let n: usize = text
+            .strip_prefix("f5 mail ")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("not a mail of the load: {text:?}"));
+        delivered.entry(n).or_default().push(id.clone());
+    }
+    let lost: Vec<&usize> = taken
+        .iter()
+        .filter(|n| !delivered.contains_key(n))
+        .collect();
+    assert!(lost.is_empty(), "answered 250, never delivered: {lost:?}");
+    assert!(
+        delivered.keys().all(|n| *n < TOTAL),
+        "delivered, never sent"
+    );
+    let copies: Vec<_> = delivered.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    for (n, ids) in &copies {
+        assert!(
+            ids.iter().all(|id| id == &ids[0]),
+            "mail {n}: copies under other MSRP Message-IDs {ids:?}"
+        );
+    }
+    println!(
+        "delivered {} mails ({} after the restart), {} of them twice (same Message-ID)",
+        delivered.len(),
+        got.lock().unwrap().len() - delivered_before,
+        copies.len()
+    );
+    assert_eq!(srv.mails().len(), 1, "no bounce: every mail was delivered");
 }

@@ -16,6 +16,7 @@ use crate::policy::{Limits, PolicyEngine, PolicyHost, PolicySource, reload};
 use crate::sdp::uri::Host;
 use crate::session::carry::{Chats, HoldLimits, Spool};
 use crate::session::core::{Core, CoreConfig};
+use crate::session::deliver::{Deliveries, DeliverySettings};
 use crate::session::directory::Directory;
 use crate::session::mailer::{Mailer, Records};
 use crate::session::registry::Registry;
@@ -26,7 +27,7 @@ use crate::smtp::{Destinations, Router};
 use crate::store::Store;
 use anyhow::Context;
 use driver::{Drain, Mail, Seen, run_sessions};
-use restore::restore;
+use restore::{restore, restore_mails};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,13 +222,25 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let smtp_addr = smtp_listener.local_addr()?;
+    // F5: the inbound spool's deliveries, and their bounces on the mailer's routes.
+    let deliveries = Deliveries::new(
+        (chat_sessions.clone(), user_events.clone()),
+        store.clone(),
+        mailer.bouncer(),
+        DeliverySettings {
+            domain: config.smtp.inbound.domain.clone(),
+            give_up: Duration::from_millis(config.smtp.inbound.chat_give_up_ms),
+            retry: Duration::from_millis(config.smtp.inbound.chat_retry_ms),
+        },
+        (stats.clone(), registry.clone()),
+    );
     let replies = Replies::new(
-        directory,
+        directory.clone(),
         policy.clone(),
         chat_sessions.clone(),
         user_events.clone(),
-        stats.clone(),
-        registry.clone(),
+        (stats.clone(), registry.clone()),
+        (store.clone(), deliveries.clone()),
     );
     let (smtp_stop, smtp_stopped) = oneshot::channel::<()>();
     let smtp_done = tokio::spawn(crate::smtp::inbound::serve(
@@ -268,7 +281,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
         timers: HashMap::new(),
         threads: Vec::new(),
     };
-    let restored = restore(&store, &mut core, &mut mail, &stats, restored_peer).await?;
+    let (restored, going_on) = restore(&store, &mut core, &mut mail, &stats, restored_peer).await?;
+    restore_mails(&store, &going_on, &directory, &deliveries).await?;
     let (drain, drains) = mpsc::channel(1);
     tokio::spawn(run_sessions(
         core,

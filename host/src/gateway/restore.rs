@@ -4,7 +4,9 @@
 use super::driver::Mail;
 use crate::net::sip::Replier;
 use crate::session::chat::ChatMessage;
-use crate::session::core::{Core, Effect, EndReason, Notify, Restored, Resumed};
+use crate::session::core::{Core, Effect, EndReason, Notify, Restored, Resumed, SessionKey};
+use crate::session::deliver::Deliveries;
+use crate::session::directory::Directory;
 use crate::session::mailer::Outbound;
 use crate::session::stats::SessionStats;
 use crate::store::{CLOSED, Changes, Store, Unspooled};
@@ -24,13 +26,15 @@ pub(super) async fn restore(
     mail: &mut Mail,
     stats: &SessionStats,
     peer: Replier,
-) -> anyhow::Result<Vec<Effect<Replier>>> {
+) -> anyhow::Result<(Vec<Effect<Replier>>, HashMap<String, SessionKey>)> {
     let rows = store.sessions().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let threads = store.threads().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut spooled = spooled_by_session(store).await?;
     let now = Instant::now();
     let mut effects = Vec::new();
     let mut unreadable = Changes::default();
+    // The sessions that go on (waiting, reconnecting): their spooled chat mails too.
+    let mut going_on = HashMap::new();
     for row in &rows {
         let chats = spooled.remove(&row.id).unwrap_or_default();
         // Out of the spool if the row is dropped, else the next start finds them again.
@@ -95,6 +99,7 @@ pub(super) async fn restore(
         };
         match thread.and_then(|thread| mail.mailer.restore(key.clone(), facts, thread, chats)) {
             Ok(()) if waits => {
+                going_on.insert(row.id.clone(), key.clone());
                 stats.recovered(&row.phase, "waiting");
                 if let Some(at) = row.expires_at {
                     mail.expire(&key, at);
@@ -102,6 +107,9 @@ pub(super) async fn restore(
                 effects.extend(restored.effects);
             }
             Ok(()) => {
+                if reconnects {
+                    going_on.insert(row.id.clone(), key.clone());
+                }
                 let outcome = if reconnects { "reconnecting" } else { "ended" };
                 stats.recovered(&row.phase, outcome);
                 effects.extend(restored.effects);
@@ -136,7 +144,47 @@ pub(super) async fn restore(
     if !rows.is_empty() {
         tracing::info!(sessions = rows.len(), "sessions restored from the store");
     }
-    Ok(effects)
+    Ok((effects, going_on))
+}
+
+/// F5's inbound spool after a restart: the mails delivered before are known again to
+/// their sessions (a copy is not delivered twice), and those not delivered go on in their
+/// session's order once its chat connects; a mail whose session did not go on is bounced.
+pub(super) async fn restore_mails(
+    store: &Store,
+    going_on: &HashMap<String, SessionKey>,
+    directory: &Directory,
+    deliveries: &Deliveries,
+) -> anyhow::Result<()> {
+    let delivered = store
+        .delivered_mails()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (session_id, mail_id) in delivered {
+        if let Some(key) = going_on.get(&session_id) {
+            directory.claim_mail(key, &mail_id);
+        }
+    }
+    let spooled = store
+        .spooled_mails()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !spooled.is_empty() {
+        tracing::info!(
+            mails = spooled.len(),
+            "chat mails of the inbound spool resumed"
+        );
+    }
+    for mail in spooled {
+        match going_on.get(&mail.session_id) {
+            Some(key) => {
+                directory.claim_mail(key, &mail.mail_id);
+                deliveries.push(key, mail);
+            }
+            None => deliveries.orphan(mail),
+        }
+    }
+    Ok(())
 }
 
 /// The outbound spool, each session's messages in their mailing order, read back as the

@@ -10,9 +10,11 @@
 
 pub mod aa2;
 pub mod body;
+pub mod bounce;
 pub mod compose;
 pub mod header;
 pub mod inbound;
 
+pub use bounce::{Bounce, compose_bounce};
 pub use compose::{Draft, compose};
 pub use header::{AddrSpec, AutoSubmitted, HeaderError, Mailbox, MsgId, XPriority};

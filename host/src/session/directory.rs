@@ -166,26 +166,31 @@ impl Directory {
         }
     }
 
-    /// Whether session `key` delivered the e-mail user's mail `message_id` (F5).
-    pub fn delivered(&self, key: &SessionKey, message_id: &str) -> bool {
-        let inner = self.lock();
-        inner
-            .delivered
-            .get(key)
-            .is_some_and(|ids| ids.iter().any(|id| id == message_id))
-    }
-
-    /// Session `key` delivered the e-mail user's mail `message_id` (F5), while it lives.
-    pub fn note_delivered(&self, key: &SessionKey, message_id: &str) {
+    /// Claims the e-mail user's mail `message_id` for session `key` (F5): `false` when the
+    /// session took it before (its sender sent it again, having seen no 250), so it is
+    /// not delivered twice. Kept while the session lives, the newest `DELIVERED_KEPT`.
+    pub fn claim_mail(&self, key: &SessionKey, message_id: &str) -> bool {
         let mut inner = self.lock();
         if !inner.entries.contains_key(key) {
-            return;
+            return true;
         }
         let ids = inner.delivered.entry(key.clone()).or_default();
+        if ids.iter().any(|id| id == message_id) {
+            return false;
+        }
         if ids.len() == DELIVERED_KEPT {
             ids.pop_front();
         }
         ids.push_back(message_id.to_owned());
+        true
+    }
+
+    /// Gives back a claim whose mail was not taken after all (its commit failed).
+    pub fn release_mail(&self, key: &SessionKey, message_id: &str) {
+        let mut inner = self.lock();
+        if let Some(ids) = inner.delivered.get_mut(key) {
+            ids.retain(|id| id != message_id);
+        }
     }
 
     /// RCPT TO: whether `address` is one the live sessions mail from.
@@ -263,26 +268,23 @@ mod tests {
     }
 
     #[test]
-    fn a_delivered_mail_is_known_to_its_session_only_within_the_bound_and_until_it_ends() {
+    fn a_mail_is_claimed_once_per_session_within_the_bound_until_it_ends_or_is_released() {
         let d = Directory::default();
         let ours = ["iwf@mail.example.com"];
         d.register(&key("a"), &facts("sa"), &ours, &["bob@example.net"]);
         d.register(&key("b"), &facts("sb"), &ours, &["carol@example.net"]);
-        d.note_delivered(&key("a"), "m0@example.net");
-        assert!(d.delivered(&key("a"), "m0@example.net"));
-        assert!(!d.delivered(&key("b"), "m0@example.net"), "per session");
+        assert!(d.claim_mail(&key("a"), "m0@example.net"));
+        assert!(!d.claim_mail(&key("a"), "m0@example.net"), "a copy");
+        assert!(d.claim_mail(&key("b"), "m0@example.net"), "per session");
         for n in 1..=DELIVERED_KEPT {
-            d.note_delivered(&key("a"), &format!("m{n}@example.net"));
+            assert!(d.claim_mail(&key("a"), &format!("m{n}@example.net")));
         }
-        assert!(!d.delivered(&key("a"), "m0@example.net"), "the oldest went");
-        assert!(d.delivered(&key("a"), "m1@example.net"));
+        assert!(d.claim_mail(&key("a"), "m0@example.net"), "the oldest went");
+        d.release_mail(&key("a"), "m0@example.net");
+        assert!(d.claim_mail(&key("a"), "m0@example.net"), "released");
+        assert!(!d.claim_mail(&key("a"), "m2@example.net"));
         d.remove(&key("a"));
-        assert!(!d.delivered(&key("a"), "m1@example.net"));
-        d.note_delivered(&key("a"), "m9@example.net");
-        assert!(
-            !d.delivered(&key("a"), "m9@example.net"),
-            "not kept once gone"
-        );
+        assert!(d.claim_mail(&key("a"), "m2@example.net"), "gone with it");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 pub mod carry;
 pub mod chat;
 pub mod core;
+pub mod deliver;
 pub mod directory;
 pub mod mailer;
 pub mod registry;

@@ -4,7 +4,8 @@
 //! reply, and the action is carried out before the SMTP reply is given:
 //! - accept -> the session goes live (its MSRP side was opened with the 200 OK);
 //! - reject, leave -> BYE towards the CPM user;
-//! - chat -> MSRP SEND(s) per Table EE1, 250 only once the CPM side took it;
+//! - chat -> the MSRP SEND(s) of Table EE1, committed to the inbound spool before the 250
+//!   and delivered from there (`deliver`);
 //! - ignore -> nothing (a log line).
 //!
 //! Auto-replies, reports and bounces never become chat (mail loops); a bounce of the
@@ -12,16 +13,18 @@
 //! is refused with a text that says why, while the sender's SMTP transaction is open.
 
 use super::core::SessionKey;
+use super::deliver::{self, Deliveries};
 use super::directory::{Directory, Entry};
 use super::registry::{Protocol, Registry};
-use super::stats::{Direction, SessionStats};
+use super::stats::SessionStats;
 use crate::cpim;
 use crate::mail::inbound::{self, Attachment, InboundMail, Kind};
 use crate::msrp::transaction::accepts;
-use crate::msrp::{FailureReport, MsrpSession, SendError};
+use crate::msrp::{FailureReport, MsrpSession};
 use crate::policy::world::{self, Reply, ReplyAction, SessionPhase};
 use crate::policy::{Decision, PolicyHost};
 use crate::smtp::inbound::{Delivery, EnvelopeSoFar, ReceivedMail, Verdict};
+use crate::store::{MailPart, SpooledMail, Store};
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -75,6 +78,9 @@ pub struct Replies {
     stats: Arc<SessionStats>,
     /// The sessions' ladders: each reply, its interpretation and its MSRP SENDs.
     registry: Arc<Registry>,
+    /// F5's inbound spool, and its delivery.
+    store: Arc<Store>,
+    deliveries: Deliveries,
 }
 
 impl Replies {
@@ -83,8 +89,8 @@ impl Replies {
         policy: Arc<PolicyHost>,
         chats: ChatSessions,
         core: mpsc::UnboundedSender<UserEvent>,
-        stats: Arc<SessionStats>,
-        registry: Arc<Registry>,
+        (stats, registry): (Arc<SessionStats>, Arc<Registry>),
+        (store, deliveries): (Arc<Store>, Deliveries),
     ) -> Self {
         Self {
             directory,
@@ -93,14 +99,13 @@ impl Replies {
             core,
             stats,
             registry,
+            store,
+            deliveries,
         }
     }
 
     async fn phase(&self, key: &SessionKey) -> Option<SessionPhase> {
-        let (reply, phase) = oneshot::channel();
-        let key = key.clone();
-        self.core.send(UserEvent::Phase { key, reply }).ok()?;
-        phase.await.ok().flatten()
+        deliver::phase(&self.core, key).await
     }
 
     fn end(&self, key: &SessionKey, cause: u16, text: &str) {
@@ -127,28 +132,74 @@ impl Replies {
         }
     }
 
-    /// F5 (EE1): the text as a CPIM message over the session's MSRP side, then each
+    /// F5 (EE1): the text as a CPIM message for the session's MSRP side, then each
     /// attachment the peer takes inside CPIM as a message of its own; the others are named
-    /// in the text.
-    async fn chat(&self, entry: &Entry, mail: &InboundMail, sender: &str, text: String) -> Verdict {
+    /// in the text. Committed to the inbound spool, then answered 250 (issue 15).
+    async fn chat(
+        &self,
+        (entry, phase): (&Entry, SessionPhase),
+        (received, mail): (&ReceivedMail, &InboundMail),
+        sender: &str,
+        text: String,
+    ) -> Verdict {
         let Some(chat) = self.chats_of(&entry.key) else {
-            return Verdict::new(
-                550,
-                Some("5.7.0"),
-                "the chat session has no MSRP connection: message not delivered",
-            );
+            // Live without a connection: the IWF is re-establishing it (a re-INVITE after
+            // a restart); the sender's server tries again in a while.
+            return match phase {
+                SessionPhase::Live => Verdict::try_later(
+                    "the chat connection is being re-established: try again later",
+                ),
+                SessionPhase::AwaitingAnswer => Verdict::new(
+                    550,
+                    Some("5.7.0"),
+                    "the chat session has no MSRP connection: message not delivered",
+                ),
+            };
         };
         let session = &entry.facts.session;
         // A mail its sender sends again (no 250 reached it) is not delivered twice: the
-        // same Message-ID in the same session. Kept in memory: a session restarted live
-        // does not exist yet (its chat connection is lost, so it is ended; issue 15).
-        let mail_id = mail.message_id.as_deref();
-        if let Some(mail_id) = mail_id
-            && self.directory.delivered(&entry.key, mail_id)
-        {
-            tracing::info!(session = %entry.key, message_id = %mail_id, "mail delivered before: not sent again");
-            return Verdict::accepted("already delivered to the chat");
+        // same Message-ID in the same session (kept across restarts by the spool's record).
+        let mail_id = match mail.message_id.as_deref() {
+            Some(id) => id.to_owned(),
+            None => format!("{}@iwf.invalid", super::mailer::nonce()),
+        };
+        if !self.directory.claim_mail(&entry.key, &mail_id) {
+            tracing::info!(session = %entry.key, message_id = %mail_id, "mail taken before: not delivered again");
+            return Verdict::accepted("already taken for the chat");
         }
+        let spooled = self
+            .spooled(entry, (received, mail), &chat, sender, text, &mail_id)
+            .await;
+        match self.store.spool_mail(spooled.clone()).await {
+            Ok(()) => {
+                self.registry.record(
+                    &session.session_id,
+                    Protocol::Smtp,
+                    "mail spooled for the chat: 250",
+                );
+                self.deliveries.push(&entry.key, spooled);
+                Verdict::accepted("queued for the chat")
+            }
+            Err(e) => {
+                tracing::error!(session = %entry.key, error = %e, "chat mail not spooled");
+                self.directory.release_mail(&entry.key, &mail_id);
+                Verdict::try_later("the message could not be stored: try again later")
+            }
+        }
+    }
+
+    /// The spool's record of `mail`: its MSRP SENDs as EE1 maps them, the reports the
+    /// policy asks for, and what a bounce needs.
+    async fn spooled(
+        &self,
+        entry: &Entry,
+        (received, mail): (&ReceivedMail, &InboundMail),
+        chat: &Chat,
+        sender: &str,
+        text: String,
+        mail_id: &str,
+    ) -> SpooledMail {
+        let session = &entry.facts.session;
         let (carried, described): (Vec<_>, Vec<_>) = mail
             .attachments
             .iter()
@@ -198,57 +249,27 @@ impl Replies {
         for a in carried {
             parts.push(("message/cpim".to_owned(), wrap(&a.content_type, &a.bytes)));
         }
-        let total = parts.len();
-        for (n, (content_type, body)) in parts.iter().enumerate() {
-            let msrp_id = msrp_message_id(&session.session_id, mail_id, n);
-            let sent = chat
-                .session
-                .send_as(&msrp_id, content_type, body, reports)
-                .await;
-            self.stats.chat(Direction::ToCpm, sent.is_ok());
-            let id = &session.session_id;
-            match &sent {
-                Ok(_) => self.registry.record(
-                    id,
-                    Protocol::Msrp,
-                    format_args!("SEND {}/{total} delivered", n + 1),
-                ),
-                Err(e) => self.registry.record(
-                    id,
-                    Protocol::Msrp,
-                    format_args!("SEND {}/{total} failed: {e}", n + 1),
-                ),
-            }
-            match sent {
-                Ok(delivered) => {
-                    tracing::info!(session = %entry.key, message_id = %delivered.message_id, part = n + 1, parts = total, "e-mail delivered to the chat");
-                }
-                Err(e) => {
-                    tracing::info!(session = %entry.key, error = %e, part = n + 1, parts = total, "e-mail not delivered to the chat");
-                    // Say what did go through: the sender must not resend it blindly.
-                    let done = match n {
-                        0 => String::new(),
-                        n => format!(" (the text and {} attachment(s) were delivered)", n - 1),
-                    };
-                    return match e {
-                        SendError::Refused { .. }
-                        | SendError::Reported { .. }
-                        | SendError::TooLarge { .. } => Verdict::new(
-                            554,
-                            Some("5.6.0"),
-                            format!("the chat refused the message: {e}{done}"),
-                        ),
-                        _ => Verdict::try_later(format!(
-                            "the chat did not take the message: {e}{done}"
-                        )),
-                    };
-                }
-            }
+        let parts = parts
+            .into_iter()
+            .enumerate()
+            .map(|(n, (content_type, body))| MailPart {
+                msrp_message_id: msrp_message_id(&session.session_id, Some(mail_id), n),
+                content_type,
+                body,
+            })
+            .collect();
+        SpooledMail {
+            session_id: session.session_id.clone(),
+            mail_id: mail_id.to_owned(),
+            seq: deliver::next_seq(),
+            parts,
+            success_report: reports.0,
+            failure_report: reports.1.as_str().to_owned(),
+            return_path: received.mail_from.clone(),
+            recipient: received.rcpt_to.first().cloned().unwrap_or_default(),
+            subject: mail.subject.clone(),
+            give_up_at: self.deliveries.give_up_at(),
         }
-        if let Some(mail_id) = mail_id {
-            self.directory.note_delivered(&entry.key, mail_id);
-        }
-        Verdict::accepted("delivered to the chat")
     }
 
     fn chats_of(&self, key: &SessionKey) -> Option<Chat> {
@@ -363,7 +384,10 @@ impl Replies {
                 self.end(key, 200, "the e-mail user left the chat");
                 Verdict::accepted("you left the chat session")
             }
-            ReplyAction::Chat(text) => self.chat(&entry, &mail, &sender, text).await,
+            ReplyAction::Chat(text) => {
+                self.chat((&entry, phase), (&received, &mail), &sender, text)
+                    .await
+            }
             ReplyAction::Ignore(why) => {
                 tracing::info!(session = %key, %why, "reply ignored by the policy");
                 Verdict::accepted(format!("taken, nothing to do: {why}"))

@@ -1,8 +1,8 @@
 //! The durable store (`[store]`): what the IWF has acknowledged and must not lose across a
 //! crash, a restart or an upgrade. Today the sessions answered 200 (their dialog, phase and
 //! invitation deadline), their mail threads (addresses and Message-IDs, which replies
-//! correlate with) and F4's outbound spool (the chat messages answered MSRP 200 and not
-//! mailed yet).
+//! correlate with), F4's outbound spool (the chat messages answered MSRP 200 and not
+//! mailed yet) and F5's inbound spool (the chat mails answered 250 and not delivered yet).
 //!
 //! SQLite through sqlx, in WAL mode with `synchronous = FULL`: a commit is on disk when it
 //! returns, so a 200 OK sent after it names a session that survives `kill -9` and a power
@@ -12,12 +12,14 @@
 //!
 //! Here: the settings, opening (folder, file, pragmas, migrations) and the commit metric.
 //! `sessions`: the session and thread rows; `outbound`: F4's spool of chat messages to
-//! mail; `writer`: the one writer, committing every write queued in one go.
+//! mail; `inbound`: F5's spool of chat mails to deliver; `writer`: the one writer, committing every write queued in one go.
 
+mod inbound;
 mod outbound;
 mod sessions;
 mod writer;
 
+pub use inbound::{MailDone, MailPart, SpooledMail};
 pub use outbound::{SpooledChat, Unspooled};
 pub use sessions::{CLOSED, Changes, SessionRow};
 
@@ -121,6 +123,8 @@ enum Write {
     Changes(Changes),
     Spool(Box<SpooledChat>),
     Unspool(Box<Unspooled>),
+    SpoolMail(Box<SpooledMail>),
+    MailDone(Box<MailDone>),
 }
 
 /// A write and who waits for its commit.
@@ -139,6 +143,8 @@ pub struct Store {
     commits: Arc<Histogram>,
     /// The outbound spool: chat messages in it, and mail attempts retried.
     spool: SpoolGauges,
+    /// The inbound spool: chat mails in it, and deliveries retried.
+    inbound: SpoolGauges,
 }
 
 #[derive(Default)]
@@ -205,9 +211,12 @@ impl Store {
             location,
             commits,
             spool: SpoolGauges::default(),
+            inbound: SpoolGauges::default(),
         };
         let depth = store.spool_depth().await?;
         store.spool.depth.store(depth, Ordering::Relaxed);
+        let depth = store.inbound_depth().await?;
+        store.inbound.depth.store(depth, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -262,18 +271,22 @@ impl Store {
             "gauge",
             "Messages taken and not yet delivered onwards, by spool.",
         );
-        let depth = self.spool.depth.load(Ordering::Relaxed);
-        out.push_str(&format!("iwf_spool_depth{{spool=\"outbound\"}} {depth}\n"));
+        for (spool, gauges) in [("inbound", &self.inbound), ("outbound", &self.spool)] {
+            let depth = gauges.depth.load(Ordering::Relaxed);
+            out.push_str(&format!("iwf_spool_depth{{spool=\"{spool}\"}} {depth}\n"));
+        }
         metrics::family(
             out,
             "iwf_spool_retries_total",
             "counter",
             "Deliveries tried again after a temporary failure, by spool.",
         );
-        let retries = self.spool.retries.load(Ordering::Relaxed);
-        out.push_str(&format!(
-            "iwf_spool_retries_total{{spool=\"outbound\"}} {retries}\n"
-        ));
+        for (spool, gauges) in [("inbound", &self.inbound), ("outbound", &self.spool)] {
+            let retries = gauges.retries.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "iwf_spool_retries_total{{spool=\"{spool}\"}} {retries}\n"
+            ));
+        }
     }
 }
 

@@ -131,6 +131,7 @@ async fn forget_unless_spooled(
     .execute(&mut *tx)
     .await
     .map_err(StoreError::query("deleting a mail thread"))?;
+    super::inbound::forget_delivered(tx, id).await?;
     Ok(())
 }
 

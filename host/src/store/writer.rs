@@ -4,6 +4,7 @@
 //! takes one writer at a time anyway; many small commits each waiting for the write lock
 //! and for its own sync are what this avoids.
 
+use super::inbound::{write_mails, write_mails_done};
 use super::outbound::{write_spools, write_unspools};
 use super::sessions::write_changes;
 use super::{Queued, StoreError, Write, unix_ms};
@@ -59,21 +60,26 @@ async fn commit(pool: &SqlitePool, batch: &[Queued]) -> Result<(), StoreError> {
     // The spooled chat messages first, the unspooled ones last, each in one statement: a
     // session freed in this batch sees the messages spooled in it (it stays, closed), and
     // a closed session whose last message leaves in it goes.
+    // F5's mails likewise: spooled first, delivered or bounced last.
     let (mut spools, mut unspools) = (Vec::new(), Vec::new());
+    let (mut mails, mut mails_done) = (Vec::new(), Vec::new());
     for queued in batch {
         match &queued.write {
             Write::Spool(chat) => spools.push(&**chat),
             Write::Unspool(done) => unspools.push(&**done),
-            _ => {}
+            Write::SpoolMail(mail) => mails.push(&**mail),
+            Write::MailDone(done) => mails_done.push(&**done),
+            Write::Changes(_) => {}
         }
     }
     write_spools(&mut tx, &spools, now).await?;
+    write_mails(&mut tx, &mails, now).await?;
     for queued in batch {
-        match &queued.write {
-            Write::Changes(changes) => write_changes(&mut tx, changes, now).await?,
-            Write::Spool(_) | Write::Unspool(_) => {}
+        if let Write::Changes(changes) = &queued.write {
+            write_changes(&mut tx, changes, now).await?;
         }
     }
     write_unspools(&mut tx, &unspools, now).await?;
+    write_mails_done(&mut tx, &mails_done).await?;
     tx.commit().await.map_err(StoreError::query("committing"))
 }

@@ -13,6 +13,7 @@
 //! The flows, one file each: `invitation` (F2, AA1-AA3), `chat_mail` (F4, BB1-BB2),
 //! `closed` (F6, CC1-CC2); `draft`: the AA2/BB2/CC2 tables row by row, without I/O.
 
+mod bounce;
 mod chat_mail;
 mod closed;
 mod draft;
@@ -36,6 +37,7 @@ use crate::smtp::{
     self, Channel, ClientSettings, DeliverBy, Destinations, Envelope, Router, SmtpFailure, Stage,
 };
 use crate::store::{Store, Unspooled};
+pub use bounce::Bouncer;
 use chat_mail::chat_mail;
 use chrono::Utc;
 use closed::close;
@@ -250,6 +252,11 @@ impl Mailer {
             outcomes,
         };
         (mailer, receiver)
+    }
+
+    /// The sender of F5's bounces, on this mailer's routes.
+    pub fn bouncer(&self) -> Bouncer {
+        Bouncer::new(self.shared.clone())
     }
 
     /// Sessions with mail state.

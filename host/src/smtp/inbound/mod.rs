@@ -133,6 +133,23 @@ impl InboundSettings {
                 return Err(invalid(key, &value, "use 1 to 3600000 (milliseconds)"));
             }
         }
+        // F5's inbound spool (session::deliver).
+        if !(1..=7 * 86_400_000).contains(&config.chat_give_up_ms) {
+            let value = config.chat_give_up_ms;
+            return Err(invalid(
+                "chat_give_up_ms",
+                &value,
+                "use 1 to 604800000 (seven days)",
+            ));
+        }
+        if !(1..=60_000).contains(&config.chat_retry_ms) {
+            let value = config.chat_retry_ms;
+            return Err(invalid(
+                "chat_retry_ms",
+                &value,
+                "use 1 to 60000 (milliseconds)",
+            ));
+        }
         Ok(Self {
             domain: config.domain.clone(),
             max_message_bytes: config.max_message_bytes,
