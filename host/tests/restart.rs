@@ -43,17 +43,34 @@ fn wait_for_phase(gw: &Gateway, phase: &str) {
 }
 
 /// An F1 session to bob@example.net played by sipp's `scenario` (the IWF passive), its
-/// chat connected by the MSRP test client and bound (session-id `session`), and live.
-async fn live_chat(gw: &Gateway, scenario: &str, session: &str) -> (Sipp, MsrpClient) {
+/// chat connected by the MSRP test client and bound (session-id `session`), and live; the
+/// client's MSRP port and the IWF's path, to connect again after a restart.
+async fn live_chat(
+    gw: &Gateway,
+    scenario: &str,
+    session: &str,
+) -> (Sipp, MsrpClient, u16, iwf::sdp::MsrpUri) {
     let port = common::free_port();
     let sipp = Sipp::start(gw, scenario, "active", port, session, "bob@example.net");
     let (iwf_uri, _) = block_in_place(|| sipp.answer());
-    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri]).await;
+    let client = connect_chat(gw, port, session, iwf_uri.clone()).await;
+    (sipp, client, port, iwf_uri)
+}
+
+/// The MSRP test client on `port` (session-id `session`) connected to the IWF's `path`
+/// and bound by an empty SEND (RFC 6714 4.3); once the session shows live.
+async fn connect_chat(
+    gw: &Gateway,
+    port: u16,
+    session: &str,
+    path: iwf::sdp::MsrpUri,
+) -> MsrpClient {
+    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![path]).await;
     let bind = client.empty_send();
     client.send_frame(&bind).await;
     assert_eq!(client.expect_response(&bind, WAIT).await, 200);
     block_in_place(|| wait_for_phase(gw, "live"));
-    (sipp, client)
+    client
 }
 
 /// Sends one text/plain chat message, no success REPORT asked; its 200 (it is spooled).
@@ -85,7 +102,7 @@ async fn a_chat_message_answered_200_survives_kill_9_and_is_mailed_once_after_th
     // The server refuses for 6 s: the message is spooled, not mailed, at the crash.
     let srv = server(&["--refuse-data-for", "6"]);
     let mut gw = durable_gateway_keyed("auto-accept", &srv, RETRY_SOON);
-    let (sipp, mut client) = live_chat(&gw, "f3-reinvite-refused.xml", "sp00l3d").await;
+    let (sipp, mut client, ..) = live_chat(&gw, "f3-reinvite-refused.xml", "sp00l3d").await;
     send_chat(&mut client, "spooled1", "taken before the crash").await;
     assert!(srv.mails().is_empty());
 
@@ -125,7 +142,7 @@ async fn f4_load_kill_9_at_a_random_moment_loses_no_message_answered_200() {
     const TOTAL: usize = 5_000;
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
-    let (sipp, mut client) = live_chat(&gw, "f3-reinvite-refused.xml", "l04d3d").await;
+    let (sipp, mut client, ..) = live_chat(&gw, "f3-reinvite-refused.xml", "l04d3d").await;
     let kill_after = Duration::from_millis(500 + random_below(2_500));
     println!("kill -9 after {kill_after:?} of sending");
     let pid = gw.pid();
@@ -223,7 +240,7 @@ async fn a_session_closed_with_chat_messages_spooled_keeps_them_across_kill_9() 
     // The CPM side leaves (f4-chat.xml's BYE at 8 s) while the server still refuses.
     let srv = server(&["--refuse-data-for", "14"]);
     let mut gw = durable_gateway_keyed("auto-accept", &srv, RETRY_SOON);
-    let (sipp, mut client) = live_chat(&gw, "f4-chat.xml", "cl0s3d").await;
+    let (sipp, mut client, ..) = live_chat(&gw, "f4-chat.xml", "cl0s3d").await;
     send_chat(&mut client, "closed1", "first, still spooled").await;
     send_chat(&mut client, "closed2", "second, still spooled").await;
     assert!(block_in_place(|| sipp.passed()), "sipp F4 ladder");
@@ -330,22 +347,7 @@ async fn a_live_session_after_kill_9_gets_a_re_invite_and_the_chat_goes_on_in_it
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
     let session = "r31nv1t3";
-    let port = common::free_port();
-    let sipp = Sipp::start(
-        &gw,
-        "f3-reinvited.xml",
-        "active",
-        port,
-        session,
-        "bob@example.net",
-    );
-    let (iwf_uri, _) = block_in_place(|| sipp.answer());
-    let mut client =
-        MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri.clone()]).await;
-    let bind = client.empty_send();
-    client.send_frame(&bind).await;
-    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
-    block_in_place(|| wait_for_phase(&gw, "live"));
+    let (sipp, mut client, port, iwf_uri) = live_chat(&gw, "f3-reinvited.xml", session).await;
     send_chat(&mut client, "b4crash", "before the crash").await;
     let before = block_in_place(|| mails(&srv, 1)).remove(0).1;
 
@@ -362,11 +364,7 @@ async fn a_live_session_after_kill_9_gets_a_re_invite_and_the_chat_goes_on_in_it
         1
     );
     // sipp answered a=setup:active: the client connects and binds (RFC 6714 4.3).
-    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![path]).await;
-    let bind = client.empty_send();
-    client.send_frame(&bind).await;
-    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
-    block_in_place(|| wait_for_phase(&gw, "live"));
+    let mut client = connect_chat(&gw, port, session, path).await;
 
     // CPM -> e-mail: the thread of before the crash goes on.
     send_chat(&mut client, "aftr1", "after the crash").await;
@@ -399,7 +397,7 @@ async fn a_live_session_whose_re_invite_is_refused_after_kill_9_gets_a_bye_that_
     require_peers();
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
-    let (sipp, _client) = live_chat(&gw, "f3-reinvite-refused.xml", "r3fus3d").await;
+    let (sipp, _client, ..) = live_chat(&gw, "f3-reinvite-refused.xml", "r3fus3d").await;
 
     block_in_place(|| gw.kill_and_restart());
     let (_, setup, _) = block_in_place(|| sipp.reinvite());
@@ -611,22 +609,7 @@ async fn f5_load_kill_9_at_a_random_moment_loses_no_mail_answered_250() {
     let srv = server(&[]);
     let mut gw = durable_gateway("auto-accept", &srv);
     let session = "f5l04d";
-    let port = common::free_port();
-    let sipp = Sipp::start(
-        &gw,
-        "f3-reinvited.xml",
-        "active",
-        port,
-        session,
-        "bob@example.net",
-    );
-    let (iwf_uri, _) = block_in_place(|| sipp.answer());
-    let mut client =
-        MsrpClient::connect(gw.msrp, client_uri(port, session), vec![iwf_uri.clone()]).await;
-    let bind = client.empty_send();
-    client.send_frame(&bind).await;
-    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
-    block_in_place(|| wait_for_phase(&gw, "live"));
+    let (sipp, mut client, port, _) = live_chat(&gw, "f3-reinvited.xml", session).await;
     // The chat mail the e-mail user's mails reply to.
     send_chat(&mut client, "f5start", "mail me").await;
     let chat_mail = block_in_place(|| mails(&srv, 1)).remove(0).1;
@@ -674,10 +657,7 @@ async fn f5_load_kill_9_at_a_random_moment_loses_no_mail_answered_250() {
         gw.start_again();
     });
     let (path, _, _) = block_in_place(|| sipp.reinvite());
-    let mut client = MsrpClient::connect(gw.msrp, client_uri(port, session), vec![path]).await;
-    let bind = client.empty_send();
-    client.send_frame(&bind).await;
-    assert_eq!(client.expect_response(&bind, WAIT).await, 200);
+    let client = connect_chat(&gw, port, session, path).await;
     let after = tokio::spawn(collect_sends(client, got.clone(), stop.clone()));
     let deadline = Instant::now() + Duration::from_secs(120);
     while gw.metric("iwf_spool_depth{spool=\"inbound\"}") != 0 {

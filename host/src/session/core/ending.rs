@@ -165,17 +165,9 @@ impl<P: Peer> Core<P> {
             return Vec::new();
         };
         let reason_header = reason_value(reason.cause, &reason.text);
-        let started = dialog
-            .request("BYE", &via, &[("Reason", &reason_header)])
-            .and_then(|bye| {
-                let peer = session
-                    .peer
-                    .toward(&bye.next_hop)
-                    .ok_or_else(|| format!("next hop {} not reachable", bye.next_hop))?;
-                self.transactions
-                    .send_request(bye.bytes, session.transport, peer, now)
-                    .map_err(|e| e.to_string())
-            });
+        let bye = dialog.request("BYE", &via, &[("Reason", &reason_header)]);
+        let to = (&session.peer, session.transport);
+        let started = send_in_dialog(&mut self.transactions, to, bye, now);
         match started {
             Ok((bye, outputs)) => {
                 tracing::info!(session = %session.id, %key, cause = reason.cause, text = %reason.text, "BYE sent");

@@ -664,6 +664,23 @@ impl<P: Peer> Core<P> {
 
 /// RFC 3264 8: an offer with the same media (every m= section with its attributes, and the
 /// session-level c= and attributes) as the first one changes nothing; `o=` may differ.
+/// Starts the client transaction of `request`, a request of the IWF's in a dialog, toward
+/// its next hop through the peer of the INVITE (RFC 3261 12.2.1.1); why not, in words.
+fn send_in_dialog<P: Peer>(
+    transactions: &mut TransactionTable<P>,
+    (peer, transport): (&P, Transport),
+    request: Result<crate::sip::dialog::OutRequest, String>,
+    now: Instant,
+) -> Result<(TransactionKey, Vec<Output<P>>), String> {
+    let request = request?;
+    let peer = peer
+        .toward(&request.next_hop)
+        .ok_or_else(|| format!("next hop {} not reachable", request.next_hop))?;
+    transactions
+        .send_request(request.bytes, transport, peer, now)
+        .map_err(|e| e.to_string())
+}
+
 fn same_media(offer: &Offer, first: &Offer) -> bool {
     let (a, b) = (&offer.sdp, &first.sdp);
     a.connection == b.connection && a.attributes == b.attributes && a.media == b.media

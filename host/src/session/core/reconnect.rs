@@ -47,17 +47,10 @@ impl<P: Peer> Core<P> {
         let offered = msrp::reoffer(&session.answer, version);
         let body = offered.to_bytes();
         let extra = [("Contact", self.config.contact.as_str())];
-        let started = dialog
-            .request_with_body("INVITE", &via, &extra, Some(("application/sdp", &body)))
-            .and_then(|invite| {
-                let peer = session
-                    .peer
-                    .toward(&invite.next_hop)
-                    .ok_or_else(|| format!("next hop {} not reachable", invite.next_hop))?;
-                self.transactions
-                    .send_request(invite.bytes, session.transport, peer, now)
-                    .map_err(|e| e.to_string())
-            });
+        let invite =
+            dialog.request_with_body("INVITE", &via, &extra, Some(("application/sdp", &body)));
+        let to = (&session.peer, session.transport);
+        let started = send_in_dialog(&mut self.transactions, to, invite, now);
         match started {
             Ok((invite, outputs)) => {
                 tracing::info!(session = %session.id, %key, "re-INVITE sent: a new chat connection offered");
