@@ -60,6 +60,7 @@ TOML
 listen = "127.0.0.1:0"
 [store]
 path = "${IWF_STORE:-state}"
+${STORE_KEYS:-}
 TOML
   } >"$work/iwf.toml"
   RUST_LOG=${RUST_LOG:-warn} "$@" "$IWF" run --config "$work/iwf.toml" >"$work/iwf.out" 2>"$work/iwf.log" &

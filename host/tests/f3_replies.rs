@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::chat::{Gateway, Sipp, address, client_uri, gateway, mails, parse};
+use common::chat::{
+    Gateway, Keys, Sipp, address, client_uri, gateway, gateway_keyed, mails, parse,
+};
 use common::mail::{Server, server};
 use common::msrp::{MsrpClient, MsrpListener};
 use common::peers::{self, Peer};
@@ -810,4 +812,133 @@ async fn f3_a_bounce_of_the_invitation_ends_the_session() {
     );
     // A bounce never becomes a chat message.
     client.expect_closed(WAIT).await;
+}
+
+/// Issue 15: invitations awaiting their answer leave memory for the store after this.
+const PARKING: Keys = Keys {
+    store: "park_after_ms = 300\n",
+    msrp: "",
+    outbound: "",
+};
+
+/// Whether `mail` names Message-ID `id` in In-Reply-To or References: it continues its
+/// thread.
+fn replies_to(mail: &mail_parser::Message, id: &str) -> bool {
+    [mail.in_reply_to(), mail.references()]
+        .iter()
+        .filter_map(|h| h.as_text_list())
+        .any(|ids| ids.iter().any(|i| i == id))
+}
+
+/// An actpass invitation (the IWF connects at the accept, so it may park) on a gateway
+/// that parks after 300 ms, once parked: the gateway, sipp, the MSRP listener the IWF
+/// connects to, the SDP path the IWF answered, the invitation.
+async fn parked(
+    policy: &str,
+    srv: &Server,
+    scenario: &str,
+    session: &str,
+    rcpt: &str,
+) -> (Gateway, Sipp, MsrpListener, iwf::sdp::MsrpUri, Vec<u8>) {
+    let gw = gateway_keyed(policy, srv, PARKING);
+    let listener = MsrpListener::bind(session).await;
+    let port = listener.uri.port.unwrap();
+    let sipp = Sipp::start(&gw, scenario, "actpass", port, session, rcpt);
+    let (iwf_uri, _) = tokio::task::block_in_place(|| sipp.answer());
+    let invitation = tokio::task::block_in_place(|| mails(srv, 1)).remove(0).1;
+    tokio::task::block_in_place(|| {
+        gw.wait_metric("iwf_sessions_parked", 1, WAIT);
+        // Its mail task went with it; the session is still counted.
+        assert_eq!(gw.metric("iwf_mail_sessions"), 0);
+        assert_eq!(gw.metric("iwf_sip_sessions"), 1);
+    });
+    (gw, sipp, listener, iwf_uri, invitation)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_parked_invitation_comes_back_from_the_store_for_its_accept_and_chats() {
+    require_peers();
+    let srv = server(&[]);
+    let (gw, sipp, listener, iwf_uri, invitation) =
+        parked("default", &srv, "f4-chat.xml", "cl13ntP", "bob@example.net").await;
+    // The operators still see it, with its ladder.
+    let (status, body) = common::http(gw.admin, "GET", "/sessions").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("awaiting-answer"), "{body}");
+    // The accept finds it by the same keys and brings it back: the IWF connects.
+    answer(&gw, &invitation, "bob@example.net", "accept");
+    let mut client = listener.accept(vec![iwf_uri], WAIT).await;
+    let bind = client.expect_request(Method::Send, WAIT).await;
+    client.respond(&bind, 200).await;
+    assert_eq!(
+        send(&mut client, "prk1", "text/plain", b"back from the store").await,
+        200
+    );
+    let mail = tokio::task::block_in_place(|| mails(&srv, 2)).remove(1).1;
+    let chat = parse(&mail);
+    assert!(
+        chat.body_text(0)
+            .unwrap()
+            .starts_with("back from the store")
+    );
+    // The chat mail continues the invitation's thread, read back with the session.
+    let invitation_id = parse(&invitation).message_id().unwrap().to_owned();
+    assert!(
+        replies_to(&chat, &invitation_id),
+        "the chat mail does not reply to the invitation"
+    );
+    assert_eq!(
+        tokio::task::block_in_place(|| gw.metric("iwf_sessions_parked")),
+        0
+    );
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp F4 ladder"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_a_bye_for_a_parked_invitation_is_answered_in_its_dialog_and_notified_by_mail() {
+    require_peers();
+    let srv = server(&[]);
+    // f4-chat.xml hangs up after 8 s: the session has long been parked by then.
+    let (gw, sipp, _listener, _iwf_uri, invitation) =
+        parked("default", &srv, "f4-chat.xml", "cl13ntQ", "bob@example.net").await;
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "the BYE was not answered 200"
+    );
+    let notification = tokio::task::block_in_place(|| mails(&srv, 2)).remove(1).1;
+    let notification = parse(&notification);
+    let invitation_id = parse(&invitation).message_id().unwrap().to_owned();
+    assert!(
+        replies_to(&notification, &invitation_id),
+        "the CC2 mail does not reply to the invitation"
+    );
+    tokio::task::block_in_place(|| {
+        gw.wait_metric("iwf_sip_sessions", 0, WAIT);
+        assert_eq!(gw.metric("iwf_sessions_parked"), 0);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_a_parked_invitation_expires_on_time_with_a_bye() {
+    require_peers();
+    let srv = server(&[]);
+    // The test policy's `expire` mode gives the e-mail user 2 s: parked within 300 ms.
+    let (gw, sipp, _listener, _iwf_uri, _invitation) = parked(
+        "misbehaving",
+        &srv,
+        "f3-iwf-ends.xml",
+        "cl13ntR",
+        "expire@example.net",
+    )
+    .await;
+    let reason = tokio::task::block_in_place(|| sipp.bye_reason());
+    assert!(reason.contains("cause=408"), "{reason}");
+    assert!(
+        tokio::task::block_in_place(|| sipp.passed()),
+        "sipp saw the IWF's BYE"
+    );
+    tokio::task::block_in_place(|| gw.wait_metric("iwf_sip_sessions", 0, WAIT));
 }

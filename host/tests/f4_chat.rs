@@ -480,6 +480,7 @@ async fn f4_beyond_chat_max_waiting_a_message_waits_for_room_then_is_refused_403
     let keys = Keys {
         msrp: "disposition_timeout_ms = 2000\nheld_max_messages = 2\n",
         outbound: "chat_retry_initial_ms = 500\nchat_retry_max_ms = 1000\nchat_max_waiting = 2\n",
+        ..Keys::default()
     };
     let gw = gateway_keyed("auto-accept", &srv, keys);
     let (sipp, _, _, mut client) = offered_active(&gw, "w41t1ng", "bob@example.net").await;

@@ -86,6 +86,7 @@ async fn send_chat(client: &mut MsrpClient, message_id: &str, text: &str) {
 const RETRY_SOON: Keys = Keys {
     msrp: "",
     outbound: "chat_retry_initial_ms = 300\nchat_retry_max_ms = 1000\n",
+    store: "",
 };
 
 /// Waits until the one mail `srv` takes, and a moment more for a copy; its body.

@@ -3,6 +3,7 @@
 //! out: policy calls, the mail and chat sides at once; the turn's changes to the store
 //! writer, with the messages and answers that wait for them.
 
+use super::expiry::Expiries;
 use super::writer::{After, Writer};
 use crate::net::sip::{Inbound, Replier};
 use crate::policy::world::InviteDecision;
@@ -17,7 +18,6 @@ use crate::session::stats::SessionStats;
 use crate::sip;
 use crate::sip::dialog::Target;
 use crate::store::{self, Changes, Store};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -27,20 +27,13 @@ pub(super) struct Mail {
     pub(super) mailer: Mailer,
     pub(super) invited: mpsc::UnboundedReceiver<Invited>,
     pub(super) chats: Chats,
-    /// Where an invitation's expiry timer reports (F3).
-    pub(super) expiries: mpsc::UnboundedSender<UserEvent>,
-    /// The expiry timers running, stopped when their session ends (a day by default:
-    /// they must not outlive it).
-    pub(super) timers: HashMap<SessionKey, Expiry>,
+    /// The invitations' expiries (F3), stopped when their session ends.
+    pub(super) expiries: Expiries,
     /// The threads of the invitations mailed this turn, for its commit.
     pub(super) threads: Vec<StoredThread>,
-}
-
-/// An invitation's expiry: its timer, and when it fires (stored with the session).
-pub(super) struct Expiry {
-    timer: tokio::task::AbortHandle,
-    /// Unix ms.
-    at: i64,
+    /// `[store] park_after_ms`: how long an invitation awaiting its answer stays in
+    /// memory once idle and stored (issue 15); `None`: always.
+    pub(super) park_after: Option<Duration>,
 }
 
 impl Mail {
@@ -49,29 +42,15 @@ impl Mail {
         self.mailer.settled(key, outcome);
         if outcome.is_ok() {
             let at = store::unix_ms(SystemTime::now() + expiry);
-            self.expire(key, at);
+            self.expiries.set(key, at);
         }
     }
 
-    /// Starts `key`'s invitation expiry, at `at` (Unix ms; at once when past).
-    pub(super) fn expire(&mut self, key: &SessionKey, at: i64) {
-        let wait = u64::try_from(at - store::unix_ms(SystemTime::now())).unwrap_or(0);
-        let (events, expired) = (self.expiries.clone(), key.clone());
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            let _ = events.send(UserEvent::Expired { key: expired });
-        });
-        let timer = timer.abort_handle();
-        self.timers.insert(key.clone(), Expiry { timer, at });
-    }
-
-    /// Session `key` is over: its chat closes, its mail side finishes, its timer stops.
+    /// Session `key` is over: its chat closes, its mail side finishes, its expiry stops.
     fn closed(&mut self, key: &SessionKey, notify: Notify) {
         self.chats.close(key);
         self.mailer.closed(key, notify);
-        if let Some(expiry) = self.timers.remove(key) {
-            expiry.timer.abort();
-        }
+        self.expiries.stop(key);
     }
 }
 
@@ -101,7 +80,9 @@ pub(super) async fn run_sessions(
     mut drains: mpsc::Receiver<Drain>,
 ) {
     let (decided, mut decisions) = mpsc::unbounded_channel::<(SessionKey, InviteDecision)>();
-    let (writer, mut uncommitted) = Writer::start(store);
+    let (writer, mut uncommitted) = Writer::start(store.clone());
+    let mut park_tick = tokio::time::interval(PARK_SWEEP);
+    park_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut effects = restored;
     // The e-mail user's accepts of this turn: answered once the turn is stored.
     let mut answers: Vec<After> = Vec::new();
@@ -109,6 +90,7 @@ pub(super) async fn run_sessions(
     let mut draining: Option<oneshot::Sender<()>> = None;
     loop {
         seen.stats.set(core.sessions(), core.transactions());
+        seen.stats.set_parked(core.parked());
         // Before the effects: a decision or mail they start may record into the entries
         // this turn opened.
         seen.registry.apply(core.journal());
@@ -163,10 +145,11 @@ pub(super) async fn run_sessions(
         }
 
         let wake = core.poll_timeout();
+        let expiry = mail.expiries.next();
         effects = tokio::select! {
             inbound = requests.recv() => {
                 let Some(inbound) = inbound else { return };
-                on_inbound(&mut core, inbound)
+                on_inbound(&mut core, &mut mail, &store, inbound).await
             }
             Some((key, decision)) = decisions.recv() => core.on_decision(&key, decision, Instant::now()),
             Some(invited) = mail.invited.recv() => on_invited(&mut core, &mut mail, &seen, invited),
@@ -174,7 +157,40 @@ pub(super) async fn run_sessions(
                 mail.chats.ended(&key);
                 core.end_session(&key, &chat_lost(why), Instant::now())
             }
-            Some(event) = users.recv() => on_user(&mut core, event, &mut answers, Instant::now()),
+            Some(event) = users.recv() => {
+                let mut out = unpark(&mut core, &mut mail, &store, event.key()).await;
+                out.extend(on_user(&mut core, event, &mut answers, Instant::now()));
+                out
+            }
+            () = sleep_until_unix(expiry) => {
+                let mut out = Vec::new();
+                for key in mail.expiries.due(store::unix_ms(SystemTime::now())) {
+                    out.extend(unpark(&mut core, &mut mail, &store, &key).await);
+                    out.extend(core.invitation_expired(&key, Instant::now()));
+                }
+                out
+            }
+            // Not guarded on the writer: a guard is read when the select starts, and a
+            // commit then in flight would keep the sweep off until something else came.
+            _ = park_tick.tick(), if mail.park_after.is_some() => {
+                // Every change before is on disk (the writer idle), or back from a failed
+                // commit first; else the next sweep.
+                let idle = writer.idle();
+                while let Ok(mut failed) = uncommitted.try_recv() {
+                    mail.threads.append(&mut failed.threads);
+                    core.uncommitted(failed);
+                }
+                let after = mail.park_after.unwrap_or_default();
+                if let Some(since) = Instant::now().checked_sub(after)
+                    && idle
+                    && mail.threads.is_empty()
+                {
+                    for key in core.park_idle(since) {
+                        mail.mailer.park(&key);
+                    }
+                }
+                Vec::new()
+            }
             Some(mut failed) = uncommitted.recv() => {
                 mail.threads.append(&mut failed.threads);
                 core.uncommitted(failed);
@@ -194,7 +210,7 @@ pub(super) async fn run_sessions(
         // turn, not once per message, and the store commits once per turn.
         for _ in 0..BATCH {
             if let Ok(inbound) = requests.try_recv() {
-                effects.extend(on_inbound(&mut core, inbound));
+                effects.extend(on_inbound(&mut core, &mut mail, &store, inbound).await);
             } else if let Ok((key, decision)) = decisions.try_recv() {
                 effects.extend(core.on_decision(&key, decision, Instant::now()));
             } else if let Ok(invited) = mail.invited.try_recv() {
@@ -236,7 +252,7 @@ fn changes(core: &mut Core<Replier>, mail: &mut Mail) -> Changes {
             call_id: row.call_id.clone(),
             local_tag: row.local_tag.clone(),
         };
-        row.expires_at = mail.timers.get(&key).map(|expiry| expiry.at);
+        row.expires_at = mail.expiries.get(&key);
     }
     changes
 }
@@ -271,7 +287,58 @@ fn on_user(
         UserEvent::End { key, cause, text } => {
             core.end_session(&key, &EndReason { cause, text }, now)
         }
-        UserEvent::Expired { key } => core.invitation_expired(&key, now),
+    }
+}
+
+/// Brings parked session `key` back from the store (issue 15) before anything is done
+/// with it: the core and the mail side as they were before it parked, by the reading of a
+/// restart. A row that cannot be read now leaves it parked (the request or mail is
+/// answered as for a session not there yet, and tried again); one that cannot be read at
+/// all loses the session, loudly. The effects: a session back without its mail thread is
+/// ended, as after a restart.
+async fn unpark(
+    core: &mut Core<Replier>,
+    mail: &mut Mail,
+    store: &Store,
+    key: &SessionKey,
+) -> Vec<Effect<Replier>> {
+    let Some(parked) = core.unpark(key) else {
+        return Vec::new();
+    };
+    let (row, thread) = match store.session(parked.id()).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            tracing::error!(session = %parked.id(), "parked session not in the store: lost");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::error!(session = %parked.id(), error = %e, "parked session not read back: it stays parked");
+            core.repark(key.clone(), parked);
+            return Vec::new();
+        }
+    };
+    let id = row.id.clone();
+    let facts = match core.revive(&row, parked, Instant::now()) {
+        Ok(facts) => facts,
+        Err(why) => {
+            tracing::error!(session = %id, error = %why, "parked session unreadable: lost");
+            return Vec::new();
+        }
+    };
+    tracing::debug!(session = %id, "parked session back from the store");
+    match mail
+        .mailer
+        .restore(key.clone(), facts, thread.as_deref(), Vec::new())
+    {
+        Ok(()) => Vec::new(),
+        Err(why) => {
+            tracing::error!(session = %id, error = %why, "parked session without its mail thread: ending it");
+            let reason = EndReason {
+                cause: 500,
+                text: format!("the IWF lost the session's mail thread ({why})"),
+            };
+            core.end_session(key, &reason, Instant::now())
+        }
     }
 }
 
@@ -294,10 +361,27 @@ pub(super) struct Drain {
 /// How often a draining driver looks whether the mails in flight are done.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
+/// How often the driver looks for invitations idle long enough to park.
+const PARK_SWEEP: Duration = Duration::from_millis(500);
+
 /// Messages and decisions taken in one turn of [`run_sessions`] at most.
 const BATCH: usize = 64;
 
-fn on_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>> {
+async fn on_inbound(
+    core: &mut Core<Replier>,
+    mail: &mut Mail,
+    store: &Store,
+    inbound: Inbound,
+) -> Vec<Effect<Replier>> {
+    let mut out = match core.parked_for(&inbound.message) {
+        Some(key) => unpark(core, mail, store, &key).await,
+        None => Vec::new(),
+    };
+    out.extend(take_inbound(core, inbound));
+    out
+}
+
+fn take_inbound(core: &mut Core<Replier>, inbound: Inbound) -> Vec<Effect<Replier>> {
     let transport = match inbound.reply {
         Replier::Udp { .. } | Replier::UdpHost { .. } => sip::message::Transport::Datagram,
         Replier::Tcp(_) => sip::message::Transport::Stream,
@@ -336,6 +420,17 @@ impl Peer for Replier {
 async fn sleep_until(wake: Option<Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at` (Unix ms), for ever when `None`.
+async fn sleep_until_unix(at: Option<i64>) {
+    match at {
+        Some(at) => {
+            let wait = u64::try_from(at - store::unix_ms(SystemTime::now())).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(wait)).await
+        }
         None => std::future::pending().await,
     }
 }

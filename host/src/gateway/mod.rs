@@ -4,6 +4,7 @@
 //! driver (`driver`).
 
 mod driver;
+mod expiry;
 mod restore;
 mod writer;
 
@@ -27,8 +28,8 @@ use crate::smtp::{Destinations, Router};
 use crate::store::Store;
 use anyhow::Context;
 use driver::{Drain, Mail, Seen, run_sessions};
+use expiry::Expiries;
 use restore::{restore, restore_mails};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -277,9 +278,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Gateway> {
             stats.clone(),
             registry.clone(),
         ),
-        expiries: user_events,
-        timers: HashMap::new(),
+        expiries: Expiries::default(),
         threads: Vec::new(),
+        park_after: config.store.park_after(),
     };
     let (restored, going_on) = restore(&store, &mut core, &mut mail, &stats, restored_peer).await?;
     restore_mails(&store, &going_on, &directory, &deliveries).await?;

@@ -102,7 +102,7 @@ pub(super) async fn restore(
                 going_on.insert(row.id.clone(), key.clone());
                 stats.recovered(&row.phase, "waiting");
                 if let Some(at) = row.expires_at {
-                    mail.expire(&key, at);
+                    mail.expiries.set(&key, at);
                 }
                 effects.extend(restored.effects);
             }

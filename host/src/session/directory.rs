@@ -13,20 +13,17 @@
 
 use super::core::{MailFacts, SessionKey};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// What the inbound side knows of one session.
+/// The session a reply was found for, and who may write to it.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub struct Found {
     pub key: SessionKey,
-    pub facts: MailFacts,
     /// The e-mail user(s): the addresses the session's mails went to (lower-cased).
-    pub users: Vec<String>,
-    /// The IWF's own addresses the replies come to: From and Reply-To (lower-cased).
-    pub ours: Vec<String>,
+    users: Vec<String>,
 }
 
-impl Entry {
+impl Found {
     /// Whether `address` is one of the session's e-mail users.
     pub fn is_user(&self, address: &str) -> bool {
         let address = address.to_ascii_lowercase();
@@ -34,19 +31,41 @@ impl Entry {
     }
 }
 
+/// A session in memory, with the facts its replies are interpreted with.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: SessionKey,
+    pub facts: MailFacts,
+}
+
+/// What the directory holds of one session.
+#[derive(Debug)]
+struct Held {
+    /// `None` while the session is parked (issue 15: its facts are in the store only,
+    /// and come back with it).
+    facts: Option<Box<MailFacts>>,
+    /// Its session id, the token of its generated Message-IDs.
+    token: Box<str>,
+    users: Vec<String>,
+    /// The IWF's own addresses the replies come to: From and Reply-To (lower-cased).
+    ours: Vec<String>,
+    /// The Message-IDs it registered, to forget them with it.
+    ids: Vec<String>,
+    /// The e-mail user's chat mails it delivered (F5), newest last, at most
+    /// `DELIVERED_KEPT`: a mail its sender sends again is not delivered twice.
+    delivered: VecDeque<String>,
+}
+
+/// The maps share each session's key: a parked session costs its keys' strings, not
+/// copies of its key in every map.
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<SessionKey, Entry>,
-    by_token: HashMap<String, SessionKey>,
-    by_message_id: HashMap<String, SessionKey>,
-    by_pair: HashMap<(String, String), SessionKey>,
+    entries: HashMap<Arc<SessionKey>, Held>,
+    by_token: HashMap<Box<str>, Arc<SessionKey>>,
+    by_message_id: HashMap<String, Arc<SessionKey>>,
+    by_pair: HashMap<(String, String), Arc<SessionKey>>,
     /// How many sessions use each of our addresses (RCPT TO is taken for those).
     addresses: HashMap<String, usize>,
-    /// The Message-IDs each session registered, to forget them with the session.
-    ids: HashMap<SessionKey, Vec<String>>,
-    /// The e-mail user's chat mails each session delivered (F5), newest last, at most
-    /// `DELIVERED_KEPT`: a mail its sender sends again is not delivered twice.
-    delivered: HashMap<SessionKey, VecDeque<String>>,
 }
 
 /// Chat mails remembered per session for duplicates. A sender sends a mail again when no
@@ -66,31 +85,42 @@ impl Directory {
     }
 
     /// Session `key` mails from `ours` to `users` (set once its addresses are decided).
+    /// Registered again when a parked session comes back: its facts are back with it.
     pub fn register(&self, key: &SessionKey, facts: &MailFacts, ours: &[&str], users: &[&str]) {
         let lower =
             |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_ascii_lowercase()).collect() };
-        let entry = Entry {
-            key: key.clone(),
-            facts: facts.clone(),
-            users: lower(users),
-            ours: lower(ours),
-        };
         let mut inner = self.lock();
-        if inner.entries.contains_key(key) {
+        if let Some(held) = inner.entries.get_mut(key) {
+            held.facts.get_or_insert_with(|| Box::new(facts.clone()));
             return;
         }
-        for our in &entry.ours {
+        let held = Held {
+            facts: Some(Box::new(facts.clone())),
+            token: facts.session.session_id.as_str().into(),
+            users: lower(users),
+            ours: lower(ours),
+            ids: Vec::new(),
+            delivered: VecDeque::new(),
+        };
+        let key = Arc::new(key.clone());
+        for our in &held.ours {
             *inner.addresses.entry(our.clone()).or_default() += 1;
-            for user in &entry.users {
+            for user in &held.users {
                 inner
                     .by_pair
                     .insert((our.clone(), user.clone()), key.clone());
             }
         }
-        inner
-            .by_token
-            .insert(facts.session.session_id.clone(), key.clone());
-        inner.entries.insert(key.clone(), entry);
+        inner.by_token.insert(held.token.clone(), key.clone());
+        inner.entries.insert(key, held);
+    }
+
+    /// Session `key` is parked (issue 15): its replies still find it, by the same keys,
+    /// and its facts wait in the store until it comes back ([`Directory::register`]).
+    pub fn park(&self, key: &SessionKey) {
+        if let Some(held) = self.lock().entries.get_mut(key) {
+            held.facts = None;
+        }
     }
 
     /// Session `key` sent a mail with Message-ID `id` (without `<>`). An id another
@@ -98,21 +128,17 @@ impl Directory {
     /// side's choice, and must not move a thread to another session.
     pub fn sent(&self, key: &SessionKey, id: &str) {
         let mut inner = self.lock();
-        if !inner.entries.contains_key(key) {
+        // Another session's, or this one's already (registered again when it comes back).
+        if inner.by_message_id.contains_key(id) {
             return;
         }
-        match inner.by_message_id.get(id) {
-            Some(holder) if holder != key => return,
-            Some(_) => {}
-            None => {
-                inner.by_message_id.insert(id.to_owned(), key.clone());
-            }
+        let Some(shared) = inner.entries.get_key_value(key).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        if let Some(held) = inner.entries.get_mut(key) {
+            held.ids.push(id.to_owned());
         }
-        inner
-            .ids
-            .entry(key.clone())
-            .or_default()
-            .push(id.to_owned());
+        inner.by_message_id.insert(id.to_owned(), shared);
     }
 
     /// Whether some live session sent a mail with Message-ID `id` (without `<>`).
@@ -125,35 +151,38 @@ impl Directory {
     pub fn mails_from(&self, key: &SessionKey, address: &str) {
         let address = address.to_ascii_lowercase();
         let mut inner = self.lock();
-        let Some(entry) = inner.entries.get_mut(key) else {
+        let Some((shared, held)) = inner.entries.get_key_value(key) else {
             return;
         };
-        if entry.ours.contains(&address) {
+        if held.ours.contains(&address) {
             return;
         }
-        entry.ours.push(address.clone());
-        let users = entry.users.clone();
+        let (shared, users) = (shared.clone(), held.users.clone());
+        if let Some(held) = inner.entries.get_mut(key) {
+            held.ours.push(address.clone());
+        }
         *inner.addresses.entry(address.clone()).or_default() += 1;
         for user in users {
-            inner.by_pair.insert((address.clone(), user), key.clone());
+            inner
+                .by_pair
+                .insert((address.clone(), user), shared.clone());
         }
     }
 
     /// Forgets session `key`: a reply to it is then refused as for no live session.
     pub fn remove(&self, key: &SessionKey) {
         let mut inner = self.lock();
-        let Some(entry) = inner.entries.remove(key) else {
+        let Some(held) = inner.entries.remove(key) else {
             return;
         };
-        for id in inner.ids.remove(key).unwrap_or_default() {
-            inner.by_message_id.remove(&id);
+        for id in &held.ids {
+            inner.by_message_id.remove(id);
         }
-        inner.delivered.remove(key);
-        inner.by_token.remove(&entry.facts.session.session_id);
-        for our in &entry.ours {
-            for user in &entry.users {
+        inner.by_token.remove(&held.token);
+        for our in &held.ours {
+            for user in &held.users {
                 let pair = (our.clone(), user.clone());
-                if inner.by_pair.get(&pair) == Some(key) {
+                if inner.by_pair.get(&pair).is_some_and(|k| **k == *key) {
                     inner.by_pair.remove(&pair);
                 }
             }
@@ -171,10 +200,10 @@ impl Directory {
     /// not delivered twice. Kept while the session lives, the newest `DELIVERED_KEPT`.
     pub fn claim_mail(&self, key: &SessionKey, message_id: &str) -> bool {
         let mut inner = self.lock();
-        if !inner.entries.contains_key(key) {
+        let Some(held) = inner.entries.get_mut(key) else {
             return true;
-        }
-        let ids = inner.delivered.entry(key.clone()).or_default();
+        };
+        let ids = &mut held.delivered;
         if ids.iter().any(|id| id == message_id) {
             return false;
         }
@@ -188,8 +217,8 @@ impl Directory {
     /// Gives back a claim whose mail was not taken after all (its commit failed).
     pub fn release_mail(&self, key: &SessionKey, message_id: &str) {
         let mut inner = self.lock();
-        if let Some(ids) = inner.delivered.get_mut(key) {
-            ids.retain(|id| id != message_id);
+        if let Some(held) = inner.entries.get_mut(key) {
+            held.delivered.retain(|id| id != message_id);
         }
     }
 
@@ -202,7 +231,7 @@ impl Directory {
 
     /// The session a reply belongs to: by the token or Message-ID of `referenced` (in
     /// the order given), else by (`recipient`, `sender`).
-    pub fn find(&self, referenced: &[&str], recipients: &[String], sender: &str) -> Option<Entry> {
+    pub fn find(&self, referenced: &[&str], recipients: &[String], sender: &str) -> Option<Found> {
         let inner = self.lock();
         let found = referenced
             .iter()
@@ -217,7 +246,21 @@ impl Directory {
                     .iter()
                     .find_map(|r| inner.by_pair.get(&(r.to_ascii_lowercase(), sender.clone())))
             })?;
-        inner.entries.get(found).cloned()
+        let held = inner.entries.get(&**found)?;
+        Some(Found {
+            key: (**found).clone(),
+            users: held.users.clone(),
+        })
+    }
+
+    /// Session `key` with its facts, while it is in memory (not parked, not gone).
+    pub fn session(&self, key: &SessionKey) -> Option<Entry> {
+        let inner = self.lock();
+        let facts = inner.entries.get(key)?.facts.as_deref()?.clone();
+        Some(Entry {
+            key: key.clone(),
+            facts,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -351,6 +394,36 @@ mod tests {
         d.remove(&k2);
         assert!(!d.serves("alice@mail.iwf.test"));
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_parked_session_is_found_by_the_same_keys_and_gets_its_facts_back_when_registered_again() {
+        let d = Directory::default();
+        let k = key("one");
+        register(&d, &k, "s1", "alice@mail.iwf.test", "bob@example.net");
+        d.sent(&k, "m1@mail.iwf.test");
+        d.park(&k);
+        assert!(d.session(&k).is_none(), "its facts wait in the store");
+        let token = format!("iwf.s1.{}@mail.iwf.test", "ab".repeat(16));
+        let rcpt = vec!["alice@mail.iwf.test".to_owned()];
+        for found in [
+            d.find(&[&token], &[], "x@y"),
+            d.find(&["m1@mail.iwf.test"], &[], "x@y"),
+            d.find(&[], &rcpt, "bob@example.net"),
+        ] {
+            let found = found.expect("found while parked");
+            assert_eq!(found.key, k);
+            assert!(found.is_user("bob@example.net") && !found.is_user("x@y"));
+        }
+        assert!(d.serves("alice@mail.iwf.test"));
+        // Back: registered again with its thread's ids, nothing doubled.
+        register(&d, &k, "s1", "alice@mail.iwf.test", "bob@example.net");
+        d.sent(&k, "m1@mail.iwf.test");
+        assert_eq!(d.session(&k).unwrap().facts.session.session_id, "s1");
+        assert_eq!(d.lock().entries[&k].ids.len(), 1);
+        d.remove(&k);
+        assert!(d.is_empty() && !d.serves("alice@mail.iwf.test"));
+        assert!(d.find(&[&token], &[], "x@y").is_none());
     }
 
     #[test]

@@ -207,6 +207,8 @@ enum Change {
     },
     Phase(Phase),
     Event(Protocol, Label),
+    /// Parked (issue 15): its ladder keeps what it has, in no more memory than that.
+    Parked,
     Closed,
 }
 
@@ -234,6 +236,11 @@ impl Journal {
     pub fn sip(&mut self, id: &Arc<str>, at: Instant, what: impl Into<Label>) {
         let change = Change::Event(Protocol::Sip, what.into());
         self.changes.push((id.clone(), at, change));
+    }
+
+    /// Session `id` is parked: it waits in the store only.
+    pub fn parked(&mut self, id: &Arc<str>, at: Instant) {
+        self.changes.push((id.clone(), at, Change::Parked));
     }
 
     /// Session `id` is freed: its entry goes.
@@ -319,6 +326,17 @@ impl Registry {
                             protocol,
                             what,
                         });
+                    }
+                }
+                Change::Parked => {
+                    if let Some(entry) = entries.get_mut(&id) {
+                        let what = Label::from("parked: awaiting the answer in the store");
+                        entry.ladder.push(Event {
+                            at_ms,
+                            protocol: Protocol::Sip,
+                            what,
+                        });
+                        entry.ladder.events.shrink_to_fit();
                     }
                 }
                 Change::Closed => {

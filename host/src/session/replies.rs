@@ -65,8 +65,17 @@ pub enum UserEvent {
         cause: u16,
         text: String,
     },
-    /// The invitation's expiry passed (F3: no answer is a reject).
-    Expired { key: SessionKey },
+}
+
+impl UserEvent {
+    /// The session it is for.
+    pub fn key(&self) -> &SessionKey {
+        match self {
+            UserEvent::Phase { key, .. }
+            | UserEvent::Accepted { key, .. }
+            | UserEvent::End { key, .. } => key,
+        }
+    }
 }
 
 /// The inbound side of every session.
@@ -323,19 +332,23 @@ impl Replies {
             return Verdict::new(550, Some("5.1.7"), "the message has no From address");
         };
         let referenced = mail.referenced_ids();
-        let Some(entry) = self.directory.find(&referenced, &received.rcpt_to, &sender) else {
+        let Some(found) = self.directory.find(&referenced, &received.rcpt_to, &sender) else {
             return Verdict::no_such_recipient(
                 "no live chat session for this message: the chat may have ended",
             );
         };
         // Nobody injects into a chat by knowing its thread: the sender must be its user.
-        if !entry.is_user(&sender) {
-            tracing::warn!(session = %entry.key, %sender, peer = %received.peer, "mail from someone who is not the session's e-mail user refused");
+        if !found.is_user(&sender) {
+            tracing::warn!(session = %found.key, %sender, peer = %received.peer, "mail from someone who is not the session's e-mail user refused");
             return Verdict::not_authorized(
                 "the sender is not the e-mail user of this chat session",
             );
         }
-        let Some(phase) = self.phase(&entry.key).await else {
+        // The phase brings a parked session back into memory (issue 15), facts and all.
+        let (Some(phase), Some(entry)) = (
+            self.phase(&found.key).await,
+            self.directory.session(&found.key),
+        ) else {
             return Verdict::no_such_recipient("the chat session has ended");
         };
         let id = &entry.facts.session.session_id;

@@ -27,6 +27,8 @@ pub struct SessionStats {
     sessions: AtomicU64,
     transactions: AtomicU64,
     mail_sessions: AtomicU64,
+    /// Sessions parked: waiting in the store only (issue 15).
+    parked: AtomicU64,
     /// Invitations mailed (250) and refused (AA3 error answer).
     invitations_mailed: AtomicU64,
     invitations_refused: AtomicU64,
@@ -55,6 +57,11 @@ impl SessionStats {
         self.sessions.store(sessions as u64, Ordering::Relaxed);
         self.transactions
             .store(transactions as u64, Ordering::Relaxed);
+    }
+
+    /// Sessions parked (`session::core::park`).
+    pub fn set_parked(&self, parked: usize) {
+        self.parked.store(parked as u64, Ordering::Relaxed);
     }
 
     /// Sessions with mail state (`session::mailer`).
@@ -124,6 +131,17 @@ impl SessionStats {
             out,
             "iwf_sip_transactions {}",
             self.transactions.load(Ordering::Relaxed)
+        );
+        metrics::family(
+            out,
+            "iwf_sessions_parked",
+            "gauge",
+            "Invitations awaiting the e-mail user in the store only (in iwf_sessions too).",
+        );
+        let _ = writeln!(
+            out,
+            "iwf_sessions_parked {}",
+            self.parked.load(Ordering::Relaxed)
         );
         metrics::family(
             out,

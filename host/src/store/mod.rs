@@ -54,6 +54,10 @@ pub struct StoreSettings {
     /// SIGTERM: how long the exchanges in flight (INVITEs, ACKs, BYEs, SMTP transactions,
     /// mails being sent) have to finish before the process exits anyway.
     pub drain_timeout_ms: u64,
+    /// How long an invitation awaiting the e-mail user's answer stays in memory once it
+    /// is stored and idle; then it waits in the store only, behind an index entry, and
+    /// comes back when anything comes for it. 0: it never parks.
+    pub park_after_ms: u64,
 }
 
 impl Default for StoreSettings {
@@ -62,6 +66,7 @@ impl Default for StoreSettings {
             path: None,
             busy_timeout_ms: 5_000,
             drain_timeout_ms: 20_000,
+            park_after_ms: 5_000,
         }
     }
 }
@@ -70,6 +75,11 @@ impl StoreSettings {
     /// Whether the state lives only in memory (`path = ":memory:"`).
     pub fn in_memory(&self) -> bool {
         self.path.as_deref() == Some(Path::new(MEMORY))
+    }
+
+    /// How long an idle invitation stays in memory (`park_after_ms`); `None`: always.
+    pub fn park_after(&self) -> Option<Duration> {
+        (self.park_after_ms > 0).then(|| Duration::from_millis(self.park_after_ms))
     }
 
     /// The folder of the state (or `:memory:`).

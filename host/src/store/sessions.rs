@@ -147,28 +147,37 @@ impl Store {
 
     /// Every stored session, oldest first.
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
-        type Row = (String, String, String, String, Vec<u8>, String, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, call_id, local_tag, phase, invite, state, expires_at \
-             FROM sessions ORDER BY updated_at, id",
-        )
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM sessions ORDER BY updated_at, id"
+        ))
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("loading the sessions"))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, call_id, local_tag, phase, invite, state, expires_at)| SessionRow {
-                    id,
-                    call_id,
-                    local_tag,
-                    phase,
-                    invite: Some(invite),
-                    state,
-                    expires_at,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(session_row).collect())
+    }
+
+    /// Session `id`'s row and mail thread, for a parked session brought back (`None` when
+    /// it is not stored).
+    pub async fn session(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRow, Option<String>)>, StoreError> {
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("loading a session"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let thread: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM mail_threads WHERE session_id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query("loading a mail thread"))?;
+        Ok(Some((session_row(row), thread.map(|(t,)| t))))
     }
 
     /// Every stored mail thread, by session id. Threads of no stored session (the process
@@ -184,6 +193,23 @@ impl Store {
                 .await
                 .map_err(StoreError::query("loading the mail threads"))?;
         Ok(rows.into_iter().collect())
+    }
+}
+
+/// The columns of a session row, in [`Row`]'s order.
+const COLUMNS: &str = "id, call_id, local_tag, phase, invite, state, expires_at";
+
+type Row = (String, String, String, String, Vec<u8>, String, Option<i64>);
+
+fn session_row((id, call_id, local_tag, phase, invite, state, expires_at): Row) -> SessionRow {
+    SessionRow {
+        id,
+        call_id,
+        local_tag,
+        phase,
+        invite: Some(invite),
+        state,
+        expires_at,
     }
 }
 

@@ -74,6 +74,20 @@ impl Gateway {
         }
     }
 
+    /// Waits up to `within` until `GET /metrics` has `series` at `value`; blocking, so from
+    /// async code inside `block_in_place`.
+    pub fn wait_metric(&self, series: &str, value: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.metric(series) != value {
+            assert!(
+                Instant::now() < deadline,
+                "{series} not {value} within {within:?}: {}",
+                self.metric(series)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The value of the `GET /metrics` line that starts with `series` (0 if absent).
     pub fn metric(&self, series: &str) -> u64 {
         let (status, body) = super::http(self.admin, "GET", "/metrics").unwrap();
@@ -113,6 +127,7 @@ pub fn gateway_with(policy: &str, srv: &Server, msrp_keys: &str) -> Gateway {
 pub struct Keys<'a> {
     pub msrp: &'a str,
     pub outbound: &'a str,
+    pub store: &'a str,
 }
 
 /// As [`gateway`], with more keys.
@@ -133,7 +148,7 @@ pub fn durable_gateway_keyed(policy: &str, srv: &Server, keys: Keys) -> Gateway 
 }
 
 fn start_gateway(policy: &str, srv: &Server, keys: Keys, [sip, msrp, smtp]: [u16; 3]) -> Gateway {
-    let (msrp_keys, outbound_keys) = (keys.msrp, keys.outbound);
+    let (msrp_keys, outbound_keys, store_keys) = (keys.msrp, keys.outbound, keys.store);
     let dir = tempfile::tempdir().unwrap();
     let policy_keys = match policy {
         "default" => String::new(),
@@ -149,7 +164,7 @@ fn start_gateway(policy: &str, srv: &Server, keys: Keys, [sip, msrp, smtp]: [u16
              [smtp.outbound]\nsmart_host = \"127.0.0.1:{}\"\nhelo = \"iwf.test\"\n\
              connect_timeout_ms = 2000\ncommand_timeout_ms = 5000\ndata_timeout_ms = 5000\n{outbound_keys}\
              [policy]\n{policy_keys}\
-             [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n",
+             [admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"state\"\n{store_keys}",
             srv.port
         ),
     )

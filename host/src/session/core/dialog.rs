@@ -36,6 +36,7 @@ impl<P: Peer> Core<P> {
                     *phase = Phase::Invited;
                     tracing::info!(session = %id, "session invited: awaiting the e-mail user");
                     self.journal.phase(id, now, Shown::AwaitingAnswer);
+                    self.idle.push_back((now, key.clone()));
                 } else {
                     *phase = Phase::Live;
                     tracing::info!(session = %id, "session live");

@@ -21,8 +21,8 @@ pub(super) enum Change {
 
 /// The part of a row the core writes and reads beside the INVITE.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Stored {
-    dialog: Dialog,
+pub(super) struct Stored {
+    pub(super) dialog: Dialog,
     /// The SIP transport the INVITE came over: stream (TCP) or datagram (UDP).
     stream: bool,
     /// The `o=` session id of the IWF's answer: a re-INVITE gets the same answer again.
@@ -62,7 +62,7 @@ pub struct Restored<P> {
 }
 
 /// The key of the session `row` stores.
-fn row_key(row: &SessionRow) -> SessionKey {
+pub(super) fn row_key(row: &SessionRow) -> SessionKey {
     SessionKey {
         call_id: row.call_id.clone(),
         local_tag: row.local_tag.clone(),
@@ -166,15 +166,18 @@ impl<P: Peer> Core<P> {
     }
 
     /// Session `row`'s stored state and its INVITE read again, as when it came.
-    fn read(&self, row: &SessionRow) -> Result<(Stored, Prepared), String> {
+    pub(super) fn read(&self, row: &SessionRow) -> Result<(Stored, Prepared), String> {
         let stored: Stored =
             serde_json::from_str(&row.state).map_err(|e| format!("stored dialog: {e}"))?;
         let invite = row.invite.as_deref().ok_or("no stored INVITE")?;
         let request = sip_message::parse(invite, Transport::Stream, &Limits::default())
             .map_err(|e| format!("stored INVITE: {e}"))?;
-        let prepared = self
+        let mut prepared = self
             .prepare(&request, &row.local_tag, &row.id, Some(stored.origin))
             .map_err(|r| format!("stored INVITE: {} {}", r.status, r.why))?;
+        if let Some(version) = stored.version {
+            prepared.answer.sdp.origin.session_version = version.to_string();
+        }
         Ok((stored, prepared))
     }
 
@@ -200,10 +203,7 @@ impl<P: Peer> Core<P> {
         if row.phase == CLOSED {
             return Err("the session was freed before the restart".into());
         }
-        let (stored, mut prepared) = self.read(row)?;
-        if let Some(version) = stored.version {
-            prepared.answer.sdp.origin.session_version = version.to_string();
-        }
+        let (stored, prepared) = self.read(row)?;
         let key = row_key(row);
         let id: Arc<str> = row.id.as_str().into();
         self.journal_opened(&id, &prepared.facts, now);
@@ -237,6 +237,7 @@ impl<P: Peer> Core<P> {
         let (resumed, effects) = if waits {
             tracing::info!(session = %id, %key, "restored: awaiting the e-mail user's answer");
             self.journal.phase(&id, now, Shown::AwaitingAnswer);
+            self.idle_from(&key, now);
             (Resumed::Waiting, Vec::new())
         } else if row.phase == "live" {
             tracing::info!(session = %id, %key, "restored live without its chat connection: offering a new one");

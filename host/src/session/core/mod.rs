@@ -41,9 +41,11 @@ mod dialog;
 mod durable;
 mod ending;
 mod invite;
+mod park;
 mod reconnect;
 
 pub use durable::{Restored, Resumed};
+pub use park::Parked;
 
 use crate::net::sip::{AGENT, new_tag};
 use crate::policy::world::{
@@ -306,6 +308,10 @@ pub struct Core<P> {
     changes: Vec<durable::Change>,
     /// Draining (SIGTERM): new INVITEs are refused 503 with this Retry-After (seconds).
     draining: Option<u32>,
+    /// The sessions invited, by when: candidates to park once idle (`park`).
+    idle: std::collections::VecDeque<(Instant, SessionKey)>,
+    /// The sessions parked: in the store, not in memory (`park`).
+    parked: HashMap<SessionKey, Parked<P>>,
 }
 
 impl<P: Peer> Core<P> {
@@ -322,6 +328,8 @@ impl<P: Peer> Core<P> {
             journal: Journal::default(),
             changes: Vec::new(),
             draining: None,
+            idle: Default::default(),
+            parked: HashMap::new(),
         }
     }
 
@@ -330,9 +338,9 @@ impl<P: Peer> Core<P> {
         &mut self.journal
     }
 
-    /// Sessions held (pending, or with a dialog).
+    /// Sessions held (pending, or with a dialog), parked ones included.
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.sessions.len() + self.parked.len()
     }
 
     /// Transactions alive.

@@ -1138,3 +1138,59 @@ fn a_draining_core_refuses_new_invites_503_and_lets_the_sessions_held_go_on() {
     let effects = in_dialog(&mut core, &key, "BYE", 2, "", "", now);
     assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
 }
+
+#[test]
+fn an_idle_invited_session_parks_once_stored_and_comes_back_from_its_row_in_its_dialog() {
+    let (mut core, now) = (core(), Instant::now());
+    let key = invited(&mut core, now);
+    assert!(
+        core.park_idle(now).is_empty(),
+        "its ACK's change is not on disk yet"
+    );
+    let mut row = committed(&mut core).saved.remove(0);
+    assert_eq!(core.park_idle(now), [key.clone()]);
+    assert_eq!((core.sessions(), core.parked()), (1, 1));
+    assert!(core.is_parked(&key) && core.user_phase(&key).is_none());
+    // What brings it back: an in-dialog request, not an ACK, not another dialog.
+    let bye = request("BYE", 2, Some(&key.local_tag), "", "");
+    assert_eq!(core.parked_for(&bye), Some(key.clone()));
+    let ack = request("ACK", 1, Some(&key.local_tag), "", "");
+    assert_eq!(core.parked_for(&ack), None);
+    let other = request("BYE", 2, Some("not-ours"), "", "");
+    assert_eq!(core.parked_for(&other), None);
+    // Back from its row (the store has the INVITE from the first save).
+    row.invite = Some(before_invite_bytes());
+    let parked = core.unpark(&key).expect("parked");
+    let facts = core.revive(&row, parked, now).expect("readable");
+    assert_eq!(facts.session.request_uri, "mailto:bob@example.net");
+    assert_eq!((core.sessions(), core.parked()), (1, 0));
+    assert_eq!(core.user_phase(&key), Some(SessionPhase::AwaitingAnswer));
+    // Its dialog as before: a re-INVITE gets the same answer, the BYE frees it.
+    let effects = in_dialog(&mut core, &key, "INVITE", 2, "", "", now);
+    let ok = sent(&effects).pop().unwrap();
+    assert!(ok.starts_with("SIP/2.0 200 OK") && body_of(&ok).contains("a=setup:active"));
+    in_dialog(&mut core, &key, "ACK", 2, "", "", now);
+    // Still waiting: it parks again once idle and stored.
+    committed(&mut core);
+    assert_eq!(core.park_idle(now + Duration::from_secs(1)), [key.clone()]);
+    let parked = core.unpark(&key).expect("parked again");
+    core.revive(&row, parked, now).expect("readable");
+    let effects = in_dialog(&mut core, &key, "BYE", 3, "", "", now);
+    assert_eq!(statuses(&effects), ["SIP/2.0 200 OK"]);
+    assert_eq!((core.sessions(), core.parked()), (0, 0));
+    // A row stored as anything but invited does not come back as a parked session.
+    let mut live = row.clone();
+    live.phase = "live".into();
+    let parked = Parked::for_test(&row.id, To::Source);
+    assert!(core.revive(&live, parked, now).is_err());
+}
+
+#[test]
+fn an_answered_invitation_does_not_park() {
+    let (mut core, now) = (core(), Instant::now());
+    let key = invited(&mut core, now);
+    core.user_accepted(&key).expect("awaiting the answer");
+    committed(&mut core);
+    assert!(core.park_idle(now + Duration::from_secs(1)).is_empty());
+    assert_eq!((core.sessions(), core.parked()), (1, 0));
+}

@@ -155,6 +155,9 @@ enum Command {
     Chat(Box<Outbound>),
     /// The session is over: the CC2 notification when `notify` says so, then QUIT.
     Close { notify: Notify },
+    /// The session is parked (issue 15): QUIT, and the task ends; the directory keeps
+    /// what finds its replies, and [`Mailer::restore`] starts it again.
+    Park,
 }
 
 /// The way to one session's mail task, for whoever carries its chat messages (the MSRP
@@ -334,6 +337,16 @@ impl Mailer {
     pub fn settled(&mut self, key: &SessionKey, outcome: &InvitationOutcome) {
         if outcome.is_err() {
             self.sessions.remove(key);
+        }
+    }
+
+    /// Session `key` is parked (issue 15): an invitation awaiting its answer, with no
+    /// mail in flight (none is, before the accept). Its task QUITs and ends; its replies
+    /// still find it in the directory, without its facts.
+    pub fn park(&mut self, key: &SessionKey) {
+        if let Some(task) = self.sessions.remove(key) {
+            self.shared.directory.park(key);
+            let _ = task.commands.try_send(Command::Park);
         }
     }
 
@@ -540,6 +553,13 @@ async fn run(
             Command::Close { notify: n } => {
                 notify = n;
                 break;
+            }
+            Command::Park => {
+                if let Some(mut thread) = thread {
+                    quit_all(&mut thread, &mail.session.session_id).await;
+                }
+                tracing::debug!(session = %key, "mail state parked");
+                return;
             }
         }
     }
