@@ -298,6 +298,9 @@ async fn a_pending_invitation_survives_kill_9_then_accept_chat_and_leave_use_its
         1
     );
     block_in_place(|| wait_for_phase(&gw, "awaiting-answer"));
+    // Restored parked: in the store only, until its reply brings it back (issue 15).
+    block_in_place(|| gw.wait_metric("iwf_sessions_parked", 1, WAIT));
+    assert_eq!(gw.metric("iwf_mail_sessions"), 0);
 
     // The reply to the invitation mailed before the crash finds its session.
     answer(&gw, &invitation, "bob@example.net", "accept");

@@ -309,6 +309,7 @@ async fn unpark(
         Ok(Some(found)) => found,
         Ok(None) => {
             tracing::error!(session = %parked.id(), "parked session not in the store: lost");
+            mail.mailer.forget_parked(key);
             return Vec::new();
         }
         Err(e) => {
@@ -322,6 +323,7 @@ async fn unpark(
         Ok(facts) => facts,
         Err(why) => {
             tracing::error!(session = %id, error = %why, "parked session unreadable: lost");
+            mail.mailer.forget_parked(key);
             return Vec::new();
         }
     };

@@ -68,6 +68,40 @@ pub(super) async fn restore(
             }
             continue;
         }
+        // Awaiting its answer with nothing spooled: restored parked, out of memory.
+        if mail.park_after.is_some() && chats.is_empty() {
+            let key = SessionKey {
+                call_id: row.call_id.clone(),
+                local_tag: row.local_tag.clone(),
+            };
+            match core.restore_parked(row, peer.clone(), now) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let thread = thread.ok_or_else(|| "no stored mail thread".to_string());
+                    match thread.and_then(|t| mail.mailer.restore_parked(&key, &row.id, t)) {
+                        Ok(()) => {
+                            going_on.insert(row.id.clone(), key.clone());
+                            stats.recovered(&row.phase, "waiting");
+                            if let Some(at) = row.expires_at {
+                                mail.expiries.set(&key, at);
+                            }
+                        }
+                        Err(why) => {
+                            tracing::error!(session = %row.id, error = %why, "stored session without its mail thread: ending it");
+                            stats.recovered(&row.phase, "ended");
+                            effects.extend(end_parked(core, row, &key, &why, now));
+                        }
+                    }
+                    continue;
+                }
+                Err(why) => {
+                    tracing::error!(session = %row.id, error = %why, "stored session unreadable: dropped");
+                    stats.recovered(&row.phase, "unreadable");
+                    drop_row(&row.id);
+                    continue;
+                }
+            }
+        }
         let restored = match core.restore(row, peer.clone(), now) {
             Ok(restored) => restored,
             Err(why) => {
@@ -118,11 +152,7 @@ pub(super) async fn restore(
                 tracing::error!(session = %row.id, error = %why, "stored session without its mail thread: ending it");
                 stats.recovered(&row.phase, "ended");
                 effects.extend(restored.effects);
-                let reason = EndReason {
-                    cause: 500,
-                    text: format!("the IWF restarted and lost the session's mail thread ({why})"),
-                };
-                effects.extend(core.end_session(&key, &reason, now));
+                effects.extend(core.end_session(&key, &lost_thread(&why), now));
             }
         }
     }
@@ -145,6 +175,35 @@ pub(super) async fn restore(
         tracing::info!(sessions = rows.len(), "sessions restored from the store");
     }
     Ok((effects, going_on))
+}
+
+/// The Reason of the BYE of a session restored without its mail thread.
+fn lost_thread(why: &str) -> EndReason {
+    EndReason {
+        cause: 500,
+        text: format!("the IWF restarted and lost the session's mail thread ({why})"),
+    }
+}
+
+/// Session `key`, restored parked but without a readable mail thread: back in memory
+/// from `row`, for the BYE that ends it.
+fn end_parked(
+    core: &mut Core<Replier>,
+    row: &crate::store::SessionRow,
+    key: &SessionKey,
+    why: &str,
+    now: Instant,
+) -> Vec<Effect<Replier>> {
+    let Some(parked) = core.unpark(key) else {
+        return Vec::new();
+    };
+    match core.revive(row, parked, now) {
+        Ok(_) => core.end_session(key, &lost_thread(why), now),
+        Err(e) => {
+            tracing::error!(session = %row.id, error = %e, "stored session unreadable: dropped");
+            Vec::new()
+        }
+    }
 }
 
 /// F5's inbound spool after a restart: the mails delivered before are known again to

@@ -87,16 +87,36 @@ impl Directory {
     /// Session `key` mails from `ours` to `users` (set once its addresses are decided).
     /// Registered again when a parked session comes back: its facts are back with it.
     pub fn register(&self, key: &SessionKey, facts: &MailFacts, ours: &[&str], users: &[&str]) {
+        let token = &facts.session.session_id;
+        self.insert(key, token, Some(facts), ours, users);
+    }
+
+    /// As [`Directory::register`] for a session restored parked (issue 15): its replies
+    /// find it, its facts are in the store. `token`: its session id.
+    pub fn register_parked(&self, key: &SessionKey, token: &str, ours: &[&str], users: &[&str]) {
+        self.insert(key, token, None, ours, users);
+    }
+
+    fn insert(
+        &self,
+        key: &SessionKey,
+        token: &str,
+        facts: Option<&MailFacts>,
+        ours: &[&str],
+        users: &[&str],
+    ) {
         let lower =
             |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_ascii_lowercase()).collect() };
         let mut inner = self.lock();
         if let Some(held) = inner.entries.get_mut(key) {
-            held.facts.get_or_insert_with(|| Box::new(facts.clone()));
+            if let Some(facts) = facts {
+                held.facts.get_or_insert_with(|| Box::new(facts.clone()));
+            }
             return;
         }
         let held = Held {
-            facts: Some(Box::new(facts.clone())),
-            token: facts.session.session_id.as_str().into(),
+            facts: facts.map(|f| Box::new(f.clone())),
+            token: token.into(),
             users: lower(users),
             ours: lower(ours),
             ids: Vec::new(),

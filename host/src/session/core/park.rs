@@ -169,6 +169,38 @@ impl<P: Peer> Core<P> {
         Ok(facts)
     }
 
+    /// Session `row`, stored before a restart as an invitation awaiting its answer that
+    /// the IWF connects at the accept, restored parked: read (an unreadable row is `Err`,
+    /// as for [`Core::restore`]) and shown, but not kept in memory. `Ok(false)`: it is no
+    /// such session, and [`Core::restore`] takes it.
+    pub fn restore_parked(
+        &mut self,
+        row: &SessionRow,
+        peer: P,
+        now: Instant,
+    ) -> Result<bool, String> {
+        if row.phase != "invited" {
+            return Ok(false);
+        }
+        let (_, prepared) = self.read(row)?;
+        if prepared.answer.params.role != Role::Active {
+            return Ok(false);
+        }
+        let id: Arc<str> = row.id.as_str().into();
+        self.journal_opened(&id, &prepared.facts, now);
+        self.journal
+            .sip(&id, now, "restored from the store (invited)");
+        self.journal.phase(&id, now, Shown::AwaitingAnswer);
+        self.journal.parked(&id, now);
+        let parked = Parked {
+            id,
+            peer,
+            transport: Transport::Datagram,
+        };
+        self.parked.insert(durable::row_key(row), parked);
+        Ok(true)
+    }
+
     /// Sessions parked.
     pub fn parked(&self) -> usize {
         self.parked.len()

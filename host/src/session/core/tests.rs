@@ -1194,3 +1194,33 @@ fn an_answered_invitation_does_not_park() {
     assert!(core.park_idle(now + Duration::from_secs(1)).is_empty());
     assert_eq!((core.sessions(), core.parked()), (1, 0));
 }
+
+#[test]
+fn a_waiting_invitation_is_restored_parked_and_anything_else_is_left_to_restore() {
+    let (mut before, now) = (core(), Instant::now());
+    let key = invited(&mut before, now);
+    let mut row = committed(&mut before).saved.remove(0);
+    row.invite = Some(before_invite_bytes());
+    drop(before); // the process dies
+
+    let mut after = core();
+    let registry = Registry::default();
+    assert_eq!(after.restore_parked(&row, To::Source, now), Ok(true));
+    assert_eq!((after.sessions(), after.parked()), (1, 1));
+    assert!(after.is_parked(&key));
+    let shown = shown(&mut after, &registry);
+    assert_eq!(shown[0].phase.name(), "awaiting-answer");
+    assert_eq!(
+        ladder(&shown[0]).last(),
+        Some(&"parked: awaiting the answer in the store")
+    );
+    // Back from the same row when something comes for it.
+    let parked = after.unpark(&key).unwrap();
+    after.revive(&row, parked, now).unwrap();
+    assert_eq!(after.user_phase(&key), Some(SessionPhase::AwaitingAnswer));
+    // A live row is not restored parked.
+    let (_, live) = live_row(now);
+    let mut other = core();
+    assert_eq!(other.restore_parked(&live, To::Source, now), Ok(false));
+    assert_eq!(other.sessions(), 0);
+}

@@ -309,6 +309,22 @@ impl Mailer {
         Ok(())
     }
 
+    /// Parked session `key` is lost (its row could not be read back): its replies are
+    /// refused from now on.
+    pub fn forget_parked(&self, key: &SessionKey) {
+        self.shared.directory.remove(key);
+    }
+
+    /// Session `key` (id `id`) was restored parked (issue 15) with its thread `stored`:
+    /// its replies find it; no task runs until it comes back ([`Mailer::restore`]).
+    pub fn restore_parked(&self, key: &SessionKey, id: &str, stored: &str) -> Result<(), String> {
+        let record: ThreadRecord =
+            serde_json::from_str(stored).map_err(|e| format!("stored mail thread: {e}"))?;
+        let thread = Thread::restore(&self.shared.router, record);
+        register_as(&self.shared, key, None, id, &thread);
+        Ok(())
+    }
+
     fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, start: Start) {
         // Room for every chat message allowed to wait, and the close behind them.
         let (commands, receiver) = mpsc::channel(self.shared.max_waiting + 1);
@@ -665,6 +681,17 @@ async fn deliver(
 /// Makes the session findable by its replies (DESIGN "Correlating inbound e-mail"): the
 /// addresses its mails come from and go to, and the Message-IDs sent so far.
 fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread) {
+    register_as(shared, key, Some(mail), &mail.session.session_id, thread);
+}
+
+/// As [`register`], without the facts for a session parked (`token`: its session id).
+fn register_as(
+    shared: &Shared,
+    key: &SessionKey,
+    mail: Option<&MailFacts>,
+    token: &str,
+    thread: &Thread,
+) {
     let a = &thread.addresses;
     let ours: Vec<&str> = std::iter::once(&a.from)
         .chain(&a.reply_to)
@@ -676,7 +703,10 @@ fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread
             .chain(&a.bcc)
             .map(|m| m.addr.as_str())
             .collect();
-    shared.directory.register(key, mail, &ours, &users);
+    match mail {
+        Some(mail) => shared.directory.register(key, mail, &ours, &users),
+        None => shared.directory.register_parked(key, token, &ours, &users),
+    }
     for id in &thread.sent {
         shared.directory.sent(key, &bare(id));
     }
