@@ -1148,7 +1148,7 @@ fn an_idle_invited_session_parks_once_stored_and_comes_back_from_its_row_in_its_
         "its ACK's change is not on disk yet"
     );
     let mut row = committed(&mut core).saved.remove(0);
-    assert_eq!(core.park_idle(now), [key.clone()]);
+    assert_eq!(core.park_idle(now), std::slice::from_ref(&key));
     assert_eq!((core.sessions(), core.parked()), (1, 1));
     assert!(core.is_parked(&key) && core.user_phase(&key).is_none());
     // What brings it back: an in-dialog request, not an ACK, not another dialog.
@@ -1172,7 +1172,10 @@ fn an_idle_invited_session_parks_once_stored_and_comes_back_from_its_row_in_its_
     in_dialog(&mut core, &key, "ACK", 2, "", "", now);
     // Still waiting: it parks again once idle and stored.
     committed(&mut core);
-    assert_eq!(core.park_idle(now + Duration::from_secs(1)), [key.clone()]);
+    assert_eq!(
+        core.park_idle(now + Duration::from_secs(1)),
+        std::slice::from_ref(&key)
+    );
     let parked = core.unpark(&key).expect("parked again");
     core.revive(&row, parked, now).expect("readable");
     let effects = in_dialog(&mut core, &key, "BYE", 3, "", "", now);
