@@ -44,13 +44,14 @@ struct Held {
     /// `None` while the session is parked (issue 15: its facts are in the store only,
     /// and come back with it).
     facts: Option<Box<MailFacts>>,
-    /// Its session id, the token of its generated Message-IDs.
-    token: Box<str>,
+    /// Its session id, the token of its generated Message-IDs (shared with `by_token`).
+    token: Arc<str>,
     users: Vec<String>,
     /// The IWF's own addresses the replies come to: From and Reply-To (lower-cased).
     ours: Vec<String>,
-    /// The Message-IDs it registered, to forget them with it.
-    ids: Vec<String>,
+    /// The Message-IDs it registered, to forget them with it (shared with
+    /// `by_message_id`).
+    ids: Vec<Arc<str>>,
     /// The e-mail user's chat mails it delivered (F5), newest last, at most
     /// `DELIVERED_KEPT`: a mail its sender sends again is not delivered twice.
     delivered: VecDeque<String>,
@@ -61,8 +62,8 @@ struct Held {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Arc<SessionKey>, Held>,
-    by_token: HashMap<Box<str>, Arc<SessionKey>>,
-    by_message_id: HashMap<String, Arc<SessionKey>>,
+    by_token: HashMap<Arc<str>, Arc<SessionKey>>,
+    by_message_id: HashMap<Arc<str>, Arc<SessionKey>>,
     by_pair: HashMap<(String, String), Arc<SessionKey>>,
     /// How many sessions use each of our addresses (RCPT TO is taken for those).
     addresses: HashMap<String, usize>,
@@ -155,10 +156,11 @@ impl Directory {
         let Some(shared) = inner.entries.get_key_value(key).map(|(k, _)| k.clone()) else {
             return;
         };
+        let id: Arc<str> = id.into();
         if let Some(held) = inner.entries.get_mut(key) {
-            held.ids.push(id.to_owned());
+            held.ids.push(id.clone());
         }
-        inner.by_message_id.insert(id.to_owned(), shared);
+        inner.by_message_id.insert(id, shared);
     }
 
     /// Whether some live session sent a mail with Message-ID `id` (without `<>`).

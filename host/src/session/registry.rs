@@ -185,7 +185,8 @@ pub struct Entry {
     /// P-Asserted-Identity, else From.
     pub cpm_user: Box<str>,
     /// `None` until the policy (not its fail-safe) made a decision for the session.
-    pub policy: Option<PolicyVersion>,
+    /// Shared by the sessions a version served (a pending invitation holds a pointer).
+    pub policy: Option<Arc<PolicyVersion>>,
     pub ladder: Ladder,
 }
 
@@ -259,6 +260,8 @@ pub struct Registry {
     /// An instant and the Unix time it was, to date the core's instants.
     anchor: (Instant, u64),
     entries: Mutex<BTreeMap<Arc<str>, Entry>>,
+    /// The policy version of the latest decision, shared by the entries it served.
+    last_version: Mutex<Option<Arc<PolicyVersion>>>,
 }
 
 impl Default for Registry {
@@ -266,6 +269,7 @@ impl Default for Registry {
         Self {
             anchor: (Instant::now(), unix_ms(SystemTime::now())),
             entries: Mutex::default(),
+            last_version: Mutex::default(),
         }
     }
 }
@@ -380,19 +384,31 @@ impl Registry {
             protocol: Protocol::Policy,
             what,
         };
+        let version = version.map(|policy| self.version_of(policy));
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(id) else {
             return;
         };
         entry.ladder.push(event);
-        if let Some(policy) = version
-            && entry.policy.as_ref().map(|p| p.sha256) != Some(policy.sha256())
-        {
-            entry.policy = Some(PolicyVersion {
-                name: policy.info().name.as_str().into(),
-                version: policy.info().version.as_str().into(),
-                sha256: policy.sha256(),
-            });
+        if let Some(version) = version {
+            entry.policy = Some(version);
+        }
+    }
+
+    /// The record of `policy`'s version, the same for every session it serves.
+    fn version_of(&self, policy: &crate::policy::Policy) -> Arc<PolicyVersion> {
+        let mut last = self.last_version.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some(version) if version.sha256 == policy.sha256() => version.clone(),
+            _ => {
+                let version = Arc::new(PolicyVersion {
+                    name: policy.info().name.as_str().into(),
+                    version: policy.info().version.as_str().into(),
+                    sha256: policy.sha256(),
+                });
+                *last = Some(version.clone());
+                version
+            }
         }
     }
 
