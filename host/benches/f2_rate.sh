@@ -7,7 +7,7 @@
 # tests/sipp/iwf-mirror-uas.xml, a sipp UAS answering as the IWF does, with nothing behind
 # it: the most this sipp client can drive on this machine).
 # Usage: bash host/benches/f2_rate.sh   (CALLS, MSGS, LIMIT, RATE, PAUSE, MAIL_OPS, DEST_CONNS,
-# DEST_IDLE, WARM ([policy] warm_instances), PENDING override the defaults below; builds iwf in release first; needs the Debian
+# DEST_IDLE, WARM ([policy] warm_instances) override the defaults below; builds iwf in release first; needs the Debian
 # packages sip-tester and postfix; the postfix daemon itself is not used)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -22,7 +22,6 @@ MAIL_OPS=${MAIL_OPS:-1000}  # [smtp.outbound] max_mail_operations (default 256)
 # channels kept between a session's mails (defaults 40 and 20, for MX hosts of others).
 DEST_CONNS=${DEST_CONNS:-250}
 DEST_IDLE=${DEST_IDLE:-200}
-PENDING=${PENDING:-5000} # invitations held awaiting the e-mail user, for the memory figure
 rate_of() { # stats.csv -> completed calls per second over the run
   python3 - "$1" <<'PY'
 import sys
@@ -96,15 +95,4 @@ if [ "$iwf_failed" != 0 ]; then
   echo "--- iwf log (first 20 lines)"; head -20 "$work/iwf.log"
 fi
 
-# Memory per pending invitation: RSS before and with $PENDING invitations mailed, answered
-# 200 and acknowledged, awaiting the e-mail user (tests/sipp/f2-hold.xml holds each 20 s).
-rss() { awk '/VmRSS/ {print $2}' "/proc/$iwf_pid/status"; }
-before=$(rss)
-(cd "$work" && sipp -sf "$ROOT/tests/sipp/f2-hold.xml" -i 127.0.0.1 -p 0 -r 1000 -m "$PENDING" \
-  -l "$PENDING" -nostdin "127.0.0.1:$sip_port" >"$work/pending.out" 2>&1) &
-pids+=($!)
-sleep $(( PENDING / 1000 + 4 ))
-waiting=$(curl -s "127.0.0.1:$admin_port/metrics" | awk '/^iwf_sip_sessions / {print $2}')
-during=$(rss)
-[ "${waiting:-0}" -gt 0 ] || { echo "no pending invitations held:"; head -5 "$work/pending.out"; }
-echo "memory: RSS $before KiB idle, $during KiB with $waiting pending invitations: $(( (during - before) * 1024 / (waiting > 0 ? waiting : 1) )) bytes each"
+# Memory per pending invitation: host/benches/f2_pending.sh (parked and in memory, at scale).
