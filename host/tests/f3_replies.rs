@@ -864,7 +864,23 @@ async fn f3_a_parked_invitation_comes_back_from_the_store_for_its_accept_and_cha
     // The operators still see it, with its ladder.
     let (status, body) = common::http(gw.admin, "GET", "/sessions").unwrap();
     assert_eq!(status, 200);
-    assert!(body.contains("awaiting-answer"), "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["sessions"][0]["phase"], "awaiting-answer", "{body}");
+    let id = list["sessions"][0]["id"].as_str().unwrap();
+    let (status, body) = common::http(gw.admin, "GET", &format!("/sessions/{id}")).unwrap();
+    assert_eq!(status, 200);
+    let one: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ladder: Vec<&str> = one["ladder"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        ladder.first() == Some(&"INVITE received: 100 Trying sent")
+            && ladder.last() == Some(&"parked: awaiting the answer in the store"),
+        "{ladder:?}"
+    );
     // The accept finds it by the same keys and brings it back: the IWF connects.
     answer(&gw, &invitation, "bob@example.net", "accept");
     let mut client = listener.accept(vec![iwf_uri], WAIT).await;

@@ -109,7 +109,7 @@ pub(super) async fn one(State(admin): State<Admin>, Path(id): Path<String>) -> R
         );
     };
     let mut session = summary(&id, &entry, admin.sessions.now_ms());
-    let ladder: Vec<Value> = entry.ladder.events().map(event).collect();
+    let ladder: Vec<Value> = entry.ladder.events().map(|e| event(&e)).collect();
     session["ladder"] = Value::Array(ladder);
     session["ladder_dropped"] = entry.ladder.dropped().into();
     Json(session).into_response()

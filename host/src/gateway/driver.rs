@@ -42,7 +42,7 @@ impl Mail {
         self.mailer.settled(key, outcome);
         if outcome.is_ok() {
             let at = store::unix_ms(SystemTime::now() + expiry);
-            self.expiries.set(key, at);
+            self.expiries.set(self.mailer.shared_key(key), at);
         }
     }
 
@@ -185,7 +185,8 @@ pub(super) async fn run_sessions(
                     && idle
                     && mail.threads.is_empty()
                 {
-                    for key in core.park_idle(since) {
+                    let parked = core.park_idle(since, |key| mail.mailer.shared_key(key));
+                    for key in parked {
                         mail.mailer.park(&key);
                     }
                 }

@@ -18,12 +18,9 @@ pub(super) struct Expiries {
 }
 
 impl Expiries {
-    /// Session `key`'s invitation expires at `at` (Unix ms).
-    pub(super) fn set(&mut self, key: &SessionKey, at: i64) {
-        let key = match self.at.get_key_value(key) {
-            Some((shared, _)) => shared.clone(),
-            None => Arc::new(key.clone()),
-        };
+    /// Session `key`'s invitation expires at `at` (Unix ms). The key is shared with
+    /// whoever else holds it (the directory).
+    pub(super) fn set(&mut self, key: Arc<SessionKey>, at: i64) {
         self.at.insert(key.clone(), at);
         self.queue.push(Reverse((at, key)));
         if self.queue.len() > 2 * self.at.len() + 1024 {
@@ -86,10 +83,10 @@ mod tests {
     #[test]
     fn expiries_come_due_in_order_and_a_moved_or_stopped_one_only_once_or_never() {
         let mut e = Expiries::default();
-        e.set(&key("a"), 300);
-        e.set(&key("b"), 100);
-        e.set(&key("c"), 200);
-        e.set(&key("a"), 150); // moved earlier: the 300 entry is stale
+        e.set(Arc::new(key("a")), 300);
+        e.set(Arc::new(key("b")), 100);
+        e.set(Arc::new(key("c")), 200);
+        e.set(Arc::new(key("a")), 150); // moved earlier: the 300 entry is stale
         e.stop(&key("c"));
         assert_eq!(e.next(), Some(100));
         assert_eq!(e.due(99), Vec::<SessionKey>::new());
@@ -102,7 +99,7 @@ mod tests {
     fn stale_entries_do_not_outgrow_the_live_ones() {
         let mut e = Expiries::default();
         for n in 0..10_000 {
-            e.set(&key("a"), n);
+            e.set(Arc::new(key("a")), n);
         }
         assert!(e.queue.len() <= 2 + 1024, "{}", e.queue.len());
         assert_eq!(e.get(&key("a")), Some(9_999));

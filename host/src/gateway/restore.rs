@@ -70,20 +70,16 @@ pub(super) async fn restore(
         }
         // Awaiting its answer with nothing spooled: restored parked, out of memory.
         if mail.park_after.is_some() && chats.is_empty() {
-            let key = SessionKey {
-                call_id: row.call_id.clone(),
-                local_tag: row.local_tag.clone(),
-            };
             match core.restore_parked(row, peer.clone(), now) {
-                Ok(false) => {}
-                Ok(true) => {
+                Ok(None) => {}
+                Ok(Some(key)) => {
                     let thread = thread.ok_or_else(|| "no stored mail thread".to_string());
                     match thread.and_then(|t| mail.mailer.restore_parked(&key, &row.id, t)) {
                         Ok(()) => {
-                            going_on.insert(row.id.clone(), key.clone());
+                            going_on.insert(row.id.clone(), SessionKey::clone(&key));
                             stats.recovered(&row.phase, "waiting");
                             if let Some(at) = row.expires_at {
-                                mail.expiries.set(&key, at);
+                                mail.expiries.set(key.clone(), at);
                             }
                         }
                         Err(why) => {
@@ -136,7 +132,7 @@ pub(super) async fn restore(
                 going_on.insert(row.id.clone(), key.clone());
                 stats.recovered(&row.phase, "waiting");
                 if let Some(at) = row.expires_at {
-                    mail.expiries.set(&key, at);
+                    mail.expiries.set(mail.mailer.shared_key(&key), at);
                 }
                 effects.extend(restored.effects);
             }

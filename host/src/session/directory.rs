@@ -69,6 +69,21 @@ struct Inner {
     addresses: HashMap<String, usize>,
 }
 
+/// A session's key for [`Directory::insert`]: copied, or shared with its caller.
+enum Shared<'a> {
+    New(&'a SessionKey),
+    Given(&'a Arc<SessionKey>),
+}
+
+impl Shared<'_> {
+    fn key(&self) -> &SessionKey {
+        match self {
+            Shared::New(key) => key,
+            Shared::Given(key) => key,
+        }
+    }
+}
+
 /// Chat mails remembered per session for duplicates. A sender sends a mail again when no
 /// 250 reached it, minutes later at most; older mails are not expected back.
 const DELIVERED_KEPT: usize = 256;
@@ -89,18 +104,33 @@ impl Directory {
     /// Registered again when a parked session comes back: its facts are back with it.
     pub fn register(&self, key: &SessionKey, facts: &MailFacts, ours: &[&str], users: &[&str]) {
         let token = &facts.session.session_id;
-        self.insert(key, token, Some(facts), ours, users);
+        self.insert(Shared::New(key), token, Some(facts), ours, users);
     }
 
     /// As [`Directory::register`] for a session restored parked (issue 15): its replies
     /// find it, its facts are in the store. `token`: its session id.
-    pub fn register_parked(&self, key: &SessionKey, token: &str, ours: &[&str], users: &[&str]) {
-        self.insert(key, token, None, ours, users);
+    pub fn register_parked(
+        &self,
+        key: &Arc<SessionKey>,
+        token: &str,
+        ours: &[&str],
+        users: &[&str],
+    ) {
+        self.insert(Shared::Given(key), token, None, ours, users);
+    }
+
+    /// Session `key` as the directory holds it, for others to share (a parked invitation
+    /// keeps one copy of its Call-ID and tag).
+    pub fn shared_key(&self, key: &SessionKey) -> Option<Arc<SessionKey>> {
+        self.lock()
+            .entries
+            .get_key_value(key)
+            .map(|(k, _)| k.clone())
     }
 
     fn insert(
         &self,
-        key: &SessionKey,
+        key: Shared<'_>,
         token: &str,
         facts: Option<&MailFacts>,
         ours: &[&str],
@@ -109,7 +139,7 @@ impl Directory {
         let lower =
             |v: &[&str]| -> Vec<String> { v.iter().map(|a| a.to_ascii_lowercase()).collect() };
         let mut inner = self.lock();
-        if let Some(held) = inner.entries.get_mut(key) {
+        if let Some(held) = inner.entries.get_mut(key.key()) {
             if let Some(facts) = facts {
                 held.facts.get_or_insert_with(|| Box::new(facts.clone()));
             }
@@ -123,7 +153,10 @@ impl Directory {
             ids: Vec::new(),
             delivered: VecDeque::new(),
         };
-        let key = Arc::new(key.clone());
+        let key = match key {
+            Shared::New(key) => Arc::new(key.clone()),
+            Shared::Given(key) => key.clone(),
+        };
         for our in &held.ours {
             *inner.addresses.entry(our.clone()).or_default() += 1;
             for user in &held.users {

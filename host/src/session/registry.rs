@@ -26,13 +26,14 @@ pub const LADDER: usize = 64;
 /// Bytes of an event's text: with its time and protocol, an event is 64 bytes.
 const LABEL: usize = 54;
 
-/// Which side of the IWF an event is on.
+/// Which side of the IWF an event is on (its number: a packed ladder's byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Protocol {
-    Sip,
-    Smtp,
-    Msrp,
-    Policy,
+    Sip = 0,
+    Smtp = 1,
+    Msrp = 2,
+    Policy = 3,
 }
 
 impl Protocol {
@@ -141,14 +142,23 @@ pub struct Event {
 }
 
 /// The last [`LADDER`] events of a session, oldest first, and how many went before them.
+/// A parked session's are packed (`pack`): an event takes its text's length and 10 bytes
+/// instead of 64, until the next event unpacks them.
 #[derive(Debug, Default, Clone)]
 pub struct Ladder {
     events: VecDeque<Event>,
+    /// The events before `events`, packed: per event its time (8 bytes, little-endian),
+    /// its protocol (1), its text's length (1) and its text.
+    packed: Box<[u8]>,
     dropped: u64,
 }
 
 impl Ladder {
     pub fn push(&mut self, event: Event) {
+        if !self.packed.is_empty() {
+            self.events = self.unpacked().collect();
+            self.packed = Box::default();
+        }
         if self.events.len() == LADDER {
             self.events.pop_front();
             self.dropped += 1;
@@ -156,13 +166,52 @@ impl Ladder {
         self.events.push_back(event);
     }
 
-    pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.events.iter()
+    /// The events, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        self.unpacked().chain(self.events.iter().copied())
     }
 
     /// Events let go to keep the last [`LADDER`].
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Packs the events into as few bytes as they take (a parked session's ladder waits
+    /// for hours, mostly unread).
+    pub fn pack(&mut self) {
+        let mut packed = Vec::new();
+        for event in self.events() {
+            let what = event.what.as_str().as_bytes();
+            packed.extend_from_slice(&event.at_ms.to_le_bytes());
+            packed.push(event.protocol as u8);
+            packed.push(what.len() as u8); // at most LABEL bytes
+            packed.extend_from_slice(what);
+        }
+        self.packed = packed.into_boxed_slice();
+        self.events = VecDeque::new();
+    }
+
+    fn unpacked(&self) -> impl Iterator<Item = Event> + '_ {
+        let mut rest = &self.packed[..];
+        std::iter::from_fn(move || {
+            let (at, tail) = rest.split_first_chunk::<8>()?;
+            let [protocol, len, tail @ ..] = tail else {
+                return None;
+            };
+            let (what, tail) = tail.split_at_checked(usize::from(*len))?;
+            rest = tail;
+            let protocol = match protocol {
+                0 => Protocol::Sip,
+                1 => Protocol::Smtp,
+                2 => Protocol::Msrp,
+                _ => Protocol::Policy,
+            };
+            Some(Event {
+                at_ms: u64::from_le_bytes(*at),
+                protocol,
+                what: Label::from(std::str::from_utf8(what).unwrap_or_default()),
+            })
+        })
     }
 }
 
@@ -340,7 +389,7 @@ impl Registry {
                             protocol: Protocol::Sip,
                             what,
                         });
-                        entry.ladder.events.shrink_to_fit();
+                        entry.ladder.pack();
                     }
                 }
                 Change::Closed => {
@@ -480,12 +529,62 @@ mod tests {
             registry.record("s1", Protocol::Msrp, format_args!("SEND {n} received"));
         }
         let entry = registry.get("s1").unwrap();
-        let events: Vec<&str> = entry.ladder.events().map(|e| e.what.as_str()).collect();
+        let events: Vec<String> = entry
+            .ladder
+            .events()
+            .map(|e| e.what.as_str().into())
+            .collect();
         assert_eq!(events.len(), LADDER);
         assert_eq!(entry.ladder.dropped(), 6);
         assert_eq!(events[0], "SEND 6 received", "the oldest ones go");
         assert_eq!(events[63], "SEND 69 received");
         assert!(entry.ladder.events.capacity() <= LADDER);
+    }
+
+    #[test]
+    fn a_packed_ladder_reads_the_same_and_unpacks_at_its_next_event() {
+        let mut ladder = Ladder::default();
+        let texts = [
+            "INVITE received",
+            "on-invite -> ask-user",
+            "",
+            &"é".repeat(27),
+        ];
+        for (n, what) in texts.iter().enumerate() {
+            let protocol = [
+                Protocol::Sip,
+                Protocol::Policy,
+                Protocol::Smtp,
+                Protocol::Msrp,
+            ][n];
+            let at_ms = 1_790_000_000_000 + n as u64;
+            ladder.push(Event {
+                at_ms,
+                protocol,
+                what: Label::from(*what),
+            });
+        }
+        let before: Vec<_> = ladder.events().map(|e| format!("{e:?}")).collect();
+        ladder.pack();
+        assert!(ladder.events.is_empty() && ladder.events.capacity() == 0);
+        let text_bytes: usize = texts.iter().map(|t| t.len()).sum();
+        assert_eq!(
+            ladder.packed.len(),
+            4 * 10 + text_bytes,
+            "10 bytes and the text"
+        );
+        assert!(ladder.packed.len() < 4 * 64);
+        let after: Vec<_> = ladder.events().map(|e| format!("{e:?}")).collect();
+        assert_eq!(before, after);
+        ladder.push(Event {
+            at_ms: 1,
+            protocol: Protocol::Sip,
+            what: Label::from("BYE received"),
+        });
+        assert!(ladder.packed.is_empty());
+        let texts: Vec<String> = ladder.events().map(|e| e.what.as_str().into()).collect();
+        assert_eq!(texts.len(), 5);
+        assert_eq!(texts[4], "BYE received");
     }
 
     #[test]

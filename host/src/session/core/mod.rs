@@ -311,7 +311,7 @@ pub struct Core<P> {
     /// The sessions invited, by when: candidates to park once idle (`park`).
     idle: std::collections::VecDeque<(Instant, SessionKey)>,
     /// The sessions parked: in the store, not in memory (`park`).
-    parked: HashMap<SessionKey, Parked<P>>,
+    parked: HashMap<Arc<SessionKey>, Parked<P>>,
 }
 
 impl<P: Peer> Core<P> {

@@ -43,8 +43,13 @@ impl<P: Peer> Core<P> {
 
     /// Parks every session invited since before `since` and still waiting, stored, with
     /// no change to store: the driver calls this when every change before is on disk.
-    /// The keys parked, for the mail side to let go of them too.
-    pub fn park_idle(&mut self, since: Instant) -> Vec<SessionKey> {
+    /// The keys parked, for the mail side to let go of them too; `share` gives the key
+    /// as others hold it (the directory), so a parked session keeps one copy of it.
+    pub fn park_idle(
+        &mut self,
+        since: Instant,
+        share: impl Fn(&SessionKey) -> Arc<SessionKey>,
+    ) -> Vec<SessionKey> {
         let pending: std::collections::HashSet<&SessionKey> = self
             .changes
             .iter()
@@ -87,7 +92,7 @@ impl<P: Peer> Core<P> {
             tracing::debug!(session = %id, "parked: awaiting the e-mail user in the store");
             self.journal.parked(&id, Instant::now());
             self.parked.insert(
-                key.clone(),
+                share(&key),
                 Parked {
                     id,
                     peer,
@@ -128,7 +133,7 @@ impl<P: Peer> Core<P> {
 
     /// Parks session `key` again as it was: its row could not be read now.
     pub fn repark(&mut self, key: SessionKey, parked: Parked<P>) {
-        self.parked.insert(key, parked);
+        self.parked.insert(Arc::new(key), parked);
     }
 
     /// Session `row`, parked as `parked`, back in memory as it was: invited, its requests
@@ -171,20 +176,21 @@ impl<P: Peer> Core<P> {
 
     /// Session `row`, stored before a restart as an invitation awaiting its answer that
     /// the IWF connects at the accept, restored parked: read (an unreadable row is `Err`,
-    /// as for [`Core::restore`]) and shown, but not kept in memory. `Ok(false)`: it is no
-    /// such session, and [`Core::restore`] takes it.
+    /// as for [`Core::restore`]) and shown, but not kept in memory; its key, for the
+    /// others who hold it to share. `Ok(None)`: it is no such session, and
+    /// [`Core::restore`] takes it.
     pub fn restore_parked(
         &mut self,
         row: &SessionRow,
         peer: P,
         now: Instant,
-    ) -> Result<bool, String> {
+    ) -> Result<Option<Arc<SessionKey>>, String> {
         if row.phase != "invited" {
-            return Ok(false);
+            return Ok(None);
         }
         let (_, prepared) = self.read(row)?;
         if prepared.answer.params.role != Role::Active {
-            return Ok(false);
+            return Ok(None);
         }
         let id: Arc<str> = row.id.as_str().into();
         self.journal_opened(&id, &prepared.facts, now);
@@ -197,8 +203,9 @@ impl<P: Peer> Core<P> {
             peer,
             transport: Transport::Datagram,
         };
-        self.parked.insert(durable::row_key(row), parked);
-        Ok(true)
+        let key = Arc::new(durable::row_key(row));
+        self.parked.insert(key.clone(), parked);
+        Ok(Some(key))
     }
 
     /// Sessions parked.

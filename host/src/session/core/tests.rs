@@ -718,8 +718,12 @@ fn shown(core: &mut Core<To>, registry: &Registry) -> Vec<Entry> {
     page.sessions.into_iter().map(|(_, entry)| entry).collect()
 }
 
-fn ladder(entry: &Entry) -> Vec<&str> {
-    entry.ladder.events().map(|e| e.what.as_str()).collect()
+fn ladder(entry: &Entry) -> Vec<String> {
+    entry
+        .ladder
+        .events()
+        .map(|e| e.what.as_str().into())
+        .collect()
 }
 
 #[test]
@@ -1144,11 +1148,14 @@ fn an_idle_invited_session_parks_once_stored_and_comes_back_from_its_row_in_its_
     let (mut core, now) = (core(), Instant::now());
     let key = invited(&mut core, now);
     assert!(
-        core.park_idle(now).is_empty(),
+        core.park_idle(now, |k| Arc::new(k.clone())).is_empty(),
         "its ACK's change is not on disk yet"
     );
     let mut row = committed(&mut core).saved.remove(0);
-    assert_eq!(core.park_idle(now), std::slice::from_ref(&key));
+    assert_eq!(
+        core.park_idle(now, |k| Arc::new(k.clone())),
+        std::slice::from_ref(&key)
+    );
     assert_eq!((core.sessions(), core.parked()), (1, 1));
     assert!(core.is_parked(&key) && core.user_phase(&key).is_none());
     // What brings it back: an in-dialog request, not an ACK, not another dialog.
@@ -1173,7 +1180,7 @@ fn an_idle_invited_session_parks_once_stored_and_comes_back_from_its_row_in_its_
     // Still waiting: it parks again once idle and stored.
     committed(&mut core);
     assert_eq!(
-        core.park_idle(now + Duration::from_secs(1)),
+        core.park_idle(now + Duration::from_secs(1), |k| Arc::new(k.clone())),
         std::slice::from_ref(&key)
     );
     let parked = core.unpark(&key).expect("parked again");
@@ -1194,7 +1201,10 @@ fn an_answered_invitation_does_not_park() {
     let key = invited(&mut core, now);
     core.user_accepted(&key).expect("awaiting the answer");
     committed(&mut core);
-    assert!(core.park_idle(now + Duration::from_secs(1)).is_empty());
+    assert!(
+        core.park_idle(now + Duration::from_secs(1), |k| Arc::new(k.clone()))
+            .is_empty()
+    );
     assert_eq!((core.sessions(), core.parked()), (1, 0));
 }
 
@@ -1208,14 +1218,17 @@ fn a_waiting_invitation_is_restored_parked_and_anything_else_is_left_to_restore(
 
     let mut after = core();
     let registry = Registry::default();
-    assert_eq!(after.restore_parked(&row, To::Source, now), Ok(true));
+    assert_eq!(
+        after.restore_parked(&row, To::Source, now),
+        Ok(Some(Arc::new(key.clone())))
+    );
     assert_eq!((after.sessions(), after.parked()), (1, 1));
     assert!(after.is_parked(&key));
     let shown = shown(&mut after, &registry);
     assert_eq!(shown[0].phase.name(), "awaiting-answer");
     assert_eq!(
-        ladder(&shown[0]).last(),
-        Some(&"parked: awaiting the answer in the store")
+        ladder(&shown[0]).last().map(String::as_str),
+        Some("parked: awaiting the answer in the store")
     );
     // Back from the same row when something comes for it.
     let parked = after.unpark(&key).unwrap();
@@ -1224,6 +1237,6 @@ fn a_waiting_invitation_is_restored_parked_and_anything_else_is_left_to_restore(
     // A live row is not restored parked.
     let (_, live) = live_row(now);
     let mut other = core();
-    assert_eq!(other.restore_parked(&live, To::Source, now), Ok(false));
+    assert_eq!(other.restore_parked(&live, To::Source, now), Ok(None));
     assert_eq!(other.sessions(), 0);
 }

@@ -317,12 +317,26 @@ impl Mailer {
 
     /// Session `key` (id `id`) was restored parked (issue 15) with its thread `stored`:
     /// its replies find it; no task runs until it comes back ([`Mailer::restore`]).
-    pub fn restore_parked(&self, key: &SessionKey, id: &str, stored: &str) -> Result<(), String> {
+    pub fn restore_parked(
+        &self,
+        key: &Arc<SessionKey>,
+        id: &str,
+        stored: &str,
+    ) -> Result<(), String> {
         let record: ThreadRecord =
             serde_json::from_str(stored).map_err(|e| format!("stored mail thread: {e}"))?;
         let thread = Thread::restore(&self.shared.router, record);
-        register_as(&self.shared, key, None, id, &thread);
+        register_as(&self.shared, key, Parked::Yes(key, id), &thread);
         Ok(())
+    }
+
+    /// Session `key` as the directory holds it (its replies' index), to share; a copy
+    /// when the directory has none.
+    pub fn shared_key(&self, key: &SessionKey) -> Arc<SessionKey> {
+        self.shared
+            .directory
+            .shared_key(key)
+            .unwrap_or_else(|| Arc::new(key.clone()))
     }
 
     fn spawn(&mut self, key: SessionKey, mail: Box<MailFacts>, start: Start) {
@@ -681,17 +695,17 @@ async fn deliver(
 /// Makes the session findable by its replies (DESIGN "Correlating inbound e-mail"): the
 /// addresses its mails come from and go to, and the Message-IDs sent so far.
 fn register(shared: &Shared, key: &SessionKey, mail: &MailFacts, thread: &Thread) {
-    register_as(shared, key, Some(mail), &mail.session.session_id, thread);
+    register_as(shared, key, Parked::No(mail), thread);
 }
 
-/// As [`register`], without the facts for a session parked (`token`: its session id).
-fn register_as(
-    shared: &Shared,
-    key: &SessionKey,
-    mail: Option<&MailFacts>,
-    token: &str,
-    thread: &Thread,
-) {
+/// Whether a session registers with its facts, or parked with its key and id.
+enum Parked<'a> {
+    No(&'a MailFacts),
+    Yes(&'a Arc<SessionKey>, &'a str),
+}
+
+/// As [`register`], for a session parked or not.
+fn register_as(shared: &Shared, key: &SessionKey, mail: Parked<'_>, thread: &Thread) {
     let a = &thread.addresses;
     let ours: Vec<&str> = std::iter::once(&a.from)
         .chain(&a.reply_to)
@@ -704,8 +718,8 @@ fn register_as(
             .map(|m| m.addr.as_str())
             .collect();
     match mail {
-        Some(mail) => shared.directory.register(key, mail, &ours, &users),
-        None => shared.directory.register_parked(key, token, &ours, &users),
+        Parked::No(mail) => shared.directory.register(key, mail, &ours, &users),
+        Parked::Yes(key, id) => shared.directory.register_parked(key, id, &ours, &users),
     }
     for id in &thread.sent {
         shared.directory.sent(key, &bare(id));
