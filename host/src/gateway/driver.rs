@@ -1,7 +1,9 @@
 //! The session driver: one task that feeds the session core (requests, decisions,
 //! invitation outcomes, the e-mail user's answers, timers) and carries each turn's effects
 //! out: policy calls, the mail and chat sides at once; the turn's changes to the store
-//! writer, with the messages and answers that wait for them.
+//! writer, with the messages and answers that wait for them. It parks idle invitations
+//! once their changes are on disk, and brings a parked one back from the store before
+//! anything for it is taken (issue 15).
 
 use super::expiry::Expiries;
 use super::writer::{After, Writer};

@@ -35,7 +35,8 @@
 //! the dialog, F6), `ending` (the e-mail user's answers and every way a session ends);
 //! `durable`: the sessions as the store keeps them, and restored after a restart;
 //! `reconnect`: the IWF's re-INVITE that gives a restored live session a new chat
-//! connection.
+//! connection; `park`: invitations awaiting their answer kept in the store only, and
+//! brought back when something comes for them.
 
 mod dialog;
 mod durable;
