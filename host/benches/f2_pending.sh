@@ -40,7 +40,7 @@ offer() {
   (cd "$work" && exec sipp -sf "$work/hold.xml" -i 127.0.0.1 -p 0 -r "$RATE" -m "$1" \
     -l "$1" -buff_size 4194304 -nostdin "127.0.0.1:$sip_port" >"$work/hold$1.out" 2>&1) &
   sipp_pid=$!
-  pids+=($sipp_pid)
+  sipps+=($sipp_pid)
 }
 
 # One run with [store] park_after_ms = $1: $LOW invitations held, then (all parked when
@@ -48,6 +48,7 @@ offer() {
 # invitation> <held> <RSS> <held> <RSS> <parked>": the slope leaves out the sessions in
 # memory on their way to the store, at both readings alike.
 run() {
+  sipps=()
   rm -rf "$work/state"
   STORE_KEYS="park_after_ms = $1" start_gateway "max_mail_operations = 1000
 max_idle_channels = 1024
@@ -59,6 +60,8 @@ max_idle_channels_per_destination = 200" ""
   offer $(( HIGH - LOW ))
   read n2 _ _ < <(at_level "$HIGH"); sleep "$settle"; r2=$(rss); n2=$(metric iwf_sip_sessions)
   p2=$(metric iwf_sessions_parked)
+  # run() is in a subshell (its output is read): its processes are not in lib.sh's `pids`.
+  kill "${sipps[@]}" 2>/dev/null || true
   kill "$iwf_pid" 2>/dev/null || true
   wait "$iwf_pid" 2>/dev/null || true
   echo "$(( (r2 - r1) * 1024 / (n2 - n1) )) $n1 $r1 $n2 $r2 $p2"
